@@ -1,0 +1,31 @@
+# One entry point for people and CI: `make test` builds the venv, fetches the pinned
+# Meilisearch binary (cached in .cache/), then runs ruff, mypy and pytest.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export EXPLORER_CACHE_DIR ?= $(CURDIR)/.cache
+
+.PHONY: test lint install meilisearch bench clean
+
+test: lint meilisearch
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff format --check explorer tests benchmarks
+	$(VENV)/bin/ruff check explorer tests benchmarks
+	$(VENV)/bin/mypy
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+meilisearch: install
+	$(PY) -m explorer.meili_bin
+
+bench: install meilisearch
+	$(PY) benchmarks/crawl.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

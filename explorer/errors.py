@@ -1,0 +1,73 @@
+"""Every failure the library reports on purpose.
+
+The CLI turns an :class:`ExplorerError` into one line and its ``exit_code``; anything
+else is a bug and keeps its traceback.
+
+    ExplorerError
+    ├── ConfigError              bad or missing configuration (exit 2)
+    ├── MeiliBinaryError         cannot locate or fetch the Meilisearch binary
+    ├── MeiliError               Meilisearch unreachable, refused, or a task failed
+    ├── SafetyCheckFailed        reindex refused to swap (exit 3)
+    └── WawpError                anything on the Wawp side
+        ├── WawpRequestError     400: the request itself is wrong; never retried
+        ├── WawpAuthError        401/403: token or quota; never retried
+        ├── WawpNotFound         404: unknown instance or session; never retried
+        ├── WawpUnavailable      retries exhausted (5xx, 429, timeouts, session not ready)
+        ├── WawpProtocolError    a body we cannot make sense of
+        └── CrawlStalled         pagination stopped making progress
+"""
+
+from __future__ import annotations
+
+
+class ExplorerError(Exception):
+    """An expected failure whose message is meant for the operator."""
+
+    exit_code = 1
+
+
+class ConfigError(ExplorerError):
+    exit_code = 2
+
+
+class MeiliBinaryError(ExplorerError):
+    pass
+
+
+class MeiliError(ExplorerError):
+    pass
+
+
+class SafetyCheckFailed(ExplorerError):
+    exit_code = 3
+
+
+class WawpError(ExplorerError):
+    def __init__(self, message: str, *, instance_id: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.instance_id = instance_id
+        self.status = status
+
+
+class WawpRequestError(WawpError):
+    pass
+
+
+class WawpAuthError(WawpError):
+    pass
+
+
+class WawpNotFound(WawpError):
+    pass
+
+
+class WawpUnavailable(WawpError):
+    pass
+
+
+class WawpProtocolError(WawpError):
+    pass
+
+
+class CrawlStalled(WawpError):
+    pass

@@ -1,0 +1,328 @@
+"""HTTP client for the Wawp API: auth, retries, and turning replies into data or errors.
+
+Wawp proxies WAHA, so bodies differ by engine and errors come in several shapes (see
+docs/wawp.md). This module only knows HTTP and body shapes; it returns raw chat objects
+and leaves their meaning to :mod:`explorer.chats`.
+
+The access token rides in the query string, so no URL ever leaves this module unredacted:
+messages name the path and the instance, never the URL, and exceptions from httpx are
+replaced (``from None``) so tracebacks carry no request objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from explorer import __version__
+from explorer.errors import (
+    WawpAuthError,
+    WawpNotFound,
+    WawpProtocolError,
+    WawpRequestError,
+    WawpUnavailable,
+)
+from explorer.secrets import Secret, redact
+
+log = logging.getLogger("explorer.wawp")
+
+RETRY_STATUSES = frozenset({202, 408, 422, 425, 429, 500, 502, 503, 504})
+LIST_KEYS = ("data", "chats", "result", "response", "items")
+ERROR_KEYS = ("error", "code", "wawp_upstream_error", "exception")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with jitter, bounded by a total time budget per call."""
+
+    budget_seconds: float = 300.0
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_bad_bodies: int = 3
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return float(min(self.max_delay, self.base_delay * 2**attempt) * rng.uniform(0.5, 1.0))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _message_of(body: Any) -> str:
+    """The human part of any error body shape we know, else a short excerpt."""
+    if isinstance(body, dict):
+        parts = []
+        for key in ("message", "error", "code", "wawp_upstream_error"):
+            value = body.get(key)
+            if isinstance(value, list):
+                value = "; ".join(str(v) for v in value)
+            if isinstance(value, dict):
+                value = value.get("message") or json.dumps(value)[:200]
+            if value and str(value) not in parts:
+                parts.append(str(value))
+        exc = body.get("exception")
+        if isinstance(exc, dict) and exc.get("message"):
+            parts.append(str(exc["message"]))
+        if body.get("status") and isinstance(body.get("status"), str):
+            parts.append(f"session status {body['status']}")
+        return " - ".join(parts)[:300] or json.dumps(body)[:200]
+    return str(body)[:200]
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:120] + ("…" if len(text) > 120 else "")
+
+
+def looks_like_error(body: Any) -> bool:
+    """An error under HTTP 200: ``success: false`` or an error key with no list beside it."""
+    if not isinstance(body, dict):
+        return False
+    if body.get("success") is False or body.get("result") is False:
+        return True
+    if any(isinstance(body.get(k), list) for k in LIST_KEYS):
+        return False
+    return any(k in body for k in ERROR_KEYS)
+
+
+def extract_items(body: Any) -> list[Any] | None:
+    """The list of chats in any envelope Wawp or WAHA has been seen to use, else None."""
+    if isinstance(body, list):
+        return body
+    if not isinstance(body, dict):
+        return None
+    for key in LIST_KEYS:
+        value = body.get(key)
+        if isinstance(value, list):
+            return value
+        if isinstance(value, dict) and (inner := extract_items(value)) is not None:
+            return inner
+    if body and all(isinstance(k, str) and k.isdigit() for k in body):
+        return [body[k] for k in sorted(body, key=int)]
+    if not body:
+        return []
+    return None
+
+
+class WawpClient:
+    """One Wawp instance. Thread-safe: pages may be fetched concurrently."""
+
+    def __init__(
+        self,
+        base_url: str,
+        instance_id: str,
+        token: Secret,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_connections: int = 16,
+    ) -> None:
+        self.instance_id = instance_id
+        self._token = token
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+        self.requests_made = 0
+        self.retries_made = 0
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={
+                "access-token": token.reveal(),
+                "Accept": "application/json",
+                "User-Agent": f"whatsapp-explorer/{__version__}",
+            },
+            limits=httpx.Limits(max_connections=max_connections),
+            follow_redirects=False,
+        )
+        self.base_url = base_url
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> WawpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"WawpClient({self.base_url!r}, instance={self.instance_id!r})"
+
+    # -- public calls --------------------------------------------------------------------
+
+    def session_info(self) -> dict[str, Any]:
+        body = self._call("GET", "/v2/session/info", {})
+        if not isinstance(body, dict):
+            raise self._protocol("/v2/session/info", f"expected an object, got {_kind(body)}")
+        return body
+
+    def chats_page(
+        self, *, offset: int, limit: int, sort_by: str = "id", sort_order: str = "asc"
+    ) -> list[Any]:
+        params = {"limit": limit, "offset": offset, "sortBy": sort_by, "sortOrder": sort_order}
+        body = self._call("GET", "/v2/chats", params, want_list=True)
+        items = extract_items(body)
+        assert items is not None  # _call(want_list=True) guarantees it
+        return items
+
+    # -- machinery -----------------------------------------------------------------------
+
+    def _where(self, path: str) -> str:
+        return f"Wawp instance {self.instance_id} ({path})"
+
+    def _protocol(self, path: str, what: str) -> WawpProtocolError:
+        return WawpProtocolError(
+            f"{self._where(path)}: unexpected reply: {what}", instance_id=self.instance_id
+        )
+
+    def _call(
+        self, method: str, path: str, params: dict[str, Any], *, want_list: bool = False
+    ) -> Any:
+        query = {"instance_id": self.instance_id, "access_token": self._token.reveal(), **params}
+        started = time.monotonic()
+        attempt = 0
+        bad_bodies = 0
+        while True:
+            outcome = self._attempt(method, path, query, want_list)
+            if not isinstance(outcome, _Retry):
+                return outcome.body
+            if outcome.bad_body:
+                bad_bodies += 1
+                if bad_bodies >= self.retry.max_bad_bodies:
+                    raise self._protocol(path, outcome.reason)
+            delay = (
+                outcome.after if outcome.after is not None else self.retry.delay(attempt, self._rng)
+            )
+            elapsed = time.monotonic() - started
+            if elapsed + delay > self.retry.budget_seconds:
+                raise WawpUnavailable(
+                    f"{self._where(path)}: gave up after {attempt + 1} attempts in "
+                    f"{elapsed:.0f}s (retry budget {self.retry.budget_seconds:g}s): "
+                    f"{outcome.reason}",
+                    instance_id=self.instance_id,
+                )
+            log.info("%s: %s; retrying in %.1fs", self._where(path), outcome.reason, delay)
+            with self._lock:
+                self.retries_made += 1
+            self._sleep(delay)
+            attempt += 1
+
+    def _attempt(
+        self, method: str, path: str, query: dict[str, Any], want_list: bool
+    ) -> _Ok | _Retry:
+        """One request. Raises the errors that retrying cannot fix."""
+        with self._lock:
+            self.requests_made += 1
+        try:
+            resp = self._http.request(method, path, params=query)
+        except httpx.TimeoutException as exc:
+            return _Retry(f"timeout ({type(exc).__name__})")
+        except httpx.TransportError as exc:
+            reason = redact(str(exc), self._token) or type(exc).__name__
+            return _Retry(f"connection failed: {reason}")
+        status = resp.status_code
+        text = resp.text
+        body: Any = None
+        parsed = False
+        with contextlib.suppress(ValueError):
+            body, parsed = (json.loads(text), True) if text.strip() else (None, False)
+        detail = (_message_of(body) if parsed else _excerpt(text)) or resp.reason_phrase
+        if status in (401, 403):
+            hint = (
+                "check WAWP_ACCESS_TOKEN or the instance's access_token"
+                if status == 401
+                else "the token is valid but not allowed here (quota or plan limit?)"
+            )
+            raise WawpAuthError(
+                f"{self._where(path)}: {status} {redact(detail, self._token)}: {hint}",
+                instance_id=self.instance_id,
+                status=status,
+            )
+        if status == 404:
+            raise WawpNotFound(
+                f"{self._where(path)}: 404 {detail}: check the instance id (WAWP_INSTANCE_ID / "
+                "wawp.instances) and that the instance still exists",
+                instance_id=self.instance_id,
+                status=404,
+            )
+        if status == 422 and parsed and not _session_not_ready(body):
+            raise WawpRequestError(
+                f"{self._where(path)}: 422 {detail}", instance_id=self.instance_id, status=422
+            )
+        if status in RETRY_STATUSES or status >= 500:
+            return _Retry(
+                f"HTTP {status} {detail}", parse_retry_after(resp.headers.get("Retry-After"))
+            )
+        if not 200 <= status < 300:
+            raise WawpRequestError(
+                f"{self._where(path)}: {status} {detail} (request rejected; not retried)",
+                instance_id=self.instance_id,
+                status=status,
+            )
+        if not parsed:
+            return _Retry(f"body is not JSON ({_excerpt(text) or 'empty'})", bad_body=True)
+        if looks_like_error(body):
+            if isinstance(body, dict) and body.get("code") == "invalid_session":
+                raise WawpNotFound(
+                    f"{self._where(path)}: {detail}: the WhatsApp session is not connected; "
+                    "reconnect the instance in Wawp",
+                    instance_id=self.instance_id,
+                )
+            return _Retry(f"error under HTTP 200: {detail}")
+        if want_list and extract_items(body) is None:
+            return _Retry(f"no chat list in {_kind(body)}", bad_body=True)
+        return _Ok(body)
+
+
+@dataclass(frozen=True)
+class _Ok:
+    body: Any
+
+
+@dataclass(frozen=True)
+class _Retry:
+    reason: str
+    after: float | None = None
+    bad_body: bool = False
+
+
+def _session_not_ready(body: Any) -> bool:
+    """WAHA's 422 for a session that is not WORKING yet, as opposed to a real 422."""
+    if not isinstance(body, dict):
+        return True
+    if body.get("expected") or isinstance(body.get("status"), str):
+        return True
+    return "not as expected" in str(body.get("error", "")) + str(body.get("message", ""))
+
+
+def _kind(body: Any) -> str:
+    if isinstance(body, dict):
+        keys = ", ".join(list(body)[:5])
+        return f"an object with keys [{keys}]"
+    return type(body).__name__
