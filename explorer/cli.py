@@ -16,7 +16,16 @@ from explorer import __version__
 from explorer.config import Config, load_config
 from explorer.errors import ExplorerError, MeiliError, WawpError
 from explorer.index import check_server
+from explorer.sandbox import (
+    COLD_MODES,
+    DEFAULT_INSTANCE,
+    DEFAULT_TOKEN,
+    ENVELOPES,
+    Sandbox,
+    SandboxOptions,
+)
 from explorer.secrets import redact
+from explorer.synthetic import SHAPES
 from explorer.wawp import RetryPolicy, WawpClient
 
 
@@ -142,6 +151,142 @@ def check(ctx: click.Context) -> None:
         )
     if failures:
         ctx.exit(1)
+
+
+def _instance_option(value: str) -> tuple[str, str]:
+    iid, sep, token = value.partition(":")
+    if not iid or not sep or not token:
+        raise click.BadParameter(f"expected ID:TOKEN, got {value!r}")
+    return iid, token
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--chats", default=1000, show_default=True, type=click.IntRange(0), help="Chats per instance."
+)
+@click.option("--seed", default=1, show_default=True, help="Seed of the synthetic data.")
+@click.option(
+    "--instance",
+    "instances",
+    multiple=True,
+    metavar="ID:TOKEN",
+    help=f"An instance and its token; repeatable [default {DEFAULT_INSTANCE}:{DEFAULT_TOKEN}].",
+)
+@click.option(
+    "--shape",
+    type=click.Choice(SHAPES),
+    default="webjs",
+    show_default=True,
+    help="Chat objects as this WAHA engine returns them.",
+)
+@click.option(
+    "--envelope",
+    type=click.Choice(ENVELOPES),
+    default="bare",
+    show_default=True,
+    help='bare: a JSON array; data: {"data": [...]}; indexed: {"0": {...}, ...}.',
+)
+@click.option(
+    "--epoch", type=int, help="Unix time the activity timestamps count back from [default: now]."
+)
+@click.option("--latency-ms", default=0.0, show_default=True, help="Fixed delay per request.")
+@click.option("--jitter-ms", default=0.0, show_default=True, help="Extra random delay, 0..N ms.")
+@click.option(
+    "--spike-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of requests delayed by --spike-ms more.",
+)
+@click.option("--spike-ms", default=0.0, show_default=True, help="Size of a latency spike.")
+@click.option(
+    "--error-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of chat-list requests answered 500 or 502.",
+)
+@click.option(
+    "--burst-every",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Every N chat-list requests, a 429 burst (0: never).",
+)
+@click.option(
+    "--burst-length",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="429 answers per burst.",
+)
+@click.option(
+    "--retry-after", default=1.0, show_default=True, help="Retry-After seconds sent with 429."
+)
+@click.option(
+    "--cold-start",
+    default=0.0,
+    show_default=True,
+    help="Seconds after start during which the session is not ready.",
+)
+@click.option(
+    "--cold-mode",
+    type=click.Choice(COLD_MODES),
+    default="422",
+    show_default=True,
+    help="What a cold session answers: 202, 422 or an empty list.",
+)
+@click.option(
+    "--churn",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Chats deleted and created per chat-list request.",
+)
+@click.option(
+    "--max-limit",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Cap on page size; larger limits are silently cut (0: none).",
+)
+@click.option(
+    "--desc-quirk",
+    is_flag=True,
+    help="Uppercase sortOrder=DESC sorts ascending, as upstream GOWS/WEBJS do.",
+)
+@click.option("--fault-seed", default=0, show_default=True, help="Seed of the fault randomness.")
+def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
+    """Run a Wawp-compatible sandbox server with synthetic chats.
+
+    Serves GET /v2/chats and /v2/session/info like Wawp, plus GET /_sandbox/ids (the
+    JIDs a complete crawl must yield) and POST /_sandbox/mutate (add, delete, rename or
+    touch chats). Faults are off unless asked for. Runs until Ctrl-C.
+    """
+    pairs = dict(_instance_option(v) for v in instances) or {DEFAULT_INSTANCE: DEFAULT_TOKEN}
+    try:
+        sb = Sandbox(SandboxOptions(instances=pairs, **options))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    server = sb.bind(host, port)
+    first = next(iter(pairs))
+    click.echo(
+        f"Wawp sandbox on {sb.url}: {options['chats']} chats per instance, "
+        f"shape {options['shape']}, envelope {options['envelope']}\n"
+        "Point explorer at it:\n"
+        f"  export WAWP_BASE_URL={sb.url}\n"
+        f"  export WAWP_INSTANCE_ID={','.join(pairs)}\n"
+        f"  export WAWP_ACCESS_TOKEN={pairs[first]}   # the sandbox's own token\n"
+        "Ctrl-C stops it."
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

@@ -1,0 +1,374 @@
+"""Deterministic synthetic WhatsApp chats for the sandbox.
+
+Chat ``i`` of an instance is a pure function of ``(seed, instance, i)``: nothing is stored
+per chat, so a sandbox of a million chats costs only its sort orders (4 bytes per chat and
+sort key). Ids are unique by construction: every JID embeds an affine permutation of ``i``.
+
+Each chat is rendered in the shape one WAHA engine returns (see docs/wawp.md):
+``webjs`` (object ids, rich flags), ``noweb`` (raw Baileys conversations, ``@s.whatsapp.net``)
+or ``gows`` (only id, name and timestamp).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+SHAPES: Final = ("webjs", "noweb", "gows")
+_MASK64: Final = (1 << 64) - 1
+
+# Country code, then national prefixes of one length each; a 7-digit subscriber number
+# (2000000-9999999) follows, which keeps every number valid-looking and unique per i.
+COUNTRIES: Final[tuple[tuple[str, tuple[str, ...], str], ...]] = (
+    ("1", ("202", "212", "305", "415", "646", "718"), "latin"),
+    ("44", ("740", "770", "791"), "latin"),
+    ("20", ("100", "101", "111", "122", "155"), "arabic"),
+    ("91", ("981", "991", "971", "701", "811"), "devanagari"),
+    ("55", ("1198", "2198", "3199"), "latin"),
+    ("49", ("1511", "1521", "1761"), "latin"),
+    ("966", ("50", "55", "53"), "arabic"),
+    ("971", ("50", "52", "55"), "arabic"),
+    ("7", ("915", "926", "903"), "cyrillic"),
+    ("86", ("1380", "1391", "1860"), "cjk"),
+    ("33", ("61", "62", "75"), "latin"),
+    ("52", ("551", "331", "811"), "latin"),
+    ("234", ("803", "806", "813"), "latin"),
+    ("81", ("901", "802"), "cjk"),
+    ("62", ("8121", "8131", "8571"), "latin"),
+    ("34", ("61", "62", "71"), "latin"),
+    ("27", ("82", "83", "72"), "latin"),
+)
+
+FIRST: Final[dict[str, tuple[str, ...]]] = {
+    "latin": (
+        "José",
+        "María",
+        "Zoë",
+        "François",
+        "Ana",
+        "João",
+        "Chloé",
+        "Björn",
+        "Łukasz",
+        "Renée",
+        "Dana",
+        "Priya",
+        "Ahmed",
+        "Liam",
+        "Olivia",
+        "Noah",
+        "Emma",
+        "Lucas",
+        "Sofía",
+        "Mateo",
+        "Chinedu",
+        "Aisha",
+        "Kenji",
+        "Hannah",
+        "Jürgen",
+        "Amélie",
+        "Ngozi",
+        "Carlos",
+        "Fatima",
+        "Thabo",
+    ),
+    "arabic": (
+        "محمد",
+        "فاطمة",
+        "أحمد",
+        "مريم",
+        "علي",
+        "نور",
+        "يوسف",
+        "سارة",
+        "Ahmed",
+        "Mohamed",
+        "Omar",
+        "Layla",
+        "Youssef",
+        "Hana",
+    ),
+    "cyrillic": ("Дмитрий", "Ольга", "Иван", "Наталья", "Сергей", "Анна", "Alexei", "Irina"),
+    "devanagari": ("राहुल", "प्रिया", "अमित", "सुनीता", "Rahul", "Priya", "Anil", "Deepa"),
+    "cjk": ("王伟", "李娜", "张敏", "山田", "佐藤", "Wei", "Yuki", "Haruto"),
+}
+LAST: Final[dict[str, tuple[str, ...]]] = {
+    "latin": (
+        "Álvarez",
+        "Müller",
+        "Lefèvre",
+        "Peña",
+        "Whitfield",
+        "Silva",
+        "Nguyen",
+        "O'Brien",
+        "García",
+        "Kowalski",
+        "Okafor",
+        "Dubois",
+        "Rossi",
+        "Smith",
+        "Johansson",
+        "Tanaka",
+        "Mbeki",
+        "Fernández",
+        "Schäfer",
+        "Costa",
+    ),
+    "arabic": ("علي", "حسن", "الزهراء", "إبراهيم", "Hassan", "Ibrahim", "El-Sayed", "Mansour"),
+    "cyrillic": ("Иванов", "Смирнова", "Петров", "Кузнецова", "Volkov", "Popova"),
+    "devanagari": ("शर्मा", "पटेल", "गुप्ता", "Sharma", "Patel", "Gupta"),
+    "cjk": ("", "", "Chen", "Sato", "Li"),
+}
+GROUPS: Final = (
+    "Support – Night Shift",
+    "Wholesale Buyers",
+    "Courier Coordination",
+    "Family 👨‍👩‍👧",
+    "Book Club 📚",
+    "Class of 2009",
+    "Ops Team",
+    "Neighbours",
+    "Weekend Football ⚽",
+    "عائلة حسن",
+    "فريق المبيعات",
+    "Команда продаж",
+    "Соседи",
+    "परिवार",
+    "दोस्त",
+    "同学会",
+    "家族",
+    "Équipe Marketing",
+    "Café Crème Fans",
+    "São Paulo Drivers",
+    "Lagos Suppliers",
+    "VIP Customers",
+    "Returns & Refunds",
+    "Pizza 🍕 Crew",
+)
+CHANNELS: Final = ("Acme Deals", "Daily News", "Tech Updates 🚀", "أخبار اليوم", "Новости")
+EMOJI: Final = (" ❤️", " 🌟", " 😀", " 🙏", " 📦")
+
+
+def _mix(x: int) -> int:
+    """splitmix64: cheap, well-spread 64-bit hashing for per-chat choices."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def instance_seed(seed: int, instance_id: str) -> int:
+    h = seed & _MASK64
+    for ch in instance_id.encode():
+        h = _mix(h ^ ch)
+    return h
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSpec:
+    index: int
+    server: str  # c.us, lid, g.us, newsletter, broadcast
+    user: str
+    name: str | None
+    ts: int | None
+    archived: bool
+    pinned_at: int
+    mute_until: int  # 0 = not muted, -1 = forever, else unix time
+    unread: int
+    cc: str | None = None  # country code of an individual's number
+
+    @property
+    def jid(self) -> str:
+        """The canonical JID (``@c.us`` form) the crawler should end up with."""
+        return f"{self.user}@{self.server}"
+
+    @property
+    def is_group(self) -> bool:
+        return self.server == "g.us"
+
+
+class Generator:
+    """Chats of one instance: ``spec(i)`` for i in ``range(count)`` (plus added ones)."""
+
+    def __init__(self, seed: int, instance_id: str, epoch: int) -> None:
+        self.seed = instance_seed(seed, instance_id)
+        self.epoch = epoch
+
+    def _h(self, i: int, salt: int) -> int:
+        return _mix(self.seed ^ _mix(i * 0x100000001B3 + salt))
+
+    def kind(self, i: int) -> str:
+        if i == 3:
+            return "status"
+        r = self._h(i, 1) % 1000
+        if r < 680:
+            return "c.us"
+        if r < 760:
+            return "lid"
+        if r < 880:
+            return "g.us"
+        if r < 910:
+            return "g.us-old"
+        if r < 930:
+            return "newsletter"
+        if r < 940:
+            return "broadcast"
+        return "c.us"
+
+    def _phone(self, i: int, salt: int) -> tuple[str, str, str]:
+        cc, prefixes, script = COUNTRIES[self._h(i, salt) % len(COUNTRIES)]
+        prefix = prefixes[self._h(i, salt + 1) % len(prefixes)]
+        subscriber = 2_000_000 + (i * 4_567_891 + 1_234_567) % 8_000_000
+        return cc, f"{cc}{prefix}{subscriber}", script
+
+    def user_and_server(self, i: int) -> tuple[str, str]:
+        kind = self.kind(i)
+        if kind == "c.us":
+            return self._phone(i, 2)[1], "c.us"
+        if kind == "lid":
+            return f"2{(i * 982_451_653 + 7_340_033) % 10**14:014d}", "lid"
+        if kind == "g.us":
+            return f"120363{(i * 982_451_653 + 12_345) % 10**12:012d}", "g.us"
+        if kind == "g.us-old":
+            creator = self._phone(i, 5)[1]
+            return f"{creator}-{1_300_000_000 + i * 7}", "g.us"
+        if kind == "newsletter":
+            return f"120363{(i * 674_506_111 + 99_991) % 10**12:012d}", "newsletter"
+        if kind == "broadcast":
+            return f"{1_600_000_000 + i}", "broadcast"
+        return "status", "broadcast"
+
+    def _person(self, i: int, script: str) -> str | None:
+        r = self._h(i, 3) % 100
+        if r < 6:
+            return None
+        if r < 8:
+            return ""
+        first = FIRST[script][self._h(i, 6) % len(FIRST[script])]
+        last = LAST[script][self._h(i, 7) % len(LAST[script])]
+        name = f"{first} {last}".strip() if self._h(i, 8) % 10 < 8 else first
+        if self._h(i, 9) % 100 < 5:
+            name += EMOJI[self._h(i, 10) % len(EMOJI)]
+        return name
+
+    def spec(self, i: int) -> ChatSpec:
+        kind = self.kind(i)
+        user, server = self.user_and_server(i)
+        cc: str | None = None
+        if kind == "c.us":
+            cc, _, script = self._phone(i, 2)
+            name = self._person(i, script)
+        elif kind == "lid":
+            name = self._person(i, "latin")
+        elif kind.startswith("g.us"):
+            name = GROUPS[self._h(i, 11) % len(GROUPS)]
+            if self._h(i, 12) % 3 == 0:
+                name = f"{name} {self._h(i, 13) % 50 + 1}"
+        elif kind == "newsletter":
+            name = CHANNELS[self._h(i, 11) % len(CHANNELS)]
+        elif kind == "broadcast":
+            name = f"Promo list {self._h(i, 11) % 20 + 1}" if self._h(i, 12) % 2 else None
+        else:
+            name = None
+        r = self._h(i, 4) % 100
+        day = 86_400
+        if r < 2:
+            ts = None
+        else:
+            span = day if r < 30 else 30 * day if r < 60 else 365 * day if r < 90 else 5 * 365 * day
+            ts = self.epoch - (self._h(i, 14) % span)
+        muted = self._h(i, 15) % 100
+        mute_until = 0 if muted >= 10 else -1 if muted < 4 else self.epoch + 86_400 * (muted + 1)
+        unread = self._h(i, 16) % 50 + 1 if self._h(i, 17) % 4 == 0 else 0
+        return ChatSpec(
+            index=i,
+            server=server,
+            user=user,
+            name=name,
+            ts=ts,
+            archived=self._h(i, 18) % 100 < 8,
+            pinned_at=(ts or self.epoch) if self._h(i, 19) % 100 < 3 else 0,
+            mute_until=mute_until,
+            unread=unread,
+            cc=cc,
+        )
+
+
+def raw_id(spec: ChatSpec, shape: str) -> str:
+    """The id string an engine reports (and sorts by) for this chat."""
+    if shape == "noweb" and spec.server == "c.us":
+        return f"{spec.user}@s.whatsapp.net"
+    return spec.jid
+
+
+def _formatted_phone(spec: ChatSpec) -> str:
+    national = spec.user[len(spec.cc or "") :]
+    return f"+{spec.cc} {national[:3]} {national[3:6]} {national[6:]}"
+
+
+def _ts_encoding(spec: ChatSpec, ts: int) -> Any:
+    """NOWEB uint64s come as numbers, sometimes strings or protobuf Longs."""
+    r = spec.index % 50
+    if r == 7:
+        return str(ts)
+    if r == 13:
+        return {"low": ts & 0xFFFFFFFF, "high": ts >> 32, "unsigned": True}
+    return ts
+
+
+def render(spec: ChatSpec, shape: str) -> dict[str, Any]:
+    if shape == "gows":
+        return {"id": spec.jid, "name": spec.name or "", "conversationTimestamp": spec.ts or 0}
+    if shape == "noweb":
+        chat: dict[str, Any] = {"id": raw_id(spec, "noweb")}
+        if spec.name and (spec.server != "c.us" or spec.index % 3 == 0):
+            chat["name"] = spec.name
+        # NOWEB only lists chats with messages; a silent chat still has its creation time.
+        chat["conversationTimestamp"] = _ts_encoding(spec, spec.ts or spec.index + 1_400_000_000)
+        chat["archived"] = spec.archived
+        if spec.pinned_at:
+            chat["pinned"] = spec.pinned_at
+        if spec.mute_until:
+            chat["muteEndTime"] = spec.mute_until
+        if spec.server == "newsletter":
+            chat["readOnly"] = True
+        if spec.server == "c.us" and spec.index % 5 == 0:
+            chat["lidJid"] = f"1{spec.index:014d}@lid"
+        if spec.is_group and spec.unread:
+            chat["unreadMentionCount"] = spec.unread % 3
+        return chat
+    name = spec.name
+    if not name and spec.server == "c.us":
+        name = _formatted_phone(spec)  # WhatsApp Web shows the number when no contact name
+    chat = {
+        "id": {"server": spec.server, "user": spec.user, "_serialized": spec.jid},
+        "name": name,
+        "isGroup": spec.is_group,
+        "isReadOnly": spec.server == "newsletter",
+        "unreadCount": spec.unread,
+        "archived": spec.archived,
+        "pinned": bool(spec.pinned_at),
+        "isMuted": spec.mute_until != 0,
+        "muteExpiration": spec.mute_until,
+    }
+    if spec.ts is not None:
+        chat["timestamp"] = spec.ts
+        if spec.index % 4 == 0:
+            chat["lastMessage"] = {
+                "id": {"fromMe": False, "remote": spec.jid, "_serialized": f"false_{spec.jid}_X"},
+                "body": "Is my order shipped?",
+                "timestamp": spec.ts,
+                "type": "chat",
+            }
+    if spec.is_group:
+        chat["groupMetadata"] = {"creation": (spec.ts or 1_600_000_000) - 86_400, "size": 12}
+    return chat
+
+
+def renamed(spec: ChatSpec, name: str | None) -> ChatSpec:
+    return replace(spec, name=name)
+
+
+def touched(spec: ChatSpec, ts: int) -> ChatSpec:
+    return replace(spec, ts=ts)

@@ -1,0 +1,89 @@
+"""Shared fixtures: an isolated environment, a real Meilisearch, and Wawp sandboxes."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import meilisearch
+import pytest
+
+from explorer.meili_server import MeiliServer
+from explorer.sandbox import Sandbox, SandboxOptions
+
+ENV_VARS = (
+    "WAWP_BASE_URL",
+    "WAWP_INSTANCE_ID",
+    "WAWP_ACCESS_TOKEN",
+    "MEILI_URL",
+    "MEILI_API_KEY",
+    "EXPLORER_INDEX",
+    "EXPLORER_CONFIG",
+    "EXPLORER_STATE_DIR",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No test sees the developer's config, environment or working directory."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture(scope="session")
+def meili(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeiliServer]:
+    """One real Meilisearch 1.21.0 for the whole run, with a random master key."""
+    server = MeiliServer(tmp_path_factory.mktemp("meili"), master_key=secrets.token_urlsafe(24))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def meili_client(meili: MeiliServer) -> meilisearch.Client:
+    return meilisearch.Client(meili.url, meili.master_key)
+
+
+@pytest.fixture
+def index_name() -> str:
+    """A fresh index name per test, so tests sharing the server never see each other."""
+    return f"t_{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def token() -> str:
+    return "tok-" + secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def make_sandbox(token: str) -> Iterator[Callable[..., Sandbox]]:
+    started: list[Sandbox] = []
+
+    def make(**options: Any) -> Sandbox:
+        options.setdefault("instances", {"INST00000001": token})
+        options.setdefault("epoch", 1_764_000_000)
+        sb = Sandbox(SandboxOptions(**options)).start()
+        started.append(sb)
+        return sb
+
+    yield make
+    for sb in started:
+        sb.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+    return make_sandbox(chats=250)
+
+
+def ground_truth(sb: Sandbox, instance: str = "INST00000001") -> set[str]:
+    """The sandbox's own word, over HTTP, on which JIDs a complete crawl yields."""
+    resp = httpx.get(f"{sb.url}/_sandbox/ids", params={"instance_id": instance})
+    resp.raise_for_status()
+    return set(resp.text.split())

@@ -1,0 +1,305 @@
+"""The sandbox speaks Wawp over real HTTP: shapes, envelopes, errors and every fault."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from explorer.cli import cli
+from explorer.sandbox import Sandbox
+from tests.conftest import ground_truth
+
+INST = "INST00000001"
+
+
+def get(sb: Sandbox, token: str, path: str = "/v2/chats", **params: Any) -> httpx.Response:
+    query = {"instance_id": INST, "access_token": token, **params}
+    return httpx.get(sb.url + path, params=query, timeout=10)
+
+
+def all_ids(sb: Sandbox, token: str, page: int = 100, **params: Any) -> list[str]:
+    ids: list[str] = []
+    offset = 0
+    while True:
+        batch = get(sb, token, limit=page, offset=offset, sortBy="id", **params).json()
+        ids += [c["id"]["_serialized"] if isinstance(c["id"], dict) else c["id"] for c in batch]
+        if len(batch) < page:
+            return ids
+        offset += page
+
+
+def test_webjs_shape(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=300, shape="webjs")
+    chats = get(sb, token, limit=300, offset=0).json()
+    assert isinstance(chats, list) and len(chats) == 300
+    sample = chats[0]
+    assert set(sample["id"]) == {"server", "user", "_serialized"}
+    assert {"name", "isGroup", "unreadCount", "archived", "pinned", "isMuted"} <= set(sample)
+    servers = {c["id"]["server"] for c in chats}
+    assert {"c.us", "g.us", "lid"} <= servers
+    assert all(c["isGroup"] == (c["id"]["server"] == "g.us") for c in chats)
+
+
+def test_noweb_shape(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=300, shape="noweb")
+    chats = get(sb, token, limit=300, offset=0).json()
+    ids = [c["id"] for c in chats]
+    assert all(isinstance(i, str) for i in ids)
+    assert any(i.endswith("@s.whatsapp.net") for i in ids)
+    assert not any(i.endswith("@c.us") for i in ids)
+    assert all("isGroup" not in c and "unreadCount" not in c for c in chats)
+    stamps = [c["conversationTimestamp"] for c in chats]
+    assert any(isinstance(s, dict) and {"low", "high"} <= set(s) for s in stamps)
+    assert any(isinstance(s, str) for s in stamps)
+    assert any(isinstance(c.get("pinned"), int) for c in chats)
+
+
+def test_gows_shape(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=200, shape="gows")
+    chats = get(sb, token, limit=200, offset=0).json()
+    assert all(set(c) == {"id", "name", "conversationTimestamp"} for c in chats)
+
+
+@pytest.mark.parametrize("envelope", ["bare", "data", "indexed"])
+def test_envelopes(make_sandbox: Callable[..., Sandbox], token: str, envelope: str) -> None:
+    sb = make_sandbox(chats=30, envelope=envelope)
+    body = get(sb, token, limit=10, offset=5).json()
+    if envelope == "bare":
+        items = body
+    elif envelope == "data":
+        items = body["data"]
+    else:
+        assert list(body) == [str(n) for n in range(10)]
+        items = [body[str(n)] for n in range(10)]
+    bare = make_sandbox(chats=30, envelope="bare")
+    assert items == get(bare, token, limit=10, offset=5).json()
+    assert len(items) == 10
+
+
+def test_names_cover_scripts_missing_and_duplicates(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=3000, shape="gows")
+    names = [c["name"] for c in get(sb, token, limit=3000, offset=0).json()]
+    text = "".join(names)
+    assert any("\u0600" <= ch <= "\u06ff" for ch in text)  # Arabic
+    assert any("\u0400" <= ch <= "\u04ff" for ch in text)  # Cyrillic
+    assert any("\u0900" <= ch <= "\u097f" for ch in text)  # Devanagari
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in text)  # CJK
+    assert any(ch in text for ch in "éüèÁñ")  # accented Latin
+    assert any(ord(ch) > 0x1F000 for ch in text)  # emoji
+    assert "" in names
+    assert len(set(names)) < len(names) - 100  # plenty of duplicate names
+
+
+def test_jid_kinds_are_all_present(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=3000, shape="gows")
+    ids = [c["id"] for c in get(sb, token, limit=3000, offset=0).json()]
+    assert "status@broadcast" in ids
+    assert any(i.startswith("120363") and i.endswith("@g.us") for i in ids)
+    assert any("-" in i and i.endswith("@g.us") for i in ids)  # old-style groups
+    for suffix in ("@lid", "@newsletter", "@c.us"):
+        assert any(i.endswith(suffix) for i in ids)
+    assert any(i.endswith("@broadcast") and i != "status@broadcast" for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_data_is_deterministic_per_seed(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    a = get(make_sandbox(chats=50, seed=7), token, limit=50, offset=0).json()
+    b = get(make_sandbox(chats=50, seed=7), token, limit=50, offset=0).json()
+    c = get(make_sandbox(chats=50, seed=8), token, limit=50, offset=0).json()
+    assert a == b and a != c
+
+
+def test_sorting_and_pages(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=120, shape="gows")
+    asc = all_ids(sb, token, page=25, sortOrder="asc")
+    assert asc == sorted(asc) and len(asc) == 120
+    desc = [
+        c["id"] for c in get(sb, token, limit=200, offset=0, sortBy="id", sortOrder="desc").json()
+    ]
+    assert desc == asc[::-1]
+    by_ts = get(sb, token, limit=200, offset=0, sortBy="conversationTimestamp", sortOrder="desc")
+    stamps = [c["conversationTimestamp"] for c in by_ts.json()]
+    assert stamps == sorted(stamps, reverse=True)
+    by_name = [c["name"] for c in get(sb, token, limit=200, offset=0, sortBy="name").json()]
+    assert by_name == sorted(by_name)
+
+
+def test_uppercase_desc_is_honoured_unless_quirk(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    plain = make_sandbox(chats=20, shape="gows")
+    ids = [c["id"] for c in get(plain, token, limit=20, offset=0, sortOrder="DESC").json()]
+    assert ids == sorted(ids, reverse=True)
+    quirky = make_sandbox(chats=20, shape="gows", desc_quirk=True)
+    ids = [c["id"] for c in get(quirky, token, limit=20, offset=0, sortOrder="DESC").json()]
+    assert ids == sorted(ids)
+    ids = [c["id"] for c in get(quirky, token, limit=20, offset=0, sortOrder="desc").json()]
+    assert ids == sorted(ids, reverse=True)
+
+
+def test_no_limit_returns_everything_ignoring_offset(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=40)
+    assert len(get(sb, token, offset=30).json()) == 40
+
+
+def test_ground_truth_matches_a_full_listing(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=500, shape="noweb")
+    listed = {i.replace("@s.whatsapp.net", "@c.us") for i in all_ids(sb, token)}
+    assert ground_truth(sb) == listed - {"status@broadcast"}
+
+
+def test_mutations_show_in_listing_and_truth(sandbox: Sandbox, token: str) -> None:
+    store = sandbox.store(INST)
+    victim = next(iter(ground_truth(sandbox)))
+    added = store.add(2)
+    store.delete([victim])
+    truth = ground_truth(sandbox)
+    assert victim not in truth and set(added) <= truth
+    listed = set(all_ids(sandbox, token))
+    assert victim not in listed and set(added) <= listed
+    store.rename(added[0], "Brand New Name")
+    chats = get(sandbox, token, limit=1000, offset=0).json()
+    assert {c["id"]["_serialized"]: c["name"] for c in chats}[added[0]] == "Brand New Name"
+
+
+def test_mutate_endpoint(sandbox: Sandbox, token: str) -> None:
+    resp = httpx.post(f"{sandbox.url}/_sandbox/mutate", json={"instance_id": INST, "add": 3})
+    assert resp.status_code == 200 and len(resp.json()["added"]) == 3
+    assert set(resp.json()["added"]) <= ground_truth(sandbox)
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def test_wrong_or_missing_token_is_401(sandbox: Sandbox) -> None:
+    for token in ("nope", ""):
+        resp = get(sandbox, token, limit=1, offset=0)
+        assert resp.status_code == 401
+        assert resp.json() == {
+            "status": 401,
+            "message": "Unauthorized",
+            "error": "Invalid or missing access token",
+        }
+
+
+def test_header_token_is_accepted(sandbox: Sandbox, token: str) -> None:
+    resp = httpx.get(
+        sandbox.url + "/v2/chats",
+        params={"instance_id": INST, "limit": 1, "offset": 0},
+        headers={"access-token": token},
+    )
+    assert resp.status_code == 200
+
+
+def test_unknown_instance_is_404(sandbox: Sandbox, token: str) -> None:
+    resp = httpx.get(
+        sandbox.url + "/v2/chats", params={"instance_id": "NOPE", "access_token": token}
+    )
+    assert resp.status_code == 404 and "instance_id" in resp.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": "x"}, {"limit": -1}, {"offset": -5}, {"sortBy": "messageTimestamp"}],
+)
+def test_bad_parameters_are_400(sandbox: Sandbox, token: str, params: dict[str, Any]) -> None:
+    resp = get(sandbox, token, **{"limit": 10, "offset": 0, **params})
+    assert resp.status_code == 400
+    body = resp.json()
+    assert body["statusCode"] == 400 and body["error"] == "Bad Request"
+    assert isinstance(body["message"], list)
+
+
+def test_missing_instance_is_400(sandbox: Sandbox, token: str) -> None:
+    resp = httpx.get(sandbox.url + "/v2/chats", params={"access_token": token})
+    assert resp.status_code == 400
+
+
+def test_session_info(sandbox: Sandbox, token: str) -> None:
+    body = get(sandbox, token, "/v2/session/info").json()
+    assert body["status"] == "WORKING" and body["me"]["id"].endswith("@c.us")
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["202", "422", "empty"])
+def test_cold_start(make_sandbox: Callable[..., Sandbox], token: str, mode: str) -> None:
+    sb = make_sandbox(chats=10, cold_start=0.6, cold_mode=mode)
+    resp = get(sb, token, limit=10, offset=0)
+    if mode == "202":
+        assert resp.status_code == 202
+    elif mode == "422":
+        assert resp.status_code == 422
+        assert resp.json()["status"] == "STARTING" and resp.json()["expected"] == ["WORKING"]
+    else:
+        assert resp.status_code == 200 and resp.json() == []
+    assert get(sb, token, "/v2/session/info").json()["status"] == "STARTING"
+    time.sleep(0.7)
+    assert len(get(sb, token, limit=10, offset=0).json()) == 10
+    assert get(sb, token, "/v2/session/info").json()["status"] == "WORKING"
+
+
+def test_429_bursts_with_retry_after(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=10, burst_every=5, burst_length=2, retry_after=2)
+    codes = [get(sb, token, limit=1, offset=0) for _ in range(10)]
+    assert [r.status_code for r in codes] == [200, 200, 200, 429, 429] * 2
+    assert codes[3].headers["Retry-After"] == "2"
+
+
+def test_error_rate_gives_500_and_502(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=10, error_rate=0.5, fault_seed=3)
+    codes = [get(sb, token, limit=1, offset=0).status_code for _ in range(60)]
+    assert {200, 500, 502} == set(codes)
+    assert 15 < codes.count(200) < 45
+
+
+def test_latency_and_jitter(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=10, latency_ms=150, jitter_ms=50)
+    started = time.monotonic()
+    get(sb, token, limit=1, offset=0)
+    assert time.monotonic() - started >= 0.15
+
+
+def test_spikes(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=10, spike_rate=1.0, spike_ms=300)
+    started = time.monotonic()
+    get(sb, token, limit=1, offset=0)
+    assert time.monotonic() - started >= 0.3
+
+
+def test_page_size_cap(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=100, max_limit=25)
+    assert len(get(sb, token, limit=100, offset=0).json()) == 25
+
+
+def test_churn_changes_the_list_between_requests(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=200, churn=3, fault_seed=1)
+    before = ground_truth(sb)
+    get(sb, token, limit=1, offset=0)
+    after = ground_truth(sb)
+    assert len(before - after) == 3 and len(after - before) == 3
+
+
+def test_sandbox_help_documents_every_option() -> None:
+    result = CliRunner().invoke(cli, ["sandbox", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--chats", "--seed", "--shape", "--envelope", "--instance", "--latency-ms",
+        "--jitter-ms", "--spike-rate", "--error-rate", "--burst-every", "--retry-after",
+        "--cold-start", "--cold-mode", "--churn", "--max-limit", "--desc-quirk",
+    ):  # fmt: skip
+        assert option in result.output
