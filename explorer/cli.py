@@ -291,3 +291,7 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
 
 def main() -> None:
     cli(prog_name="explorer")
+
+
+if __name__ == "__main__":
+    main()

@@ -39,7 +39,6 @@ class WawpSettings:
     timeout: float = 30.0
     page_size: int = 100
     concurrency: int = 4
-    sort_by: str = "id"
     warmup_seconds: float = 60.0
     retry_budget_seconds: float = 300.0
     overlap: int = 5
@@ -96,7 +95,6 @@ _WAWP_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float),
     "page_size": int,
     "concurrency": int,
-    "sort_by": str,
     "warmup_seconds": (int, float),
     "retry_budget_seconds": (int, float),
     "overlap": int,
@@ -253,10 +251,6 @@ def _validate(cfg: Config) -> Config:
     _positive(r.batch_size, "reindex.batch_size", src)
     if w.overlap >= w.page_size:
         raise ConfigError(f"{src}: 'wawp.overlap' must be smaller than 'wawp.page_size'")
-    if w.sort_by not in ("id", "conversationTimestamp", "name"):
-        raise ConfigError(
-            f"{src}: 'wawp.sort_by' must be id, conversationTimestamp or name, got {w.sort_by!r}"
-        )
     if not 0 <= r.min_ratio <= 1:
         raise ConfigError(f"{src}: 'reindex.min_ratio' must be between 0 and 1, got {r.min_ratio}")
     if not m.index or not all(c.isalnum() or c in "-_" for c in m.index) or len(m.index) > 400:

@@ -183,10 +183,17 @@ class WawpClient:
         return body
 
     def chats_page(
-        self, *, offset: int, limit: int, sort_by: str = "id", sort_order: str = "asc"
+        self,
+        *,
+        offset: int,
+        limit: int,
+        sort_by: str = "id",
+        sort_order: str = "asc",
+        stop: threading.Event | None = None,
     ) -> list[Any]:
+        """One page of raw chats. ``stop`` abandons retries early (the caller moved on)."""
         params = {"limit": limit, "offset": offset, "sortBy": sort_by, "sortOrder": sort_order}
-        body = self._call("GET", "/v2/chats", params, want_list=True)
+        body = self._call("GET", "/v2/chats", params, want_list=True, stop=stop)
         items = extract_items(body)
         assert items is not None  # _call(want_list=True) guarantees it
         return items
@@ -202,7 +209,13 @@ class WawpClient:
         )
 
     def _call(
-        self, method: str, path: str, params: dict[str, Any], *, want_list: bool = False
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        *,
+        want_list: bool = False,
+        stop: threading.Event | None = None,
     ) -> Any:
         query = {"instance_id": self.instance_id, "access_token": self._token.reveal(), **params}
         started = time.monotonic()
@@ -230,6 +243,10 @@ class WawpClient:
             log.info("%s: %s; retrying in %.1fs", self._where(path), outcome.reason, delay)
             with self._lock:
                 self.retries_made += 1
+            if stop is not None and stop.is_set():
+                raise WawpUnavailable(
+                    f"{self._where(path)}: abandoned", instance_id=self.instance_id
+                )
             self._sleep(delay)
             attempt += 1
 

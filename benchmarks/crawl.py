@@ -1,0 +1,169 @@
+"""Crawler benchmark: speed-up from concurrency, memory vs. account size, CPU per chat.
+
+Runs the sandbox in its own process (so its memory is not counted) and each crawl in a
+fresh child process that reports its own peak RSS. Prints figures; asserts nothing.
+
+    python benchmarks/crawl.py                  # the full set (several minutes)
+    python benchmarks/crawl.py --quick          # smaller numbers, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from explorer.chats import normalize_chat  # noqa: E402
+from explorer.crawl import Crawler, CrawlOptions  # noqa: E402
+from explorer.meili_server import free_port  # noqa: E402
+from explorer.secrets import Secret  # noqa: E402
+from explorer.synthetic import Generator, render  # noqa: E402
+from explorer.wawp import WawpClient  # noqa: E402
+
+INSTANCE = "BENCH0000001"
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def rss_of(pid: int) -> tuple[float, float]:
+    """(current, peak) RSS in MB from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+@contextmanager
+def sandbox(chats: int, latency_ms: float) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "explorer.cli", "sandbox", "--port", str(port),
+            "--chats", str(chats), "--latency-ms", str(latency_ms),
+            "--instance", f"{INSTANCE}:{TOKEN}", "--epoch", "1764000000",
+        ],
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(url + "/health", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    try:
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def child(url: str, concurrency: int, page_size: int) -> None:
+    """Crawl once and print a JSON line with the figures of this process."""
+    started = time.perf_counter()
+    cpu = time.process_time()
+    with WawpClient(url, INSTANCE, Secret(TOKEN), timeout=60) as client:
+        crawler = Crawler(
+            client, CrawlOptions(page_size=page_size, concurrency=concurrency, warmup_seconds=0)
+        )
+        count = sum(len(p.chats) for p in crawler.pages())
+    print(
+        json.dumps(
+            {
+                "chats": count,
+                "seconds": time.perf_counter() - started,
+                "cpu_seconds": time.process_time() - cpu,
+                "requests": crawler.stats.requests,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def run_child(url: str, concurrency: int, page_size: int = 100) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", url, str(concurrency), str(page_size)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    if out.returncode:
+        raise SystemExit(f"crawl child failed: {out.stderr.strip()[-500:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def cpu_per_chat(n: int) -> None:
+    gen = Generator(1, INSTANCE, 1_764_000_000)
+    for shape in ("webjs", "noweb", "gows"):
+        pages = [
+            json.dumps([render(gen.spec(i), shape) for i in range(s, min(n, s + 100))])
+            for s in range(0, n, 100)
+        ]
+        start = time.process_time()
+        count = 0
+        for body in pages:
+            for raw in json.loads(body):
+                if normalize_chat(raw, INSTANCE) is not None:
+                    count += 1
+        spent = time.process_time() - start
+        print(f"  parse+normalise {shape:6}: {spent / n * 1e6:6.1f} µs CPU per chat ({n} chats)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--child", nargs=3)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]), int(args.child[2]))
+        return
+    speed_n = 20_000 if args.quick else 100_000
+    big_n = 100_000 if args.quick else 1_000_000
+
+    print("CPU cost of parsing and normalising (no HTTP):")
+    cpu_per_chat(20_000 if args.quick else 100_000)
+
+    print(f"\nSpeed: {speed_n:,} chats, 100 ms latency per request, page size 100")
+    with sandbox(speed_n, 100) as (url, _):
+        seq = run_child(url, 1)
+        par = run_child(url, 8)
+    for name, r in (("concurrency 1", seq), ("concurrency 8", par)):
+        print(
+            f"  {name}: {r['seconds']:7.1f} s, {r['requests']:.0f} requests, "
+            f"{r['chats']:.0f} chats, peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
+    print(f"  speed-up: {seq['seconds'] / par['seconds']:.1f}x")
+
+    print("\nMemory: peak RSS of the crawling process, concurrency 8, no latency")
+    peaks = {}
+    for n in (10_000, big_n):
+        with sandbox(n, 0) as (url, proc):
+            r = run_child(url, 8)
+            sb_rss, sb_peak = rss_of(proc.pid)
+        peaks[n] = r["peak_rss_mb"]
+        print(
+            f"  {n:>9,} chats: crawler peak {r['peak_rss_mb']:.0f} MB, {r['seconds']:.1f} s, "
+            f"{r['cpu_seconds'] / max(1, r['chats']) * 1e6:.0f} µs CPU/chat end to end; "
+            f"sandbox RSS {sb_rss:.0f} MB (peak {sb_peak:.0f} MB)"
+        )
+    print(f"  growth {10_000:,} -> {big_n:,}: {(peaks[big_n] / peaks[10_000] - 1) * 100:+.1f}%")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

@@ -1,0 +1,226 @@
+"""From any engine's raw chat object to one typed :class:`Chat`.
+
+WEBJS, NOWEB and GOWS disagree on nearly every field (docs/wawp.md): the id is an object or
+a string, ``@s.whatsapp.net`` or ``@c.us``; activity is ``timestamp``,
+``conversationTimestamp`` or ``lastMessage.timestamp``, as a number, a string or a protobuf
+Long; pinned is a bool or a pin time. Everything here is defensive: a field of the wrong
+type becomes ``None``; only a chat without a usable id is :class:`MalformedChat`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Final
+
+USER_SERVERS: Final = {
+    "c.us": "individual",
+    "s.whatsapp.net": "individual",
+    "lid": "individual",
+    "hosted": "individual",
+    "hosted.lid": "individual",
+    "bot": "individual",
+    "msgr": "individual",
+    "interop": "individual",
+}
+KINDS: Final = {**USER_SERVERS, "g.us": "group", "newsletter": "channel", "broadcast": "broadcast"}
+CHAT_TYPES: Final = ("individual", "group", "channel", "broadcast")
+MAX_NAME: Final = 256
+
+
+class MalformedChat(ValueError):
+    """A chat object we cannot index; counted and reported, never fatal to a crawl."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    instance_id: str
+    jid: str
+    chat_type: str
+    name: str | None
+    phone: str | None
+    lid: str | None
+    last_activity: int | None
+    archived: bool | None
+    pinned: bool | None
+    muted: bool | None
+    unread_count: int | None
+    engine_shape: str
+
+    @property
+    def is_group(self) -> bool:
+        return self.chat_type == "group"
+
+
+def raw_id(raw: Any) -> str | None:
+    """The id as the server sorted it: ``_serialized`` of an object id, or the string."""
+    if not isinstance(raw, dict):
+        return None
+    value = raw.get("id")
+    if isinstance(value, dict):
+        value = value.get("_serialized") or (
+            f"{value.get('user')}@{value.get('server')}"
+            if value.get("user") and value.get("server")
+            else None
+        )
+    return value if isinstance(value, str) and value else None
+
+
+def normalize_jid(value: str) -> tuple[str, str]:
+    """``(canonical jid, chat_type)``; raises MalformedChat. ``status@broadcast`` passes."""
+    text = value.strip()
+    user, sep, server = text.rpartition("@")
+    server = server.lower()
+    if not sep or not user or server not in KINDS:
+        raise MalformedChat(f"not a WhatsApp JID: {_show(value)}")
+    if server in USER_SERVERS:
+        # user.agent:device@server -> user; device ids appear in message metadata
+        user = user.split(":", 1)[0].split(".", 1)[0]
+        if server == "s.whatsapp.net":
+            server = "c.us"
+    if not user or any(ch.isspace() or ord(ch) < 32 for ch in user) or len(user) > 128:
+        raise MalformedChat(f"not a WhatsApp JID: {_show(value)}")
+    return f"{user}@{server}", KINDS[server]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def to_timestamp(value: Any) -> int | None:
+    """Unix seconds from a number, a numeric string, a protobuf Long or milliseconds."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, dict) and "low" in value:
+        low, high = value.get("low"), value.get("high", 0)
+        if not isinstance(low, int) or not isinstance(high, int):
+            return None
+        value = (high << 32) | (low & 0xFFFFFFFF)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    seconds = int(value)
+    if seconds > 100_000_000_000:  # milliseconds
+        seconds //= 1000
+    return seconds if 0 < seconds < 32_503_680_000 else None
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _pinned(raw: dict[str, Any]) -> bool | None:
+    value = raw.get("pinned")
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float | str):
+        ts = to_timestamp(value)
+        return ts is not None  # NOWEB: the pin time, 0 when unpinned
+    return None
+
+
+def _muted(raw: dict[str, Any], now: float) -> bool | None:
+    if isinstance(raw.get("isMuted"), bool):
+        return bool(raw["isMuted"])
+    for key in ("muteExpiration", "muteEndTime"):
+        value = raw.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        if value in (-1, "-1"):
+            return True
+        ts = to_timestamp(value)
+        if ts is None:
+            if value in (0, "0"):
+                return False
+            continue
+        return ts > now
+    return None
+
+
+def _unread(raw: dict[str, Any]) -> int | None:
+    value = raw.get("unreadCount")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def clean_name(value: Any) -> str | None:
+    """Printable, trimmed, bounded; empty becomes None."""
+    if not isinstance(value, str):
+        return None
+    text = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+        for ch in value
+        if unicodedata.category(ch) != "Cs"
+    )
+    text = " ".join(text.split())
+    if len(text) > MAX_NAME:
+        text = text[: MAX_NAME - 1] + "…"
+    return text or None
+
+
+def _last_activity(raw: dict[str, Any]) -> int | None:
+    candidates = [
+        raw.get("timestamp"),
+        raw.get("conversationTimestamp"),
+        raw.get("lastMsgTimestamp"),
+        raw.get("lastMessageRecvTimestamp"),
+    ]
+    last = raw.get("lastMessage")
+    if isinstance(last, dict):
+        candidates.append(last.get("timestamp"))
+    stamps = [ts for ts in map(to_timestamp, candidates) if ts is not None]
+    return max(stamps) if stamps else None
+
+
+def engine_shape(raw: dict[str, Any], jid_value: str) -> str:
+    if isinstance(raw.get("id"), dict) or "isGroup" in raw:
+        return "webjs"
+    if set(raw) <= {"id", "name", "conversationTimestamp"}:
+        return "gows"
+    if jid_value.endswith("@s.whatsapp.net") or "conversationTimestamp" in raw:
+        return "noweb"
+    return "unknown"
+
+
+def normalize_chat(raw: Any, instance_id: str, *, now: float | None = None) -> Chat | None:
+    """One :class:`Chat`, or None for chats never indexed (``status@broadcast``)."""
+    if not isinstance(raw, dict):
+        raise MalformedChat(f"chat is {type(raw).__name__}, not an object")
+    value = raw_id(raw)
+    if value is None:
+        raise MalformedChat(f"chat has no usable id: {_show(raw.get('id'))}")
+    jid, chat_type = normalize_jid(value)
+    if jid == "status@broadcast":
+        return None
+    user = jid.partition("@")[0]
+    phone = None
+    lid = None
+    if jid.endswith("@c.us") and user.isascii() and user.isdigit() and 7 <= len(user) <= 15:
+        phone = f"+{user}"
+    elif jid.endswith("@lid"):
+        lid = user
+    if lid is None and isinstance(raw.get("lidJid"), str) and raw["lidJid"].endswith("@lid"):
+        lid = raw["lidJid"].partition("@")[0].split(":", 1)[0] or None
+    name = clean_name(raw.get("name")) or clean_name(raw.get("displayName"))
+    return Chat(
+        instance_id=instance_id,
+        jid=jid,
+        chat_type=chat_type,
+        name=name,
+        phone=phone,
+        lid=lid,
+        last_activity=_last_activity(raw),
+        archived=_bool(raw.get("archived")),
+        pinned=_pinned(raw),
+        muted=_muted(raw, time.time() if now is None else now),
+        unread_count=_unread(raw),
+        engine_shape=engine_shape(raw, value),
+    )

@@ -1,0 +1,332 @@
+"""Crawl every chat of an instance exactly once, whatever the API does meanwhile.
+
+Pages are requested with ``sortBy=id`` (the only unique key) at offsets that overlap by
+``overlap`` chats, and fetched ahead by a small thread pool but handed on in order.
+
+The completeness argument: each page is a contiguous slice of the id-sorted list at the
+moment it was served. If a page starts at or before the last id already handed on, the
+two slices leave no hole between them, so any chat that existed during both requests is
+in one of them. A page that starts *after* that id (deletions shifted the offsets left
+by more than the overlap) would leave a hole, so the crawler steps back a stride and asks
+again. Duplicates (insertions shift offsets right) are dropped by comparing ids with the
+last id handed on, which needs O(1) memory, not a set of every id seen.
+
+The :class:`Checkpoint` after each page (next offset + last id) is all a resumed crawl needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from explorer.chats import Chat, MalformedChat, normalize_chat, raw_id
+from explorer.config import Config, Instance, WawpSettings
+from explorer.errors import CrawlStalled, WawpProtocolError
+from explorer.wawp import RetryPolicy, WawpClient
+
+log = logging.getLogger("explorer.crawl")
+
+MAX_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a crawl of one instance stands after a page was fully handed on."""
+
+    instance_id: str
+    next_offset: int
+    last_key: str | None
+    direction: int  # +1 ascending ids, -1 descending
+    handed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Checkpoint:
+        return cls(
+            instance_id=str(data["instance_id"]),
+            next_offset=int(data["next_offset"]),
+            last_key=data.get("last_key"),
+            direction=int(data.get("direction", 1)),
+            handed=int(data.get("handed", 0)),
+        )
+
+
+@dataclass
+class CrawlStats:
+    instance_id: str
+    requests: int = 0
+    retries: int = 0
+    pages: int = 0
+    chats: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    malformed: int = 0
+    malformed_samples: list[str] = field(default_factory=list)
+    step_backs: int = 0
+    page_size: int = 0
+    order: str = "asc"
+    warmup_waits: int = 0
+    seconds: float = 0.0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    def note_malformed(self, reason: str) -> None:
+        self.malformed += 1
+        if len(self.malformed_samples) < MAX_SAMPLES:
+            self.malformed_samples.append(reason)
+
+
+@dataclass(frozen=True)
+class Page:
+    instance_id: str
+    chats: list[Chat]
+    checkpoint: Checkpoint
+
+
+@dataclass
+class CrawlOptions:
+    page_size: int = 100
+    concurrency: int = 4
+    overlap: int = 5
+    sort_order: str = "asc"
+    warmup_seconds: float = 60.0
+    warmup_interval: float = 2.0
+    stall_pages: int = 3
+    max_step_backs: int = 1000
+
+
+class Crawler:
+    """One instance's crawl; iterate :meth:`pages`, read :attr:`stats` afterwards."""
+
+    def __init__(
+        self,
+        client: WawpClient,
+        options: CrawlOptions | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.opts = options or CrawlOptions()
+        if not 0 <= self.opts.overlap < self.opts.page_size:
+            raise ValueError("overlap must be >= 0 and smaller than page_size")
+        self.stats = CrawlStats(client.instance_id)
+        self._sleep = sleep
+        self._clock = clock
+        self.limit = self.opts.page_size
+        self.overlap = self.opts.overlap
+        self.direction = 1 if self.opts.sort_order.lower() != "desc" else -1
+        self._stop = threading.Event()
+
+    @property
+    def stride(self) -> int:
+        return self.limit - self.overlap
+
+    def _fetch(self, offset: int) -> list[Any]:
+        return self.client.chats_page(
+            offset=offset,
+            limit=self.limit,
+            sort_by="id",
+            sort_order=self.opts.sort_order,
+            stop=self._stop,
+        )
+
+    def _after(self, key: str, last: str | None) -> bool:
+        """Whether ``key`` comes strictly after ``last`` in the server's order."""
+        if last is None:
+            return True
+        return key > last if self.direction > 0 else key < last
+
+    def _observe_order(self, keys: list[str]) -> None:
+        """Learn the direction the server really sorts in; fail if it does not sort."""
+        distinct = [k for n, k in enumerate(keys) if n == 0 or k != keys[n - 1]]
+        if len(distinct) < 2:
+            return
+        ascending = all(a < b for a, b in zip(distinct, distinct[1:], strict=False))
+        descending = all(a > b for a, b in zip(distinct, distinct[1:], strict=False))
+        if not ascending and not descending:
+            raise WawpProtocolError(
+                f"Wawp instance {self.client.instance_id}: /v2/chats ignores sortBy=id (a page "
+                "is not sorted by id), so a complete crawl cannot be guaranteed",
+                instance_id=self.client.instance_id,
+            )
+        observed = 1 if ascending else -1
+        if observed != self.direction:
+            wanted = "ascending" if self.direction > 0 else "descending"
+            log.warning(
+                "Wawp instance %s: asked for %s ids (sortOrder=%s) but the server sorts them "
+                "the other way; following the server's order",
+                self.client.instance_id,
+                wanted,
+                self.opts.sort_order,
+            )
+            self.direction = observed
+            self.stats.order = f"{'asc' if observed > 0 else 'desc'} (server ignored sortOrder)"
+
+    def _first_page(self, offset: int, resuming: bool) -> list[Any]:
+        """Fetch the first page alone: warm-up, order and page-size cap are learnt here."""
+        started = self._clock()
+        while True:
+            items = self._fetch(offset)
+            if items or resuming or offset > 0:
+                break
+            waited = self._clock() - started
+            if waited >= self.opts.warmup_seconds:
+                log.info("Wawp instance %s: no chats after warm-up", self.client.instance_id)
+                break
+            self.stats.warmup_waits += 1
+            log.info(
+                "Wawp instance %s: empty first page, session may be warming up; retrying",
+                self.client.instance_id,
+            )
+            self._sleep(min(self.opts.warmup_interval, self.opts.warmup_seconds - waited))
+        if 0 < len(items) < self.limit:
+            probe = self._fetch(offset + len(items))
+            if probe:
+                log.info(
+                    "Wawp instance %s: server caps pages at %d chats",
+                    self.client.instance_id,
+                    len(items),
+                )
+                self.limit = len(items)
+                self.overlap = min(self.overlap, self.limit // 4)
+        return items
+
+    def pages(self, resume: Checkpoint | None = None) -> Iterator[Page]:
+        started = self._clock()
+        stats = self.stats
+        last_key = resume.last_key if resume else None
+        offset = resume.next_offset if resume else 0
+        handed = resume.handed if resume else 0
+        if resume:
+            self.direction = resume.direction
+        stalls = 0
+        pool = ThreadPoolExecutor(max_workers=self.opts.concurrency, thread_name_prefix="wawp-page")
+        pending: deque[tuple[int, Future[list[Any]]]] = deque()
+
+        def fill(next_offset: int) -> None:
+            while len(pending) < self.opts.concurrency:
+                pending.append((next_offset, pool.submit(self._fetch, next_offset)))
+                next_offset += self.stride
+
+        def reset() -> None:
+            for _, fut in pending:
+                fut.cancel()
+            pending.clear()
+
+        try:
+            items: list[Any] | None = self._first_page(offset, resuming=resume is not None)
+            while True:
+                if items is None:
+                    if not pending:
+                        fill(offset)
+                    got_offset, fut = pending.popleft()
+                    assert got_offset == offset
+                    items = fut.result()
+                    if pending:
+                        fill(pending[-1][0] + self.stride)
+                stats.pages += 1
+                keyed = [(raw_id(it), it) for it in items]
+                keys = [k for k, _ in keyed if k is not None]
+                self._observe_order(keys)
+                connected = (
+                    offset == 0
+                    or last_key is None
+                    or (bool(keys) and not self._after(keys[0], last_key))
+                )
+                if not connected:
+                    # A hole: deletions moved chats we have not seen below this offset.
+                    stats.step_backs += 1
+                    if stats.step_backs > self.opts.max_step_backs:
+                        raise CrawlStalled(
+                            f"Wawp instance {self.client.instance_id}: the chat list keeps "
+                            f"shifting; gave up after {stats.step_backs} step-backs",
+                            instance_id=self.client.instance_id,
+                        )
+                    reset()
+                    offset = max(0, offset - self.stride)
+                    items = None
+                    continue
+                fresh: list[Chat] = []
+                new_last = last_key
+                for key, raw in keyed:
+                    if key is None:
+                        stats.note_malformed(f"offset {offset}: chat without a usable id")
+                        continue
+                    if not self._after(key, new_last):
+                        stats.duplicates += 1
+                        continue
+                    new_last = key
+                    try:
+                        chat = normalize_chat(raw, self.client.instance_id)
+                    except MalformedChat as exc:
+                        stats.note_malformed(f"offset {offset}: {exc}")
+                        continue
+                    if chat is None:
+                        stats.skipped += 1
+                        continue
+                    fresh.append(chat)
+                    stats.by_type[chat.chat_type] = stats.by_type.get(chat.chat_type, 0) + 1
+                progressed = new_last != last_key
+                last_key = new_last
+                handed += len(fresh)
+                stats.chats += len(fresh)
+                end = len(items) < self.limit
+                next_offset = offset + self.stride
+                yield Page(
+                    self.client.instance_id,
+                    fresh,
+                    Checkpoint(
+                        self.client.instance_id, next_offset, last_key, self.direction, handed
+                    ),
+                )
+                if end:
+                    return
+                stalls = 0 if progressed else stalls + 1
+                if stalls >= self.opts.stall_pages:
+                    raise CrawlStalled(
+                        f"Wawp instance {self.client.instance_id}: {stalls} full pages in a row "
+                        f"brought no new chat (around offset {offset}); the server seems to "
+                        "ignore offset",
+                        instance_id=self.client.instance_id,
+                    )
+                offset = next_offset
+                items = None
+        finally:
+            reset()
+            # In-flight prefetches finish (or abandon their retries) before we return, so
+            # no request outlives the crawl and the client can be closed safely.
+            self._stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            stats.requests = self.client.requests_made
+            stats.retries = self.client.retries_made
+            stats.page_size = self.limit
+            stats.seconds = self._clock() - started
+
+
+def options_from(wawp: WawpSettings) -> CrawlOptions:
+    return CrawlOptions(
+        page_size=wawp.page_size,
+        concurrency=wawp.concurrency,
+        overlap=wawp.overlap,
+        warmup_seconds=wawp.warmup_seconds,
+    )
+
+
+def open_client(config: Config, instance: Instance) -> WawpClient:
+    w = config.wawp
+    return WawpClient(
+        w.base_url,
+        instance.id,
+        config.token_for(instance),
+        timeout=w.timeout,
+        retry=RetryPolicy(budget_seconds=w.retry_budget_seconds),
+        max_connections=max(4, w.concurrency * 2),
+    )

@@ -1,0 +1,419 @@
+"""The crawler against the sandbox over real HTTP: every chat exactly once, whatever happens."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from explorer.chats import Chat
+from explorer.crawl import Checkpoint, CrawlOptions, Crawler
+from explorer.errors import (
+    CrawlStalled,
+    WawpAuthError,
+    WawpNotFound,
+    WawpProtocolError,
+    WawpRequestError,
+    WawpUnavailable,
+)
+from explorer.sandbox import Sandbox
+from explorer.secrets import Secret
+from explorer.wawp import RetryPolicy, WawpClient
+from tests.conftest import ground_truth
+
+INST = "INST00000001"
+FAST_RETRY = RetryPolicy(budget_seconds=20, base_delay=0.01, max_delay=0.1)
+OPEN: list[WawpClient] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
+def client_for(sb: Sandbox, token: str, **kw: Any) -> WawpClient:
+    kw.setdefault("retry", FAST_RETRY)
+    kw.setdefault("timeout", 5.0)
+    client = WawpClient(sb.url, kw.pop("instance", INST), Secret(token), **kw)
+    OPEN.append(client)
+    return client
+
+
+def crawl(client: WawpClient, **options: Any) -> tuple[list[Chat], Crawler]:
+    options.setdefault("page_size", 50)
+    options.setdefault("warmup_seconds", 0)
+    crawler = Crawler(client, CrawlOptions(**options))
+    chats = [c for page in crawler.pages() for c in page.chats]
+    return chats, crawler
+
+
+def assert_exact(chats: list[Chat], sb: Sandbox) -> None:
+    jids = [c.jid for c in chats]
+    assert len(jids) == len(set(jids)), "duplicates handed on"
+    assert set(jids) == ground_truth(sb)
+
+
+@pytest.mark.parametrize("shape", ["webjs", "noweb", "gows"])
+@pytest.mark.parametrize("envelope", ["bare", "data", "indexed"])
+def test_every_shape_and_envelope_is_crawled_exactly(
+    make_sandbox: Callable[..., Sandbox], token: str, shape: str, envelope: str
+) -> None:
+    sb = make_sandbox(chats=537, shape=shape, envelope=envelope)
+    chats, crawler = crawl(client_for(sb, token))
+    assert_exact(chats, sb)
+    assert all(c.instance_id == INST for c in chats)
+    assert crawler.stats.skipped == 1  # status@broadcast
+    assert crawler.stats.malformed == 0
+    assert {c.engine_shape for c in chats} == {shape}
+    kinds = {c.chat_type for c in chats}
+    assert kinds == {"individual", "group", "channel", "broadcast"}
+
+
+def test_every_request_sends_limit_offset_and_sort(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=120)
+    seen: list[httpx.Request] = []
+    real = httpx.HTTPTransport()
+
+    class Spy(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return real.handle_request(request)
+
+        def close(self) -> None:
+            real.close()
+
+    crawl(client_for(sb, token, transport=Spy()))
+    for req in seen:
+        q = req.url.params
+        assert {"limit", "offset", "sortBy", "sortOrder", "instance_id", "access_token"} <= set(q)
+        assert q["sortBy"] == "id"
+        assert req.headers["access-token"] == token
+
+
+def test_several_instances_carry_their_ids(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=80, instances={INST: token, "INST00000002": token + "2"})
+    a, _ = crawl(client_for(sb, token))
+    b, _ = crawl(client_for(sb, token + "2", instance="INST00000002"))
+    assert {c.instance_id for c in a} == {INST} and {c.instance_id for c in b} == {"INST00000002"}
+    assert {c.jid for c in b} == ground_truth(sb, "INST00000002")
+    assert {c.jid for c in a} != {c.jid for c in b}
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, 8])
+def test_concurrency_keeps_pages_in_order(
+    make_sandbox: Callable[..., Sandbox], token: str, concurrency: int
+) -> None:
+    sb = make_sandbox(chats=700, shape="gows", jitter_ms=15)
+    crawler = Crawler(client_for(sb, token), CrawlOptions(page_size=40, concurrency=concurrency))
+    keys = []
+    for page in crawler.pages():
+        keys += [c.jid for c in page.chats]
+    assert keys == sorted(keys) and set(keys) == ground_truth(sb)
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def test_5xx_errors_are_retried_per_page(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=600, error_rate=0.3, fault_seed=5)
+    chats, crawler = crawl(client_for(sb, token))
+    assert_exact(chats, sb)
+    assert crawler.stats.retries > 0
+
+
+def test_429_bursts_honour_retry_after(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=400, burst_every=4, burst_length=2, retry_after=0.2)
+    sleeps: list[float] = []
+    client = client_for(sb, token, sleep=lambda s: (sleeps.append(s), threading.Event().wait(s)))
+    chats, _ = crawl(client, concurrency=1)
+    assert_exact(chats, sb)
+    assert sleeps and all(s == pytest.approx(0.2) for s in sleeps)
+
+
+@pytest.mark.parametrize("mode", ["202", "422"])
+def test_cold_start_is_waited_out(
+    make_sandbox: Callable[..., Sandbox], token: str, mode: str
+) -> None:
+    sb = make_sandbox(chats=300, cold_start=1.0, cold_mode=mode)
+    chats, crawler = crawl(client_for(sb, token))
+    assert_exact(chats, sb)
+    assert crawler.stats.retries > 0
+
+
+def test_empty_first_page_waits_for_warm_up(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=300, cold_start=1.0, cold_mode="empty")
+    chats, crawler = crawl(client_for(sb, token), warmup_seconds=10, warmup_interval=0.2)
+    assert_exact(chats, sb)
+    assert crawler.stats.warmup_waits > 0
+
+
+def test_empty_account_is_accepted_after_warm_up(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=0)
+    chats, crawler = crawl(client_for(sb, token), warmup_seconds=0.5, warmup_interval=0.1)
+    assert chats == [] and crawler.stats.warmup_waits >= 2
+
+
+def test_timeouts_from_latency_spikes_are_retried(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=300, spike_rate=0.25, spike_ms=800, fault_seed=2)
+    chats, crawler = crawl(client_for(sb, token, timeout=0.3), concurrency=4)
+    assert_exact(chats, sb)
+    assert crawler.stats.retries > 0
+
+
+def test_page_size_cap_is_detected(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=500, max_limit=30)
+    chats, crawler = crawl(client_for(sb, token), page_size=100, overlap=10)
+    assert_exact(chats, sb)
+    assert crawler.stats.page_size == 30
+
+
+def test_uppercase_desc_quirk_is_detected(
+    make_sandbox: Callable[..., Sandbox], token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sb = make_sandbox(chats=300, desc_quirk=True)
+    with caplog.at_level(logging.WARNING):
+        chats, crawler = crawl(client_for(sb, token), sort_order="DESC")
+    assert_exact(chats, sb)
+    assert "server ignored sortOrder" in crawler.stats.order
+    assert "other way" in caplog.text
+
+
+def test_descending_order_is_followed(make_sandbox: Callable[..., Sandbox], token: str) -> None:
+    sb = make_sandbox(chats=300)
+    chats, crawler = crawl(client_for(sb, token), sort_order="desc")
+    assert_exact(chats, sb)
+    assert [c.jid for c in chats] == sorted((c.jid for c in chats), reverse=True)
+
+
+@pytest.mark.parametrize("churn", [1, 3, 12, 40])
+def test_churn_misses_no_chat_that_lived_through_the_crawl(
+    make_sandbox: Callable[..., Sandbox], token: str, churn: int
+) -> None:
+    sb = make_sandbox(chats=1500, churn=churn, fault_seed=churn)
+    before = ground_truth(sb)
+    chats, crawler = crawl(client_for(sb, token), page_size=50, overlap=5, concurrency=4)
+    after = ground_truth(sb)
+    jids = [c.jid for c in chats]
+    assert len(jids) == len(set(jids))
+    survivors = before & after
+    assert survivors <= set(jids), f"missed {len(survivors - set(jids))} chats"
+    store = sb.store(INST)
+    ever = {"@".join(store.gen.user_and_server(i)) for i in range(store.next_index)}
+    assert set(jids) <= ever  # nothing invented
+
+
+def test_resume_from_a_checkpoint_completes_the_set(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=800)
+    first = Crawler(client_for(sb, token), CrawlOptions(page_size=50, warmup_seconds=0))
+    got: list[str] = []
+    checkpoint: Checkpoint | None = None
+    for n, page in enumerate(first.pages()):
+        got += [c.jid for c in page.chats]
+        checkpoint = page.checkpoint
+        if n == 6:
+            break  # as if the process died here
+    assert checkpoint is not None
+    restored = Checkpoint.from_json(checkpoint.to_json())
+    second = Crawler(client_for(sb, token), CrawlOptions(page_size=50, warmup_seconds=0))
+    for page in second.pages(resume=restored):
+        got += [c.jid for c in page.chats]
+    assert len(got) == len(set(got)) and set(got) == ground_truth(sb)
+    assert second.stats.requests < 800 / 45  # it did not start over
+
+
+def test_resume_after_deletions_steps_back(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=600)
+    first = Crawler(client_for(sb, token), CrawlOptions(page_size=50, warmup_seconds=0))
+    got: list[str] = []
+    pages = first.pages()
+    for _ in range(5):
+        page = next(pages)
+        got += [c.jid for c in page.chats]
+    pages.close()
+    store = sb.store(INST)
+    store.delete(sorted(got)[:120])  # shift every later offset left by 120
+    second = Crawler(client_for(sb, token), CrawlOptions(page_size=50, warmup_seconds=0))
+    for page in second.pages(resume=page.checkpoint):
+        got += [c.jid for c in page.chats]
+    assert len(got) == len(set(got))
+    assert ground_truth(sb) <= set(got)
+    assert second.stats.step_backs > 0
+
+
+# -- errors that must not be retried -----------------------------------------------------
+
+
+def test_bad_token_is_not_retried(sandbox: Sandbox) -> None:
+    client = client_for(sandbox, "wrong-token-abcdef")
+    with pytest.raises(WawpAuthError) as exc:
+        crawl(client)
+    assert client.requests_made == 1
+    assert "401" in str(exc.value) and INST in str(exc.value)
+    assert "wrong-token-abcdef" not in str(exc.value)
+
+
+def test_unknown_instance_is_not_retried(sandbox: Sandbox, token: str) -> None:
+    client = client_for(sandbox, token, instance="NOSUCH")
+    with pytest.raises(WawpNotFound, match="NOSUCH"):
+        crawl(client)
+    assert client.requests_made == 1
+
+
+def test_bad_request_is_not_retried(sandbox: Sandbox, token: str) -> None:
+    client = client_for(sandbox, token)
+    with pytest.raises(WawpRequestError, match="sortBy must be one of"):
+        client.chats_page(offset=0, limit=10, sort_by="bogus")
+    assert client.requests_made == 1
+
+
+def test_retry_budget_gives_up_with_a_clear_message(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=10, error_rate=1.0)
+    client = client_for(sb, token, retry=RetryPolicy(budget_seconds=0.5, base_delay=0.05))
+    with pytest.raises(WawpUnavailable, match=r"gave up after \d+ attempts.*HTTP 50[02]"):
+        crawl(client)
+
+
+# -- the token never leaks -----------------------------------------------------------------
+
+
+def test_token_never_reaches_logs_errors_or_tracebacks(
+    make_sandbox: Callable[..., Sandbox],
+    token: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sb = make_sandbox(chats=200, error_rate=0.3, burst_every=5, retry_after=0.01)
+    with caplog.at_level(logging.DEBUG):
+        chats, _ = crawl(client_for(sb, token))
+        bad = client_for(sb, token, instance="NOSUCH")
+        try:
+            crawl(bad)
+        except WawpNotFound as exc:
+            tb = "".join(traceback.format_exception(exc))
+    assert chats and "HTTP Request" in caplog.text  # httpx did log the URLs...
+    assert "access_token=***" in caplog.text  # ...redacted at the source
+    out = capsys.readouterr()
+    for text in (caplog.text, tb, out.out, out.err, repr(bad), repr(chats[:3])):
+        assert token not in text
+
+
+# -- narrow edge cases a real server rarely shows (MockTransport) ---------------------------
+
+
+def mock_client(handler: Callable[[httpx.Request], httpx.Response], **kw: Any) -> WawpClient:
+    kw.setdefault("retry", RetryPolicy(budget_seconds=2, base_delay=0.01, max_delay=0.02))
+    return WawpClient(
+        "http://wawp.test",
+        "MOCK",
+        Secret("mock-token-123"),
+        transport=httpx.MockTransport(handler),
+        **kw,
+    )
+
+
+def ids_page(start: int, n: int) -> list[dict[str, str]]:
+    return [{"id": f"{1000 + i}@c.us"} for i in range(start, start + n)]
+
+
+def test_server_ignoring_offset_fails_loudly() -> None:
+    client = mock_client(lambda req: httpx.Response(200, json=ids_page(0, 50)))
+    with pytest.raises(CrawlStalled, match="ignore offset"):
+        crawl(client, page_size=50)
+
+
+def test_unsorted_pages_fail_loudly() -> None:
+    client = mock_client(
+        lambda req: httpx.Response(200, json=[{"id": "9@c.us"}, {"id": "1@c.us"}, {"id": "5@c.us"}])
+    )
+    with pytest.raises(WawpProtocolError, match="ignores sortBy=id"):
+        crawl(client, page_size=50)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'[{"id": "1@c.us"', b"<html>Bad gateway</html>", b'{"weird": true}', b'"string"'],
+)
+def test_unusable_bodies_under_200_are_protocol_errors(body: bytes) -> None:
+    client = mock_client(lambda req: httpx.Response(200, content=body))
+    with pytest.raises(WawpProtocolError, match="unexpected reply"):
+        crawl(client)
+    assert client.requests_made == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"success": False, "message": "upstream failed"},
+        {"wawp_upstream_error": "engine down"},
+        {"error": "Session status is not as expected", "status": "STARTING"},
+    ],
+)
+def test_error_shapes_under_200_are_retried(body: dict[str, Any]) -> None:
+    calls = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req)
+        if len(calls) < 3:
+            return httpx.Response(200, json=body)
+        return httpx.Response(200, json=ids_page(0, 3) if req.url.params["offset"] == "0" else [])
+
+    chats, _ = crawl(mock_client(handler))
+    assert len(chats) == 3 and len(calls) >= 4
+
+
+def test_invalid_session_under_200_is_not_retried() -> None:
+    client = mock_client(
+        lambda req: httpx.Response(
+            200, json={"code": "invalid_session", "message": "Instance is not connected"}
+        )
+    )
+    with pytest.raises(WawpNotFound, match="not connected"):
+        crawl(client)
+    assert client.requests_made == 1
+
+
+def test_malformed_chats_are_counted_not_fatal() -> None:
+    junk: list[Any] = [
+        {"id": "1@c.us"},
+        "junk",
+        {"name": "no id"},
+        {"id": "2@nowhere"},
+        {"id": "3@c.us"},
+    ]
+    client = mock_client(
+        lambda req: httpx.Response(200, json=junk if req.url.params["offset"] == "0" else [])
+    )
+    chats, crawler = crawl(client)
+    assert [c.jid for c in chats] == ["1@c.us", "3@c.us"]
+    assert crawler.stats.malformed == 3 and len(crawler.stats.malformed_samples) == 3
+
+
+def test_retry_after_http_date_is_understood() -> None:
+    from explorer.wawp import parse_retry_after
+
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("soon") is None
