@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from explorer.chats import Chat
-from explorer.crawl import Checkpoint, CrawlOptions, Crawler
+from explorer.crawl import Checkpoint, Crawler, CrawlOptions
 from explorer.errors import (
     CrawlStalled,
     WawpAuthError,
@@ -251,10 +251,11 @@ def test_resume_after_deletions_steps_back(
         page = next(pages)
         got += [c.jid for c in page.chats]
     pages.close()
+    resume_at = page.checkpoint
     store = sb.store(INST)
     store.delete(sorted(got)[:120])  # shift every later offset left by 120
     second = Crawler(client_for(sb, token), CrawlOptions(page_size=50, warmup_seconds=0))
-    for page in second.pages(resume=page.checkpoint):
+    for page in second.pages(resume=resume_at):
         got += [c.jid for c in page.chats]
     assert len(got) == len(set(got))
     assert ground_truth(sb) <= set(got)
