@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -87,7 +86,9 @@ def child(url: str, concurrency: int, page_size: int) -> None:
                 "seconds": time.perf_counter() - started,
                 "cpu_seconds": time.process_time() - cpu,
                 "requests": crawler.stats.requests,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent
+                # across exec, which would count the parent's memory.
+                "peak_rss_mb": rss_of(os.getpid())[1],
             }
         )
     )
