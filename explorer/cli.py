@@ -6,16 +6,23 @@ safety check. Expected failures print one line; only bugs print a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
+from tqdm import tqdm
 
 from explorer import __version__
 from explorer.config import Config, load_config
+from explorer.documents import INDEX_SETTINGS, settings_drift
 from explorer.errors import ExplorerError, MeiliError, WawpError
-from explorer.index import check_server
+from explorer.index import IndexStore, check_server
+from explorer.reindex import Progress
+from explorer.reindex import dry_run as run_dry
+from explorer.reindex import reindex as run_reindex
 from explorer.sandbox import (
     COLD_MODES,
     DEFAULT_INSTANCE,
@@ -151,6 +158,92 @@ def check(ctx: click.Context) -> None:
         )
     if failures:
         ctx.exit(1)
+
+
+def _progress_bars(quiet: bool) -> tuple[Progress | None, Callable[[], None]]:
+    """tqdm bars on stderr, only for a person watching a terminal."""
+    if quiet or not sys.stderr.isatty():
+        return None, lambda: None
+    bars: dict[str, tqdm[Any]] = {}
+
+    def bar(key: str, desc: str, unit: str) -> tqdm[Any]:
+        if key not in bars:
+            bars[key] = tqdm(desc=desc, unit=unit, file=sys.stderr, position=len(bars))
+        return bars[key]
+
+    def progress(event: str, target: str, n: int) -> None:
+        if event == "chats":
+            bar(f"c:{target}", f"crawl {target}", " chats").update(n)
+        elif event == "sent":
+            bar("sent", "indexing", " docs").update(n)
+        elif event == "waiting":
+            bar("sent", "indexing", " docs").set_postfix_str("waiting for Meilisearch")
+
+    def close() -> None:
+        for b in bars.values():
+            b.close()
+
+    return progress, close
+
+
+@cli.command("reindex")
+@click.option("--force", is_flag=True, help="Swap even if the safety gate refuses.")
+@click.option("--restart", is_flag=True, help="Discard an unfinished build instead of resuming it.")
+@click.option(
+    "--dry-run", is_flag=True, help="Crawl and compare with the live index; write nothing."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+@click.pass_context
+def reindex_cmd(
+    ctx: click.Context, force: bool, restart: bool, dry_run: bool, quiet: bool, as_json: bool
+) -> None:
+    """Rebuild the live index from Wawp without downtime.
+
+    Builds <index>__build_<utc time>, verifies every task and the document count, and
+    swaps it in atomically. Refuses (exit 3) to swap in an empty build or one smaller
+    than reindex.min_ratio of the live index unless --force. After a crash or Ctrl-C the
+    next run resumes the unfinished build.
+    """
+    cfg = get_config(ctx)
+    progress, close = _progress_bars(quiet or as_json)
+    try:
+        if dry_run:
+            report = run_dry(cfg, progress=progress)
+        else:
+            report = run_reindex(cfg, force=force, restart=restart, progress=progress)
+    finally:
+        close()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        click.echo(report.summary())
+        for sample in report.malformed_samples:
+            click.echo(f"  malformed: {redact(sample)}", err=True)
+
+
+@cli.command("settings")
+@click.option("--check", "mode", flag_value="check", default=True, help="Show drift (default).")
+@click.option("--apply", "mode", flag_value="apply", help="Make the live index match the code.")
+@click.pass_context
+def settings_cmd(ctx: click.Context, mode: str) -> None:
+    """Compare the live index's settings with the ones in code (exit 1 on drift)."""
+    cfg = get_config(ctx)
+    store = IndexStore(cfg.meilisearch)
+    live = cfg.meilisearch.index
+    if not store.exists(live):
+        raise MeiliError(f"index {live!r} does not exist yet: run `explorer reindex`")
+    drift = settings_drift(store.live_settings(live))
+    if not drift:
+        click.echo(f"{live}: settings match the code")
+        return
+    for key, (have, want) in drift.items():
+        click.echo(f"{key}: live {json.dumps(have)} != code {json.dumps(want)}")
+    if mode == "apply":
+        store.apply_settings(live, {k: INDEX_SETTINGS[k] for k in drift})
+        click.echo(f"{live}: applied {len(drift)} setting(s)")
+        return
+    ctx.exit(1)
 
 
 def _instance_option(value: str) -> tuple[str, str]:

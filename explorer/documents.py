@@ -137,3 +137,29 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
     },
     "pagination": {"maxTotalHits": 1000},
 }
+
+
+_UNORDERED: Final = ("filterableAttributes", "sortableAttributes", "displayedAttributes")
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """Meilisearch returns attribute sets sorted; only some lists have a meaningful order."""
+    if key in _UNORDERED and isinstance(value, list):
+        return sorted(value, key=str)
+    if key == "typoTolerance" and isinstance(value, dict):
+        value = dict(value)
+        if isinstance(value.get("disableOnAttributes"), list):
+            value["disableOnAttributes"] = sorted(value["disableOnAttributes"])
+    return value
+
+
+def settings_drift(live: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Settings whose live value differs from :data:`INDEX_SETTINGS`: key -> (live, code)."""
+    drift = {}
+    for key, want in INDEX_SETTINGS.items():
+        have = live.get(key)
+        if isinstance(want, dict) and isinstance(have, dict):
+            have = {k: have.get(k) for k in want}
+        if _comparable(key, have) != _comparable(key, want):
+            drift[key] = (have, want)
+    return drift

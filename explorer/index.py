@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -94,3 +95,142 @@ def check_server(settings: MeiliSettings) -> str:
             "(reindex needs an admin key: set MEILI_API_KEY)"
         )
     return f"Meilisearch {version}, key can manage indexes"
+
+
+TERMINAL = ("succeeded", "failed", "canceled")
+
+
+class IndexStore:
+    """The Meilisearch operations reindexing needs, each checked to have *succeeded*.
+
+    The client returns failed tasks instead of raising, and its default wait is 5 s; here
+    every write is waited for without such a limit (unless ``timeout`` says otherwise) and
+    a failed task raises :class:`MeiliError` with Meilisearch's own message.
+    """
+
+    def __init__(self, settings: MeiliSettings, *, timeout: float = 3600.0) -> None:
+        self.settings = settings
+        self.url = settings.url
+        self.live = settings.index
+        self.client = connect(settings)
+        self.timeout = timeout
+
+    # -- reading --------------------------------------------------------------------------
+
+    def exists(self, uid: str) -> bool:
+        try:
+            self.client.http.get(f"indexes/{uid}")
+        except MeilisearchApiError as exc:
+            if exc.code == "index_not_found":
+                return False
+            raise MeiliError(describe(exc, self.url)) from None
+        except MeilisearchError as exc:
+            raise MeiliError(describe(exc, self.url)) from None
+        return True
+
+    def count(self, uid: str) -> int | None:
+        if not self.exists(uid):
+            return None
+        stats = call(self.url, self.client.http.get, f"indexes/{uid}/stats")
+        return int(stats["numberOfDocuments"])
+
+    def build_indexes(self) -> list[str]:
+        prefix = f"{self.live}__build_"
+        found: list[str] = []
+        offset = 0
+        while True:
+            page = call(self.url, self.client.http.get, f"indexes?limit=100&offset={offset}")
+            found += [r["uid"] for r in page["results"] if r["uid"].startswith(prefix)]
+            offset += 100
+            if offset >= page["total"]:
+                return sorted(found)
+
+    def live_settings(self, uid: str) -> dict[str, Any]:
+        result: dict[str, Any] = call(self.url, self.client.http.get, f"indexes/{uid}/settings")
+        return result
+
+    def documents(self, uid: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = call(
+                self.url,
+                self.client.http.get,
+                f"indexes/{uid}/documents?limit=1000&offset={offset}&fields={','.join(fields)}",
+            )
+            yield from page["results"]
+            offset += len(page["results"])
+            if not page["results"] or offset >= page["total"]:
+                return
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _task_uid(self, reply: Any) -> int:
+        uid = getattr(reply, "task_uid", None)
+        if uid is None and isinstance(reply, dict):
+            uid = reply.get("taskUid")
+        if not isinstance(uid, int):
+            raise MeiliError(f"Meilisearch at {self.url}: unexpected reply {reply!r}")
+        return uid
+
+    def create(self, uid: str) -> None:
+        reply = call(self.url, self.client.create_index, uid, {"primaryKey": "id"})
+        self.wait([self._task_uid(reply)])
+
+    def apply_settings(self, uid: str, settings: dict[str, Any]) -> None:
+        reply = call(self.url, self.client.http.patch, f"indexes/{uid}/settings", settings)
+        self.wait([self._task_uid(reply)])
+
+    def add(self, uid: str, docs: list[dict[str, Any]]) -> int:
+        """Enqueue documents; returns the task uid without waiting (indexing overlaps)."""
+        reply = call(self.url, self.client.index(uid).add_documents, docs, "id")
+        return self._task_uid(reply)
+
+    def delete(self, uid: str) -> None:
+        try:
+            reply = self.client.delete_index(uid)
+        except MeilisearchApiError as exc:
+            if exc.code == "index_not_found":
+                return
+            raise MeiliError(describe(exc, self.url)) from None
+        except MeilisearchError as exc:
+            raise MeiliError(describe(exc, self.url)) from None
+        self.wait([self._task_uid(reply)], allow={"index_not_found"})
+
+    def swap_in(self, build: str) -> None:
+        """Atomically make ``build`` the live index (searchers never see anything between)."""
+        if not self.exists(self.live):
+            self.create(self.live)
+        reply = call(self.url, self.client.swap_indexes, [{"indexes": [self.live, build]}])
+        self.wait([self._task_uid(reply)])
+
+    def wait(self, uids: list[int], *, allow: set[str] | None = None) -> None:
+        """Wait until every task is done; raise on the first that did not succeed."""
+        deadline = time.monotonic() + self.timeout
+        pending = list(uids)
+        delay = 0.02
+        while pending:
+            chunk = pending[:200]
+            reply = call(
+                self.url,
+                self.client.http.get,
+                f"tasks?uids={','.join(map(str, chunk))}&limit={len(chunk)}",
+            )
+            done = {t["uid"]: t for t in reply["results"] if t["status"] in TERMINAL}
+            for task in done.values():
+                if task["status"] != "succeeded":
+                    error = task.get("error") or {}
+                    if allow and error.get("code") in allow:
+                        continue
+                    raise MeiliError(
+                        f"Meilisearch task {task['uid']} ({task['type']}) {task['status']}: "
+                        f"{error.get('message', 'no message')} [{error.get('code', '?')}]"
+                    )
+            pending = [u for u in pending if u not in done]
+            if pending:
+                if time.monotonic() > deadline:
+                    raise MeiliError(
+                        f"Meilisearch at {self.url}: {len(pending)} tasks still unfinished "
+                        f"after {self.timeout:.0f}s"
+                    )
+                time.sleep(delay)
+                delay = min(delay * 1.5, 0.5)

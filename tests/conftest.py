@@ -34,6 +34,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
+    monkeypatch.setenv("EXPLORER_STATE_DIR", str(tmp_path / "state"))
     return work
 
 

@@ -1,0 +1,356 @@
+"""`explorer reindex`: crawl -> documents -> a new index -> verified -> atomic swap.
+
+Searchers only ever see the old complete index or the new complete one. The build streams
+batches without waiting on each (crawling and indexing overlap), then waits for every task
+and requires each to have succeeded, checks the document count against what the crawl
+handed on, applies the safety gate, and only then swaps.
+
+Resume: after each batch is accepted by Meilisearch (its task queue is durable), the state
+file records the crawl checkpoint of every instance. A run that finds that state and its
+build index continues from the checkpoints instead of starting over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from explorer.config import Config, Instance
+from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from
+from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
+from explorer.errors import ExplorerError, MeiliError, SafetyCheckFailed
+from explorer.index import IndexStore
+
+STATE_VERSION = 1
+Progress = Callable[[str, str, int], None]  # (event, instance or index, count)
+
+
+class ReindexLocked(ExplorerError):
+    pass
+
+
+@dataclass
+class ReindexReport:
+    live_index: str
+    build_index: str | None = None
+    chats: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    malformed: int = 0
+    malformed_samples: list[str] = field(default_factory=list)
+    skipped: int = 0
+    requests: int = 0
+    retries: int = 0
+    old_count: int | None = None
+    new_count: int | None = None
+    resumed: bool = False
+    swapped: bool = False
+    dry_run: bool = False
+    added: int | None = None
+    removed: int | None = None
+    changed: int | None = None
+    seconds: float = 0.0
+    finished_at: int | None = None
+
+    def absorb(self, stats: CrawlStats) -> None:
+        self.chats += stats.chats
+        self.duplicates += stats.duplicates
+        self.malformed += stats.malformed
+        self.skipped += stats.skipped
+        self.requests += stats.requests
+        self.retries += stats.retries
+        for kind, n in stats.by_type.items():
+            self.by_type[kind] = self.by_type.get(kind, 0) + n
+        room = 5 - len(self.malformed_samples)
+        self.malformed_samples += [f"{stats.instance_id}: {s}" for s in stats.malformed_samples][
+            : max(0, room)
+        ]
+
+    def summary(self) -> str:
+        types = ", ".join(f"{n} {k}" for k, n in sorted(self.by_type.items())) or "none"
+        old = "none" if self.old_count is None else str(self.old_count)
+        head = "dry run" if self.dry_run else "reindexed" if self.swapped else "built, not swapped"
+        text = (
+            f"{head}: {self.chats} chats ({types}); {self.duplicates} duplicates, "
+            f"{self.malformed} malformed, {self.skipped} skipped; "
+        )
+        if self.dry_run:
+            text += f"would add {self.added}, remove {self.removed}, change {self.changed}; "
+        text += f"{self.live_index}: {old} -> {self.new_count if not self.dry_run else self.chats}"
+        text += f"; {self.seconds:.1f}s" + (" (resumed)" if self.resumed else "")
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def state_dir(cfg: Config) -> Path:
+    if cfg.reindex.state_dir:
+        return Path(cfg.reindex.state_dir)
+    if os.environ.get("EXPLORER_STATE_DIR"):
+        return Path(os.environ["EXPLORER_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "whatsapp-explorer"
+
+
+@contextlib.contextmanager
+def reindex_lock(directory: Path, index: str) -> Iterator[None]:
+    """One reindex per index at a time; the OS drops the lock if the process dies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"reindex-{index}.lock"
+    fh: IO[str] = path.open("a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReindexLocked(
+                f"another reindex of index {index!r} is running (lock {path})"
+            ) from None
+        yield
+    finally:
+        fh.close()
+
+
+class State:
+    """The resumable part of a build, saved atomically after every accepted batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {}
+
+    def load(self) -> bool:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError):
+            return False  # a damaged state only costs a fresh build
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            return False
+        self.data = data
+        return True
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        self.data = {}
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class _Batcher:
+    """Collects one instance's documents into batches; after each batch is accepted by
+    Meilisearch, records the crawl checkpoint that covers it."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        store: IndexStore,
+        build: str,
+        state: State,
+        size: int,
+        notify: Progress,
+    ) -> None:
+        self.instance_id = instance_id
+        self.store = store
+        self.build = build
+        self.state = state
+        self.size = size
+        self.notify = notify
+        self.buffer: list[dict[str, Any]] = []
+        self.checkpoint: Checkpoint | None = None
+        self.after_batch: Callable[[int], None] | None = None
+
+    def on_page(self, docs: list[dict[str, Any]], checkpoint: Checkpoint) -> None:
+        self.buffer.extend(docs)
+        self.checkpoint = checkpoint
+        self.notify("chats", self.instance_id, len(docs))
+        if len(self.buffer) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        data = self.state.data
+        if self.buffer:
+            data["tasks"].append(self.store.add(self.build, self.buffer))
+            self.notify("sent", self.instance_id, len(self.buffer))
+            self.buffer = []
+        if self.checkpoint is not None:
+            data["checkpoints"][self.instance_id] = self.checkpoint.to_json()
+            data["handed"][self.instance_id] = self.checkpoint.handed
+        self.state.save()
+        if self.after_batch:
+            self.after_batch(len(data["tasks"]))
+
+
+def _build_name() -> str:
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
+
+
+def _crawl_instance(
+    cfg: Config,
+    inst: Instance,
+    resume: Checkpoint | None,
+    on_page: Callable[[list[dict[str, Any]], Checkpoint], None],
+    crawled_at: int,
+) -> CrawlStats:
+    with open_client(cfg, inst) as client:
+        crawler = Crawler(client, options_from(cfg.wawp))
+        try:
+            for page in crawler.pages(resume=resume):
+                docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in page.chats]
+                on_page(docs, page.checkpoint)
+        finally:
+            stats = crawler.stats
+    return stats
+
+
+def reindex(
+    cfg: Config,
+    *,
+    force: bool = False,
+    restart: bool = False,
+    progress: Progress | None = None,
+    after_batch: Callable[[int], None] | None = None,
+) -> ReindexReport:
+    instances = cfg.require_instances()
+    store = IndexStore(cfg.meilisearch)
+    live = cfg.meilisearch.index
+    directory = state_dir(cfg)
+    started = time.monotonic()
+    report = ReindexReport(live_index=live)
+    notify = progress or (lambda *_: None)
+    with reindex_lock(directory, live):
+        state = State(directory / f"reindex-{live}.json")
+        if restart:
+            state.clear()
+        builds = store.build_indexes()
+        if state.load() and state.data.get("build") in builds and not restart:
+            build = state.data["build"]
+            report.resumed = True
+        else:
+            state.clear()
+            build = f"{live}__build_{_build_name()}"
+            state.data = {
+                "version": STATE_VERSION,
+                "build": build,
+                "crawled_at": int(time.time()),
+                "checkpoints": {},
+                "done": [],
+                "tasks": [],
+                "handed": {},
+            }
+        for leftover in builds:
+            if leftover != build:
+                store.delete(leftover)
+        report.build_index = build
+        if not report.resumed:
+            store.create(build)
+            store.apply_settings(build, INDEX_SETTINGS)
+            state.save()
+        data = state.data
+        try:
+            for inst in instances:
+                if inst.id in data["done"]:
+                    continue
+                cp_json = data["checkpoints"].get(inst.id)
+                resume = Checkpoint.from_json(cp_json) if cp_json else None
+                batcher = _Batcher(inst.id, store, build, state, cfg.reindex.batch_size, notify)
+                batcher.after_batch = after_batch
+                stats = _crawl_instance(cfg, inst, resume, batcher.on_page, data["crawled_at"])
+                batcher.flush()
+                data["done"].append(inst.id)
+                state.save()
+                report.absorb(stats)
+            notify("waiting", build, len(data["tasks"]))
+            store.wait(data["tasks"])
+            expected = sum(data["handed"].values())
+            report.new_count = store.count(build)
+            if report.new_count != expected:
+                raise MeiliError(
+                    f"index {build} holds {report.new_count} documents but the crawl handed "
+                    f"on {expected}; not swapping"
+                )
+        except MeiliError:
+            # A failed task will fail again on resume: start clean next time.
+            store.delete(build)
+            state.clear()
+            raise
+        report.old_count = store.count(live)
+        try:
+            _gate(report, cfg.reindex.min_ratio, force)
+        except SafetyCheckFailed:
+            store.delete(build)
+            state.clear()
+            raise
+        store.swap_in(build)
+        report.swapped = True
+        store.delete(build)  # after the swap it holds the previous live data
+        state.clear()
+        report.seconds = time.monotonic() - started
+        report.finished_at = int(time.time())
+        (directory / f"last-reindex-{live}.json").write_text(json.dumps(report.to_json()))
+    return report
+
+
+def _gate(report: ReindexReport, min_ratio: float, force: bool) -> None:
+    new, old = report.new_count or 0, report.old_count
+    if force:
+        return
+    if new == 0:
+        raise SafetyCheckFailed(
+            f"refusing to swap: the new index is empty (live {report.live_index!r} has "
+            f"{old or 0} chats); a cold-started session returns nothing. Use --force to accept"
+        )
+    if old and new < min_ratio * old:
+        raise SafetyCheckFailed(
+            f"refusing to swap: the new index has {new} chats, less than {min_ratio:.0%} of "
+            f"the {old} in {report.live_index!r}. Use --force to accept"
+        )
+
+
+def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
+    """Crawl and map, then count what a reindex would add, remove and change. Writes nothing."""
+    instances = cfg.require_instances()
+    store = IndexStore(cfg.meilisearch)
+    live = cfg.meilisearch.index
+    started = time.monotonic()
+    report = ReindexReport(live_index=live, dry_run=True)
+    notify = progress or (lambda *_: None)
+    report.old_count = store.count(live)
+    live_prints: dict[str, str] = {}
+    if report.old_count:
+        fields = [k for k in INDEX_SETTINGS["displayedAttributes"] if k != "crawled_at"]
+        fields.append("type_words")
+        for doc in store.documents(live, fields):
+            live_prints[doc["id"]] = fingerprint(doc)
+    added = changed = 0
+    seen: set[str] = set()
+    for inst in instances:
+
+        def on_page(docs: list[dict[str, Any]], cp: Checkpoint, inst_id: str = inst.id) -> None:
+            nonlocal added, changed
+            for doc in docs:
+                seen.add(doc["id"])
+                old = live_prints.get(doc["id"])
+                if old is None:
+                    added += 1
+                elif old != fingerprint(doc):
+                    changed += 1
+            notify("chats", inst_id, len(docs))
+
+        report.absorb(_crawl_instance(cfg, inst, None, on_page, int(time.time())))
+    report.added, report.changed = added, changed
+    report.removed = len(set(live_prints) - seen)
+    report.seconds = time.monotonic() - started
+    return report

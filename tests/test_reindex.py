@@ -1,0 +1,355 @@
+"""`explorer reindex` against the real Meilisearch and the sandbox."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import meilisearch
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+import explorer.reindex as reindex_mod
+from explorer.cli import cli
+from explorer.config import Config, load_config
+from explorer.documents import doc_id
+from explorer.errors import MeiliError, SafetyCheckFailed
+from explorer.meili_server import MeiliServer
+from explorer.reindex import ReindexLocked, dry_run, reindex, reindex_lock, state_dir
+from explorer.sandbox import Sandbox
+from tests.conftest import ground_truth
+
+INST = "INST00000001"
+
+
+def env_for(sb: Sandbox, token: str, meili: MeiliServer, index: str) -> dict[str, str]:
+    return {
+        "WAWP_BASE_URL": sb.url,
+        "WAWP_INSTANCE_ID": INST,
+        "WAWP_ACCESS_TOKEN": token,
+        "MEILI_URL": meili.url,
+        "MEILI_API_KEY": meili.master_key,
+        "EXPLORER_INDEX": index,
+    }
+
+
+@pytest.fixture
+def config_for(
+    meili: MeiliServer, token: str, index_name: str, tmp_path: Any
+) -> Callable[..., Config]:
+    def make(sb: Sandbox, **wawp: Any) -> Config:
+        path = tmp_path / "explorer.toml"
+        extra = "".join(f"{k} = {v!r}\n" for k, v in wawp.items())
+        path.write_text(
+            "[wawp]\nwarmup_seconds = 0\npage_size = 40\nretry_budget_seconds = 20\n"
+            + extra
+            + '\n[[wawp.instances]]\nid = "INST00000001"\nlabel = "Support"\n'
+            + "\n[reindex]\nbatch_size = 100\n"
+        )
+        env = env_for(sb, token, meili, index_name)
+        env.pop("WAWP_INSTANCE_ID")
+        return load_config(path, env=env)
+
+    return make
+
+
+def live_jids(client: meilisearch.Client, index: str) -> set[str]:
+    docs = client.index(index).get_documents({"limit": 100_000, "fields": ["jid"]}).results
+    return {d.jid for d in docs}
+
+
+def indexes(client: meilisearch.Client) -> set[str]:
+    return {i["uid"] for i in client.get_raw_indexes({"limit": 1000})["results"]}
+
+
+def test_reindex_builds_the_exact_set_and_swaps(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:
+    sb = make_sandbox(chats=700)
+    report = reindex(config_for(sb))
+    assert report.swapped and report.new_count == len(ground_truth(sb))
+    assert live_jids(meili_client, index_name) == ground_truth(sb)
+    assert not any(i.startswith(f"{index_name}__build_") for i in indexes(meili_client))
+    assert report.by_type.keys() == {"individual", "group", "channel", "broadcast"}
+    assert not (state_dir(config_for(sb)) / f"reindex-{index_name}.json").exists()
+
+
+SCHEMA: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "jid": (str,),
+    "instance_id": (str,),
+    "instance_label": (str, type(None)),
+    "chat_type": (str,),
+    "is_group": (bool,),
+    "name": (str, type(None)),
+    "display_name": (str,),
+    "phone": (str, type(None)),
+    "phone_digits": (str, type(None)),
+    "lid": (str, type(None)),
+    "wa_link": (str, type(None)),
+    "last_activity": (int, type(None)),
+    "archived": (bool, type(None)),
+    "pinned": (bool, type(None)),
+    "muted": (bool, type(None)),
+    "unread_count": (int, type(None)),
+    "engine_shape": (str,),
+    "crawled_at": (int,),
+}
+
+
+@pytest.mark.parametrize("shape", ["webjs", "noweb", "gows"])
+def test_every_schema_field_is_present_and_typed(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+    shape: str,
+) -> None:
+    sb = make_sandbox(chats=300, shape=shape)
+    reindex(config_for(sb))
+    hits = meili_client.index(index_name).search("", {"limit": 1000})["hits"]
+    assert len(hits) == len(ground_truth(sb))
+    for doc in hits:
+        for key, types in SCHEMA.items():
+            assert isinstance(doc[key], types), (key, doc[key])
+        assert doc["chat_type"] in ("individual", "group", "channel", "broadcast")
+        assert doc["is_group"] == (doc["chat_type"] == "group")
+        assert doc["instance_id"] == INST and doc["instance_label"] == "Support"
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,511}", doc["id"])
+        if doc["phone"]:
+            assert doc["phone"] == "+" + doc["phone_digits"] and doc["jid"].endswith("@c.us")
+            assert doc["wa_link"] == f"https://wa.me/{doc['phone_digits']}"
+
+
+def test_vanished_chats_vanish_and_renames_show(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:
+    sb = make_sandbox(chats=300)
+    cfg = config_for(sb)
+    reindex(cfg)
+    store = sb.store(INST)
+    gone = sorted(ground_truth(sb))[:5]
+    store.delete(gone)
+    keep = sorted(ground_truth(sb))[10]
+    store.rename(keep, "Renamed Customer Zzyzx")
+    reindex(cfg)
+    jids = live_jids(meili_client, index_name)
+    assert jids == ground_truth(sb) and not set(gone) & jids
+    hits = meili_client.index(index_name).search("Zzyzx")["hits"]
+    assert [h["jid"] for h in hits] == [keep]
+
+
+def test_failed_task_aborts_without_swapping(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sb = make_sandbox(chats=200)
+    cfg = config_for(sb)
+    reindex(cfg)
+    before = live_jids(meili_client, index_name)
+    real = reindex_mod.to_document
+
+    def broken(chat: Any, **kw: Any) -> dict[str, Any]:
+        doc = real(chat, **kw)
+        if chat.chat_type == "channel":
+            doc["id"] = chat.jid  # '@' and '.' are invalid in a Meilisearch id
+        return doc
+
+    monkeypatch.setattr(reindex_mod, "to_document", broken)
+    with pytest.raises(MeiliError, match="invalid_document_id"):
+        reindex(cfg)
+    assert live_jids(meili_client, index_name) == before
+    assert not any(i.startswith(f"{index_name}__build_") for i in indexes(meili_client))
+
+
+def test_gate_refuses_an_empty_build(
+    make_sandbox: Callable[..., Sandbox],
+    meili: MeiliServer,
+    token: str,
+    index_name: str,
+    meili_client: meilisearch.Client,
+) -> None:
+    full = make_sandbox(chats=150)
+    env = {**env_for(full, token, meili, index_name)}
+    with open("explorer.toml", "w") as fh:  # the isolated cwd: no 60 s warm-up wait
+        fh.write("[wawp]\nwarmup_seconds = 0.2\n")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["reindex", "-q"], env=env).exit_code == 0
+    before = live_jids(meili_client, index_name)
+    empty = make_sandbox(chats=0)
+    env["WAWP_BASE_URL"] = empty.url
+    result = runner.invoke(cli, ["reindex", "-q"], env={**env, "WAWP_BASE_URL": empty.url})
+    assert result.exit_code == 3, result.output
+    assert "refusing to swap: the new index is empty" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert live_jids(meili_client, index_name) == before
+    forced = runner.invoke(cli, ["reindex", "-q", "--force"], env=env)
+    assert forced.exit_code == 0 and live_jids(meili_client, index_name) == set()
+
+
+def test_gate_refuses_a_shrunken_build(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:
+    sb = make_sandbox(chats=300)
+    cfg = config_for(sb)
+    reindex(cfg)
+    sb.store(INST).delete(sorted(ground_truth(sb))[:200])
+    with pytest.raises(SafetyCheckFailed, match="less than 50%"):
+        reindex(cfg)
+    assert len(live_jids(meili_client, index_name)) > 250
+    report = reindex(cfg, force=True)
+    assert report.swapped and live_jids(meili_client, index_name) == ground_truth(sb)
+
+
+def test_interrupted_reindex_resumes_to_the_exact_set(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:
+    sb = make_sandbox(chats=900)
+    cfg = config_for(sb)
+
+    def crash(batches: int) -> None:
+        if batches == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reindex(cfg, after_batch=crash)
+    assert index_name not in indexes(meili_client)  # nothing went live
+    served_before = sb.served[INST]
+    report = reindex(cfg)
+    assert report.resumed
+    assert live_jids(meili_client, index_name) == ground_truth(sb)
+    served_after = sb.served[INST] - served_before
+    assert served_after < 900 * 0.8  # it continued, it did not start over
+
+
+def test_restart_discards_the_unfinished_build(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:
+    sb = make_sandbox(chats=400)
+    cfg = config_for(sb)
+
+    def crash(batches: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reindex(cfg, after_batch=crash)
+    report = reindex(cfg, restart=True)
+    assert not report.resumed and live_jids(meili_client, index_name) == ground_truth(sb)
+
+
+def test_leftover_build_indexes_are_cleaned_up(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:
+    stale = f"{index_name}__build_20200101T000000Z"
+    meili_client.wait_for_task(meili_client.create_index(stale).task_uid, timeout_in_ms=30_000)
+    reindex(config_for(make_sandbox(chats=50)))
+    assert stale not in indexes(meili_client)
+
+
+def test_dry_run_reports_and_writes_nothing(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:
+    sb = make_sandbox(chats=300)
+    cfg = config_for(sb)
+    reindex(cfg)
+    store = sb.store(INST)
+    truth = sorted(ground_truth(sb))
+    store.delete(truth[:4])
+    store.add(3)
+    store.rename(truth[20], "Someone Else")
+    before_indexes = indexes(meili_client)
+    before = live_jids(meili_client, index_name)
+    report = dry_run(cfg)
+    assert (report.added, report.removed, report.changed) == (3, 4, 1)
+    assert indexes(meili_client) == before_indexes
+    assert live_jids(meili_client, index_name) == before
+
+
+def test_dry_run_cli_json(
+    make_sandbox: Callable[..., Sandbox], meili: MeiliServer, token: str, index_name: str
+) -> None:
+    sb = make_sandbox(chats=60)
+    result = CliRunner().invoke(
+        cli, ["reindex", "--dry-run", "--json"], env=env_for(sb, token, meili, index_name)
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    data = json.loads(result.output)
+    assert data["dry_run"] and data["added"] == len(ground_truth(sb)) and data["removed"] == 0
+
+
+def test_a_second_reindex_is_refused_while_one_runs(
+    make_sandbox: Callable[..., Sandbox], config_for: Callable[..., Config], index_name: str
+) -> None:
+    cfg = config_for(make_sandbox(chats=20))
+    with reindex_lock(state_dir(cfg), index_name), pytest.raises(ReindexLocked) as exc:
+        reindex(cfg)
+    assert exc.value.exit_code == 1 and "another reindex" in str(exc.value)
+
+
+def test_summary_line_and_json(
+    make_sandbox: Callable[..., Sandbox], meili: MeiliServer, token: str, index_name: str
+) -> None:
+    sb = make_sandbox(chats=120)
+    env = env_for(sb, token, meili, index_name)
+    result = CliRunner().invoke(cli, ["reindex"], env=env)
+    assert result.exit_code == 0, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("reindexed: ") and f"{index_name}: none -> " in line
+    assert token not in result.output and meili.master_key not in result.output
+
+
+def test_settings_check_and_apply(
+    make_sandbox: Callable[..., Sandbox],
+    meili: MeiliServer,
+    token: str,
+    index_name: str,
+    meili_client: meilisearch.Client,
+) -> None:
+    env = env_for(make_sandbox(chats=30), token, meili, index_name)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["reindex", "-q"], env=env).exit_code == 0
+    ok = runner.invoke(cli, ["settings", "--check"], env=env)
+    assert ok.exit_code == 0 and "match" in ok.output, ok.output
+    task = meili_client.index(index_name).update_sortable_attributes(["name"])
+    meili_client.wait_for_task(task.task_uid, timeout_in_ms=30_000)
+    drift = runner.invoke(cli, ["settings", "--check"], env=env)
+    assert drift.exit_code == 1 and "sortableAttributes" in drift.output
+    fixed = runner.invoke(cli, ["settings", "--apply"], env=env)
+    assert fixed.exit_code == 0
+    assert runner.invoke(cli, ["settings"], env=env).exit_code == 0
+
+
+@given(st.text(max_size=20), st.text(max_size=40), st.text(max_size=20), st.text(max_size=40))
+def test_document_ids_are_valid_and_collision_free(a: str, b: str, c: str, d: str) -> None:
+    x, y = doc_id(a, b), doc_id(c, d)
+    assert re.fullmatch(r"[A-Za-z0-9_-]*", x)
+    assert (x == y) == ((a, b) == (c, d))
