@@ -264,11 +264,15 @@ class WawpClient:
             reason = redact(str(exc), self._token) or type(exc).__name__
             return _Retry(f"connection failed: {reason}")
         status = resp.status_code
-        text = resp.text
+        raw = resp.content
+        resp.close()
+        # Parse the bytes: resp.text would keep a decoded copy (4 bytes per character for
+        # non-Latin names) alive on the response until the cyclic GC frees it.
         body: Any = None
         parsed = False
         with contextlib.suppress(ValueError):
-            body, parsed = (json.loads(text), True) if text.strip() else (None, False)
+            body, parsed = (json.loads(raw), True) if raw.strip() else (None, False)
+        text = "" if parsed else raw[:2000].decode("utf-8", "replace")
         detail = (_message_of(body) if parsed else _excerpt(text)) or resp.reason_phrase
         if status in (401, 403):
             hint = (
