@@ -212,6 +212,14 @@ def reindex_cmd(
             report = run_dry(cfg, progress=progress)
         else:
             report = run_reindex(cfg, force=force, restart=restart, progress=progress)
+    except KeyboardInterrupt:
+        close()
+        click.echo(
+            "Interrupted: the live index is untouched; the next `explorer reindex` resumes "
+            "this build (--restart discards it).",
+            err=True,
+        )
+        ctx.exit(130)
     finally:
         close()
     if as_json:

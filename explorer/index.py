@@ -145,6 +145,13 @@ class IndexStore:
             if offset >= page["total"]:
                 return sorted(found)
 
+    def crawled_at(self, uid: str) -> int | None:
+        """``crawled_at`` of any one document: tells which reindex wrote the index."""
+        page = call(self.url, self.client.http.get, f"indexes/{uid}/documents?limit=1")
+        results = page.get("results") or []
+        value = results[0].get("crawled_at") if results else None
+        return value if isinstance(value, int) else None
+
     def live_settings(self, uid: str) -> dict[str, Any]:
         result: dict[str, Any] = call(self.url, self.client.http.get, f"indexes/{uid}/settings")
         return result

@@ -238,6 +238,14 @@ def reindex(
         if state.load() and state.data.get("build") in builds and not restart:
             build = state.data["build"]
             report.resumed = True
+            if state.data.get("phase") == "swap" and _swap_happened(store, live, state.data):
+                # Died between the swap and the clean-up: the new data is already live.
+                store.delete(build)
+                state.clear()
+                report.swapped = True
+                report.new_count = store.count(live)
+                report.seconds = time.monotonic() - started
+                return report
         else:
             state.clear()
             build = f"{live}__build_{_build_name()}"
@@ -293,6 +301,8 @@ def reindex(
             store.delete(build)
             state.clear()
             raise
+        data["phase"] = "swap"
+        state.save()
         store.swap_in(build)
         report.swapped = True
         store.delete(build)  # after the swap it holds the previous live data
@@ -301,6 +311,16 @@ def reindex(
         report.finished_at = int(time.time())
         (directory / f"last-reindex-{live}.json").write_text(json.dumps(report.to_json()))
     return report
+
+
+def _swap_happened(store: IndexStore, live: str, data: dict[str, Any]) -> bool:
+    """Whether the live index already holds this build's documents."""
+    if not store.exists(live):
+        return False
+    stamp = store.crawled_at(live)
+    if stamp is None:  # an empty live index: only this build could have made it so
+        return bool(sum(data["handed"].values()) == 0)
+    return bool(stamp == data["crawled_at"])
 
 
 def _gate(report: ReindexReport, min_ratio: float, force: bool) -> None:

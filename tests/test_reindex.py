@@ -353,3 +353,35 @@ def test_document_ids_are_valid_and_collision_free(a: str, b: str, c: str, d: st
     x, y = doc_id(a, b), doc_id(c, d)
     assert re.fullmatch(r"[A-Za-z0-9_-]*", x)
     assert (x == y) == ((a, b) == (c, d))
+
+
+def test_death_between_swap_and_cleanup_is_finished_on_the_next_run(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sb = make_sandbox(chats=200)
+    cfg = config_for(sb)
+    reindex(cfg)
+    sb.store(INST).add(5)
+    real_delete = reindex_mod.IndexStore.delete
+    calls = {"n": 0}
+
+    def dying_delete(self: Any, uid: str) -> None:
+        if uid.startswith(f"{index_name}__build_") and self.exists(index_name):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise KeyboardInterrupt  # killed right after the swap
+        real_delete(self, uid)
+
+    monkeypatch.setattr(reindex_mod.IndexStore, "delete", dying_delete)
+    with pytest.raises(KeyboardInterrupt):
+        reindex(cfg)
+    assert live_jids(meili_client, index_name) == ground_truth(sb)  # the swap did happen
+    monkeypatch.setattr(reindex_mod.IndexStore, "delete", real_delete)
+    report = reindex(cfg)
+    assert report.resumed and report.swapped
+    assert live_jids(meili_client, index_name) == ground_truth(sb)
+    assert not any(i.startswith(f"{index_name}__build_") for i in indexes(meili_client))
