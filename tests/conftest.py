@@ -88,3 +88,22 @@ def ground_truth(sb: Sandbox, instance: str = "INST00000001") -> set[str]:
     resp = httpx.get(f"{sb.url}/_sandbox/ids", params={"instance_id": instance})
     resp.raise_for_status()
     return set(resp.text.split())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Fail any test whose captured stdout, stderr or log output holds a secret it used."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.passed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    secrets_used = [funcargs.get("token")]
+    server = funcargs.get("meili")
+    if isinstance(server, MeiliServer):
+        secrets_used.append(server.master_key)
+    captured = report.capstdout + report.capstderr + report.caplog
+    leaked = [s for s in secrets_used if isinstance(s, str) and s and s in captured]
+    if leaked:
+        report.outcome = "failed"
+        report.longrepr = f"a secret appeared in captured output ({len(leaked)} secret(s))"

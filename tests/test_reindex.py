@@ -385,3 +385,29 @@ def test_death_between_swap_and_cleanup_is_finished_on_the_next_run(
     assert report.resumed and report.swapped
     assert live_jids(meili_client, index_name) == ground_truth(sb)
     assert not any(i.startswith(f"{index_name}__build_") for i in indexes(meili_client))
+
+
+def test_several_instances_share_one_index(
+    make_sandbox: Callable[..., Sandbox],
+    meili: MeiliServer,
+    token: str,
+    index_name: str,
+    meili_client: meilisearch.Client,
+    tmp_path: Any,
+) -> None:
+    sb = make_sandbox(chats=150, instances={INST: token, "INST00000002": token + "b"})
+    path = tmp_path / "multi.toml"
+    path.write_text(
+        f'[wawp]\nwarmup_seconds = 0\n\n[[wawp.instances]]\nid = "{INST}"\nlabel = "Cairo"\n'
+        f'\n[[wawp.instances]]\nid = "INST00000002"\nlabel = "Lagos"\naccess_token = "{token}b"\n'
+    )
+    env = env_for(sb, token, meili, index_name)
+    env.pop("WAWP_INSTANCE_ID")
+    report = reindex(load_config(path, env=env))
+    docs = meili_client.index(index_name).get_documents({"limit": 1000}).results
+    by_instance: dict[str, set[str]] = {}
+    for d in docs:
+        by_instance.setdefault(d.instance_id, set()).add(d.jid)
+        assert d.instance_label == {"INST00000001": "Cairo", "INST00000002": "Lagos"}[d.instance_id]
+    assert by_instance == {INST: ground_truth(sb), "INST00000002": ground_truth(sb, "INST00000002")}
+    assert report.new_count == len(docs)
