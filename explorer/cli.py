@@ -13,27 +13,20 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from tqdm import tqdm
 
 from explorer import __version__
 from explorer.config import Config, load_config
-from explorer.documents import INDEX_SETTINGS, settings_drift
 from explorer.errors import ExplorerError, MeiliError, WawpError
-from explorer.index import IndexStore, check_server
-from explorer.reindex import Progress
-from explorer.reindex import dry_run as run_dry
-from explorer.reindex import reindex as run_reindex
-from explorer.sandbox import (
-    COLD_MODES,
-    DEFAULT_INSTANCE,
-    DEFAULT_TOKEN,
-    ENVELOPES,
-    Sandbox,
-    SandboxOptions,
-)
 from explorer.secrets import redact
-from explorer.synthetic import SHAPES
-from explorer.wawp import RetryPolicy, WawpClient
+
+# Choices for `explorer sandbox`, kept here so `explorer search` need not import the server.
+SHAPES = ("webjs", "noweb", "gows")
+ENVELOPES = ("bare", "data", "indexed")
+COLD_MODES = ("202", "422", "empty")
+DEFAULT_INSTANCE = "SANDBOX00001"
+DEFAULT_TOKEN = "sandbox-token"
+CHAT_TYPES = ("individual", "group", "channel", "broadcast")
+Progress = Callable[[str, str, int], None]
 
 
 class ExplorerGroup(click.Group):
@@ -117,6 +110,9 @@ def check(ctx: click.Context) -> None:
 
     Prints OK or the exact problem per target; exits 0 only if all are OK.
     """
+    from explorer.index import check_server
+    from explorer.wawp import RetryPolicy, WawpClient
+
     cfg = get_config(ctx)
     instances = cfg.require_instances()
     failures = 0
@@ -164,6 +160,8 @@ def _progress_bars(quiet: bool) -> tuple[Progress | None, Callable[[], None]]:
     """tqdm bars on stderr, only for a person watching a terminal."""
     if quiet or not sys.stderr.isatty():
         return None, lambda: None
+    from tqdm import tqdm
+
     bars: dict[str, tqdm[Any]] = {}
 
     def bar(key: str, desc: str, unit: str) -> tqdm[Any]:
@@ -205,6 +203,9 @@ def reindex_cmd(
     than reindex.min_ratio of the live index unless --force. After a crash or Ctrl-C the
     next run resumes the unfinished build.
     """
+    from explorer.reindex import dry_run as run_dry
+    from explorer.reindex import reindex as run_reindex
+
     cfg = get_config(ctx)
     progress, close = _progress_bars(quiet or as_json)
     try:
@@ -236,6 +237,9 @@ def reindex_cmd(
 @click.pass_context
 def settings_cmd(ctx: click.Context, mode: str) -> None:
     """Compare the live index's settings with the ones in code (exit 1 on drift)."""
+    from explorer.documents import INDEX_SETTINGS, settings_drift
+    from explorer.index import IndexStore
+
     cfg = get_config(ctx)
     store = IndexStore(cfg.meilisearch)
     live = cfg.meilisearch.index
@@ -366,6 +370,8 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
     JIDs a complete crawl must yield) and POST /_sandbox/mutate (add, delete, rename or
     touch chats). Faults are off unless asked for. Runs until Ctrl-C.
     """
+    from explorer.sandbox import Sandbox, SandboxOptions
+
     pairs = dict(_instance_option(v) for v in instances) or {DEFAULT_INSTANCE: DEFAULT_TOKEN}
     try:
         sb = Sandbox(SandboxOptions(instances=pairs, **options))
@@ -388,6 +394,196 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
         pass
     finally:
         server.server_close()
+
+
+@cli.command("search")
+@click.argument("query", required=False, default="")
+@click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES), help="Only this kind of chat.")
+@click.option("--groups", "chat_type", flag_value="group", help="Only groups (--type group).")
+@click.option(
+    "--individuals",
+    "chat_type",
+    flag_value="individual",
+    help="Only 1:1 chats (--type individual).",
+)
+@click.option("--instance", "instance", help="Only chats of this instance (id or label).")
+@click.option("--archived/--not-archived", default=None, help="Only archived / unarchived chats.")
+@click.option("--pinned/--not-pinned", default=None, help="Only pinned / unpinned chats.")
+@click.option("--muted/--not-muted", default=None, help="Only muted / unmuted chats.")
+@click.option(
+    "--inactive-days",
+    type=click.IntRange(0),
+    help="Chats with no activity for N days (or none recorded): the zombie list.",
+)
+@click.option("--active-since", metavar="DATE", help="Chats active since DATE (YYYY-MM-DD, UTC).")
+@click.option(
+    "--sort", "sort", multiple=True, metavar="ATTR[:asc|desc]",
+    help="Sort by last_activity, name or display_name, e.g. last_activity:desc.",
+)  # fmt: skip
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--json", "as_json", is_flag=True, help="One stable JSON document (see docs/schema.md)."
+)
+@click.pass_context
+def search_cmd(
+    ctx: click.Context,
+    query: str,
+    chat_type: str | None,
+    instance: str | None,
+    archived: bool | None,
+    pinned: bool | None,
+    muted: bool | None,
+    inactive_days: int | None,
+    active_since: str | None,
+    sort: tuple[str, ...],
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """Find chats by name (typos, accents, any script), phone number in any format, or JID.
+
+    An empty QUERY lists chats by the filters alone.
+
+    \b
+    Examples:
+      explorer search "ahmed hasan"
+      explorer search "+20 123 456 7890"
+      explorer search --groups --inactive-days 90 --sort last_activity:asc
+    """
+    from explorer.errors import ConfigError
+    from explorer.search import Filters, Searcher
+
+    cfg = get_config(ctx)
+    filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
+    try:
+        with Searcher(cfg.meilisearch) as searcher:
+            result = searcher.search(
+                query, filters, sort=list(sort), limit=limit, offset=offset, highlight=not as_json
+            )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    from explorer.output import pretty_phone, relative, table
+
+    colour = sys.stdout.isatty()
+    rows = []
+    for hit in result.hits:
+        formatted = hit.get("_formatted") or {}
+        rows.append(
+            [
+                str(formatted.get("display_name") or hit.get("display_name") or ""),
+                pretty_phone(hit.get("phone")),
+                str(hit.get("chat_type", "")),
+                relative(hit.get("last_activity")),
+                str(hit.get("instance_label") or hit.get("instance_id") or ""),
+            ]
+        )
+    if rows:
+        for line in table(["NAME", "PHONE", "TYPE", "LAST ACTIVITY", "INSTANCE"], rows, colour):
+            click.echo(line)
+    shown = f"{offset + 1}-{offset + len(rows)}" if rows else "0"
+    click.echo(f"{shown} of ~{result.total} chats ({result.processing_ms} ms)", err=True)
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Create scoped Meilisearch keys for agents and other tools (needs an admin key)."""
+
+
+def _expiry(days: int | None) -> Any:
+    import datetime as dt
+
+    if days is None:
+        return None
+    return dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+
+
+@keys_group.command("create-agent")
+@click.option("--expires-in-days", type=click.IntRange(1), help="Let the key expire.")
+@click.pass_context
+def keys_create_agent(ctx: click.Context, expires_in_days: int | None) -> None:
+    """The smallest key the Meilisearch web UI accepts, on the live index only.
+
+    Actions: search, indexes.get, stats.get, version. It cannot write, read settings or
+    fetch documents one by one, and build indexes stay invisible to it. Printed once.
+    """
+    from explorer.index import create_key
+
+    cfg = get_config(ctx)
+    key = create_key(
+        cfg.meilisearch,
+        ["search", "indexes.get", "stats.get", "version"],
+        "WhatsApp Explorer agents (web UI)",
+        _expiry(expires_in_days),
+    )
+    click.echo(key)
+    click.echo(
+        f"Agents open {cfg.meilisearch.url}/ and paste the key when asked "
+        "(or append ?api_key=<key> to the URL).",
+        err=True,
+    )
+
+
+@keys_group.command("create-search")
+@click.option("--expires-in-days", type=click.IntRange(1), help="Let the key expire.")
+@click.option(
+    "--instance",
+    "instance_id",
+    help="Print a tenant token that only sees this instance's chats instead of the key.",
+)
+@click.pass_context
+def keys_create_search(
+    ctx: click.Context, expires_in_days: int | None, instance_id: str | None
+) -> None:
+    """A search-only key for other tools, on the live index only. Printed once."""
+    from explorer.index import create_key, tenant_token
+
+    cfg = get_config(ctx)
+    expires = _expiry(expires_in_days)
+    label = f" (instance {instance_id})" if instance_id else ""
+    key = create_key(
+        cfg.meilisearch, ["search"], f"WhatsApp Explorer search{label}", expires, with_uid=True
+    )
+    if instance_id is None:
+        click.echo(key.split(" ", 1)[1])
+        return
+    uid, value = key.split(" ", 1)
+    click.echo(tenant_token(cfg.meilisearch, uid, value, instance_id, expires))
+    click.echo(f"A tenant token: searches with it only ever see instance {instance_id}.", err=True)
+
+
+@cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.pass_context
+def stats_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Documents per type and per instance, and the last reindex."""
+    from explorer.index import index_stats
+    from explorer.reindex import last_report
+
+    cfg = get_config(ctx)
+    stats = index_stats(cfg.meilisearch)
+    stats["last_reindex"] = last_report(cfg)
+    if as_json:
+        click.echo(json.dumps(stats))
+        return
+    click.echo(f"{cfg.meilisearch.index}: {stats['documents']} chats")
+    for facet in ("chat_type", "instance_id"):
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(stats[facet].items()))
+        click.echo(f"  by {facet.replace('_id', '')}: {parts or '-'}")
+    last = stats["last_reindex"]
+    if last:
+        import time as _time
+
+        when = _time.strftime("%Y-%m-%d %H:%M UTC", _time.gmtime(last.get("finished_at") or 0))
+        click.echo(
+            f"  last reindex: {when}, {last.get('seconds', 0):.1f}s, {last.get('chats')} chats, "
+            f"{last.get('old_count')} -> {last.get('new_count')}"
+        )
+    else:
+        click.echo("  last reindex: none recorded here")
 
 
 def main() -> None:

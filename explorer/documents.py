@@ -13,6 +13,7 @@ import json
 from typing import Any, Final
 
 from explorer.chats import Chat
+from explorer.phones import phone_variants
 
 SCHEMA_VERSION: Final = 1
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
@@ -62,6 +63,7 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "display_name": display_name(chat),
         "phone": chat.phone,
         "phone_digits": digits,
+        "phone_variants": phone_variants(chat.phone) if chat.phone else [],
         "lid": chat.lid,
         "wa_link": f"https://wa.me/{digits}" if digits else None,
         "last_activity": chat.last_activity,
@@ -90,6 +92,7 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "display_name",
         "name",
         "phone_digits",
+        "phone_variants",
         "jid",
         "lid",
         "instance_label",
@@ -132,7 +135,7 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
     "typoTolerance": {
         "enabled": True,
         "minWordSizeForTypos": {"oneTypo": 4, "twoTypos": 8},
-        "disableOnAttributes": ["phone_digits", "jid", "lid"],
+        "disableOnAttributes": ["phone_digits", "phone_variants", "jid", "lid"],
         "disableOnNumbers": True,
     },
     "pagination": {"maxTotalHits": 1000},

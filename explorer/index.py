@@ -241,3 +241,60 @@ class IndexStore:
                     )
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.5)
+
+
+def create_key(
+    settings: MeiliSettings,
+    actions: list[str],
+    description: str,
+    expires_at: Any,
+    *,
+    with_uid: bool = False,
+) -> str:
+    """Create a key on the live index only; returns its value (``"uid value"`` with uid)."""
+    client = connect(settings)
+    body = {
+        "description": description,
+        "actions": actions,
+        "indexes": [settings.index],
+        "expiresAt": expires_at.isoformat().replace("+00:00", "Z") if expires_at else None,
+    }
+    reply = call(settings.url, client.http.post, "keys", body)
+    return f"{reply['uid']} {reply['key']}" if with_uid else str(reply["key"])
+
+
+def tenant_token(
+    settings: MeiliSettings, key_uid: str, key: str, instance_id: str, expires_at: Any
+) -> str:
+    """A JWT signed with a search key whose searches always filter to one instance."""
+    client = connect(settings)
+    value = instance_id.replace("\\", "\\\\").replace('"', '\\"')
+    rules = {settings.index: {"filter": f'instance_id = "{value}"'}}
+    with meili_errors(settings.url):
+        token: str = client.generate_tenant_token(
+            api_key_uid=key_uid, search_rules=rules, api_key=key, expires_at=expires_at
+        )
+    return token
+
+
+def index_stats(settings: MeiliSettings) -> dict[str, Any]:
+    client = connect(settings)
+    body = {"q": "", "limit": 0, "facets": ["chat_type", "instance_id"]}
+    try:
+        reply = client.http.post(f"indexes/{settings.index}/search", body)
+    except MeilisearchApiError as exc:
+        if exc.code == "index_not_found":
+            raise MeiliError(
+                f"index {settings.index!r} does not exist yet: run `explorer reindex`"
+            ) from None
+        raise MeiliError(describe(exc, settings.url)) from None
+    except MeilisearchError as exc:
+        raise MeiliError(describe(exc, settings.url)) from None
+    facets = reply.get("facetDistribution", {})
+    # estimatedTotalHits stops at maxTotalHits; facet counts cover every document
+    return {
+        "index": settings.index,
+        "documents": sum(facets.get("chat_type", {}).values()),
+        "chat_type": facets.get("chat_type", {}),
+        "instance_id": facets.get("instance_id", {}),
+    }

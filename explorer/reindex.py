@@ -351,7 +351,7 @@ def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
     live_prints: dict[str, str] = {}
     if report.old_count:
         fields = [k for k in INDEX_SETTINGS["displayedAttributes"] if k != "crawled_at"]
-        fields.append("type_words")
+        fields += ["type_words", "phone_variants"]
         for doc in store.documents(live, fields):
             live_prints[doc["id"]] = fingerprint(doc)
     added = changed = 0
@@ -374,3 +374,12 @@ def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
     report.removed = len(set(live_prints) - seen)
     report.seconds = time.monotonic() - started
     return report
+
+
+def last_report(cfg: Config) -> dict[str, Any] | None:
+    path = state_dir(cfg) / f"last-reindex-{cfg.meilisearch.index}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,90 @@
+"""Human output for the terminal: aligned tables, relative dates, highlighted matches."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from explorer.search import HL_POST, HL_PRE
+
+
+def width(text: str) -> int:
+    """Columns the text takes on a terminal (wide CJK characters count twice)."""
+    return sum(
+        0
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Cf")
+        else 2
+        if unicodedata.east_asian_width(ch) in ("W", "F")
+        else 1
+        for ch in text
+    )
+
+
+def fit(text: str, columns: int) -> str:
+    """Cut to ``columns`` (with an ellipsis) and pad to exactly that width."""
+    plain = text.replace(HL_PRE, "").replace(HL_POST, "")
+    if width(plain) > columns:
+        out, used = [], 0
+        for ch in text:
+            if ch in (HL_PRE, HL_POST):
+                out.append(ch)
+                continue
+            w = width(ch)
+            if used + w > columns - 1:
+                break
+            out.append(ch)
+            used += w
+        text = "".join(out) + "…"
+        if text.count(HL_PRE) > text.count(HL_POST):
+            text += HL_POST
+        plain = text.replace(HL_PRE, "").replace(HL_POST, "")
+    return text + " " * (columns - width(plain))
+
+
+def highlight(text: str, colour: bool) -> str:
+    if not colour:
+        return text.replace(HL_PRE, "").replace(HL_POST, "")
+    return text.replace(HL_PRE, "\x1b[1;33m").replace(HL_POST, "\x1b[0m")
+
+
+def relative(ts: Any, now: float | None = None) -> str:
+    if not isinstance(ts, int):
+        return "-"
+    delta = (time.time() if now is None else now) - ts
+    if delta < 0:
+        return "in the future"
+    for unit, seconds in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400),
+                          ("hour", 3600), ("minute", 60)):  # fmt: skip
+        if delta >= seconds:
+            n = int(delta // seconds)
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def pretty_phone(phone: Any) -> str:
+    if not isinstance(phone, str):
+        return ""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(phone)
+    except phonenumbers.NumberParseException:
+        return phone
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def table(headers: Sequence[str], rows: list[list[str]], colour: bool) -> list[str]:
+    plain = [[c.replace(HL_PRE, "").replace(HL_POST, "") for c in row] for row in rows]
+    widths = [max([width(h)] + [width(r[i]) for r in plain]) for i, h in enumerate(headers)]
+    widths[0] = min(widths[0], 40)
+    lines = ["  ".join(fit(h, w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    if colour:
+        lines[0] = click.style(lines[0], bold=True)
+    for row in rows:
+        cells = [highlight(fit(c, w), colour) for c, w in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return lines

@@ -1,0 +1,65 @@
+"""Phone numbers in every form a person types them.
+
+Index side, :func:`phone_variants` stores the digit strings an agent might type for a
+number: international with ``00``, the national significant number, the national form
+with its trunk prefix (``0`` in most countries), and the last 7+ digits. They go into one
+searchable, hidden field, so the Meilisearch web UI finds a chat from any of those forms
+too (digits only: the UI cannot join ``+20 123 456 7890`` back together).
+
+Query side, :func:`phone_query` turns anything that looks like a number into its digits.
+Country rules come from ``phonenumbers`` (the ``phonenumberslite`` package), not from us.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import phonenumbers
+
+MIN_SUFFIX: Final = 7
+_PHONEISH = re.compile(r"^\s*\+?[\d\s().\-/]+$")
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def phone_variants(e164: str) -> list[str]:
+    """Digit strings under which the number ``+<digits>`` should be found (no duplicates)."""
+    digits = _digits(e164)
+    out = [f"00{digits}"]
+    nsn = None
+    try:
+        number = phonenumbers.parse(f"+{digits}")
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is not None:
+        nsn = phonenumbers.national_significant_number(number)
+        national = _digits(
+            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        )
+        out += [nsn, national]
+    shortest_full = min(len(nsn) if nsn else len(digits), len(digits))
+    out += [digits[-n:] for n in range(MIN_SUFFIX, shortest_full)]
+    seen = {digits}
+    unique = []
+    for v in out:
+        if v and v not in seen and len(v) >= MIN_SUFFIX:
+            seen.add(v)
+            unique.append(v)
+    return unique
+
+
+def phone_query(query: str) -> str | None:
+    """The digits to search for when ``query`` looks like a phone number, else None."""
+    if not _PHONEISH.match(query):
+        return None
+    digits = _digits(query)
+    if len(digits) < MIN_SUFFIX:
+        return None
+    if query.strip().startswith("+"):
+        return digits
+    if digits.startswith("00"):
+        return digits[2:]
+    return digits

@@ -1,0 +1,230 @@
+"""Searching the live index: filters, phone-number queries, and a small Python API.
+
+This path is latency-sensitive (a CLI search should answer in well under 300 ms including
+process start), so it talks to Meilisearch with httpx directly instead of importing the
+official client, and sends ``Accept-Encoding: identity``: on keep-alive connections a
+compressed reply stalls ~40 ms (see docs/schema.md and the Meilisearch notes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from explorer.chats import CHAT_TYPES
+from explorer.config import Config, MeiliSettings, load_config
+from explorer.errors import ConfigError, MeiliError
+from explorer.phones import phone_query
+
+SORTABLE: Final = ("last_activity", "name", "display_name")
+PHONE_FIELDS: Final = ["phone_digits", "phone_variants", "jid", "lid"]
+HL_PRE: Final = "\x01"
+HL_POST: Final = "\x02"
+DAY: Final = 86_400
+
+
+@dataclass(frozen=True)
+class Filters:
+    chat_type: str | None = None
+    instance: str | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    muted: bool | None = None
+    inactive_days: int | None = None
+    active_since: str | None = None  # YYYY-MM-DD or an ISO datetime
+
+    def expressions(self, now: float | None = None) -> list[str]:
+        """Meilisearch filter clauses (ANDed); raises ConfigError on a bad value."""
+        now = time.time() if now is None else now
+        out = []
+        if self.chat_type is not None:
+            if self.chat_type not in CHAT_TYPES:
+                raise ConfigError(
+                    f"--type must be one of {', '.join(CHAT_TYPES)}, got {self.chat_type!r}"
+                )
+            out.append(f"chat_type = {self.chat_type}")
+        if self.instance is not None:
+            value = _quote(self.instance)
+            out.append(f"(instance_id = {value} OR instance_label = {value})")
+        for name in ("archived", "pinned", "muted"):
+            flag = getattr(self, name)
+            if flag is not None:
+                out.append(f"{name} = true" if flag else f"{name} != true")
+        if self.inactive_days is not None:
+            if self.inactive_days < 0:
+                raise ConfigError(f"--inactive-days must be >= 0, got {self.inactive_days}")
+            cutoff = int(now - self.inactive_days * DAY)
+            out.append(f"(last_activity < {cutoff} OR last_activity IS NULL)")
+        if self.active_since is not None:
+            out.append(f"last_activity >= {parse_date(self.active_since)}")
+        return out
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_date(value: str) -> int:
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"--active-since must be a date like 2026-01-31 or 2026-01-31T08:00, got {value!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp())
+
+
+def parse_sort(value: str) -> str:
+    attr, _, direction = value.partition(":")
+    direction = direction or "asc"
+    if attr not in SORTABLE or direction not in ("asc", "desc"):
+        raise ConfigError(
+            f"--sort must be ATTRIBUTE[:asc|desc] with ATTRIBUTE one of {', '.join(SORTABLE)}, "
+            f"got {value!r}"
+        )
+    return f"{attr}:{direction}"
+
+
+@dataclass
+class SearchResult:
+    query: str
+    phone_digits: str | None
+    filter: list[str]
+    sort: list[str]
+    total: int
+    limit: int
+    offset: int
+    processing_ms: int
+    hits: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable machine output of `explorer search --json`."""
+        return {
+            "query": self.query,
+            "phone_query": self.phone_digits,
+            "filter": self.filter,
+            "sort": self.sort,
+            "total": self.total,
+            "limit": self.limit,
+            "offset": self.offset,
+            "hits": [{k: v for k, v in hit.items() if not k.startswith("_")} for hit in self.hits],
+        }
+
+
+class Searcher:
+    def __init__(self, settings: MeiliSettings, *, timeout: float = 10.0) -> None:
+        self.settings = settings
+        headers = {"Accept-Encoding": "identity", "Content-Type": "application/json"}
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key.reveal()}"
+        self._http = httpx.Client(base_url=settings.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def search(
+        self,
+        query: str = "",
+        filters: Filters | None = None,
+        *,
+        sort: list[str] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        highlight: bool = True,
+    ) -> SearchResult:
+        if not 1 <= limit <= 1000:
+            raise ConfigError(f"--limit must be between 1 and 1000, got {limit}")
+        if offset < 0:
+            raise ConfigError(f"--offset must be >= 0, got {offset}")
+        expressions = (filters or Filters()).expressions()
+        sort = [parse_sort(s) for s in sort or []]
+        digits = phone_query(query)
+        body: dict[str, Any] = {
+            "q": digits or query,
+            "limit": limit,
+            "offset": offset,
+            "filter": expressions,
+        }
+        if sort:
+            body["sort"] = sort
+        if digits:
+            body["attributesToSearchOn"] = PHONE_FIELDS
+        if highlight and query:
+            body.update(
+                attributesToHighlight=["display_name", "phone_digits"],
+                highlightPreTag=HL_PRE,
+                highlightPostTag=HL_POST,
+            )
+        index = self.settings.index
+        try:
+            resp = self._http.post(f"/indexes/{index}/search", content=json.dumps(body))
+        except httpx.HTTPError as exc:
+            raise MeiliError(
+                f"Meilisearch at {self.settings.url} is unreachable ({type(exc).__name__})"
+            ) from None
+        data = _json(resp)
+        if resp.status_code != 200:
+            message = data.get("message", resp.text[:200]) if isinstance(data, dict) else ""
+            code = data.get("code", "") if isinstance(data, dict) else ""
+            if code == "index_not_found":
+                message = f"index {index!r} does not exist yet: run `explorer reindex`"
+            raise MeiliError(f"Meilisearch search failed: {message} [{code or resp.status_code}]")
+        return SearchResult(
+            query=query,
+            phone_digits=digits,
+            filter=expressions,
+            sort=sort,
+            total=int(data.get("estimatedTotalHits", len(data.get("hits", [])))),
+            limit=limit,
+            offset=offset,
+            processing_ms=int(data.get("processingTimeMs", 0)),
+            hits=list(data.get("hits", [])),
+        )
+
+
+def _json(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return {}
+
+
+def search(
+    query: str = "",
+    *,
+    config: Config | None = None,
+    chat_type: str | None = None,
+    instance: str | None = None,
+    archived: bool | None = None,
+    pinned: bool | None = None,
+    muted: bool | None = None,
+    inactive_days: int | None = None,
+    active_since: str | None = None,
+    sort: list[str] | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> SearchResult:
+    """Search the live index with the same filters as `explorer search`.
+
+    >>> from explorer import search
+    >>> search("ahmed", chat_type="individual", sort=["last_activity:desc"]).hits
+    """
+    cfg = config or load_config()
+    filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
+    with Searcher(cfg.meilisearch) as searcher:
+        return searcher.search(
+            query, filters, sort=sort, limit=limit, offset=offset, highlight=False
+        )

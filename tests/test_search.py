@@ -1,0 +1,363 @@
+"""Search for people on the real Meilisearch: names, phones, filters, keys, JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import meilisearch
+import pytest
+from click.testing import CliRunner
+
+import explorer
+from explorer.cli import cli
+from explorer.config import load_config
+from explorer.meili_server import MeiliServer
+from explorer.reindex import reindex
+from explorer.sandbox import Sandbox, SandboxOptions
+from explorer.search import Filters, Searcher
+
+A, B = "INST0000000A", "INST0000000B"
+TOKEN_A, TOKEN_B = "search-test-token-aaaaaaaaaaaa", "search-test-token-bbbbbbbbbbbb"
+EPOCH = int(time.time())
+
+
+@pytest.fixture(scope="module")
+def world(meili: MeiliServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two instances (labels Cairo and Lagos) reindexed once into one index for the module."""
+    sb = Sandbox(
+        SandboxOptions(chats=1500, instances={A: TOKEN_A, B: TOKEN_B}, epoch=EPOCH, seed=11)
+    ).start()
+    tmp = tmp_path_factory.mktemp("search")
+    path = tmp / "explorer.toml"
+    path.write_text(
+        f'[wawp]\nwarmup_seconds = 0\n\n[[wawp.instances]]\nid = "{A}"\nlabel = "Cairo"\n'
+        f'access_token = "{TOKEN_A}"\n\n[[wawp.instances]]\nid = "{B}"\nlabel = "Lagos"\n'
+        f'access_token = "{TOKEN_B}"\n\n[reindex]\nstate_dir = "{tmp / "state"}"\n'
+    )
+    env = {
+        "WAWP_BASE_URL": sb.url,
+        "MEILI_URL": meili.url,
+        "MEILI_API_KEY": meili.master_key,
+        "EXPLORER_INDEX": "search_world",
+    }
+    cfg = load_config(path, env=env)
+    reindex(cfg)
+    client = meilisearch.Client(meili.url, meili.master_key)
+    docs = client.index("search_world").get_documents({"limit": 10_000}).results
+    yield {
+        "cfg": cfg,
+        "env": {**env, "EXPLORER_CONFIG": str(path)},
+        "docs": [dict(d) for d in docs],
+    }
+    sb.stop()
+
+
+def run(world: dict[str, Any], *args: str) -> Any:
+    result = CliRunner().invoke(cli, ["search", "--json", *args], env=world["env"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def jids(data: Any) -> list[str]:
+    return [h["jid"] for h in data["hits"]]
+
+
+def pick(world: dict[str, Any], **match: Any) -> dict[str, Any]:
+    for doc in world["docs"]:
+        if all(doc.get(k) == v for k, v in match.items()):
+            return doc
+    raise LookupError(match)
+
+
+def egyptian(world: dict[str, Any]) -> dict[str, Any]:
+    return next(d for d in world["docs"] if (d["phone"] or "").startswith("+2010"))
+
+
+# -- phone numbers ----------------------------------------------------------------------------
+
+
+def phone_forms(doc: dict[str, Any]) -> dict[str, str]:
+    digits = doc["phone_digits"]  # 20 10x xxxxxxx
+    nsn = digits[2:]
+    return {
+        "spaced international": f"+20 {nsn[:3]} {nsn[3:6]} {nsn[6:]}",
+        "00 international": f"0020 {nsn}",
+        "digits": digits,
+        "national with trunk 0": "0" + nsn,
+        "national significant": nsn,
+        "last 7 digits": digits[-7:],
+        "last 9 digits": digits[-9:],
+    }
+
+
+def test_every_phone_format_finds_the_chat_through_the_cli(world: dict[str, Any]) -> None:
+    doc = egyptian(world)
+    for form, query in phone_forms(doc).items():
+        found = jids(run(world, query, "--limit", "5"))
+        assert doc["jid"] in found, form
+
+
+def test_phone_formats_typed_in_the_web_ui(world: dict[str, Any], meili: MeiliServer) -> None:
+    """What the dashboard sends: the raw text, all searchable fields, no CLI normalising."""
+    doc = egyptian(world)
+    index = meilisearch.Client(meili.url, meili.master_key).index("search_world")
+    works = {}
+    for form, query in phone_forms(doc).items():
+        hits = index.search(query, {"limit": 5})["hits"]
+        works[form] = doc["jid"] in [h["jid"] for h in hits]
+    # index-side variants make every digits-only form work in the UI; spaces split tokens
+    assert works == {
+        "spaced international": False,
+        "00 international": False,
+        "digits": True,
+        "national with trunk 0": True,
+        "national significant": True,
+        "last 7 digits": True,
+        "last 9 digits": True,
+    }
+    assert doc["jid"] in [h["jid"] for h in index.search("0020" + doc["phone_digits"][2:])["hits"]]
+
+
+def test_a_phone_number_never_matches_its_neighbour(world: dict[str, Any]) -> None:
+    doc = egyptian(world)
+    digits = doc["phone_digits"]
+    wrong = digits[:-1] + str((int(digits[-1]) + 1) % 10)
+    assert doc["jid"] not in jids(run(world, wrong))
+
+
+# -- names --------------------------------------------------------------------------------------
+
+
+def test_names_with_typos_accents_prefixes_and_scripts(world: dict[str, Any]) -> None:
+    doc = (
+        pick(world, name="José Álvarez")
+        if any(d["name"] == "José Álvarez" for d in world["docs"])
+        else next(d for d in world["docs"] if d["name"] and "Álvarez" in d["name"])
+    )
+    hits = run(world, "jose alvarez", "--limit", "50")["hits"]
+    assert any("Álvarez" in (h["name"] or "") for h in hits)  # accent-insensitive
+    typo = run(world, "Alvarex", "--limit", "50")["hits"]  # one typo
+    assert any("Álvarez" in (h["name"] or "") for h in typo)
+    prefix = run(world, "Alva", "--limit", "50")["hits"]
+    assert any("Álvarez" in (h["name"] or "") for h in prefix)
+    assert doc["name"]
+
+
+@pytest.mark.parametrize("name_part", ["محمد", "Дмитрий", "राहुल", "王伟", "Müller"])
+def test_any_script_is_searchable(world: dict[str, Any], name_part: str) -> None:
+    hits = run(world, name_part, "--limit", "20")["hits"]
+    assert hits and all(name_part.lower() in (h["name"] or "").lower() for h in hits[:3])
+
+
+def test_first_name_alone_finds_full_names(world: dict[str, Any]) -> None:
+    full = next(d for d in world["docs"] if d["name"] and " " in d["name"] and d["name"].isascii())
+    first = full["name"].split()[0]
+    assert full["jid"] in jids(run(world, first, "--limit", "1000"))
+
+
+# -- filters ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "check"),
+    [
+        (["--type", "group"], lambda h: h["chat_type"] == "group"),
+        (["--groups"], lambda h: h["is_group"] is True),
+        (["--individuals"], lambda h: h["chat_type"] == "individual"),
+        (["--type", "channel"], lambda h: h["chat_type"] == "channel"),
+        (["--type", "broadcast"], lambda h: h["chat_type"] == "broadcast"),
+        (["--instance", A], lambda h: h["instance_id"] == A),
+        (["--instance", "Lagos"], lambda h: h["instance_id"] == B),
+        (["--archived"], lambda h: h["archived"] is True),
+        (["--not-archived"], lambda h: h["archived"] is not True),
+        (["--pinned"], lambda h: h["pinned"] is True),
+        (["--muted"], lambda h: h["muted"] is True),
+        (["--not-muted"], lambda h: h["muted"] is not True),
+        (["--inactive-days", "90"], lambda h: h["last_activity"] is None
+         or h["last_activity"] < time.time() - 90 * 86400),
+        (["--active-since", time.strftime("%Y-%m-%d", time.gmtime(EPOCH - 5 * 86400))],
+         lambda h: h["last_activity"] >= EPOCH - 6 * 86400),
+    ],
+)  # fmt: skip
+def test_each_filter_narrows_to_matching_chats(
+    world: dict[str, Any], args: list[str], check: Any
+) -> None:
+    data = run(world, *args, "--limit", "1000")
+    assert data["hits"], "a filter matched nothing: the fixture data should cover it"
+    assert all(check(h) for h in data["hits"])
+    assert data["total"] < len(world["docs"])
+
+
+def test_sort_limit_and_offset(world: dict[str, Any]) -> None:
+    desc = run(world, "--sort", "last_activity:desc", "--individuals", "--limit", "30")["hits"]
+    stamps = [h["last_activity"] for h in desc if h["last_activity"] is not None]
+    assert stamps == sorted(stamps, reverse=True)
+    page2 = run(world, "--sort", "last_activity:desc", "--individuals", "--limit", "10",
+                "--offset", "10")["hits"]  # fmt: skip
+    assert [h["jid"] for h in page2] == [h["jid"] for h in desc[10:20]]
+    names = [h["name"] for h in run(world, "--groups", "--sort", "name", "--limit", "50")["hits"]]
+    assert names == sorted(names)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--sort", "phone:desc"], "--sort must be"),
+        (["--sort", "name:sideways"], "--sort must be"),
+        (["--active-since", "last tuesday"], "--active-since must be a date"),
+        (["--type", "robot"], "Invalid value for '--type'"),
+        (["--limit", "0"], "Invalid value for '--limit'"),
+        (["--inactive-days", "-3"], "Invalid value for '--inactive-days'"),
+    ],
+)
+def test_bad_options_are_one_line_exit_2(
+    world: dict[str, Any], args: list[str], needle: str
+) -> None:
+    result = CliRunner().invoke(cli, ["search", "x", *args], env=world["env"])
+    assert result.exit_code == 2
+    assert needle in result.output and "Traceback" not in result.output
+
+
+def test_json_output_schema(world: dict[str, Any]) -> None:
+    data = run(world, "a", "--limit", "3")
+    assert set(data) == {
+        "query",
+        "phone_query",
+        "filter",
+        "sort",
+        "total",
+        "limit",
+        "offset",
+        "hits",
+    }
+    for hit in data["hits"]:
+        assert {"id", "jid", "instance_id", "chat_type", "is_group", "name", "display_name",
+                "phone", "last_activity", "archived", "pinned", "muted", "unread_count",
+                "wa_link"} <= set(hit)  # fmt: skip
+        assert not any(k.startswith("_") for k in hit)
+        assert "phone_variants" not in hit and "type_words" not in hit
+
+
+def test_table_output(world: dict[str, Any]) -> None:
+    result = CliRunner().invoke(cli, ["search", "--groups", "--limit", "5"], env=world["env"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "PHONE", "TYPE", "LAST", "ACTIVITY", "INSTANCE"]
+    assert len(lines) == 6 and all("group" in line for line in lines[1:])
+    assert "of ~" in result.stderr
+
+
+def test_python_api_matches_the_cli(world: dict[str, Any]) -> None:
+    api = explorer.search("", config=world["cfg"], chat_type="group", limit=50)
+    cli_hits = run(world, "--groups", "--limit", "50")["hits"]
+    assert [h["jid"] for h in api.hits] == [h["jid"] for h in cli_hits]
+
+
+# -- the web UI without filter controls -------------------------------------------------------
+
+
+def test_typed_words_narrow_results_in_the_ui(world: dict[str, Any], meili: MeiliServer) -> None:
+    index = meilisearch.Client(meili.url, meili.master_key).index("search_world")
+    groups = index.search("group", {"limit": 20})["hits"]
+    assert groups and all(h["chat_type"] == "group" for h in groups)
+    cairo = index.search("cairo", {"limit": 20})["hits"]
+    assert cairo and all(h["instance_label"] == "Cairo" for h in cairo)
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def test_agent_key_is_the_smallest_the_ui_accepts(
+    world: dict[str, Any], meili: MeiliServer
+) -> None:
+    result = CliRunner().invoke(cli, ["keys", "create-agent"], env=world["env"])
+    assert result.exit_code == 0
+    key = result.stdout.strip()
+    auth = {"Authorization": f"Bearer {key}"}
+    listed = httpx.get(f"{meili.url}/indexes", headers=auth).json()["results"]
+    assert [i["uid"] for i in listed] == ["search_world"]  # other indexes stay hidden
+    assert httpx.get(f"{meili.url}/stats", headers=auth).status_code == 200
+    search = httpx.post(f"{meili.url}/multi-search", headers=auth,
+                        json={"queries": [{"indexUid": "search_world", "q": "a"}]})  # fmt: skip
+    assert search.status_code == 200
+    write = httpx.post(
+        f"{meili.url}/indexes/search_world/documents", headers=auth, json=[{"id": "x"}]
+    )
+    assert write.status_code == 403
+
+
+def test_search_key_cannot_write_or_list(world: dict[str, Any], meili: MeiliServer) -> None:
+    result = CliRunner().invoke(
+        cli, ["keys", "create-search", "--expires-in-days", "30"], env=world["env"]
+    )
+    assert result.exit_code == 0
+    auth = {"Authorization": f"Bearer {result.stdout.strip()}"}
+    ok = httpx.post(f"{meili.url}/indexes/search_world/search", headers=auth, json={"q": ""})
+    assert ok.status_code == 200
+    assert httpx.get(f"{meili.url}/indexes", headers=auth).status_code == 403
+    write = httpx.post(
+        f"{meili.url}/indexes/search_world/documents", headers=auth, json=[{"id": "x"}]
+    )
+    assert write.status_code == 403
+
+
+def test_tenant_token_sees_only_its_instance(world: dict[str, Any], meili: MeiliServer) -> None:
+    result = CliRunner().invoke(cli, ["keys", "create-search", "--instance", B], env=world["env"])
+    assert result.exit_code == 0, result.output
+    auth = {"Authorization": f"Bearer {result.stdout.strip()}"}
+    reply = httpx.post(
+        f"{meili.url}/indexes/search_world/search",
+        headers=auth,
+        json={"q": "", "limit": 1000, "facets": ["instance_id"]},
+    ).json()
+    only_b = sum(1 for d in world["docs"] if d["instance_id"] == B)
+    assert reply["facetDistribution"]["instance_id"] == {B: only_b}
+    sneaky = httpx.post(f"{meili.url}/indexes/search_world/search", headers=auth,
+                        json={"q": "", "filter": f"instance_id = {A}"}).json()  # fmt: skip
+    assert sneaky["hits"] == []
+
+
+# -- stats --------------------------------------------------------------------------------------
+
+
+def test_stats(world: dict[str, Any]) -> None:
+    result = CliRunner().invoke(cli, ["stats", "--json"], env=world["env"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["documents"] == len(world["docs"])
+    assert (
+        sum(data["chat_type"].values()) == sum(data["instance_id"].values()) == len(world["docs"])
+    )
+    assert data["last_reindex"]["new_count"] == len(world["docs"])
+    human = CliRunner().invoke(cli, ["stats"], env=world["env"])
+    assert "by chat_type" in human.stdout and "last reindex:" in human.stdout
+
+
+def test_search_on_a_missing_index_says_so(world: dict[str, Any]) -> None:
+    env = {**world["env"], "EXPLORER_INDEX": "nope_not_here"}
+    result = CliRunner().invoke(cli, ["search", "x"], env=env)
+    assert result.exit_code == 1 and "does not exist yet" in result.output
+
+
+def test_searcher_filters_compose() -> None:
+    f = Filters(chat_type="group", instance='we"ird', archived=False, inactive_days=1)
+    exprs = f.expressions(now=1_000_000)
+    assert exprs == [
+        "chat_type = group",
+        '(instance_id = "we\\"ird" OR instance_label = "we\\"ird")',
+        "archived != true",
+        "(last_activity < 913600 OR last_activity IS NULL)",
+    ]
+    assert Searcher  # the class is importable for tools
+
+
+def test_cli_constants_match_the_sandbox() -> None:
+    import explorer.cli as c
+    import explorer.sandbox as s
+
+    assert (c.SHAPES, c.ENVELOPES, c.COLD_MODES) == (s.SHAPES, s.ENVELOPES, s.COLD_MODES)
+    assert (c.DEFAULT_INSTANCE, c.DEFAULT_TOKEN) == (s.DEFAULT_INSTANCE, s.DEFAULT_TOKEN)
