@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -229,6 +230,37 @@ def reindex_cmd(
         click.echo(report.summary())
         for sample in report.malformed_samples:
             click.echo(f"  malformed: {redact(sample)}", err=True)
+
+
+@cli.command("sync")
+@click.option(
+    "--wait", default=10.0, show_default=True, help="Seconds to wait for a running reindex."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
+@click.pass_context
+def sync_cmd(ctx: click.Context, wait: float, quiet: bool, as_json: bool) -> None:
+    """Upsert recently active chats into the live index (safe to run every few minutes).
+
+    Reads chats newest first and stops at the first page with nothing newer than the
+    last sync. Never deletes and never touches settings. If a reindex is running it
+    waits up to --wait seconds, then skips this round (exit 0).
+    """
+    from explorer.sync import SyncBusy, sync
+
+    cfg = get_config(ctx)
+    progress, close = _progress_bars(quiet or as_json)
+    try:
+        report = sync(cfg, wait=wait, progress=progress)
+    except SyncBusy as exc:
+        click.echo(str(exc), err=True)
+        return
+    finally:
+        close()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        click.echo(report.summary())
 
 
 @cli.command("settings")
@@ -507,7 +539,7 @@ def _expiry(days: int | None) -> Any:
 def keys_create_agent(ctx: click.Context, expires_in_days: int | None) -> None:
     """The smallest key the Meilisearch web UI accepts, on the live index only.
 
-    Actions: search, indexes.get, stats.get, version. It cannot write, read settings or
+    Actions: search, indexes.get, stats.get. It cannot write, read settings or
     fetch documents one by one, and build indexes stay invisible to it. Printed once.
     """
     from explorer.index import create_key
@@ -515,7 +547,7 @@ def keys_create_agent(ctx: click.Context, expires_in_days: int | None) -> None:
     cfg = get_config(ctx)
     key = create_key(
         cfg.meilisearch,
-        ["search", "indexes.get", "stats.get", "version"],
+        ["search", "indexes.get", "stats.get"],
         "WhatsApp Explorer agents (web UI)",
         _expiry(expires_in_days),
     )
@@ -562,10 +594,12 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Documents per type and per instance, and the last reindex."""
     from explorer.index import index_stats
     from explorer.reindex import last_report
+    from explorer.sync import load_state
 
     cfg = get_config(ctx)
     stats = index_stats(cfg.meilisearch)
     stats["last_reindex"] = last_report(cfg)
+    stats["last_sync"] = load_state(cfg).get("instances", {})
     if as_json:
         click.echo(json.dumps(stats))
         return
@@ -575,15 +609,16 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"  by {facet.replace('_id', '')}: {parts or '-'}")
     last = stats["last_reindex"]
     if last:
-        import time as _time
-
-        when = _time.strftime("%Y-%m-%d %H:%M UTC", _time.gmtime(last.get("finished_at") or 0))
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last.get("finished_at") or 0))
         click.echo(
             f"  last reindex: {when}, {last.get('seconds', 0):.1f}s, {last.get('chats')} chats, "
             f"{last.get('old_count')} -> {last.get('new_count')}"
         )
     else:
         click.echo("  last reindex: none recorded here")
+    for inst, info in sorted(stats["last_sync"].items()):
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(info.get("at") or 0))
+        click.echo(f"  last sync of {inst}: {when}")
 
 
 def main() -> None:

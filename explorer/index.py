@@ -17,6 +17,7 @@ from meilisearch.errors import (
 
 from explorer.config import MeiliSettings
 from explorer.errors import MeiliError
+from explorer.filters import quote
 from explorer.secrets import redact
 
 T = TypeVar("T")
@@ -152,6 +153,19 @@ class IndexStore:
         value = results[0].get("crawled_at") if results else None
         return value if isinstance(value, int) else None
 
+    def newest_activity(self, uid: str, instance_id: str) -> int | None:
+        """The latest ``last_activity`` of an instance's chats in the index."""
+        body = {
+            "q": "",
+            "limit": 1,
+            "filter": f"instance_id = {quote(instance_id)} AND last_activity EXISTS",
+            "sort": ["last_activity:desc"],
+            "attributesToRetrieve": ["last_activity"],
+        }
+        hits = call(self.url, self.client.http.post, f"indexes/{uid}/search", body)["hits"]
+        stamp = hits[0].get("last_activity") if hits else None
+        return stamp if isinstance(stamp, int) else None
+
     def live_settings(self, uid: str) -> dict[str, Any]:
         result: dict[str, Any] = call(self.url, self.client.http.get, f"indexes/{uid}/settings")
         return result
@@ -268,8 +282,7 @@ def tenant_token(
 ) -> str:
     """A JWT signed with a search key whose searches always filter to one instance."""
     client = connect(settings)
-    value = instance_id.replace("\\", "\\\\").replace('"', '\\"')
-    rules = {settings.index: {"filter": f'instance_id = "{value}"'}}
+    rules = {settings.index: {"filter": f"instance_id = {quote(instance_id)}"}}
     with meili_errors(settings.url):
         token: str = client.generate_tenant_token(
             api_key_uid=key_uid, search_rules=rules, api_key=key, expires_at=expires_at

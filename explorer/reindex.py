@@ -57,6 +57,7 @@ class ReindexReport:
     removed: int | None = None
     changed: int | None = None
     seconds: float = 0.0
+    crawled_at: int | None = None  # when the swapped-in build started crawling
     finished_at: int | None = None
 
     def absorb(self, stats: CrawlStats) -> None:
@@ -262,6 +263,7 @@ def reindex(
             if leftover != build:
                 store.delete(leftover)
         report.build_index = build
+        report.crawled_at = state.data["crawled_at"]
         if not report.resumed:
             store.create(build)
             store.apply_settings(build, INDEX_SETTINGS)

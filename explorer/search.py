@@ -19,6 +19,7 @@ import httpx
 from explorer.chats import CHAT_TYPES
 from explorer.config import Config, MeiliSettings, load_config
 from explorer.errors import ConfigError, MeiliError
+from explorer.filters import quote
 from explorer.phones import phone_query
 
 SORTABLE: Final = ("last_activity", "name", "display_name")
@@ -49,7 +50,7 @@ class Filters:
                 )
             out.append(f"chat_type = {self.chat_type}")
         if self.instance is not None:
-            value = _quote(self.instance)
+            value = quote(self.instance)
             out.append(f"(instance_id = {value} OR instance_label = {value})")
         for name in ("archived", "pinned", "muted"):
             flag = getattr(self, name)
@@ -63,10 +64,6 @@ class Filters:
         if self.active_since is not None:
             out.append(f"last_activity >= {parse_date(self.active_since)}")
         return out
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def parse_date(value: str) -> int:
