@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export EXPLORER_CACHE_DIR ?= $(CURDIR)/.cache
 
-.PHONY: test lint install meilisearch bench clean
+.PHONY: test lint install meilisearch demo bench tools clean
 
-test: lint meilisearch
+test: lint meilisearch tools
 	$(PY) -m pytest
 
 lint: install
@@ -23,6 +23,16 @@ $(VENV)/.installed: pyproject.toml
 
 meilisearch: install
 	$(PY) -m explorer.meili_bin
+
+# Meilisearch + a 10,000-chat sandbox + reindex + searches + the web UI, until Ctrl-C.
+demo: meilisearch
+	$(VENV)/bin/explorer demo $(DEMO_ARGS)
+
+# Debian's docker-compose validates docker-compose.yml without a Docker engine.
+tools:
+	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) \
+	  >/dev/null; } || echo "docker-compose not installed: the compose test will fail"
 
 bench: install meilisearch
 	$(PY) benchmarks/crawl.py

@@ -28,8 +28,9 @@ from explorer.meili_server import MeiliServer  # noqa: E402
 from explorer.reindex import reindex  # noqa: E402
 
 
-def child(wawp_url: str, meili_url: str, key: str, index: str, state: str) -> None:
+def child(wawp_url: str, meili_url: str, index: str, state: str) -> None:
     os.environ["EXPLORER_STATE_DIR"] = state
+    key = os.environ["BENCH_MEILI_KEY"]  # through the environment: argv shows in `ps`
     cfg = load_config(
         env={
             "WAWP_BASE_URL": wawp_url,
@@ -60,7 +61,8 @@ def child(wawp_url: str, meili_url: str, key: str, index: str, state: str) -> No
 
 def run_reindex(wawp_url: str, meili: MeiliServer, index: str, state: str) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", wawp_url, meili.url, meili.master_key, index, state],
+        [sys.executable, __file__, "--child", wawp_url, meili.url, index, state],
+        env={**os.environ, "BENCH_MEILI_KEY": meili.master_key},
         capture_output=True,
         text=True,
         check=False,
@@ -75,7 +77,7 @@ def run_reindex(wawp_url: str, meili: MeiliServer, index: str, state: str) -> di
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--child", nargs=5)
+    ap.add_argument("--child", nargs=4)
     args = ap.parse_args()
     if args.child:
         child(*args.child)

@@ -68,6 +68,13 @@ def get_config(ctx: click.Context) -> Config:
 @click.option("--meili-url", help="Meilisearch URL [env MEILI_URL].")
 @click.option("--index", help="Name of the live index [env EXPLORER_INDEX].")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people, or JSON lines for machines (stderr).",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -77,6 +84,7 @@ def cli(
     meili_url: str | None,
     index: str | None,
     verbose: int,
+    log_format: str,
 ) -> None:
     """Make every WhatsApp chat of a business searchable.
 
@@ -619,6 +627,128 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     for inst, info in sorted(stats["last_sync"].items()):
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(info.get("at") or 0))
         click.echo(f"  last sync of {inst}: {when}")
+
+
+def _print_hits(result: Any) -> None:
+    from explorer.output import pretty_phone, relative, table
+
+    rows = [
+        [
+            str((hit.get("_formatted") or {}).get("display_name") or hit.get("display_name")),
+            pretty_phone(hit.get("phone")),
+            str(hit.get("chat_type", "")),
+            relative(hit.get("last_activity")),
+            str(hit.get("instance_label") or hit.get("instance_id") or ""),
+        ]
+        for hit in result.hits
+    ]
+    colour = sys.stdout.isatty()
+    for line in table(["NAME", "PHONE", "TYPE", "LAST ACTIVITY", "INSTANCE"], rows, colour):
+        click.echo("    " + line)
+
+
+@cli.command("demo")
+@click.option("--chats", default=10_000, show_default=True, type=click.IntRange(1))
+@click.option("--meili-port", default=7700, show_default=True, help="0 picks a free port.")
+@click.option("--sandbox-port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--data-dir", default=".demo", show_default=True, type=click.Path(file_okay=False))
+def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> None:
+    """Run everything locally: Meilisearch, a sandbox, a reindex, searches, the web UI.
+
+    Starts the pinned Meilisearch and a Wawp sandbox, reindexes with a progress bar, shows
+    a few searches, and prints the web UI's address with a key for agents. Everything
+    keeps running until Ctrl-C. The data directory is wiped at start.
+    """
+    import threading
+    from pathlib import Path
+
+    from explorer.demo import start
+    from explorer.index import create_key
+    from explorer.output import pretty_phone
+    from explorer.reindex import reindex as run_reindex
+    from explorer.search import Filters, Searcher
+
+    meili, sandbox, cfg = start(Path(data_dir), chats, meili_port, sandbox_port)
+    try:
+        progress, close = _progress_bars(False)
+        try:
+            report = run_reindex(cfg, progress=progress)
+        finally:
+            close()
+        click.echo(report.summary())
+        with Searcher(cfg.meilisearch) as searcher:
+            people = searcher.search("", Filters(chat_type="individual"), limit=100).hits
+            name = next(
+                (
+                    h["name"].split()[0]
+                    for h in people
+                    if (h.get("name") or "").isascii() and h.get("name")
+                ),
+                "maria",
+            )
+            phone = next((pretty_phone(h["phone"]) for h in people if h.get("phone")), "")
+            for title, query, filters in (
+                (f"a first name: explorer search {name!r}", name, Filters()),
+                (f"a phone number as typed: explorer search {phone!r}", phone, Filters()),
+                (
+                    "silent groups: explorer search --groups --inactive-days 60",
+                    "",
+                    Filters(chat_type="group", inactive_days=60),
+                ),
+            ):
+                click.echo(f"\n  {title}")
+                _print_hits(searcher.search(query, filters, limit=5))
+        key = create_key(
+            cfg.meilisearch, ["search", "indexes.get", "stats.get"], "demo agents", None
+        )
+        click.echo(
+            f"\nWeb UI for agents (search-only key): {meili.url}/?api_key={key}\n"
+            "Search from another terminal:\n"
+            f"  export MEILI_URL={meili.url} MEILI_API_KEY={key}\n"
+            "  .venv/bin/explorer search maria\n"
+            "Everything keeps running until Ctrl-C."
+        )
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        click.echo("\nStopping.", err=True)
+    finally:
+        sandbox.stop()
+        meili.stop()
+
+
+@cli.command("schedule")
+@click.option(
+    "--reindex-at", default="03:15", show_default=True, help="Daily reindex time, HH:MM (local)."
+)
+@click.option("--sync-every", type=click.IntRange(60), help="Also run sync every N seconds.")
+@click.option("--run-now", is_flag=True, help="Reindex once at start, then keep the schedule.")
+@click.option("--max-runs", type=click.IntRange(1), hidden=True)
+@click.pass_context
+def schedule_cmd(
+    ctx: click.Context, reindex_at: str, sync_every: int | None, run_now: bool, max_runs: int | None
+) -> None:
+    """Stay running and reindex daily (and sync in between): cron for containers.
+
+    Failures are logged and the loop goes on; use --log-format json for log shippers.
+    """
+    import signal
+    import threading
+
+    from explorer.schedule import parse_at, run_schedule
+
+    cfg = get_config(ctx)
+    cfg.require_instances()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        code = run_schedule(
+            cfg, at=parse_at(reindex_at), sync_every=sync_every, run_now=run_now,
+            max_runs=max_runs, stop=stop,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        code = 0
+    if max_runs:
+        ctx.exit(code)
 
 
 def main() -> None:

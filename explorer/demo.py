@@ -1,0 +1,66 @@
+"""`explorer demo`: the whole tool on one machine, in one command.
+
+A local Meilisearch (the pinned binary the tests use), the Wawp sandbox with synthetic chats,
+a real `reindex` with its progress bar, a few searches, and the web UI with an agent key,
+all left running until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from explorer.config import Config, Instance, MeiliSettings, ReindexSettings, WawpSettings
+from explorer.meili_server import MeiliServer, free_port
+from explorer.sandbox import Sandbox, SandboxOptions
+from explorer.secrets import Secret
+
+INSTANCE = "DEMO00000001"
+
+
+def port_or_free(port: int) -> int:
+    if port == 0:
+        return free_port()
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
+def demo_config(sandbox: Sandbox, meili: MeiliServer, state: Path) -> Config:
+    token = sandbox.options.instances[INSTANCE]
+    return Config(
+        wawp=WawpSettings(
+            base_url=sandbox.url,
+            access_token=Secret(token),
+            instances=(Instance(INSTANCE, "Demo shop"),),
+            warmup_seconds=5,
+            concurrency=4,
+        ),
+        meilisearch=MeiliSettings(url=meili.url, api_key=Secret(meili.master_key), index="chats"),
+        reindex=ReindexSettings(state_dir=str(state)),
+        source="demo",
+    )
+
+
+def start(data_dir: Path, chats: int, meili_port: int, sandbox_port: int) -> tuple[
+    MeiliServer, Sandbox, Config
+]:  # fmt: skip
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    meili = MeiliServer(data_dir / "meili", port=port_or_free(meili_port))
+    click.echo(f"Starting Meilisearch on {meili.url} (data in {data_dir / 'meili'}) ...")
+    meili.start()
+    options = SandboxOptions(chats=chats, instances={INSTANCE: secrets.token_urlsafe(16)})
+    sandbox = Sandbox(options).start(port=port_or_free(sandbox_port) if sandbox_port else 0)
+    click.echo(f"Started the Wawp sandbox with {chats:,} chats on {sandbox.url}")
+    cfg = demo_config(sandbox, meili, data_dir / "state")
+    return meili, sandbox, replace(cfg)
