@@ -96,10 +96,9 @@ def cli(
     Exit codes: 0 ok, 1 runtime failure, 2 usage or config error,
                 3 refused by a safety check.
     """
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from explorer.logs import setup_logging
+
+    setup_logging({0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG), log_format)
     ctx.obj = {
         "path": config_path,
         "overrides": {

@@ -66,7 +66,8 @@ class CrawlStats:
     retries: int = 0
     pages: int = 0
     chats: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # chats served again beyond the deliberate page overlap
+    overlap_rereads: int = 0  # the overlap itself: expected, not a problem
     skipped: int = 0
     malformed: int = 0
     malformed_samples: list[str] = field(default_factory=list)
@@ -256,12 +257,16 @@ class Crawler:
                     continue
                 fresh: list[Chat] = []
                 new_last = last_key
-                for key, raw in keyed:
+                expected_overlap = self.overlap if offset > 0 else 0
+                for position, (key, raw) in enumerate(keyed):
                     if key is None:
                         stats.note_malformed(f"offset {offset}: chat without a usable id")
                         continue
                     if not self._after(key, new_last):
-                        stats.duplicates += 1
+                        if position < expected_overlap:
+                            stats.overlap_rereads += 1
+                        else:
+                            stats.duplicates += 1
                         continue
                     new_last = key
                     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,15 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.chdir(work)
     monkeypatch.setenv("EXPLORER_STATE_DIR", str(tmp_path / "state"))
     return work
+
+
+@pytest.fixture(autouse=True)
+def reset_logging() -> Iterator[None]:
+    """The CLI configures logging globally; each test starts from pytest's own setup."""
+    yield
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_explorer", False)]
+    logging.getLogger("httpx").setLevel(logging.NOTSET)
 
 
 @pytest.fixture(scope="session")

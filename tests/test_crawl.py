@@ -71,6 +71,7 @@ def test_every_shape_and_envelope_is_crawled_exactly(
     assert all(c.instance_id == INST for c in chats)
     assert crawler.stats.skipped == 1  # status@broadcast
     assert crawler.stats.malformed == 0
+    assert crawler.stats.duplicates == 0 and crawler.stats.overlap_rereads > 0
     assert {c.engine_shape for c in chats} == {shape}
     kinds = {c.chat_type for c in chats}
     assert kinds == {"individual", "group", "channel", "broadcast"}

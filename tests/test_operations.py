@@ -1,0 +1,187 @@
+"""Logs, the scheduler and the demo."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from explorer.cli import cli
+from explorer.meili_server import MeiliServer
+from explorer.sandbox import Sandbox
+from explorer.schedule import next_run, run_schedule
+from tests.conftest import ground_truth
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_next_run() -> None:
+    tz = dt.UTC
+    at = dt.time(3, 15)
+    assert next_run(dt.datetime(2026, 1, 1, 1, 0, tzinfo=tz), at) == dt.datetime(
+        2026, 1, 1, 3, 15, tzinfo=tz
+    )
+    assert next_run(dt.datetime(2026, 1, 1, 3, 15, tzinfo=tz), at) == dt.datetime(
+        2026, 1, 2, 3, 15, tzinfo=tz
+    )
+    assert next_run(dt.datetime(2026, 12, 31, 23, 0, tzinfo=tz), at).year == 2027
+
+
+def test_json_logs_are_json_and_hold_no_token(
+    make_sandbox: Callable[..., Sandbox], token: str, meili: MeiliServer, index_name: str
+) -> None:
+    sb = make_sandbox(chats=50, error_rate=0.3, fault_seed=4)
+    env = {
+        "WAWP_BASE_URL": sb.url,
+        "WAWP_INSTANCE_ID": "INST00000001",
+        "WAWP_ACCESS_TOKEN": token,
+        "MEILI_URL": meili.url,
+        "MEILI_API_KEY": meili.master_key,
+        "EXPLORER_INDEX": index_name,
+    }
+    Path("explorer.toml").write_text("[wawp]\nwarmup_seconds = 0\n")
+    result = CliRunner().invoke(cli, ["-vv", "--log-format", "json", "reindex", "-q"], env=env)
+    assert result.exit_code == 0, result.output
+    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert entries and all({"ts", "level", "logger", "message"} <= set(e) for e in entries)
+    assert any("access_token=***" in e["message"] for e in entries)  # httpx's URLs, redacted
+    assert token not in result.output and meili.master_key not in result.output
+
+
+def test_schedule_runs_reindex_then_syncs(
+    make_sandbox: Callable[..., Sandbox], token: str, meili: MeiliServer, index_name: str
+) -> None:
+    from explorer.config import load_config
+
+    sb = make_sandbox(chats=80)
+    Path("explorer.toml").write_text("[wawp]\nwarmup_seconds = 0\n")
+    cfg = load_config(
+        env={
+            "WAWP_BASE_URL": sb.url,
+            "WAWP_INSTANCE_ID": "INST00000001",
+            "WAWP_ACCESS_TOKEN": token,
+            "MEILI_URL": meili.url,
+            "MEILI_API_KEY": meili.master_key,
+            "EXPLORER_INDEX": index_name,
+        }
+    )
+    clock = [dt.datetime(2026, 1, 1, 3, 0, tzinfo=dt.UTC)]
+    stop = threading.Event()
+    code = run_schedule(
+        cfg,
+        at=dt.time(4, 0),
+        sync_every=0.01,
+        run_now=True,
+        max_runs=2,
+        stop=stop,
+        now=lambda: clock[0],
+    )
+    assert code == 0
+    assert (Path(os.environ["EXPLORER_STATE_DIR"]) / f"sync-{index_name}.json").exists()
+    assert len(ground_truth(sb)) > 0
+
+
+def test_schedule_keeps_going_after_a_refused_swap(
+    make_sandbox: Callable[..., Sandbox],
+    token: str,
+    meili: MeiliServer,
+    index_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from explorer.config import load_config
+
+    full, empty = make_sandbox(chats=40), make_sandbox(chats=0)
+    Path("explorer.toml").write_text("[wawp]\nwarmup_seconds = 0\n")
+    env = {
+        "WAWP_INSTANCE_ID": "INST00000001",
+        "WAWP_ACCESS_TOKEN": token,
+        "MEILI_URL": meili.url,
+        "MEILI_API_KEY": meili.master_key,
+        "EXPLORER_INDEX": index_name,
+    }
+    clock = [dt.datetime(2026, 1, 1, 3, 0, tzinfo=dt.UTC)]
+    assert (
+        run_schedule(
+            load_config(env={**env, "WAWP_BASE_URL": full.url}),
+            at=dt.time(4, 0),
+            sync_every=None,
+            run_now=True,
+            max_runs=1,
+            now=lambda: clock[0],
+        )
+        == 0
+    )
+    with caplog.at_level(logging.WARNING, logger="explorer.schedule"):
+        code = run_schedule(
+            load_config(env={**env, "WAWP_BASE_URL": empty.url}),
+            at=dt.time(4, 0),
+            sync_every=None,
+            run_now=True,
+            max_runs=1,
+            now=lambda: clock[0],
+        )
+    assert code == 3 and "refusing to swap" in caplog.text
+
+
+@pytest.mark.slow
+def test_make_demo_serves_the_ui_and_answers_searches(tmp_path: Path) -> None:
+    """The README's first command, as written, on this machine (a short run)."""
+    env = {**os.environ, "DEMO_ARGS": f"--chats 1500 --meili-port 0 --data-dir {tmp_path / 'demo'}"}
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    url = None
+    lines = []
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/\?api_key=(\S+)", line)
+            if found:
+                url, key = found.group(1), found.group(2)
+                break
+        assert url, "demo never printed the web UI address:\n" + "".join(lines[-20:])
+        page = httpx.get(f"{url}/?api_key={key}", timeout=10)
+        assert page.status_code == 200 and "Meilisearch" in page.text
+        hits = httpx.post(
+            f"{url}/indexes/chats/search",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"q": "a"},
+            timeout=10,
+        ).json()["hits"]
+        assert hits
+        text = "".join(lines)
+        assert "reindexed: " in text and "NAME" in text
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == 0 or proc.returncode == -signal.SIGINT, proc.returncode
+    assert sys.executable
