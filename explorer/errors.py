@@ -6,7 +6,8 @@ else is a bug and keeps its traceback.
     ExplorerError
     ├── ConfigError              bad or missing configuration (exit 2)
     ├── MeiliBinaryError         cannot locate or fetch the Meilisearch binary
-    ├── MeiliError               Meilisearch unreachable, refused, or a task failed
+    ├── MeiliError               Meilisearch unreachable or refusing
+    │   └── MeiliTaskFailed      a task failed, or an index is not what was built
     ├── SafetyCheckFailed        reindex refused to swap (exit 3)
     └── WawpError                anything on the Wawp side
         ├── WawpRequestError     400: the request itself is wrong; never retried
@@ -36,6 +37,10 @@ class MeiliBinaryError(ExplorerError):
 
 class MeiliError(ExplorerError):
     pass
+
+
+class MeiliTaskFailed(MeiliError):
+    """Deterministic: retrying the same build would fail the same way."""
 
 
 class SafetyCheckFailed(ExplorerError):

@@ -16,7 +16,7 @@ from meilisearch.errors import (
 )
 
 from explorer.config import MeiliSettings
-from explorer.errors import MeiliError
+from explorer.errors import MeiliError, MeiliTaskFailed
 from explorer.filters import quote
 from explorer.secrets import redact
 
@@ -242,7 +242,7 @@ class IndexStore:
                     error = task.get("error") or {}
                     if allow and error.get("code") in allow:
                         continue
-                    raise MeiliError(
+                    raise MeiliTaskFailed(
                         f"Meilisearch task {task['uid']} ({task['type']}) {task['status']}: "
                         f"{error.get('message', 'no message')} [{error.get('code', '?')}]"
                     )

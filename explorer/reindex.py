@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +26,10 @@ from typing import IO, Any
 from explorer.config import Config, Instance
 from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from
 from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
-from explorer.errors import ExplorerError, MeiliError, SafetyCheckFailed
+from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
 from explorer.index import IndexStore
+
+log = logging.getLogger("explorer.reindex")
 
 STATE_VERSION = 1
 Progress = Callable[[str, str, int], None]  # (event, instance or index, count)
@@ -283,16 +286,18 @@ def reindex(
                 state.save()
                 report.absorb(stats)
             notify("waiting", build, len(data["tasks"]))
+            log.info("build %s: waiting for %d Meilisearch tasks", build, len(data["tasks"]))
             store.wait(data["tasks"])
             expected = sum(data["handed"].values())
             report.new_count = store.count(build)
             if report.new_count != expected:
-                raise MeiliError(
+                raise MeiliTaskFailed(
                     f"index {build} holds {report.new_count} documents but the crawl handed "
                     f"on {expected}; not swapping"
                 )
-        except MeiliError:
-            # A failed task will fail again on resume: start clean next time.
+        except MeiliTaskFailed:
+            # A failed task would fail again on resume: start clean next time. (Meilisearch
+            # being unreachable keeps the state: the next run resumes once it is back.)
             store.delete(build)
             state.clear()
             raise
@@ -305,8 +310,10 @@ def reindex(
             raise
         data["phase"] = "swap"
         state.save()
+        log.info("swapping %s into %s", build, live)
         store.swap_in(build)
         report.swapped = True
+        log.info("swapped; deleting the previous index")
         store.delete(build)  # after the swap it holds the previous live data
         state.clear()
         report.seconds = time.monotonic() - started

@@ -230,7 +230,7 @@ class Sandbox:
 
     def bind(self, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
         handler = type("Handler", (_Handler,), {"sandbox": self})
-        server = ThreadingHTTPServer((host, port), handler)
+        server = _QuietServer((host, port), handler)
         server.daemon_threads = True
         server.request_queue_size = 128
         self._server = server
@@ -263,6 +263,16 @@ class Sandbox:
             return False
         with self.rng_lock:
             return self.rng.random() < p
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up mid-request (killed crawlers, timeouts) are not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 def _dumps(obj: Any) -> bytes:
