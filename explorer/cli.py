@@ -505,24 +505,11 @@ def search_cmd(
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
-    from explorer.output import pretty_phone, relative, table
+    from explorer.output import hits_table
 
-    colour = sys.stdout.isatty()
-    rows = []
-    for hit in result.hits:
-        formatted = hit.get("_formatted") or {}
-        rows.append(
-            [
-                str(formatted.get("display_name") or hit.get("display_name") or ""),
-                pretty_phone(hit.get("phone")),
-                str(hit.get("chat_type", "")),
-                relative(hit.get("last_activity")),
-                str(hit.get("instance_label") or hit.get("instance_id") or ""),
-            ]
-        )
-    if rows:
-        for line in table(["NAME", "PHONE", "TYPE", "LAST ACTIVITY", "INSTANCE"], rows, colour):
-            click.echo(line)
+    for line in hits_table(result.hits, colour=sys.stdout.isatty()):
+        click.echo(line)
+    rows = result.hits
     shown = f"{offset + 1}-{offset + len(rows)}" if rows else "0"
     click.echo(f"{shown} of ~{result.total} chats ({result.processing_ms} ms)", err=True)
 
@@ -629,20 +616,9 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
 
 
 def _print_hits(result: Any) -> None:
-    from explorer.output import pretty_phone, relative, table
+    from explorer.output import hits_table
 
-    rows = [
-        [
-            str((hit.get("_formatted") or {}).get("display_name") or hit.get("display_name")),
-            pretty_phone(hit.get("phone")),
-            str(hit.get("chat_type", "")),
-            relative(hit.get("last_activity")),
-            str(hit.get("instance_label") or hit.get("instance_id") or ""),
-        ]
-        for hit in result.hits
-    ]
-    colour = sys.stdout.isatty()
-    for line in table(["NAME", "PHONE", "TYPE", "LAST ACTIVITY", "INSTANCE"], rows, colour):
+    for line in hits_table(result.hits, colour=sys.stdout.isatty()):
         click.echo("    " + line)
 
 

@@ -88,3 +88,20 @@ def table(headers: Sequence[str], rows: list[list[str]], colour: bool) -> list[s
         cells = [highlight(fit(c, w), colour) for c, w in zip(row, widths, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def hits_table(hits: list[dict[str, Any]], *, colour: bool) -> list[str]:
+    """The search result table: name (matches highlighted), phone, type, activity, instance."""
+    if not hits:
+        return []
+    rows = [
+        [
+            str((hit.get("_formatted") or {}).get("display_name") or hit.get("display_name") or ""),
+            pretty_phone(hit.get("phone")),
+            str(hit.get("chat_type", "")),
+            relative(hit.get("last_activity")),
+            str(hit.get("instance_label") or hit.get("instance_id") or ""),
+        ]
+        for hit in hits
+    ]
+    return table(["NAME", "PHONE", "TYPE", "LAST ACTIVITY", "INSTANCE"], rows, colour)
