@@ -187,6 +187,9 @@ class _Batcher:
         if self.buffer:
             data["tasks"].append(self.store.add(self.build, self.buffer))
             self.notify("sent", self.instance_id, len(self.buffer))
+            log.info(
+                "sent %d documents of %s to %s", len(self.buffer), self.instance_id, self.build
+            )
             self.buffer = []
         if self.checkpoint is not None:
             data["checkpoints"][self.instance_id] = self.checkpoint.to_json()
