@@ -19,14 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from explorer.chats import normalize_chat  # noqa: E402
 from explorer.crawl import Crawler, CrawlOptions  # noqa: E402
-from explorer.meili_server import free_port  # noqa: E402
+from explorer.sandbox import sandbox_process  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
 from explorer.synthetic import Generator, render  # noqa: E402
 from explorer.wawp import WawpClient  # noqa: E402
@@ -46,28 +44,21 @@ def rss_of(pid: int) -> tuple[float, float]:
 
 @contextmanager
 def sandbox(chats: int, latency_ms: float) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "explorer.cli", "sandbox", "--port", str(port),
-            "--chats", str(chats), "--latency-ms", str(latency_ms),
-            "--instance", f"{INSTANCE}:{TOKEN}", "--epoch", "1764000000",
-        ],
-        stdout=subprocess.DEVNULL,
-        cwd=ROOT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(url + "/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    try:
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait()
+    with sandbox_process(
+        chats, {INSTANCE: TOKEN}, latency_ms=latency_ms, epoch=1_764_000_000
+    ) as running:
+        yield running
+
+
+def run_json_child(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run a benchmark child process; its last stdout line is a JSON object of figures."""
+    out = subprocess.run(
+        [sys.executable, *argv], env=env, capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    if out.returncode:
+        raise SystemExit(f"benchmark child failed: {out.stderr.strip()[-800:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def child(url: str, concurrency: int, page_size: int) -> None:
@@ -95,17 +86,7 @@ def child(url: str, concurrency: int, page_size: int) -> None:
 
 
 def run_child(url: str, concurrency: int, page_size: int = 100) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", url, str(concurrency), str(page_size)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    if out.returncode:
-        raise SystemExit(f"crawl child failed: {out.stderr.strip()[-500:]}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_json_child([__file__, "--child", url, str(concurrency), str(page_size)])
 
 
 def cpu_per_chat(n: int) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.crawl import INSTANCE, TOKEN, rss_of, run_child, sandbox  # noqa: E402
+from benchmarks.crawl import (  # noqa: E402
+    INSTANCE,
+    TOKEN,
+    rss_of,
+    run_child,
+    run_json_child,
+    sandbox,
+)
 from explorer.config import load_config  # noqa: E402
 from explorer.meili_server import MeiliServer  # noqa: E402
 from explorer.reindex import reindex  # noqa: E402
@@ -60,18 +66,10 @@ def child(wawp_url: str, meili_url: str, index: str, state: str) -> None:
 
 
 def run_reindex(wawp_url: str, meili: MeiliServer, index: str, state: str) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", wawp_url, meili.url, index, state],
+    return run_json_child(
+        [__file__, "--child", wawp_url, meili.url, index, state],
         env={**os.environ, "BENCH_MEILI_KEY": meili.master_key},
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
     )
-    if out.returncode:
-        raise SystemExit(f"reindex child failed: {out.stderr.strip()[-800:]}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
 
 
 def main() -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
 import time
 from array import array
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
@@ -263,6 +265,42 @@ class Sandbox:
             return False
         with self.rng_lock:
             return self.rng.random() < p
+
+
+@contextmanager
+def sandbox_process(
+    chats: int, instances: dict[str, str], *, latency_ms: float = 0, epoch: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The sandbox in its own process (its memory and GIL apart): yields (url, process)."""
+    import sys
+
+    import httpx
+
+    from explorer.meili_server import free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "explorer.cli", "sandbox", "--port", str(port)]
+    argv += ["--chats", str(chats), "--latency-ms", str(latency_ms)]
+    for iid, token in instances.items():
+        argv += ["--instance", f"{iid}:{token}"]
+    if epoch is not None:
+        argv += ["--epoch", str(epoch)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"the sandbox did not start on {url}") from None
+                time.sleep(0.05)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 class _QuietServer(ThreadingHTTPServer):

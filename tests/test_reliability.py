@@ -27,7 +27,7 @@ from explorer.config import load_config
 from explorer.errors import MeiliError
 from explorer.meili_server import MeiliServer, free_port
 from explorer.reindex import reindex
-from explorer.sandbox import Sandbox
+from explorer.sandbox import Sandbox, sandbox_process
 from tests.conftest import ground_truth
 
 INST = "INST00000001"
@@ -282,20 +282,7 @@ def test_searches_keep_answering_through_a_reindex_and_swap(
     """20 searches/s from 4 clients against a 200,000-chat index while it is rebuilt."""
     import httpx
 
-    port = free_port()
-    sandbox_proc = subprocess.Popen(
-        [sys.executable, "-m", "explorer.cli", "sandbox", "--port", str(port), "--chats",
-         "200000", "--instance", f"{INST}:{token}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                httpx.get(url + "/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+    with sandbox_process(200_000, {INST: token}) as (url, _):
         path = write_config(tmp_path / "c.toml", page_size=200, concurrency=6)
         env = {
             **os.environ, "WAWP_BASE_URL": url, "WAWP_INSTANCE_ID": INST,
@@ -343,6 +330,3 @@ def test_searches_keep_answering_through_a_reindex_and_swap(
             print(f"{name}: {len(lat)} searches, p50 {lat[len(lat) // 2]:.1f} ms, "
                   f"p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms")  # fmt: skip
         assert len([r for r in results if r[1] == "during"]) > 100
-    finally:
-        sandbox_proc.terminate()
-        sandbox_proc.wait()
