@@ -147,7 +147,7 @@ def test_sigint_exits_promptly_and_resumes(
     index_name: str,
     tmp_path: Path,
 ) -> None:
-    sb = make_sandbox(chats=2000, latency_ms=10)
+    sb = make_sandbox(chats=4000, latency_ms=10)
     env = env_for(
         sb, token, meili.url, meili.master_key, index_name, write_config(tmp_path / "c.toml")
     )
@@ -155,11 +155,13 @@ def test_sigint_exits_promptly_and_resumes(
     old = live_jids(meili_client, index_name)
     sb.store(INST).add(10)
     proc = spawn(env)
-    time.sleep(0.6)
+    assert wait_for_line(proc, "sent ")  # mid-crawl: the first batch went to Meilisearch
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     code, _, err = finish(proc, timeout=30)
-    assert time.monotonic() - sent < 10
+    took = time.monotonic() - sent
+    print(f"SIGINT to exit: {took:.2f} s")
+    assert took < 10
     assert code == 130 and "Interrupted" in err and "resumes" in err
     assert "Traceback" not in err
     assert live_jids(meili_client, index_name) == old
