@@ -170,13 +170,14 @@ class IndexStore:
         result: dict[str, Any] = call(self.url, self.client.http.get, f"indexes/{uid}/settings")
         return result
 
-    def documents(self, uid: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+    def documents(self, uid: str) -> Iterator[dict[str, Any]]:
+        """Every document with every field (hidden helper fields included)."""
         offset = 0
         while True:
             page = call(
                 self.url,
                 self.client.http.get,
-                f"indexes/{uid}/documents?limit=1000&offset={offset}&fields={','.join(fields)}",
+                f"indexes/{uid}/documents?limit=1000&offset={offset}",
             )
             yield from page["results"]
             offset += len(page["results"])

@@ -13,30 +13,24 @@ build index continues from the checkpoints instead of starting over.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from explorer.config import Config, Instance
 from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from
 from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
-from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
+from explorer.errors import MeiliTaskFailed, SafetyCheckFailed
 from explorer.index import IndexStore
+from explorer.state import index_lock, read_json, state_dir, write_json
 
 log = logging.getLogger("explorer.reindex")
 
 STATE_VERSION = 1
 Progress = Callable[[str, str, int], None]  # (event, instance or index, count)
-
-
-class ReindexLocked(ExplorerError):
-    pass
 
 
 @dataclass
@@ -95,33 +89,6 @@ class ReindexReport:
         return asdict(self)
 
 
-def state_dir(cfg: Config) -> Path:
-    if cfg.reindex.state_dir:
-        return Path(cfg.reindex.state_dir)
-    if os.environ.get("EXPLORER_STATE_DIR"):
-        return Path(os.environ["EXPLORER_STATE_DIR"])
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "whatsapp-explorer"
-
-
-@contextlib.contextmanager
-def reindex_lock(directory: Path, index: str) -> Iterator[None]:
-    """One reindex per index at a time; the OS drops the lock if the process dies."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"reindex-{index}.lock"
-    fh: IO[str] = path.open("a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ReindexLocked(
-                f"another reindex of index {index!r} is running (lock {path})"
-            ) from None
-        yield
-    finally:
-        fh.close()
-
-
 class State:
     """The resumable part of a build, saved atomically after every accepted batch."""
 
@@ -130,21 +97,14 @@ class State:
         self.data: dict[str, Any] = {}
 
     def load(self) -> bool:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return False
-        except (OSError, ValueError):
-            return False  # a damaged state only costs a fresh build
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        data = read_json(self.path)  # missing or damaged: only costs a fresh build
+        if data.get("version") != STATE_VERSION:
             return False
         self.data = data
         return True
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
 
     def clear(self) -> None:
         self.data = {}
@@ -164,6 +124,7 @@ class _Batcher:
         state: State,
         size: int,
         notify: Progress,
+        after_batch: Callable[[int], None] | None,
     ) -> None:
         self.instance_id = instance_id
         self.store = store
@@ -173,7 +134,7 @@ class _Batcher:
         self.notify = notify
         self.buffer: list[dict[str, Any]] = []
         self.checkpoint: Checkpoint | None = None
-        self.after_batch: Callable[[int], None] | None = None
+        self.after_batch = after_batch
 
     def on_page(self, docs: list[dict[str, Any]], checkpoint: Checkpoint) -> None:
         self.buffer.extend(docs)
@@ -213,13 +174,10 @@ def _crawl_instance(
 ) -> CrawlStats:
     with open_client(cfg, inst) as client:
         crawler = Crawler(client, options_from(cfg.wawp))
-        try:
-            for page in crawler.pages(resume=resume):
-                docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in page.chats]
-                on_page(docs, page.checkpoint)
-        finally:
-            stats = crawler.stats
-    return stats
+        for page in crawler.pages(resume=resume):
+            docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in page.chats]
+            on_page(docs, page.checkpoint)
+    return crawler.stats
 
 
 def reindex(
@@ -237,7 +195,7 @@ def reindex(
     started = time.monotonic()
     report = ReindexReport(live_index=live)
     notify = progress or (lambda *_: None)
-    with reindex_lock(directory, live):
+    with index_lock(directory, live):
         state = State(directory / f"reindex-{live}.json")
         if restart:
             state.clear()
@@ -247,12 +205,8 @@ def reindex(
             report.resumed = True
             if state.data.get("phase") == "swap" and _swap_happened(store, live, state.data):
                 # Died between the swap and the clean-up: the new data is already live.
-                store.delete(build)
-                state.clear()
-                report.swapped = True
                 report.new_count = store.count(live)
-                report.seconds = time.monotonic() - started
-                return report
+                return _finish(store, state, report, directory, started)
         else:
             state.clear()
             build = f"{live}__build_{_build_name()}"
@@ -281,8 +235,9 @@ def reindex(
                     continue
                 cp_json = data["checkpoints"].get(inst.id)
                 resume = Checkpoint.from_json(cp_json) if cp_json else None
-                batcher = _Batcher(inst.id, store, build, state, cfg.reindex.batch_size, notify)
-                batcher.after_batch = after_batch
+                batcher = _Batcher(
+                    inst.id, store, build, state, cfg.reindex.batch_size, notify, after_batch
+                )
                 stats = _crawl_instance(cfg, inst, resume, batcher.on_page, data["crawled_at"])
                 batcher.flush()
                 data["done"].append(inst.id)
@@ -315,13 +270,27 @@ def reindex(
         state.save()
         log.info("swapping %s into %s", build, live)
         store.swap_in(build)
-        report.swapped = True
         log.info("swapped; deleting the previous index")
-        store.delete(build)  # after the swap it holds the previous live data
-        state.clear()
-        report.seconds = time.monotonic() - started
-        report.finished_at = int(time.time())
-        (directory / f"last-reindex-{live}.json").write_text(json.dumps(report.to_json()))
+        return _finish(store, state, report, directory, started)
+
+
+def _finish(
+    store: IndexStore, state: State, report: ReindexReport, directory: Path, started: float
+) -> ReindexReport:
+    """After the swap: drop the build (it now holds the previous data), record the run.
+
+    The record matters beyond `explorer stats`: sync re-applies everything active since
+    ``crawled_at`` of the last swapped-in build.
+    """
+    build = state.data["build"]
+    report.build_index = build
+    report.crawled_at = state.data["crawled_at"]
+    report.swapped = True
+    store.delete(build)
+    state.clear()
+    report.seconds = time.monotonic() - started
+    report.finished_at = int(time.time())
+    write_json(directory / f"last-reindex-{report.live_index}.json", report.to_json())
     return report
 
 
@@ -362,9 +331,7 @@ def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
     report.old_count = store.count(live)
     live_prints: dict[str, str] = {}
     if report.old_count:
-        fields = [k for k in INDEX_SETTINGS["displayedAttributes"] if k != "crawled_at"]
-        fields += ["type_words", "phone_variants"]
-        for doc in store.documents(live, fields):
+        for doc in store.documents(live):
             live_prints[doc["id"]] = fingerprint(doc)
     added = changed = 0
     seen: set[str] = set()
@@ -389,9 +356,4 @@ def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
 
 
 def last_report(cfg: Config) -> dict[str, Any] | None:
-    path = state_dir(cfg) / f"last-reindex-{cfg.meilisearch.index}.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json(state_dir(cfg) / f"last-reindex-{cfg.meilisearch.index}.json") or None

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from explorer.config import Config
 from explorer.errors import ExplorerError
+from explorer.state import IndexBusy
 
 log = logging.getLogger("explorer.schedule")
 
@@ -36,7 +37,9 @@ def _run(name: str, job: Callable[[], object]) -> int:
     try:
         report = job()
     except ExplorerError as exc:
-        level = logging.WARNING if exc.exit_code in (0, 3) else logging.ERROR
+        # A refused swap (3) or a busy lock waits for a person or the next round.
+        benign = exc.exit_code == 3 or isinstance(exc, IndexBusy)
+        level = logging.WARNING if benign else logging.ERROR
         log.log(level, "%s: %s", name, exc, extra={"event": name, "exit_code": exc.exit_code})
         return exc.exit_code
     except Exception:

@@ -8,40 +8,31 @@ touches settings: the nightly reindex stays the source of truth.
 The watermark per instance lives in ``sync-<index>.json`` in the state directory. When a
 reindex swapped in a build after the last sync, the watermark falls back to that build's
 crawl start, so whatever the build missed (chats active while it crawled) is re-applied.
-Sync and reindex share one lock, so they never write at the same time.
+Sync and reindex share one lock, so they never write at the same time; a sync that cannot
+get it within ``wait`` seconds raises :class:`explorer.state.IndexBusy`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import logging
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from explorer.chats import MalformedChat, normalize_chat
+from explorer.chats import Chat, MalformedChat, normalize_chat
 from explorer.config import Config, Instance
 from explorer.crawl import open_client
 from explorer.documents import to_document
-from explorer.errors import ExplorerError, MeiliError, WawpProtocolError
+from explorer.errors import MeiliError, WawpProtocolError
 from explorer.index import IndexStore
-from explorer.reindex import Progress, last_report, state_dir
+from explorer.reindex import Progress, last_report
+from explorer.state import index_lock, read_json, state_dir, write_json
 from explorer.wawp import WawpClient
 
 log = logging.getLogger("explorer.sync")
 
 MARGIN_SECONDS = 300
-
-
-class SyncBusy(ExplorerError):
-    """A reindex holds the lock; sync skipped this round (exit 0: cron runs it again)."""
-
-    exit_code = 0
 
 
 @dataclass
@@ -79,45 +70,12 @@ class SyncReport:
         return {**asdict(self), "upserted": self.upserted}
 
 
-@contextlib.contextmanager
-def shared_lock(directory: Path, index: str, wait: float) -> Iterator[None]:
-    """The reindex lock, waited for up to ``wait`` seconds."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fh: IO[str] = (directory / f"reindex-{index}.lock").open("a+")
-    deadline = time.monotonic() + wait
-    try:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise SyncBusy(
-                        f"a reindex of {index!r} is running; sync skipped (it runs again next time)"
-                    ) from None
-                time.sleep(0.2)
-        yield
-    finally:
-        fh.close()
-
-
 def _state_path(cfg: Config) -> Path:
     return state_dir(cfg) / f"sync-{cfg.meilisearch.index}.json"
 
 
 def load_state(cfg: Config) -> dict[str, Any]:
-    try:
-        data = json.loads(_state_path(cfg).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _save_state(cfg: Config, data: dict[str, Any]) -> None:
-    path = _state_path(cfg)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    return read_json(_state_path(cfg))
 
 
 def _watermark(cfg: Config, store: IndexStore, inst: Instance, state: dict[str, Any]) -> int:
@@ -135,31 +93,43 @@ def _watermark(cfg: Config, store: IndexStore, inst: Instance, state: dict[str, 
     return mark
 
 
-def _newest_first(client: WawpClient, limit: int) -> tuple[str, list[Any]]:
-    """The sortOrder spelling this server honours for newest-first, and the first page."""
+@dataclass
+class _Page:
+    served: int  # items the server returned: a short page is the end
+    chats: list[Chat]  # normalised (``status@broadcast`` dropped)
+    malformed: int
+
+
+def _normalise(page: list[Any], instance_id: str) -> _Page:
+    result = _Page(len(page), [], 0)
+    for raw in page:
+        try:
+            chat = normalize_chat(raw, instance_id)
+        except MalformedChat:
+            result.malformed += 1
+            continue
+        if chat is not None:
+            result.chats.append(chat)
+    return result
+
+
+def _newest_first(client: WawpClient, limit: int) -> tuple[str, _Page]:
+    """The sortOrder spelling this server honours for newest-first, and its first page."""
     tried = []
     for spelling in ("desc", "DESC"):
         page = client.chats_page(
             offset=0, limit=limit, sort_by="conversationTimestamp", sort_order=spelling
         )
-        stamps = [_ts(raw) for raw in page]
-        known = [s for s in stamps if s is not None]
+        first = _normalise(page, client.instance_id)
+        known = [c.last_activity for c in first.chats if c.last_activity is not None]
         if len(known) < 2 or known == sorted(known, reverse=True):
-            return spelling, page
+            return spelling, first
         tried.append(spelling)
     raise WawpProtocolError(
         f"Wawp instance {client.instance_id}: /v2/chats ignores sortOrder ({', '.join(tried)} "
         "both came back oldest first), so a newest-first sync is impossible; rely on reindex",
         instance_id=client.instance_id,
     )
-
-
-def _ts(raw: Any) -> int | None:
-    try:
-        chat = normalize_chat(raw, "-")
-    except MalformedChat:
-        return None
-    return chat.last_activity if chat else None
 
 
 def sync(
@@ -176,7 +146,7 @@ def sync(
     started = time.monotonic()
     report = SyncReport(live_index=live)
     limit = cfg.wawp.page_size
-    with shared_lock(state_dir(cfg), live, wait):
+    with index_lock(state_dir(cfg), live, wait=wait):
         if not store.exists(live):
             raise MeiliError(f"index {live!r} does not exist yet: run `explorer reindex` first")
         state = load_state(cfg)
@@ -190,19 +160,13 @@ def sync(
             newest = mark
             now = int(time.time())
             with open_client(cfg, inst) as client:
-                spelling, page = _newest_first(client, limit)
+                spelling, current = _newest_first(client, limit)
                 offset = 0
                 while True:
+                    result.malformed += current.malformed
                     docs = []
                     oldest: int | None = None
-                    for raw in page:
-                        try:
-                            chat = normalize_chat(raw, inst.id)
-                        except MalformedChat:
-                            result.malformed += 1
-                            continue
-                        if chat is None:
-                            continue
+                    for chat in current.chats:
                         result.seen += 1
                         ts = chat.last_activity
                         if ts is None or ts < floor:
@@ -215,7 +179,7 @@ def sync(
                         tasks.append(store.add(live, docs))
                         result.upserted += len(docs)
                         notify("sent", inst.id, len(docs))
-                    done = len(page) < limit or (oldest is not None and oldest < floor)
+                    done = current.served < limit or (oldest is not None and oldest < floor)
                     if done:
                         break
                     # Overlap pages: equal timestamps have no stable order upstream.
@@ -226,11 +190,12 @@ def sync(
                         sort_by="conversationTimestamp",
                         sort_order=spelling,
                     )
+                    current = _normalise(page, inst.id)
                 result.requests = client.requests_made
             result.watermark_after = newest
             state.setdefault("instances", {})[inst.id] = {"watermark": newest, "at": now}
         store.wait(tasks)
-        _save_state(cfg, state)
+        write_json(_state_path(cfg), state)
     report.seconds = time.monotonic() - started
     report.finished_at = int(time.time())
     return report

@@ -18,8 +18,9 @@ from explorer.config import Config, load_config
 from explorer.documents import doc_id
 from explorer.errors import MeiliError, SafetyCheckFailed
 from explorer.meili_server import MeiliServer
-from explorer.reindex import ReindexLocked, dry_run, reindex, reindex_lock, state_dir
+from explorer.reindex import dry_run, last_report, reindex
 from explorer.sandbox import Sandbox
+from explorer.state import IndexBusy, index_lock, state_dir
 from tests.conftest import ground_truth
 
 INST = "INST00000001"
@@ -310,9 +311,9 @@ def test_a_second_reindex_is_refused_while_one_runs(
     make_sandbox: Callable[..., Sandbox], config_for: Callable[..., Config], index_name: str
 ) -> None:
     cfg = config_for(make_sandbox(chats=20))
-    with reindex_lock(state_dir(cfg), index_name), pytest.raises(ReindexLocked) as exc:
+    with index_lock(state_dir(cfg), index_name), pytest.raises(IndexBusy) as exc:
         reindex(cfg)
-    assert exc.value.exit_code == 1 and "another reindex" in str(exc.value)
+    assert exc.value.exit_code == 1 and "another reindex or sync" in str(exc.value)
 
 
 def test_summary_line_and_json(
@@ -385,6 +386,10 @@ def test_death_between_swap_and_cleanup_is_finished_on_the_next_run(
     assert report.resumed and report.swapped
     assert live_jids(meili_client, index_name) == ground_truth(sb)
     assert not any(i.startswith(f"{index_name}__build_") for i in indexes(meili_client))
+    # sync's watermark comes from this record: it must name the build now live
+    live_stamp = meili_client.index(index_name).get_documents({"limit": 1}).results[0].crawled_at
+    recorded = last_report(cfg)
+    assert recorded is not None and recorded["crawled_at"] == live_stamp
 
 
 def test_several_instances_share_one_index(

@@ -17,9 +17,10 @@ from explorer.cli import cli
 from explorer.config import Config, load_config
 from explorer.errors import MeiliError, WawpProtocolError
 from explorer.meili_server import MeiliServer
-from explorer.reindex import reindex, reindex_lock, state_dir
+from explorer.reindex import reindex
 from explorer.sandbox import Sandbox
-from explorer.sync import SyncBusy, sync
+from explorer.state import IndexBusy, index_lock, state_dir
+from explorer.sync import sync
 from tests.conftest import ground_truth
 
 INST = "INST00000001"
@@ -103,8 +104,8 @@ def test_sync_never_deletes(setup: Callable[..., Any], meili: MeiliServer, index
 def test_sync_waits_then_skips_while_a_reindex_runs(setup: Callable[..., Any]) -> None:
     sb, cfg, env = setup()
     reindex(cfg)
-    with reindex_lock(state_dir(cfg), cfg.meilisearch.index):
-        with pytest.raises(SyncBusy):
+    with index_lock(state_dir(cfg), cfg.meilisearch.index):
+        with pytest.raises(IndexBusy):
             sync(cfg, wait=0.3)
         result = CliRunner().invoke(cli, ["sync", "--wait", "0.2"], env=env)
     assert result.exit_code == 0 and "sync skipped" in result.output
