@@ -325,13 +325,20 @@ def options_from(wawp: WawpSettings) -> CrawlOptions:
     )
 
 
-def open_client(config: Config, instance: Instance) -> WawpClient:
+def open_client(
+    config: Config,
+    instance: Instance,
+    *,
+    timeout: float | None = None,
+    retry: RetryPolicy | None = None,
+) -> WawpClient:
+    """The one way to build a client from the configuration (``check`` tightens limits)."""
     w = config.wawp
     return WawpClient(
         w.base_url,
         instance.id,
         config.token_for(instance),
-        timeout=w.timeout,
-        retry=RetryPolicy(budget_seconds=w.retry_budget_seconds),
+        timeout=w.timeout if timeout is None else timeout,
+        retry=retry or RetryPolicy(budget_seconds=w.retry_budget_seconds),
         max_connections=max(4, w.concurrency * 2),
     )

@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from explorer.secrets import RedactingFilter, redact
+from explorer.secrets import redact
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,14 +50,18 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def setup_logging(level: int, fmt: str = "text") -> None:
-    """Route every logger to one stderr handler that redacts credentials."""
+    """Route every logger to one stderr handler whose formatter redacts credentials.
+
+    The formatter sees the final text, tracebacks included, so this one place covers
+    every logger; the logger-level filters of :mod:`explorer.secrets` protect programs
+    that use the library with handlers of their own.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_explorer", False):
             root.removeHandler(handler)
     handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(RedactingFilter())
     handler._explorer = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)

@@ -353,11 +353,3 @@ def test_searcher_filters_compose() -> None:
         "(last_activity < 913600 OR last_activity IS NULL)",
     ]
     assert Searcher  # the class is importable for tools
-
-
-def test_cli_constants_match_the_sandbox() -> None:
-    import explorer.cli as c
-    import explorer.sandbox as s
-
-    assert (c.SHAPES, c.ENVELOPES, c.COLD_MODES) == (s.SHAPES, s.ENVELOPES, s.COLD_MODES)
-    assert (c.DEFAULT_INSTANCE, c.DEFAULT_TOKEN) == (s.DEFAULT_INSTANCE, s.DEFAULT_TOKEN)
