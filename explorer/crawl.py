@@ -124,6 +124,7 @@ class Crawler:
         self.limit = self.opts.page_size
         self.overlap = self.opts.overlap
         self.direction = 1 if self.opts.sort_order.lower() != "desc" else -1
+        self.sort_order = self.opts.sort_order  # what we send; changes if the server ignores it
         self._stop = threading.Event()
 
     @property
@@ -135,7 +136,7 @@ class Crawler:
             offset=offset,
             limit=self.limit,
             sort_by="id",
-            sort_order=self.opts.sort_order,
+            sort_order=self.sort_order,
             stop=self._stop,
         )
 
@@ -160,16 +161,17 @@ class Crawler:
             )
         observed = 1 if ascending else -1
         if observed != self.direction:
-            wanted = "ascending" if self.direction > 0 else "descending"
+            honoured = "asc" if observed > 0 else "desc"
             log.warning(
-                "Wawp instance %s: asked for %s ids (sortOrder=%s) but the server sorts them "
-                "the other way; following the server's order",
+                "Wawp instance %s: sortOrder=%s came back sorted the other way; falling back to "
+                "sortOrder=%s, which it honours",
                 self.client.instance_id,
-                wanted,
-                self.opts.sort_order,
+                self.sort_order,
+                honoured,
             )
             self.direction = observed
-            self.stats.order = f"{'asc' if observed > 0 else 'desc'} (server ignored sortOrder)"
+            self.sort_order = honoured
+            self.stats.order = f"{honoured} (server ignored sortOrder={self.opts.sort_order})"
 
     def _first_page(self, offset: int, resuming: bool) -> list[Any]:
         """Fetch the first page alone: warm-up, order and page-size cap are learnt here."""
@@ -208,6 +210,7 @@ class Crawler:
         handed = resume.handed if resume else 0
         if resume:
             self.direction = resume.direction
+            self.sort_order = "asc" if resume.direction > 0 else "desc"
         stalls = 0
         pool = ThreadPoolExecutor(max_workers=self.opts.concurrency, thread_name_prefix="wawp-page")
         pending: deque[tuple[int, Future[list[Any]]]] = deque()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Callable, Iterator
@@ -48,12 +49,45 @@ def reset_logging() -> Iterator[None]:
     logging.getLogger("httpx").setLevel(logging.NOTSET)
 
 
+SECRETS_USED: set[str] = set()
+
+
+def register_secret(value: str) -> str:
+    """Secrets the end-of-run scan of every indexed document looks for."""
+    SECRETS_USED.add(value)
+    return value
+
+
+def leaked_documents(server: MeiliServer) -> list[str]:
+    """Indexes holding a document in which any registered secret appears."""
+    client = meilisearch.Client(server.url, server.master_key)
+    found = []
+    for index in client.get_raw_indexes({"limit": 10_000})["results"]:
+        offset = 0
+        while True:
+            page = client.http.get(f"indexes/{index['uid']}/documents?limit=1000&offset={offset}")
+            text = json.dumps(page["results"], ensure_ascii=False)
+            if any(secret in text for secret in SECRETS_USED | {server.master_key}):
+                found.append(index["uid"])
+                break
+            offset += len(page["results"])
+            if not page["results"] or offset >= page["total"]:
+                break
+    return found
+
+
 @pytest.fixture(scope="session")
 def meili(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeiliServer]:
-    """One real Meilisearch 1.21.0 for the whole run, with a random master key."""
+    """One real Meilisearch 1.21.0 for the whole run, with a random master key.
+
+    At the end of the run every document of every index the tests built is scanned for the
+    tokens the tests used and the master key; a hit fails the run.
+    """
     server = MeiliServer(tmp_path_factory.mktemp("meili"), master_key=secrets.token_urlsafe(24))
     with server:
         yield server
+        leaks = leaked_documents(server)
+        assert not leaks, f"a secret was indexed in: {', '.join(leaks)}"
 
 
 @pytest.fixture
@@ -69,7 +103,7 @@ def index_name() -> str:
 
 @pytest.fixture
 def token() -> str:
-    return "tok-" + secrets.token_urlsafe(24)
+    return register_secret("tok-" + secrets.token_urlsafe(24))
 
 
 @pytest.fixture

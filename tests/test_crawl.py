@@ -189,11 +189,23 @@ def test_uppercase_desc_quirk_is_detected(
     make_sandbox: Callable[..., Sandbox], token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     sb = make_sandbox(chats=300, desc_quirk=True)
+    sent: list[str] = []
+    real = httpx.HTTPTransport()
+
+    class Spy(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            sent.append(request.url.params["sortOrder"])
+            return real.handle_request(request)
+
+        def close(self) -> None:
+            real.close()
+
     with caplog.at_level(logging.WARNING):
-        chats, crawler = crawl(client_for(sb, token), sort_order="DESC")
+        chats, crawler = crawl(client_for(sb, token, transport=Spy()), sort_order="DESC")
     assert_exact(chats, sb)
-    assert "server ignored sortOrder" in crawler.stats.order
-    assert "other way" in caplog.text
+    assert crawler.stats.order == "asc (server ignored sortOrder=DESC)"
+    assert "falling back to sortOrder=asc" in caplog.text
+    assert sent[0] == "DESC" and set(sent[1:]) == {"asc"}  # asks for what it honours
 
 
 def test_descending_order_is_followed(make_sandbox: Callable[..., Sandbox], token: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,9 +20,11 @@ from explorer.meili_server import MeiliServer
 from explorer.reindex import reindex
 from explorer.sandbox import Sandbox, SandboxOptions
 from explorer.search import Filters, Searcher
+from tests.conftest import register_secret
 
 A, B = "INST0000000A", "INST0000000B"
-TOKEN_A, TOKEN_B = "search-test-token-aaaaaaaaaaaa", "search-test-token-bbbbbbbbbbbb"
+TOKEN_A = register_secret("search-test-token-aaaaaaaaaaaa")
+TOKEN_B = register_secret("search-test-token-bbbbbbbbbbbb")
 EPOCH = int(time.time())
 
 
@@ -175,6 +178,7 @@ def test_first_name_alone_finds_full_names(world: dict[str, Any]) -> None:
         (["--archived"], lambda h: h["archived"] is True),
         (["--not-archived"], lambda h: h["archived"] is not True),
         (["--pinned"], lambda h: h["pinned"] is True),
+        (["--not-pinned"], lambda h: h["pinned"] is not True),
         (["--muted"], lambda h: h["muted"] is True),
         (["--not-muted"], lambda h: h["muted"] is not True),
         (["--inactive-days", "90"], lambda h: h["last_activity"] is None
@@ -353,3 +357,17 @@ def test_searcher_filters_compose() -> None:
         "(last_activity < 913600 OR last_activity IS NULL)",
     ]
     assert Searcher  # the class is importable for tools
+
+
+def test_matches_are_highlighted_on_a_terminal_only(world: dict[str, Any]) -> None:
+    from explorer.output import hits_table
+    from explorer.search import Searcher
+
+    with Searcher(world["cfg"].meilisearch) as searcher:
+        hits = searcher.search("alvar", limit=3).hits
+    assert hits
+    coloured = hits_table(hits, colour=True)
+    plain = hits_table(hits, colour=False)
+    assert "\x1b[1;33m" in "".join(coloured[1:])  # the matched part is marked
+    assert not any("\x1b" in line or "\x01" in line for line in plain)
+    assert [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in coloured[1:]] == plain[1:]
