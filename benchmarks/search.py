@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from explorer.sandbox import Sandbox, SandboxOptions  # noqa: E402
 from explorer.search import Searcher  # noqa: E402
 
 INSTANCE, TOKEN = "QUALITY00001", "quality-token-0123456789"
+SECOND = "QUALITY00002"  # a second instance, so that typing an instance label can narrow
 
 
 def typo(word: str, rng: random.Random) -> str:
@@ -109,6 +111,13 @@ def build_queries(docs: list[dict[str, Any]], per_kind: int, seed: int = 7) -> l
     return out  # fmt: skip
 
 
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form, as Meilisearch compares words."""
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
+    ).casefold()
+
+
 def recall(hits: list[dict[str, Any]], relevant: Callable[[dict[str, Any]], bool], k: int) -> bool:
     return any(relevant(h) for h in hits[:k])
 
@@ -119,17 +128,22 @@ def main() -> None:
     ap.add_argument("--queries-per-kind", type=int, default=60)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, MeiliServer(Path(tmp) / "meili") as meili:
-        sb = Sandbox(SandboxOptions(chats=args.chats, instances={INSTANCE: TOKEN})).start()
+        half = args.chats // 2
+        sb = Sandbox(SandboxOptions(chats=half, instances={INSTANCE: TOKEN, SECOND: TOKEN})).start()
         os.environ["EXPLORER_STATE_DIR"] = str(Path(tmp) / "state")
+        config = Path(tmp) / "explorer.toml"
+        config.write_text(
+            f'[[wawp.instances]]\nid = "{INSTANCE}"\nlabel = "Cairo"\n'
+            f'[[wawp.instances]]\nid = "{SECOND}"\nlabel = "Lagos"\n'
+        )
         env = {
             "WAWP_BASE_URL": sb.url,
-            "WAWP_INSTANCE_ID": INSTANCE,
             "WAWP_ACCESS_TOKEN": TOKEN,
             "MEILI_URL": meili.url,
             "MEILI_API_KEY": meili.master_key,
             "EXPLORER_INDEX": "quality",
         }
-        cfg = load_config(env=env)
+        cfg = load_config(config, env=env)
         started = time.perf_counter()
         reindex(cfg)
         print(f"indexed {args.chats:,} chats in {time.perf_counter() - started:.1f} s")
@@ -171,7 +185,25 @@ def main() -> None:
                 f"over {len(totals[path])} queries"
             )
 
-        cmd_env = {**os.environ, **env}
+        print("\nWords typed in the web UI (no filter controls): share of the top 20 that match")
+        narrowing: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
+            ("group", lambda h: h["chat_type"] == "group"),
+            ("channel", lambda h: h["chat_type"] == "channel"),
+            ("broadcast", lambda h: h["chat_type"] == "broadcast"),
+            ("cairo", lambda h: h["instance_label"] == "Cairo"),
+            ("lagos", lambda h: h["instance_label"] == "Lagos"),
+        ]
+        for first in ("Maria", "Ahmed", "Ana"):
+            narrowing.append(
+                (f"{first} lagos", lambda h, f=first: h["instance_label"] == "Lagos"
+                 and fold(h["name"] or "").startswith(fold(f)))
+            )  # fmt: skip
+        for word, wanted in narrowing:
+            hits = index.search(word, {"limit": 20})["hits"]
+            share = sum(1 for h in hits if wanted(h)) / len(hits) if hits else 0.0
+            print(f"  {word!r:16} {share:5.2f} of {len(hits)} hits")
+
+        cmd_env = {**os.environ, **env, "EXPLORER_CONFIG": str(config)}
         samples = ["ahmed", docs[0]["phone_digits"] or "maria", "+1 202", "--groups"]
         times = []
         for n in range(20):

@@ -2,7 +2,8 @@
 
 Chat ``i`` of an instance is a pure function of ``(seed, instance, i)``: nothing is stored
 per chat, so a sandbox of a million chats costs only its sort orders (4 bytes per chat and
-sort key). Ids are unique by construction: every JID embeds an affine permutation of ``i``.
+sort key). Ids are unique by construction: every JID embeds an affine permutation of ``i``
+whose offset depends on the instance, so two instances do not share number endings.
 
 Each chat is rendered in the shape one WAHA engine returns (see docs/wawp.md):
 ``webjs`` (object ids, rich flags), ``noweb`` (raw Baileys conversations, ``@s.whatsapp.net``)
@@ -219,7 +220,7 @@ class Generator:
     def _phone(self, i: int, salt: int) -> tuple[str, str, str]:
         cc, prefixes, script = COUNTRIES[self._h(i, salt) % len(COUNTRIES)]
         prefix = prefixes[self._h(i, salt + 1) % len(prefixes)]
-        subscriber = 2_000_000 + (i * 4_567_891 + 1_234_567) % 8_000_000
+        subscriber = 2_000_000 + (i * 4_567_891 + self.seed) % 8_000_000
         return cc, f"{cc}{prefix}{subscriber}", script
 
     def user_and_server(self, i: int) -> tuple[str, str]:
@@ -227,14 +228,14 @@ class Generator:
         if kind == "c.us":
             return self._phone(i, 2)[1], "c.us"
         if kind == "lid":
-            return f"2{(i * 982_451_653 + 7_340_033) % 10**14:014d}", "lid"
+            return f"2{(i * 982_451_653 + self.seed) % 10**14:014d}", "lid"
         if kind == "g.us":
-            return f"120363{(i * 982_451_653 + 12_345) % 10**12:012d}", "g.us"
+            return f"120363{(i * 982_451_653 + (self.seed >> 7)) % 10**12:012d}", "g.us"
         if kind == "g.us-old":
             creator = self._phone(i, 5)[1]
             return f"{creator}-{1_300_000_000 + i * 7}", "g.us"
         if kind == "newsletter":
-            return f"120363{(i * 674_506_111 + 99_991) % 10**12:012d}", "newsletter"
+            return f"120363{(i * 674_506_111 + (self.seed >> 13)) % 10**12:012d}", "newsletter"
         if kind == "broadcast":
             return f"{1_600_000_000 + i}", "broadcast"
         return "status", "broadcast"
