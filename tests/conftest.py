@@ -111,7 +111,7 @@ def make_sandbox(token: str) -> Iterator[Callable[..., Sandbox]]:
     started: list[Sandbox] = []
 
     def make(**options: Any) -> Sandbox:
-        options.setdefault("instances", {"INST00000001": token})
+        options.setdefault("instances", {SANDBOX_INSTANCE: token})
         options.setdefault("epoch", 1_764_000_000)
         sb = Sandbox(SandboxOptions(**options)).start()
         started.append(sb)
@@ -125,6 +125,25 @@ def make_sandbox(token: str) -> Iterator[Callable[..., Sandbox]]:
 @pytest.fixture
 def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     return make_sandbox(chats=250)
+
+
+SANDBOX_INSTANCE = "INST00000001"  # the instance make_sandbox creates unless told otherwise
+
+
+def explorer_env(
+    sb: Sandbox, token: str, meili_url: str, meili_key: str, index: str | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment that points `explorer` at a sandbox instance and a Meilisearch."""
+    env = {
+        "WAWP_BASE_URL": sb.url,
+        "WAWP_INSTANCE_ID": SANDBOX_INSTANCE,
+        "WAWP_ACCESS_TOKEN": token,
+        "MEILI_URL": meili_url,
+        "MEILI_API_KEY": meili_key,
+    }
+    if index is not None:
+        env["EXPLORER_INDEX"] = index
+    return {**env, **extra}
 
 
 def ground_truth(sb: Sandbox, instance: str = "INST00000001") -> set[str]:

@@ -6,17 +6,11 @@ from click.testing import CliRunner
 from explorer.cli import cli
 from explorer.meili_server import MeiliServer, free_port
 from explorer.sandbox import Sandbox
+from tests.conftest import explorer_env
 
 
 def env_for(sb: Sandbox, token: str, meili: MeiliServer, **extra: str) -> dict[str, str]:
-    return {
-        "WAWP_BASE_URL": sb.url,
-        "WAWP_INSTANCE_ID": "INST00000001",
-        "WAWP_ACCESS_TOKEN": token,
-        "MEILI_URL": meili.url,
-        "MEILI_API_KEY": meili.master_key,
-        **extra,
-    }
+    return explorer_env(sb, token, meili.url, meili.master_key, **extra)
 
 
 def test_check_all_ok(sandbox: Sandbox, token: str, meili: MeiliServer) -> None:

@@ -23,7 +23,7 @@ from explorer.cli import cli
 from explorer.meili_server import MeiliServer
 from explorer.sandbox import Sandbox
 from explorer.schedule import next_run, run_schedule
-from tests.conftest import ground_truth
+from tests.conftest import explorer_env, ground_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,14 +44,7 @@ def test_json_logs_are_json_and_hold_no_token(
     make_sandbox: Callable[..., Sandbox], token: str, meili: MeiliServer, index_name: str
 ) -> None:
     sb = make_sandbox(chats=50, error_rate=0.3, fault_seed=4)
-    env = {
-        "WAWP_BASE_URL": sb.url,
-        "WAWP_INSTANCE_ID": "INST00000001",
-        "WAWP_ACCESS_TOKEN": token,
-        "MEILI_URL": meili.url,
-        "MEILI_API_KEY": meili.master_key,
-        "EXPLORER_INDEX": index_name,
-    }
+    env = explorer_env(sb, token, meili.url, meili.master_key, index_name)
     Path("explorer.toml").write_text("[wawp]\nwarmup_seconds = 0\n")
     result = CliRunner().invoke(cli, ["-vv", "--log-format", "json", "reindex", "-q"], env=env)
     assert result.exit_code == 0, result.output
@@ -68,16 +61,7 @@ def test_schedule_runs_reindex_then_syncs(
 
     sb = make_sandbox(chats=80)
     Path("explorer.toml").write_text("[wawp]\nwarmup_seconds = 0\n")
-    cfg = load_config(
-        env={
-            "WAWP_BASE_URL": sb.url,
-            "WAWP_INSTANCE_ID": "INST00000001",
-            "WAWP_ACCESS_TOKEN": token,
-            "MEILI_URL": meili.url,
-            "MEILI_API_KEY": meili.master_key,
-            "EXPLORER_INDEX": index_name,
-        }
-    )
+    cfg = load_config(env=explorer_env(sb, token, meili.url, meili.master_key, index_name))
     clock = [dt.datetime(2026, 1, 1, 3, 0, tzinfo=dt.UTC)]
     stop = threading.Event()
     code = run_schedule(
@@ -105,34 +89,17 @@ def test_schedule_keeps_going_after_a_refused_swap(
 
     full, empty = make_sandbox(chats=40), make_sandbox(chats=0)
     Path("explorer.toml").write_text("[wawp]\nwarmup_seconds = 0\n")
-    env = {
-        "WAWP_INSTANCE_ID": "INST00000001",
-        "WAWP_ACCESS_TOKEN": token,
-        "MEILI_URL": meili.url,
-        "MEILI_API_KEY": meili.master_key,
-        "EXPLORER_INDEX": index_name,
-    }
     clock = [dt.datetime(2026, 1, 1, 3, 0, tzinfo=dt.UTC)]
-    assert (
-        run_schedule(
-            load_config(env={**env, "WAWP_BASE_URL": full.url}),
-            at=dt.time(4, 0),
-            sync_every=None,
-            run_now=True,
-            max_runs=1,
-            now=lambda: clock[0],
+
+    def reindex_once_against(sb: Sandbox) -> int:
+        cfg = load_config(env=explorer_env(sb, token, meili.url, meili.master_key, index_name))
+        return run_schedule(
+            cfg, at=dt.time(4, 0), sync_every=None, run_now=True, max_runs=1, now=lambda: clock[0]
         )
-        == 0
-    )
+
+    assert reindex_once_against(full) == 0
     with caplog.at_level(logging.WARNING, logger="explorer.schedule"):
-        code = run_schedule(
-            load_config(env={**env, "WAWP_BASE_URL": empty.url}),
-            at=dt.time(4, 0),
-            sync_every=None,
-            run_now=True,
-            max_runs=1,
-            now=lambda: clock[0],
-        )
+        code = reindex_once_against(empty)
     assert code == 3 and "refusing to swap" in caplog.text
 
 

@@ -21,20 +21,13 @@ from explorer.meili_server import MeiliServer
 from explorer.reindex import dry_run, last_report, reindex
 from explorer.sandbox import Sandbox
 from explorer.state import IndexBusy, index_lock, state_dir
-from tests.conftest import ground_truth
+from tests.conftest import explorer_env, ground_truth
 
 INST = "INST00000001"
 
 
 def env_for(sb: Sandbox, token: str, meili: MeiliServer, index: str) -> dict[str, str]:
-    return {
-        "WAWP_BASE_URL": sb.url,
-        "WAWP_INSTANCE_ID": INST,
-        "WAWP_ACCESS_TOKEN": token,
-        "MEILI_URL": meili.url,
-        "MEILI_API_KEY": meili.master_key,
-        "EXPLORER_INDEX": index,
-    }
+    return explorer_env(sb, token, meili.url, meili.master_key, index)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from explorer.errors import MeiliError
 from explorer.meili_server import MeiliServer, free_port
 from explorer.reindex import reindex
 from explorer.sandbox import Sandbox, sandbox_process
-from tests.conftest import ground_truth
+from tests.conftest import explorer_env, ground_truth
 
 INST = "INST00000001"
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,15 +44,10 @@ def write_config(path: Path, **wawp: Any) -> Path:
 def env_for(
     sb: Sandbox, token: str, meili_url: str, key: str, index: str, cfg: Path
 ) -> dict[str, str]:
+    # a whole environment: these run as child processes
     return {
         **os.environ,
-        "WAWP_BASE_URL": sb.url,
-        "WAWP_INSTANCE_ID": INST,
-        "WAWP_ACCESS_TOKEN": token,
-        "MEILI_URL": meili_url,
-        "MEILI_API_KEY": key,
-        "EXPLORER_INDEX": index,
-        "EXPLORER_CONFIG": str(cfg),
+        **explorer_env(sb, token, meili_url, key, index, EXPLORER_CONFIG=str(cfg)),
     }
 
 

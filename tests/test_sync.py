@@ -21,7 +21,7 @@ from explorer.reindex import reindex
 from explorer.sandbox import Sandbox
 from explorer.state import IndexBusy, index_lock, state_dir
 from explorer.sync import sync
-from tests.conftest import ground_truth
+from tests.conftest import explorer_env, ground_truth
 
 INST = "INST00000001"
 
@@ -36,15 +36,9 @@ def setup(
         sb = make_sandbox(**options)
         path = tmp_path / "explorer.toml"
         path.write_text("[wawp]\nwarmup_seconds = 0\npage_size = 50\n")
-        env = {
-            "WAWP_BASE_URL": sb.url,
-            "WAWP_INSTANCE_ID": INST,
-            "WAWP_ACCESS_TOKEN": token,
-            "MEILI_URL": meili.url,
-            "MEILI_API_KEY": meili.master_key,
-            "EXPLORER_INDEX": index_name,
-            "EXPLORER_CONFIG": str(path),
-        }
+        env = explorer_env(
+            sb, token, meili.url, meili.master_key, index_name, EXPLORER_CONFIG=str(path)
+        )
         return sb, load_config(path, env=env), env
 
     return make
