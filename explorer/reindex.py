@@ -222,8 +222,6 @@ def reindex(
         for leftover in builds:
             if leftover != build:
                 store.delete(leftover)
-        report.build_index = build
-        report.crawled_at = state.data["crawled_at"]
         if not report.resumed:
             store.create(build)
             store.apply_settings(build, INDEX_SETTINGS)
