@@ -1,6 +1,14 @@
-"""WhatsApp Explorer: crawl Wawp chats into a Meilisearch index."""
+"""WhatsApp Explorer: crawl Wawp chats into a Meilisearch index.
+
+The public Python API is what ``__all__`` lists, plus the functions
+``explorer.reindex.reindex`` and ``explorer.sync.sync`` (modules keep their own names: no
+function hides a module). Their report types are imported on first use, so
+``import explorer`` stays cheap for a search.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -8,7 +16,59 @@ from explorer.secrets import install_log_redaction
 
 install_log_redaction()
 
-__all__ = ["__version__", "search"]
+from explorer.config import Config, load_config  # noqa: E402
+from explorer.errors import (  # noqa: E402
+    ConfigError,
+    CrawlStalled,
+    ExplorerError,
+    MeiliError,
+    MeiliTaskFailed,
+    QueryError,
+    SafetyCheckFailed,
+    WawpAuthError,
+    WawpError,
+    WawpNotFound,
+    WawpProtocolError,
+    WawpRequestError,
+    WawpUnavailable,
+)
+from explorer.query import Filters, SearchResult, search  # noqa: E402
 
-# The function shadows the submodule of the same name on purpose: `explorer.search(...)`.
-from explorer.search import search  # noqa: E402
+if TYPE_CHECKING:
+    from explorer.reindex import ReindexReport
+    from explorer.sync import SyncReport
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "CrawlStalled",
+    "ExplorerError",
+    "Filters",
+    "MeiliError",
+    "MeiliTaskFailed",
+    "QueryError",
+    "ReindexReport",
+    "SafetyCheckFailed",
+    "SearchResult",
+    "SyncReport",
+    "WawpAuthError",
+    "WawpError",
+    "WawpNotFound",
+    "WawpProtocolError",
+    "WawpRequestError",
+    "WawpUnavailable",
+    "__version__",
+    "load_config",
+    "search",
+]
+
+_LAZY = {"ReindexReport": "explorer.reindex", "SyncReport": "explorer.sync"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'explorer' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -22,9 +22,14 @@ from explorer import __version__
 from explorer.chats import CHAT_TYPES
 from explorer.config import Config, load_config
 from explorer.errors import ExplorerError, MeiliError, WawpError
-from explorer.sandbox import COLD_MODES, DEFAULT_INSTANCE, DEFAULT_TOKEN, ENVELOPES
+from explorer.sandbox_options import (
+    COLD_MODES,
+    DEFAULT_INSTANCE,
+    DEFAULT_TOKEN,
+    ENVELOPES,
+    SHAPES,
+)
 from explorer.secrets import redact
-from explorer.synthetic import SHAPES
 
 if TYPE_CHECKING:
     from explorer.reindex import Progress
@@ -406,7 +411,8 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
     JIDs a complete crawl must yield) and POST /_sandbox/mutate (add, delete, rename or
     touch chats). Faults are off unless asked for. Runs until Ctrl-C.
     """
-    from explorer.sandbox import Sandbox, SandboxOptions
+    from explorer.sandbox import Sandbox
+    from explorer.sandbox_options import SandboxOptions
 
     pairs = dict(_instance_option(v) for v in instances) or {DEFAULT_INSTANCE: DEFAULT_TOKEN}
     try:
@@ -487,8 +493,8 @@ def search_cmd(
       explorer search "+20 123 456 7890"
       explorer search --groups --inactive-days 90 --sort last_activity:asc
     """
-    from explorer.errors import ConfigError
-    from explorer.search import Filters, Searcher
+    from explorer.errors import QueryError
+    from explorer.query import Filters, Searcher
 
     cfg = get_config(ctx)
     filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
@@ -497,8 +503,8 @@ def search_cmd(
             result = searcher.search(
                 query, filters, sort=list(sort), limit=limit, offset=offset, highlight=not as_json
             )
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    except QueryError as exc:
+        raise click.UsageError(f"--{exc.param.replace('_', '-')} {exc.problem}") from None
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
@@ -637,8 +643,8 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
     from explorer.demo import start
     from explorer.index import create_key
     from explorer.output import pretty_phone
+    from explorer.query import Filters, Searcher
     from explorer.reindex import reindex as run_reindex
-    from explorer.search import Filters, Searcher
 
     meili, sandbox, cfg = start(Path(data_dir), chats, meili_port, sandbox_port)
     try:
@@ -688,16 +694,29 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
         meili.stop()
 
 
+def _parse_at(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    from explorer.schedule import parse_at
+
+    try:
+        return parse_at(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command("schedule")
 @click.option(
-    "--reindex-at", default="03:15", show_default=True, help="Daily reindex time, HH:MM (local)."
+    "--reindex-at",
+    default="03:15",
+    show_default=True,
+    callback=_parse_at,
+    help="Daily reindex time, HH:MM (local).",
 )
 @click.option("--sync-every", type=click.IntRange(60), help="Also run sync every N seconds.")
 @click.option("--run-now", is_flag=True, help="Reindex once at start, then keep the schedule.")
 @click.option("--max-runs", type=click.IntRange(1), hidden=True)
 @click.pass_context
 def schedule_cmd(
-    ctx: click.Context, reindex_at: str, sync_every: int | None, run_now: bool, max_runs: int | None
+    ctx: click.Context, reindex_at: Any, sync_every: int | None, run_now: bool, max_runs: int | None
 ) -> None:
     """Stay running and reindex daily (and sync in between): cron for containers.
 
@@ -706,7 +725,7 @@ def schedule_cmd(
     import signal
     import threading
 
-    from explorer.schedule import parse_at, run_schedule
+    from explorer.schedule import run_schedule
 
     cfg = get_config(ctx)
     cfg.require_instances()
@@ -714,7 +733,7 @@ def schedule_cmd(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         code = run_schedule(
-            cfg, at=parse_at(reindex_at), sync_every=sync_every, run_now=run_now,
+            cfg, at=reindex_at, sync_every=sync_every, run_now=run_now,
             max_runs=max_runs, stop=stop,
         )  # fmt: skip
     except KeyboardInterrupt:

@@ -143,6 +143,12 @@ def _check_url(value: str, key: str, src: str) -> str:
     return value.rstrip("/")
 
 
+def _check_index(value: str, key: str, src: str) -> str:
+    if not value or not all(c.isalnum() or c in "-_" for c in value) or len(value) > 400:
+        raise ConfigError(f"{src}: {key} must use only letters, digits, '-' and '_': {value!r}")
+    return value
+
+
 def _positive(value: float, key: str, src: str, *, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{src}: {key!r} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
@@ -202,6 +208,8 @@ def _from_file(data: Mapping[str, Any], src: str) -> Config:
     )
     m = dict(data.get("meilisearch", {}))
     key = m.pop("api_key", None)
+    if "index" in m:
+        _check_index(m["index"], "'meilisearch.index'", src)
     meili = MeiliSettings(**m, api_key=Secret(key) if key else None)
     reindex = ReindexSettings(**data.get("reindex", {}))
     return Config(wawp=wawp, meilisearch=meili, reindex=reindex, source=src)
@@ -217,22 +225,29 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
         wawp = replace(wawp, access_token=Secret(env["WAWP_ACCESS_TOKEN"]))
     if env.get("WAWP_INSTANCE_ID"):
         wawp = replace(
-            wawp, instances=_merge_ids(env["WAWP_INSTANCE_ID"], wawp.instances, "environment")
+            wawp,
+            instances=_merge_ids(
+                env["WAWP_INSTANCE_ID"], wawp.instances, "WAWP_INSTANCE_ID", "environment"
+            ),
         )
     if env.get("MEILI_URL"):
         meili = replace(meili, url=_check_url(env["MEILI_URL"], "MEILI_URL", "environment"))
     if env.get("MEILI_API_KEY"):
         meili = replace(meili, api_key=Secret(env["MEILI_API_KEY"]))
     if env.get("EXPLORER_INDEX"):
-        meili = replace(meili, index=env["EXPLORER_INDEX"])
+        meili = replace(
+            meili, index=_check_index(env["EXPLORER_INDEX"], "EXPLORER_INDEX", "environment")
+        )
     return replace(cfg, wawp=wawp, meilisearch=meili)
 
 
-def _merge_ids(raw: str | list[str], known: tuple[Instance, ...], src: str) -> tuple[Instance, ...]:
+def _merge_ids(
+    raw: str | list[str], known: tuple[Instance, ...], key: str, src: str
+) -> tuple[Instance, ...]:
     """Instances named by env/flag win, but keep the label and token the file gave them."""
     ids = [i.strip() for i in (raw.split(",") if isinstance(raw, str) else raw)]
     if not all(ids):
-        raise ConfigError(f"{src}: WAWP_INSTANCE_ID has an empty instance id: {raw!r}")
+        raise ConfigError(f"{src}: {key} has an empty instance id: {raw!r}")
     by_id = {i.id: i for i in known}
     return tuple(by_id.get(i, Instance(i)) for i in dict.fromkeys(ids))
 
@@ -253,10 +268,6 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"{src}: 'wawp.overlap' must be smaller than 'wawp.page_size'")
     if not 0 <= r.min_ratio <= 1:
         raise ConfigError(f"{src}: 'reindex.min_ratio' must be between 0 and 1, got {r.min_ratio}")
-    if not m.index or not all(c.isalnum() or c in "-_" for c in m.index) or len(m.index) > 400:
-        raise ConfigError(
-            f"{src}: 'meilisearch.index' must use only letters, digits, '-' and '_': {m.index!r}"
-        )
     return replace(cfg, wawp=wawp, meilisearch=meili)
 
 
@@ -281,10 +292,13 @@ def load_config(
         wawp = replace(wawp, base_url=_check_url(o["base_url"], "--base-url", "command line"))
     if "instances" in o:
         wawp = replace(
-            wawp, instances=_merge_ids(list(o["instances"]), wawp.instances, "--instance")
+            wawp,
+            instances=_merge_ids(
+                list(o["instances"]), wawp.instances, "--instance", "command line"
+            ),
         )
     if "meili_url" in o:
         meili = replace(meili, url=_check_url(o["meili_url"], "--meili-url", "command line"))
     if "index" in o:
-        meili = replace(meili, index=o["index"])
+        meili = replace(meili, index=_check_index(o["index"], "--index", "command line"))
     return _validate(replace(cfg, wawp=wawp, meilisearch=meili))

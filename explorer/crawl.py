@@ -44,9 +44,10 @@ class Checkpoint:
     last_key: str | None
     direction: int  # +1 ascending ids, -1 descending
     handed: int
+    recent: tuple[str, ...] = ()  # the last JIDs handed on, to merge near duplicates
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "recent": list(self.recent)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
@@ -56,6 +57,7 @@ class Checkpoint:
             last_key=data.get("last_key"),
             direction=int(data.get("direction", 1)),
             handed=int(data.get("handed", 0)),
+            recent=tuple(str(j) for j in data.get("recent", [])),
         )
 
 
@@ -67,6 +69,7 @@ class CrawlStats:
     pages: int = 0
     chats: int = 0
     duplicates: int = 0  # chats served again beyond the deliberate page overlap
+    merged: int = 0  # one chat under two raw ids that normalise to the same JID
     overlap_rereads: int = 0  # the overlap itself: expected, not a problem
     skipped: int = 0
     malformed: int = 0
@@ -103,8 +106,121 @@ class CrawlOptions:
     max_step_backs: int = 1000
 
 
+class PageSource:
+    """One instance's chat list in one order, page by page, as the server really serves it.
+
+    Every reader of ``/v2/chats`` (the crawl, sync) needs the same things and must not
+    reinvent them: the server's silent page-size cap (learnt from a short first page that is
+    not the end), pages that overlap by ``overlap`` chats, where the list ends, and pages
+    fetched ahead on a thread pool yet handed on in order. Retries live in the client.
+    Readers differ only in their order policy and in when they stop (``stop_when``).
+    """
+
+    def __init__(
+        self,
+        client: WawpClient,
+        *,
+        page_size: int,
+        overlap: int,
+        sort_by: str,
+        sort_order: str,
+        concurrency: int = 1,
+    ) -> None:
+        if not 0 <= overlap < page_size:
+            raise ValueError("overlap must be >= 0 and smaller than page_size")
+        self.client = client
+        self.limit = page_size
+        self.overlap = overlap
+        self.sort_by = sort_by
+        self.sort_order = sort_order
+        self.concurrency = max(1, concurrency)
+        self.capped = False
+        self._stop = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: deque[tuple[int, Future[list[Any]]]] = deque()
+
+    @property
+    def stride(self) -> int:
+        return self.limit - self.overlap
+
+    def fetch(self, offset: int) -> list[Any]:
+        return self.client.chats_page(
+            offset=offset,
+            limit=self.limit,
+            sort_by=self.sort_by,
+            sort_order=self.sort_order,
+            stop=self._stop,
+        )
+
+    def learn_cap(self, offset: int, items: list[Any]) -> None:
+        """A short page that is not the end means the server caps pages: adopt its size."""
+        if not 0 < len(items) < self.limit:
+            return
+        if self.fetch(offset + len(items)):
+            log.info(
+                "Wawp instance %s: server caps pages at %d chats",
+                self.client.instance_id,
+                len(items),
+            )
+            self.limit = len(items)
+            self.overlap = min(self.overlap, self.limit // 4)
+            self.capped = True
+
+    def is_last(self, items: list[Any]) -> bool:
+        return len(items) < self.limit
+
+    def get(self, offset: int) -> list[Any]:
+        """The page at ``offset``, with the next ones already requested."""
+        if self._ahead and self._ahead[0][0] == offset:
+            _, fut = self._ahead.popleft()
+        else:
+            self.reset()
+            fut = self._submit(offset)
+        nxt = self._ahead[-1][0] + self.stride if self._ahead else offset + self.stride
+        while len(self._ahead) < self.concurrency - 1:
+            self._ahead.append((nxt, self._submit(nxt)))
+            nxt += self.stride
+        return fut.result()
+
+    def _submit(self, offset: int) -> Future[list[Any]]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="wawp-page")
+        return self._pool.submit(self.fetch, offset)
+
+    def reset(self) -> None:
+        """Forget pages fetched ahead (the reader is going elsewhere)."""
+        for _, fut in self._ahead:
+            fut.cancel()
+        self._ahead.clear()
+
+    def walk(
+        self,
+        offset: int = 0,
+        first: list[Any] | None = None,
+        stop_when: Callable[[int, list[Any]], bool] | None = None,
+    ) -> Iterator[tuple[int, list[Any]]]:
+        """``(offset, items)`` for each page until the list ends or ``stop_when`` says so."""
+        items = first if first is not None else self.get(offset)
+        while True:
+            yield offset, items
+            if self.is_last(items) or (stop_when is not None and stop_when(offset, items)):
+                return
+            offset += self.stride
+            items = self.get(offset)
+
+    def close(self) -> None:
+        """No request outlives the reader: prefetches finish or abandon their retries."""
+        self.reset()
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
 class Crawler:
     """One instance's crawl; iterate :meth:`pages`, read :attr:`stats` afterwards."""
+
+    RECENT = 64  # JIDs remembered to merge duplicates under two raw ids (they sort close)
 
     def __init__(
         self,
@@ -116,29 +232,26 @@ class Crawler:
     ) -> None:
         self.client = client
         self.opts = options or CrawlOptions()
-        if not 0 <= self.opts.overlap < self.opts.page_size:
-            raise ValueError("overlap must be >= 0 and smaller than page_size")
+        self.source = PageSource(
+            client,
+            page_size=self.opts.page_size,
+            overlap=self.opts.overlap,
+            sort_by="id",
+            sort_order=self.opts.sort_order,
+            concurrency=self.opts.concurrency,
+        )
         self.stats = CrawlStats(client.instance_id)
         self._sleep = sleep
         self._clock = clock
-        self.limit = self.opts.page_size
-        self.overlap = self.opts.overlap
         self.direction = 1 if self.opts.sort_order.lower() != "desc" else -1
-        self.sort_order = self.opts.sort_order  # what we send; changes if the server ignores it
-        self._stop = threading.Event()
 
     @property
-    def stride(self) -> int:
-        return self.limit - self.overlap
+    def limit(self) -> int:
+        return self.source.limit
 
-    def _fetch(self, offset: int) -> list[Any]:
-        return self.client.chats_page(
-            offset=offset,
-            limit=self.limit,
-            sort_by="id",
-            sort_order=self.sort_order,
-            stop=self._stop,
-        )
+    @property
+    def overlap(self) -> int:
+        return self.source.overlap
 
     def _after(self, key: str, last: str | None) -> bool:
         """Whether ``key`` comes strictly after ``last`` in the server's order."""
@@ -166,18 +279,18 @@ class Crawler:
                 "Wawp instance %s: sortOrder=%s came back sorted the other way; falling back to "
                 "sortOrder=%s, which it honours",
                 self.client.instance_id,
-                self.sort_order,
+                self.source.sort_order,
                 honoured,
             )
             self.direction = observed
-            self.sort_order = honoured
+            self.source.sort_order = honoured
             self.stats.order = f"{honoured} (server ignored sortOrder={self.opts.sort_order})"
 
     def _first_page(self, offset: int, resuming: bool) -> list[Any]:
-        """Fetch the first page alone: warm-up, order and page-size cap are learnt here."""
+        """Fetch the first page alone: warm-up and the page-size cap are learnt here."""
         started = self._clock()
         while True:
-            items = self._fetch(offset)
+            items = self.source.fetch(offset)
             if items or resuming or offset > 0:
                 break
             waited = self._clock() - started
@@ -190,52 +303,26 @@ class Crawler:
                 self.client.instance_id,
             )
             self._sleep(min(self.opts.warmup_interval, self.opts.warmup_seconds - waited))
-        if 0 < len(items) < self.limit:
-            probe = self._fetch(offset + len(items))
-            if probe:
-                log.info(
-                    "Wawp instance %s: server caps pages at %d chats",
-                    self.client.instance_id,
-                    len(items),
-                )
-                self.limit = len(items)
-                self.overlap = min(self.overlap, self.limit // 4)
+        self.source.learn_cap(offset, items)
         return items
 
     def pages(self, resume: Checkpoint | None = None) -> Iterator[Page]:
         started = self._clock()
         stats = self.stats
+        source = self.source
         last_key = resume.last_key if resume else None
         offset = resume.next_offset if resume else 0
         handed = resume.handed if resume else 0
+        recent: deque[str] = deque(resume.recent if resume else (), maxlen=self.RECENT)
         if resume:
             self.direction = resume.direction
-            self.sort_order = "asc" if resume.direction > 0 else "desc"
+            source.sort_order = "asc" if resume.direction > 0 else "desc"
         stalls = 0
-        pool = ThreadPoolExecutor(max_workers=self.opts.concurrency, thread_name_prefix="wawp-page")
-        pending: deque[tuple[int, Future[list[Any]]]] = deque()
-
-        def fill(next_offset: int) -> None:
-            while len(pending) < self.opts.concurrency:
-                pending.append((next_offset, pool.submit(self._fetch, next_offset)))
-                next_offset += self.stride
-
-        def reset() -> None:
-            for _, fut in pending:
-                fut.cancel()
-            pending.clear()
-
         try:
             items: list[Any] | None = self._first_page(offset, resuming=resume is not None)
             while True:
                 if items is None:
-                    if not pending:
-                        fill(offset)
-                    got_offset, fut = pending.popleft()
-                    assert got_offset == offset
-                    items = fut.result()
-                    if pending:
-                        fill(pending[-1][0] + self.stride)
+                    items = source.get(offset)
                 stats.pages += 1
                 keyed = [(raw_id(it), it) for it in items]
                 keys = [k for k, _ in keyed if k is not None]
@@ -254,13 +341,13 @@ class Crawler:
                             f"shifting; gave up after {stats.step_backs} step-backs",
                             instance_id=self.client.instance_id,
                         )
-                    reset()
-                    offset = max(0, offset - self.stride)
+                    source.reset()
+                    offset = max(0, offset - source.stride)
                     items = None
                     continue
                 fresh: list[Chat] = []
                 new_last = last_key
-                expected_overlap = self.overlap if offset > 0 else 0
+                expected_overlap = source.overlap if offset > 0 else 0
                 for position, (key, raw) in enumerate(keyed):
                     if key is None:
                         stats.note_malformed(f"offset {offset}: chat without a usable id")
@@ -280,19 +367,35 @@ class Crawler:
                     if chat is None:
                         stats.skipped += 1
                         continue
+                    if chat.jid in recent:
+                        # Documents are keyed by the canonical JID: one document, not two.
+                        stats.merged += 1
+                        log.info(
+                            "Wawp instance %s: %r is %s again; merged into one document",
+                            self.client.instance_id,
+                            key,
+                            chat.jid,
+                        )
+                        continue
+                    recent.append(chat.jid)
                     fresh.append(chat)
                     stats.by_type[chat.chat_type] = stats.by_type.get(chat.chat_type, 0) + 1
                 progressed = new_last != last_key
                 last_key = new_last
                 handed += len(fresh)
                 stats.chats += len(fresh)
-                end = len(items) < self.limit
-                next_offset = offset + self.stride
+                end = source.is_last(items)
+                next_offset = offset + source.stride
                 yield Page(
                     self.client.instance_id,
                     fresh,
                     Checkpoint(
-                        self.client.instance_id, next_offset, last_key, self.direction, handed
+                        self.client.instance_id,
+                        next_offset,
+                        last_key,
+                        self.direction,
+                        handed,
+                        tuple(recent),
                     ),
                 )
                 if end:
@@ -308,14 +411,10 @@ class Crawler:
                 offset = next_offset
                 items = None
         finally:
-            reset()
-            # In-flight prefetches finish (or abandon their retries) before we return, so
-            # no request outlives the crawl and the client can be closed safely.
-            self._stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            source.close()
             stats.requests = self.client.requests_made
             stats.retries = self.client.retries_made
-            stats.page_size = self.limit
+            stats.page_size = source.limit
             stats.seconds = self._clock() - started
 
 

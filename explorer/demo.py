@@ -17,7 +17,8 @@ import click
 
 from explorer.config import Config, Instance, MeiliSettings, ReindexSettings, WawpSettings
 from explorer.meili_server import MeiliServer, free_port
-from explorer.sandbox import Sandbox, SandboxOptions
+from explorer.sandbox import Sandbox
+from explorer.sandbox_options import SandboxOptions
 from explorer.secrets import Secret
 
 INSTANCE = "DEMO00000001"
@@ -59,8 +60,12 @@ def start(data_dir: Path, chats: int, meili_port: int, sandbox_port: int) -> tup
     meili = MeiliServer(data_dir / "meili", port=port_or_free(meili_port))
     click.echo(f"Starting Meilisearch on {meili.url} (data in {data_dir / 'meili'}) ...")
     meili.start()
-    options = SandboxOptions(chats=chats, instances={INSTANCE: secrets.token_urlsafe(16)})
-    sandbox = Sandbox(options).start(port=port_or_free(sandbox_port) if sandbox_port else 0)
+    try:
+        options = SandboxOptions(chats=chats, instances={INSTANCE: secrets.token_urlsafe(16)})
+        sandbox = Sandbox(options).start(port=port_or_free(sandbox_port) if sandbox_port else 0)
+    except BaseException:
+        meili.stop()  # nothing may outlive a demo that failed to start
+        raise
     click.echo(f"Started the Wawp sandbox with {chats:,} chats on {sandbox.url}")
     cfg = demo_config(sandbox, meili, data_dir / "state")
     return meili, sandbox, replace(cfg)

@@ -5,6 +5,7 @@ else is a bug and keeps its traceback.
 
     ExplorerError
     ├── ConfigError              bad or missing configuration (exit 2)
+    ├── QueryError               a search argument out of range (exit 2)
     ├── MeiliBinaryError         cannot locate or fetch the Meilisearch binary
     ├── MeiliError               Meilisearch unreachable or refusing
     │   └── MeiliTaskFailed      a task failed, or an index is not what was built
@@ -29,6 +30,17 @@ class ExplorerError(Exception):
 
 class ConfigError(ExplorerError):
     exit_code = 2
+
+
+class QueryError(ExplorerError):
+    """A search argument the index cannot answer; ``param`` names the argument."""
+
+    exit_code = 2
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(f"{param} {problem}")
+        self.param = param
+        self.problem = problem
 
 
 class MeiliBinaryError(ExplorerError):

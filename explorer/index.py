@@ -146,13 +146,6 @@ class IndexStore:
             if offset >= page["total"]:
                 return sorted(found)
 
-    def crawled_at(self, uid: str) -> int | None:
-        """``crawled_at`` of any one document: tells which reindex wrote the index."""
-        page = call(self.url, self.client.http.get, f"indexes/{uid}/documents?limit=1")
-        results = page.get("results") or []
-        value = results[0].get("crawled_at") if results else None
-        return value if isinstance(value, int) else None
-
     def newest_activity(self, uid: str, instance_id: str) -> int | None:
         """The latest ``last_activity`` of an instance's chats in the index."""
         body = {
@@ -218,12 +211,32 @@ class IndexStore:
             raise MeiliError(describe(exc, self.url)) from None
         self.wait([self._task_uid(reply)], allow={"index_not_found"})
 
-    def swap_in(self, build: str) -> None:
-        """Atomically make ``build`` the live index (searchers never see anything between)."""
+    def start_swap(self, build: str) -> int:
+        """Enqueue the atomic swap of ``build`` and the live index; returns the task uid."""
         if not self.exists(self.live):
             self.create(self.live)
         reply = call(self.url, self.client.swap_indexes, [{"indexes": [self.live, build]}])
-        self.wait([self._task_uid(reply)])
+        return self._task_uid(reply)
+
+    def swap_in(self, build: str) -> None:
+        """Atomically make ``build`` the live index (searchers never see anything between)."""
+        self.wait([self.start_swap(build)])
+
+    def swap_task(self, build: str, uid: int | None = None) -> dict[str, Any] | None:
+        """The swap task that involved ``build`` (by uid when known, else the newest).
+
+        Matched on ``details.swaps``: in 1.21 the ``indexUids`` filter is wrong for
+        indexes that were swapped, so it is not used.
+        """
+        query = f"uids={uid}" if uid is not None else "types=indexSwap"
+        reply = call(self.url, self.client.http.get, f"tasks?{query}&limit=50")
+        for task in reply.get("results", []):
+            swaps = (task.get("details") or {}).get("swaps") or []
+            if task.get("type") == "indexSwap" and any(
+                build in s.get("indexes", []) for s in swaps
+            ):
+                return dict(task)
+        return None
 
     def wait(self, uids: list[int], *, allow: set[str] | None = None) -> None:
         """Wait until every task is done; raise on the first that did not succeed."""

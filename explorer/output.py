@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from explorer.search import HL_POST, HL_PRE
+from explorer.query import HL_POST, HL_PRE
 
 
 def width(text: str) -> int:

@@ -40,6 +40,7 @@ class ReindexReport:
     chats: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    merged: int = 0
     malformed: int = 0
     malformed_samples: list[str] = field(default_factory=list)
     skipped: int = 0
@@ -60,6 +61,7 @@ class ReindexReport:
     def absorb(self, stats: CrawlStats) -> None:
         self.chats += stats.chats
         self.duplicates += stats.duplicates
+        self.merged += stats.merged
         self.malformed += stats.malformed
         self.skipped += stats.skipped
         self.requests += stats.requests
@@ -77,7 +79,8 @@ class ReindexReport:
         head = "dry run" if self.dry_run else "reindexed" if self.swapped else "built, not swapped"
         text = (
             f"{head}: {self.chats} chats ({types}); {self.duplicates} duplicates, "
-            f"{self.malformed} malformed, {self.skipped} skipped; "
+            f"{self.merged} merged, {self.malformed} malformed, {self.skipped} skipped"
+            f"{' (status@broadcast)' if self.skipped else ''}; "
         )
         if self.dry_run:
             text += f"would add {self.added}, remove {self.removed}, change {self.changed}; "
@@ -203,7 +206,7 @@ def reindex(
         if state.load() and state.data.get("build") in builds and not restart:
             build = state.data["build"]
             report.resumed = True
-            if state.data.get("phase") == "swap" and _swap_happened(store, live, state.data):
+            if state.data.get("phase") == "swap" and _swap_happened(store, state):
                 # Died between the swap and the clean-up: the new data is already live.
                 report.new_count = store.count(live)
                 return _finish(store, state, report, directory, started)
@@ -267,7 +270,10 @@ def reindex(
         data["phase"] = "swap"
         state.save()
         log.info("swapping %s into %s", build, live)
-        store.swap_in(build)
+        task = store.start_swap(build)
+        data["swap_task"] = task
+        state.save()
+        store.wait([task])
         log.info("swapped; deleting the previous index")
         return _finish(store, state, report, directory, started)
 
@@ -292,14 +298,21 @@ def _finish(
     return report
 
 
-def _swap_happened(store: IndexStore, live: str, data: dict[str, Any]) -> bool:
-    """Whether the live index already holds this build's documents."""
-    if not store.exists(live):
+def _swap_happened(store: IndexStore, state: State) -> bool:
+    """Whether this build was swapped live, decided from Meilisearch's own task record.
+
+    Nothing a sync writes can change that record (a sync rewrites documents, and with
+    them any marker inside them). The swap task's uid is saved once it is enqueued; a
+    run that died before saving it finds the task by the build's unique name.
+    """
+    data = state.data
+    task = store.swap_task(data["build"], data.get("swap_task"))
+    if task is None:
         return False
-    stamp = store.crawled_at(live)
-    if stamp is None:  # an empty live index: only this build could have made it so
-        return bool(sum(data["handed"].values()) == 0)
-    return bool(stamp == data["crawled_at"])
+    if task["status"] not in ("succeeded", "failed", "canceled"):
+        store.wait([task["uid"]])
+        task = store.swap_task(data["build"], task["uid"])
+    return task is not None and task["status"] == "succeeded"
 
 
 def _gate(report: ReindexReport, min_ratio: float, force: bool) -> None:

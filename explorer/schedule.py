@@ -24,7 +24,7 @@ def parse_at(value: str) -> dt.time:
         hour, minute = (int(p) for p in value.split(":"))
         return dt.time(hour, minute)
     except ValueError:
-        raise ExplorerError(f"--reindex-at must be HH:MM, got {value!r}") from None
+        raise ValueError(f"must be HH:MM (00:00 to 23:59), got {value!r}") from None
 
 
 def next_run(now: dt.datetime, at: dt.time) -> dt.datetime:

@@ -22,13 +22,12 @@ from typing import Any
 
 from explorer.chats import Chat, MalformedChat, normalize_chat
 from explorer.config import Config, Instance
-from explorer.crawl import open_client
+from explorer.crawl import PageSource, open_client
 from explorer.documents import to_document
 from explorer.errors import MeiliError, WawpProtocolError
 from explorer.index import IndexStore
 from explorer.reindex import Progress, last_report
 from explorer.state import index_lock, read_json, state_dir, write_json
-from explorer.wawp import WawpClient
 
 log = logging.getLogger("explorer.sync")
 
@@ -95,13 +94,12 @@ def _watermark(cfg: Config, store: IndexStore, inst: Instance, state: dict[str, 
 
 @dataclass
 class _Page:
-    served: int  # items the server returned: a short page is the end
     chats: list[Chat]  # normalised (``status@broadcast`` dropped)
     malformed: int
 
 
 def _normalise(page: list[Any], instance_id: str) -> _Page:
-    result = _Page(len(page), [], 0)
+    result = _Page([], 0)
     for raw in page:
         try:
             chat = normalize_chat(raw, instance_id)
@@ -113,22 +111,56 @@ def _normalise(page: list[Any], instance_id: str) -> _Page:
     return result
 
 
-def _newest_first(client: WawpClient, limit: int) -> tuple[str, _Page]:
-    """The sortOrder spelling this server honours for newest-first, and its first page."""
+@dataclass
+class _News:
+    """What is new on newest-first pages, and when the pages hold nothing newer."""
+
+    floor: int  # activity before this is old news
+    newest: int
+    oldest: int | None = None
+    applied: set[str] = field(default_factory=set)  # overlap re-reads are not news twice
+
+    def take(self, items: list[Any], instance_id: str, result: InstanceSync) -> list[Chat]:
+        page = _normalise(items, instance_id)
+        result.malformed += page.malformed
+        news = []
+        for chat in page.chats:
+            result.seen += 1
+            ts = chat.last_activity
+            if ts is None or ts < self.floor:
+                self.oldest = ts if ts is not None else -1
+                continue
+            self.oldest = ts if self.oldest is None else min(self.oldest, ts)
+            self.newest = max(self.newest, ts)
+            if chat.jid not in self.applied:
+                self.applied.add(chat.jid)
+                news.append(chat)
+        return news
+
+    def exhausted(self, offset: int, items: list[Any]) -> bool:
+        return self.oldest is not None and self.oldest < self.floor
+
+
+def _newest_first(source: PageSource) -> list[Any]:
+    """Settle the sortOrder spelling this server honours for newest-first; its first page."""
     tried = []
     for spelling in ("desc", "DESC"):
-        page = client.chats_page(
-            offset=0, limit=limit, sort_by="conversationTimestamp", sort_order=spelling
-        )
-        first = _normalise(page, client.instance_id)
-        known = [c.last_activity for c in first.chats if c.last_activity is not None]
+        source.sort_order = spelling
+        items = source.fetch(0)
+        known = [
+            c.last_activity
+            for c in _normalise(items, source.client.instance_id).chats
+            if c.last_activity is not None
+        ]
         if len(known) < 2 or known == sorted(known, reverse=True):
-            return spelling, first
+            source.learn_cap(0, items)
+            return items
         tried.append(spelling)
     raise WawpProtocolError(
-        f"Wawp instance {client.instance_id}: /v2/chats ignores sortOrder ({', '.join(tried)} "
-        "both came back oldest first), so a newest-first sync is impossible; rely on reindex",
-        instance_id=client.instance_id,
+        f"Wawp instance {source.client.instance_id}: /v2/chats ignores sortOrder "
+        f"({', '.join(tried)} both came back oldest first), so a newest-first sync is "
+        "impossible; rely on reindex",
+        instance_id=source.client.instance_id,
     )
 
 
@@ -156,42 +188,30 @@ def sync(
             report.instances.append(result)
             mark = _watermark(cfg, store, inst, state)
             result.watermark_before = mark
-            floor = mark - margin
-            newest = mark
             now = int(time.time())
+            news = _News(floor=mark - margin, newest=mark)
             with open_client(cfg, inst) as client:
-                spelling, current = _newest_first(client, limit)
-                offset = 0
-                while True:
-                    result.malformed += current.malformed
-                    docs = []
-                    oldest: int | None = None
-                    for chat in current.chats:
-                        result.seen += 1
-                        ts = chat.last_activity
-                        if ts is None or ts < floor:
-                            oldest = ts if ts is not None else -1
-                            continue
-                        oldest = ts if oldest is None else min(oldest, ts)
-                        newest = max(newest, ts)
-                        docs.append(to_document(chat, label=inst.label, crawled_at=now))
-                    if docs:
-                        tasks.append(store.add(live, docs))
-                        result.upserted += len(docs)
-                        notify("sent", inst.id, len(docs))
-                    done = current.served < limit or (oldest is not None and oldest < floor)
-                    if done:
-                        break
-                    # Overlap pages: equal timestamps have no stable order upstream.
-                    offset += limit - cfg.wawp.overlap
-                    page = client.chats_page(
-                        offset=offset,
-                        limit=limit,
-                        sort_by="conversationTimestamp",
-                        sort_order=spelling,
-                    )
-                    current = _normalise(page, inst.id)
+                # Overlapping pages: equal timestamps have no stable order upstream.
+                source = PageSource(
+                    client,
+                    page_size=limit,
+                    overlap=cfg.wawp.overlap,
+                    sort_by="conversationTimestamp",
+                    sort_order="desc",
+                )
+                try:
+                    first = _newest_first(source)
+                    for _, items in source.walk(0, first, stop_when=news.exhausted):
+                        chats = news.take(items, inst.id, result)
+                        if chats:
+                            docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
+                            tasks.append(store.add(live, docs))
+                            result.upserted += len(docs)
+                            notify("sent", inst.id, len(docs))
+                finally:
+                    source.close()
                 result.requests = client.requests_made
+            newest = news.newest
             result.watermark_after = newest
             state.setdefault("instances", {})[inst.id] = {"watermark": newest, "at": now}
         store.wait(tasks)

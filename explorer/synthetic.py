@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-SHAPES: Final = ("webjs", "noweb", "gows")
 _MASK64: Final = (1 << 64) - 1
 
 # Country code, then national prefixes of one length each; a 7-digit subscriber number

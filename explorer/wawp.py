@@ -229,9 +229,9 @@ class WawpClient:
                 bad_bodies += 1
                 if bad_bodies >= self.retry.max_bad_bodies:
                     raise self._protocol(path, outcome.reason)
-            delay = (
-                outcome.after if outcome.after is not None else self.retry.delay(attempt, self._rng)
-            )
+            # Retry-After can only lengthen the wait: "0" or a date in the past would
+            # otherwise retry in a tight loop for the whole budget.
+            delay = max(outcome.after or 0.0, self.retry.delay(attempt, self._rng))
             elapsed = time.monotonic() - started
             if elapsed + delay > self.retry.budget_seconds:
                 raise WawpUnavailable(

@@ -14,7 +14,8 @@ import meilisearch
 import pytest
 
 from explorer.meili_server import MeiliServer
-from explorer.sandbox import Sandbox, SandboxOptions
+from explorer.sandbox import Sandbox
+from explorer.sandbox_options import SandboxOptions
 
 ENV_VARS = (
     "WAWP_BASE_URL",

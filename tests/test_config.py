@@ -180,3 +180,26 @@ def test_cli_missing_token_is_exit_2() -> None:
     result = CliRunner().invoke(cli, ["check"], env={"WAWP_INSTANCE_ID": "ABC"})
     assert result.exit_code == 2
     assert "no access token for Wawp instance 'ABC'" in result.output
+
+
+def test_a_bad_index_is_blamed_on_where_it_came_from(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="^environment: EXPLORER_INDEX must use only"):
+        load_config(env={"EXPLORER_INDEX": "bad name"})
+    with pytest.raises(ConfigError, match="^command line: --index must use only"):
+        load_config(env={}, overrides={"index": "bad/name"})
+    path = tmp_path / "x.toml"
+    path.write_text('[meilisearch]\nindex = "ok"\n')
+    assert load_config(path, env={}).meilisearch.index == "ok"
+
+
+def test_an_empty_instance_id_names_the_flag_or_the_variable() -> None:
+    with pytest.raises(ConfigError, match="^command line: --instance has an empty"):
+        load_config(env={}, overrides={"instances": ("A1", " ")})
+    with pytest.raises(ConfigError, match="^environment: WAWP_INSTANCE_ID has an empty"):
+        load_config(env={"WAWP_INSTANCE_ID": "A1,,B2"})
+
+
+def test_a_bad_reindex_at_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["schedule", "--reindex-at", "25:99"])
+    assert result.exit_code == 2 and "--reindex-at" in result.output
+    assert "HH:MM" in result.output

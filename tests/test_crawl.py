@@ -431,3 +431,24 @@ def test_retry_after_http_date_is_understood() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("soon") is None
+
+
+@pytest.mark.parametrize("header", ["0", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_retry_after_zero_or_past_never_waits_less_than_the_backoff(header: str) -> None:
+    calls = {"n": 0}
+    slept: list[float] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            return httpx.Response(
+                429, json={"message": "slow down"}, headers={"Retry-After": header}
+            )
+        return httpx.Response(200, json=[])
+
+    policy = RetryPolicy(budget_seconds=60, base_delay=0.5, max_delay=4)
+    client = mock_client(handler, retry=policy, sleep=slept.append)
+    client.chats_page(offset=0, limit=10)
+    assert len(slept) == 3
+    # backoff with jitter: 0.5 * 2**attempt * [0.5, 1]
+    assert all(s >= 0.25 * 2**n for n, s in enumerate(slept)), slept

@@ -152,3 +152,26 @@ def test_make_demo_serves_the_ui_and_answers_searches(tmp_path: Path) -> None:
         proc.stdout.close()
     assert proc.returncode == 0 or proc.returncode == -signal.SIGINT, proc.returncode
     assert sys.executable
+
+
+def test_demo_stops_meilisearch_when_the_sandbox_fails_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import explorer.demo as demo
+
+    started: list[MeiliServer] = []
+    real_start = MeiliServer.start
+
+    def tracked(self: MeiliServer, timeout: float = 30.0) -> MeiliServer:
+        started.append(self)
+        return real_start(self, timeout)
+
+    def broken(self: Sandbox, host: str = "127.0.0.1", port: int = 0) -> Sandbox:
+        raise OSError("address in use")
+
+    monkeypatch.setattr(MeiliServer, "start", tracked)
+    monkeypatch.setattr(demo.Sandbox, "start", broken)
+    with pytest.raises(OSError):
+        demo.start(tmp_path / "demo", 10, 0, 0)
+    assert started and started[0].proc is not None
+    assert started[0].proc.poll() is not None  # the process is gone

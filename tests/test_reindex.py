@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -409,3 +410,75 @@ def test_several_instances_share_one_index(
         assert d.instance_label == {"INST00000001": "Cairo", "INST00000002": "Lagos"}[d.instance_id]
     assert by_instance == {INST: ground_truth(sb), "INST00000002": ground_truth(sb, "INST00000002")}
     assert report.new_count == len(docs)
+
+
+def test_a_sync_after_a_death_between_swap_and_cleanup_cannot_undo_the_swap(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from explorer.sync import sync
+
+    sb = make_sandbox(chats=200)
+    cfg = config_for(sb)
+    reindex(cfg)
+    added = sb.store(INST).add(5)
+    real_delete = reindex_mod.IndexStore.delete
+
+    def dying_delete(self: Any, uid: str) -> None:
+        if uid.startswith(f"{index_name}__build_") and self.exists(index_name):
+            raise KeyboardInterrupt  # killed right after the swap
+        real_delete(self, uid)
+
+    monkeypatch.setattr(reindex_mod.IndexStore, "delete", dying_delete)
+    with pytest.raises(KeyboardInterrupt):
+        reindex(cfg)
+    monkeypatch.setattr(reindex_mod.IndexStore, "delete", real_delete)
+    for jid in ground_truth(sb):
+        sb.store(INST).touch(jid)
+    time.sleep(1.1)  # documents carry whole-second stamps: the sync's must differ
+    sync(cfg)  # cron's sync gets the free lock and rewrites every document
+    report = reindex(cfg)
+    assert report.resumed and report.swapped
+    assert set(added) <= live_jids(meili_client, index_name) == ground_truth(sb)
+    assert not any(i.startswith(f"{index_name}__build_") for i in indexes(meili_client))
+
+
+def test_one_chat_under_two_raw_ids_is_one_document_and_the_count_check_holds(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from explorer.wawp import WawpClient
+
+    sb = make_sandbox(chats=200)
+    cfg = config_for(sb)
+    real_page = WawpClient.chats_page
+    aliased: list[str] = []
+
+    def aliasing_page(self: WawpClient, **kw: Any) -> list[Any]:
+        # Some engines list a chat under x@c.us and again under x@s.whatsapp.net.
+        items = real_page(self, **kw)
+        out = []
+        for n, item in enumerate(items):
+            out.append(item)
+            jid = item["id"]["_serialized"]
+            alias = jid.replace("@c.us", "@s.whatsapp.net")
+            following = items[n + 1]["id"]["_serialized"] if n + 1 < len(items) else "~"
+            if jid.endswith("@c.us") and int(jid[-6]) % 3 == 0 and alias < following:  # sorted
+                item_id = {**item["id"], "server": "s.whatsapp.net", "_serialized": alias}
+                out.append({**item, "id": item_id})
+                aliased.append(jid)
+        return out
+
+    monkeypatch.setattr(WawpClient, "chats_page", aliasing_page)
+    report = reindex(cfg)
+    assert aliased and report.swapped
+    assert report.merged >= len(set(aliased)) > 0
+    assert live_jids(meili_client, index_name) == ground_truth(sb)
+    assert "merged into one document" in caplog.text

@@ -303,3 +303,19 @@ def test_sandbox_help_documents_every_option() -> None:
         "--cold-start", "--cold-mode", "--churn", "--max-limit", "--desc-quirk",
     ):  # fmt: skip
         assert option in result.output
+
+
+def test_keep_alive_responses_do_not_stall(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    """A stall of ~40 ms per reply (Nagle + delayed ACK) would inflate every benchmark."""
+    sb = make_sandbox(chats=500)
+    params = {"instance_id": "INST00000001", "access_token": token, "limit": 50}
+    with httpx.Client(base_url=sb.url) as client:
+        client.get("/v2/chats", params=params)  # connection and sort order warmed up
+        started = time.perf_counter()
+        for offset in range(0, 500, 25):
+            assert client.get("/v2/chats", params={**params, "offset": offset}).status_code == 200
+        elapsed = time.perf_counter() - started
+    # 20 replies: with the stall they take >= 0.8 s; without it, a few ms each.
+    assert elapsed < 0.4, f"{elapsed:.3f}s for 20 keep-alive requests"

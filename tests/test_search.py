@@ -17,9 +17,10 @@ import explorer
 from explorer.cli import cli
 from explorer.config import load_config
 from explorer.meili_server import MeiliServer
+from explorer.query import Filters, Searcher
 from explorer.reindex import reindex
-from explorer.sandbox import Sandbox, SandboxOptions
-from explorer.search import Filters, Searcher
+from explorer.sandbox import Sandbox
+from explorer.sandbox_options import SandboxOptions
 from tests.conftest import register_secret
 
 A, B = "INST0000000A", "INST0000000B"
@@ -361,7 +362,7 @@ def test_searcher_filters_compose() -> None:
 
 def test_matches_are_highlighted_on_a_terminal_only(world: dict[str, Any]) -> None:
     from explorer.output import hits_table
-    from explorer.search import Searcher
+    from explorer.query import Searcher
 
     with Searcher(world["cfg"].meilisearch) as searcher:
         hits = searcher.search("alvar", limit=3).hits

@@ -185,6 +185,7 @@ def test_summary_json_and_stats(setup: Callable[..., Any]) -> None:
 def test_newest_first_impossible_is_a_clear_error(setup: Callable[..., Any]) -> None:
     import httpx
 
+    from explorer.crawl import PageSource
     from explorer.secrets import Secret
     from explorer.sync import _newest_first
     from explorer.wawp import WawpClient
@@ -194,5 +195,48 @@ def test_newest_first_impossible_is_a_clear_error(setup: Callable[..., Any]) -> 
         "http://wawp.test", "MOCK", Secret("mock-token-1234"),
         transport=httpx.MockTransport(lambda r: httpx.Response(200, json=old_first)),
     )  # fmt: skip
+    source = PageSource(
+        client, page_size=50, overlap=5, sort_by="conversationTimestamp", sort_order="desc"
+    )
     with client, pytest.raises(WawpProtocolError, match="ignores sortOrder"):
-        _newest_first(client, 50)
+        _newest_first(source)
+
+
+def _rename_and_touch(sb: Sandbox, jids: list[str]) -> dict[str, str]:
+    store = sb.store(INST)
+    names = {}
+    for n, jid in enumerate(jids):
+        names[jid] = f"Changed Since Sync {n}"
+        store.rename(jid, names[jid])
+        store.touch(jid)
+    return names
+
+
+@pytest.mark.parametrize("cap", [1, 7, 30])
+def test_sync_is_complete_when_the_server_caps_pages(
+    setup: Callable[..., Any], meili: MeiliServer, index_name: str, cap: int
+) -> None:
+    sb, cfg, _ = setup(chats=300, max_limit=cap)
+    reindex(cfg)
+    sync(cfg)
+    names = _rename_and_touch(sb, sorted(ground_truth(sb))[:70])
+    sync(cfg)
+    docs = live(meili, index_name)
+    assert {jid: docs[jid]["name"] for jid in names} == names
+
+
+def test_sync_is_complete_under_churn_with_a_cap_and_the_desc_quirk(
+    setup: Callable[..., Any], meili: MeiliServer, index_name: str
+) -> None:
+    sb, cfg, _ = setup(chats=300)
+    reindex(cfg)
+    sync(cfg)
+    names = _rename_and_touch(sb, sorted(ground_truth(sb))[10:60])
+    sb.options.max_limit = 13
+    sb.options.desc_quirk = True
+    sb.options.churn = 1
+    sync(cfg)
+    docs = live(meili, index_name)
+    surviving = set(names) & ground_truth(sb)
+    assert len(surviving) > 30
+    assert {jid: docs[jid]["name"] for jid in surviving} == {j: names[j] for j in surviving}

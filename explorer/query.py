@@ -18,7 +18,7 @@ import httpx
 
 from explorer.chats import CHAT_TYPES
 from explorer.config import Config, MeiliSettings, load_config
-from explorer.errors import ConfigError, MeiliError
+from explorer.errors import MeiliError, QueryError
 from explorer.filters import quote
 from explorer.phones import phone_query
 
@@ -40,13 +40,13 @@ class Filters:
     active_since: str | None = None  # YYYY-MM-DD or an ISO datetime
 
     def expressions(self, now: float | None = None) -> list[str]:
-        """Meilisearch filter clauses (ANDed); raises ConfigError on a bad value."""
+        """Meilisearch filter clauses (ANDed); raises QueryError on a bad value."""
         now = time.time() if now is None else now
         out = []
         if self.chat_type is not None:
             if self.chat_type not in CHAT_TYPES:
-                raise ConfigError(
-                    f"--type must be one of {', '.join(CHAT_TYPES)}, got {self.chat_type!r}"
+                raise QueryError(
+                    "chat_type", f"must be one of {', '.join(CHAT_TYPES)}, got {self.chat_type!r}"
                 )
             out.append(f"chat_type = {self.chat_type}")
         if self.instance is not None:
@@ -58,7 +58,7 @@ class Filters:
                 out.append(f"{name} = true" if flag else f"{name} != true")
         if self.inactive_days is not None:
             if self.inactive_days < 0:
-                raise ConfigError(f"--inactive-days must be >= 0, got {self.inactive_days}")
+                raise QueryError("inactive_days", f"must be >= 0, got {self.inactive_days}")
             cutoff = int(now - self.inactive_days * DAY)
             out.append(f"(last_activity < {cutoff} OR last_activity IS NULL)")
         if self.active_since is not None:
@@ -70,8 +70,8 @@ def parse_date(value: str) -> int:
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(
-            f"--active-since must be a date like 2026-01-31 or 2026-01-31T08:00, got {value!r}"
+        raise QueryError(
+            "active_since", f"must be a date like 2026-01-31 or 2026-01-31T08:00, got {value!r}"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
@@ -82,9 +82,10 @@ def parse_sort(value: str) -> str:
     attr, _, direction = value.partition(":")
     direction = direction or "asc"
     if attr not in SORTABLE or direction not in ("asc", "desc"):
-        raise ConfigError(
-            f"--sort must be ATTRIBUTE[:asc|desc] with ATTRIBUTE one of {', '.join(SORTABLE)}, "
-            f"got {value!r}"
+        raise QueryError(
+            "sort",
+            f"must be ATTRIBUTE[:asc|desc] with ATTRIBUTE one of {', '.join(SORTABLE)}, "
+            f"got {value!r}",
         )
     return f"{attr}:{direction}"
 
@@ -143,9 +144,9 @@ class Searcher:
         highlight: bool = True,
     ) -> SearchResult:
         if not 1 <= limit <= 1000:
-            raise ConfigError(f"--limit must be between 1 and 1000, got {limit}")
+            raise QueryError("limit", f"must be between 1 and 1000, got {limit}")
         if offset < 0:
-            raise ConfigError(f"--offset must be >= 0, got {offset}")
+            raise QueryError("offset", f"must be >= 0, got {offset}")
         expressions = (filters or Filters()).expressions()
         sort = [parse_sort(s) for s in sort or []]
         digits = phone_query(query)

@@ -1,0 +1,54 @@
+"""The sandbox's options and their choices, without the server.
+
+The CLI builds its `explorer sandbox` flags from these; keeping them apart means a plain
+`explorer search` does not import ``http.server`` and the data generator at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+SHAPES: Final = ("webjs", "noweb", "gows")
+ENVELOPES: Final = ("bare", "data", "indexed")
+COLD_MODES: Final = ("202", "422", "empty")
+SORT_KEYS: Final = ("id", "conversationTimestamp", "name")
+DEFAULT_INSTANCE: Final = "SANDBOX00001"
+DEFAULT_TOKEN: Final = "sandbox-token"
+
+
+@dataclass
+class SandboxOptions:
+    chats: int = 1000
+    seed: int = 1
+    shape: str = "webjs"
+    envelope: str = "bare"
+    instances: dict[str, str] = field(default_factory=lambda: {DEFAULT_INSTANCE: DEFAULT_TOKEN})
+    epoch: int | None = None
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    spike_rate: float = 0.0
+    spike_ms: float = 0.0
+    error_rate: float = 0.0
+    burst_every: int = 0
+    burst_length: int = 3
+    retry_after: float = 1.0
+    cold_start: float = 0.0
+    cold_mode: str = "422"
+    churn: int = 0
+    max_limit: int = 0
+    desc_quirk: bool = False
+    fault_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ValueError(f"shape must be one of {', '.join(SHAPES)}")
+        if self.envelope not in ENVELOPES:
+            raise ValueError(f"envelope must be one of {', '.join(ENVELOPES)}")
+        if self.cold_mode not in COLD_MODES:
+            raise ValueError(f"cold mode must be one of {', '.join(COLD_MODES)}")
+        if self.chats < 0:
+            raise ValueError("chats must be >= 0")
+        for name in ("error_rate", "spike_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1")
