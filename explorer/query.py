@@ -18,12 +18,19 @@ import httpx
 
 from explorer.chats import CHAT_TYPES
 from explorer.config import Config, MeiliSettings, load_config
-from explorer.errors import MeiliError, QueryError
+from explorer.errors import (
+    AUTH_CODES,
+    MeiliError,
+    QueryError,
+    meili_refused,
+    meili_unreachable,
+)
 from explorer.filters import quote
 from explorer.phones import phone_query
 
 SORTABLE: Final = ("last_activity", "name", "display_name")
 PHONE_FIELDS: Final = ["phone_digits", "phone_variants", "jid", "lid"]
+FACETS: Final = ("chat_type", "instance_id")
 HL_PRE: Final = "\x01"
 HL_POST: Final = "\x02"
 DAY: Final = 86_400
@@ -101,6 +108,14 @@ class SearchResult:
     offset: int
     processing_ms: int
     hits: list[dict[str, Any]] = field(default_factory=list)
+    total_exact: bool = True  # False: Meilisearch's estimate (it stops at maxTotalHits)
+    facets: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count_text(self) -> str:
+        """ "1,497 chats", or "~1,000 chats (estimate)" when no exact count was possible."""
+        if self.total_exact:
+            return f"{self.total:,} chat{'s' * (self.total != 1)}"
+        return f"~{self.total:,} chats (estimate)"
 
     def to_json(self) -> dict[str, Any]:
         """The stable machine output of `explorer search --json`."""
@@ -110,6 +125,8 @@ class SearchResult:
             "filter": self.filter,
             "sort": self.sort,
             "total": self.total,
+            "total_exact": self.total_exact,
+            "facets": self.facets,
             "limit": self.limit,
             "offset": self.offset,
             "hits": [{k: v for k, v in hit.items() if not k.startswith("_")} for hit in self.hits],
@@ -166,31 +183,75 @@ class Searcher:
                 highlightPreTag=HL_PRE,
                 highlightPostTag=HL_POST,
             )
-        index = self.settings.index
-        try:
-            resp = self._http.post(f"/indexes/{index}/search", content=json.dumps(body))
-        except httpx.HTTPError as exc:
-            raise MeiliError(
-                f"Meilisearch at {self.settings.url} is unreachable ({type(exc).__name__})"
-            ) from None
-        data = _json(resp)
-        if resp.status_code != 200:
-            message = data.get("message", resp.text[:200]) if isinstance(data, dict) else ""
-            code = data.get("code", "") if isinstance(data, dict) else ""
-            if code == "index_not_found":
-                message = f"index {index!r} does not exist yet: run `explorer reindex`"
-            raise MeiliError(f"Meilisearch search failed: {message} [{code or resp.status_code}]")
+        # Facet counts cover every matching document, where estimatedTotalHits stops at
+        # maxTotalHits: they give the exact total and the page's counts by type and instance.
+        body["facets"] = list(FACETS)
+        data = self._post(body)
+        facets = data.get("facetDistribution") or {}
+        by_type = facets.get("chat_type")
+        exact = isinstance(by_type, dict)
+        if isinstance(by_type, dict):
+            total = sum(by_type.values())
+        else:
+            total = int(data.get("estimatedTotalHits", 0))
+        if total == 0 and filters is not None and filters.instance is not None:
+            self._check_instance(filters.instance)
         return SearchResult(
             query=query,
             phone_digits=digits,
             filter=expressions,
             sort=sort,
-            total=int(data.get("estimatedTotalHits", len(data.get("hits", [])))),
+            total=total,
+            total_exact=exact,
+            facets={k: v for k, v in facets.items() if isinstance(v, dict)},
             limit=limit,
             offset=offset,
             processing_ms=int(data.get("processingTimeMs", 0)),
             hits=list(data.get("hits", [])),
         )
+
+    def known_instances(self) -> dict[str, str | None]:
+        """Instance id -> label, for every instance with chats in the index."""
+        data = self._post({"q": "", "limit": 1000, "facets": ["instance_id"],
+                           "attributesToRetrieve": ["instance_id", "instance_label"],
+                           "distinct": "instance_id"})  # fmt: skip
+        known: dict[str, str | None] = {
+            k: None for k in data.get("facetDistribution", {}).get("instance_id", {})
+        }
+        for hit in data.get("hits", []):
+            known[hit["instance_id"]] = hit.get("instance_label")
+        return known
+
+    def _check_instance(self, name: str) -> None:
+        known = self.known_instances()
+        if name in known or name in known.values():
+            return
+        listed = ", ".join(f"{i} ({label})" if label else i for i, label in sorted(known.items()))
+        raise QueryError(
+            "instance",
+            f"{name!r} is not an instance id or label in index {self.settings.index!r}; "
+            f"known: {listed or 'none (the index is empty)'}",
+        )
+
+    def _post(self, body: dict[str, Any]) -> Any:
+        index = self.settings.index
+        url = self.settings.url
+        try:
+            resp = self._http.post(f"/indexes/{index}/search", content=json.dumps(body))
+        except httpx.HTTPError:
+            raise MeiliError(meili_unreachable(url)) from None
+        data = _json(resp)
+        if resp.status_code != 200:
+            message = data.get("message", resp.text[:200]) if isinstance(data, dict) else ""
+            code = data.get("code", "") if isinstance(data, dict) else ""
+            if code == "index_not_found":
+                raise MeiliError(f"index {index!r} does not exist yet: run `explorer reindex`")
+            if resp.status_code in (401, 403) or code in AUTH_CODES:
+                raise MeiliError(meili_refused(url, code, "a search key is enough to search"))
+            raise MeiliError(
+                f"Meilisearch at {url}: search failed: {message} [{code or resp.status_code}]"
+            )
+        return data
 
 
 def _json(resp: httpx.Response) -> Any:

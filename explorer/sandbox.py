@@ -246,7 +246,11 @@ def sandbox_process(
         argv += ["--instance", f"{iid}:{token}"]
     if epoch is not None:
         argv += ["--epoch", str(epoch)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from explorer.procs import die_with_parent
+
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

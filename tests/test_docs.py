@@ -70,3 +70,41 @@ def test_schema_doc_lists_every_field_and_setting() -> None:
         assert re.search(rf"\| `{field}` \|", schema), field
     for attr in INDEX_SETTINGS["filterableAttributes"]:
         assert f"`{attr}`" in schema.split("filterableAttributes")[1].split("\n- ")[0], attr
+
+
+def test_benchmark_commands_run_as_written() -> None:
+    import subprocess
+
+    commands = sorted(set(re.findall(r"^(\S*python\S* benchmarks/\w+\.py)", README, re.M)))
+    assert len(commands) == 4, commands
+    for command in commands:
+        assert command.startswith(".venv/bin/python "), command
+        out = subprocess.run(
+            ["bash", "-c", f"{command} --help"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert out.returncode == 0, command + out.stderr
+
+
+def test_one_meilisearch_cache_for_make_and_the_module() -> None:
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "EXPLORER_CACHE_DIR"}
+    dry = subprocess.run(
+        ["make", "-n", "-p", "meilisearch"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert "explorer.meili_bin" in dry.stdout
+    assert "EXPLORER_CACHE_DIR" not in dry.stdout  # make uses the module's own default
+
+
+def test_the_demo_directory_is_ignored_by_git() -> None:
+    import subprocess
+
+    out = subprocess.run(["git", "check-ignore", "-q", ".demo/env"], cwd=ROOT)
+    assert out.returncode == 0
+
+
+def test_config_example_says_where_state_really_goes() -> None:
+    example = (ROOT / "config.example.toml").read_text()
+    comment = example.split("# state_dir")[0].rsplit("\n\n", 1)[-1]
+    assert "next to the config file" not in comment and "EXPLORER_STATE_DIR" in comment

@@ -482,3 +482,12 @@ def test_one_chat_under_two_raw_ids_is_one_document_and_the_count_check_holds(
     assert report.merged >= len(set(aliased)) > 0
     assert live_jids(meili_client, index_name) == ground_truth(sb)
     assert "merged into one document" in caplog.text
+
+
+def test_the_summary_says_what_was_skipped(
+    make_sandbox: Callable[..., Sandbox], config_for: Callable[..., Config]
+) -> None:
+    sb = make_sandbox(chats=120)
+    report = reindex(config_for(sb))
+    assert report.skipped == 1
+    assert "1 skipped (status@broadcast)" in report.summary() and "0 merged" in report.summary()

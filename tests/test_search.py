@@ -231,6 +231,8 @@ def test_json_output_schema(world: dict[str, Any]) -> None:
     data = run(world, "a", "--limit", "3")
     assert set(data) == {
         "query",
+        "total_exact",
+        "facets",
         "phone_query",
         "filter",
         "sort",
@@ -253,7 +255,7 @@ def test_table_output(world: dict[str, Any]) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["NAME", "PHONE", "TYPE", "LAST", "ACTIVITY", "INSTANCE"]
     assert len(lines) == 6 and all("group" in line for line in lines[1:])
-    assert "of ~" in result.stderr
+    assert " of " in result.stderr
 
 
 def test_python_api_matches_the_cli(world: dict[str, Any]) -> None:
@@ -372,3 +374,75 @@ def test_matches_are_highlighted_on_a_terminal_only(world: dict[str, Any]) -> No
     assert "\x1b[1;33m" in "".join(coloured[1:])  # the matched part is marked
     assert not any("\x1b" in line or "\x01" in line for line in plain)
     assert [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in coloured[1:]] == plain[1:]
+
+
+def test_counts_are_exact_beyond_max_total_hits(world: dict[str, Any]) -> None:
+    everything = run(world, "--limit", "1")
+    assert everything["total"] == len(world["docs"]) > 1000 and everything["total_exact"]
+    individuals = sum(1 for d in world["docs"] if d["chat_type"] == "individual")
+    assert run(world, "--individuals", "--limit", "1")["total"] == individuals > 1000
+    by_instance = run(world, "--limit", "1")["facets"]["instance_id"]
+    assert by_instance == {
+        i: sum(1 for d in world["docs"] if d["instance_id"] == i) for i in (A, B)
+    }
+    line = CliRunner().invoke(cli, ["search", "--individuals", "--limit", "5"], env=world["env"])
+    assert f"1-5 of {individuals:,} chats" in line.stderr and "~" not in line.stderr
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--groups", "--individuals"], ["--type", "group", "--individuals"],
+     ["--individuals", "--type", "channel"]],
+)  # fmt: skip
+def test_contradictory_type_filters_are_a_usage_error(
+    world: dict[str, Any], flags: list[str]
+) -> None:
+    result = CliRunner().invoke(cli, ["search", *flags], env=world["env"])
+    assert result.exit_code == 2 and "contradict each other" in result.output
+
+
+def test_an_agreeing_pair_of_type_filters_is_fine(world: dict[str, Any]) -> None:
+    assert all(h["chat_type"] == "group" for h in run(world, "--groups", "--type", "group")["hits"])
+
+
+def test_an_unknown_instance_is_named_with_the_known_ones(world: dict[str, Any]) -> None:
+    result = CliRunner().invoke(cli, ["search", "--instance", "Cairo support"], env=world["env"])
+    assert result.exit_code == 2, result.output
+    assert "'Cairo support' is not an instance" in result.output
+    assert f"{A} (Cairo)" in result.output and f"{B} (Lagos)" in result.output
+    assert run(world, "--instance", "Cairo", "--limit", "1")["total"] > 0
+
+
+def test_a_tenant_token_for_an_unknown_instance_needs_force(world: dict[str, Any]) -> None:
+    args = ["keys", "create-search", "--instance", "NOSUCHINST01"]
+    refused = CliRunner().invoke(cli, args, env=world["env"])
+    assert refused.exit_code == 2 and "--force" in refused.output and A in refused.output
+    forced = CliRunner().invoke(cli, [*args, "--force"], env=world["env"])
+    assert forced.exit_code == 0 and forced.stdout.count(".") == 2  # a JWT
+
+
+def test_a_missing_key_says_to_set_meili_api_key(world: dict[str, Any]) -> None:
+    env = {**world["env"], "MEILI_API_KEY": ""}
+    result = CliRunner().invoke(cli, ["search", "x"], env=env)
+    assert result.exit_code == 1
+    assert "needs an API key: set MEILI_API_KEY" in result.output and "***" not in result.output
+
+
+def test_unreachable_meilisearch_has_one_wording_everywhere(world: dict[str, Any]) -> None:
+    env = {**world["env"], "MEILI_URL": "http://127.0.0.1:9"}
+    outputs = [
+        CliRunner().invoke(cli, args, env=env).output
+        for args in (["search", "x"], ["stats"], ["settings"])
+    ]
+    want = "Meilisearch at http://127.0.0.1:9 is unreachable: check that it is running"
+    assert all(want in out for out in outputs), outputs
+
+
+def test_json_log_format_makes_the_error_line_json(world: dict[str, Any]) -> None:
+    env = {**world["env"], "MEILI_URL": "http://127.0.0.1:9"}
+    for args in (["search", "x"], ["search", "--groups", "--individuals"]):
+        result = CliRunner().invoke(cli, ["--log-format", "json", *args], env=env)
+        assert result.exit_code in (1, 2)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert lines and all(json.loads(line)["level"] for line in lines), result.stderr
+        assert json.loads(lines[-1])["exit_code"] == result.exit_code
