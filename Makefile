@@ -27,11 +27,16 @@ meilisearch: install
 demo: meilisearch
 	$(VENV)/bin/explorer demo $(DEMO_ARGS)
 
-# Debian's docker-compose validates docker-compose.yml without a Docker engine.
+# From Debian when missing: docker-compose validates docker-compose.yml without a Docker
+# engine; nginx runs the agent door in front of a real Meilisearch; chromium drives the
+# agent page in the browser tests.
+TOOLS := docker-compose:docker-compose nginx:nginx chromium:chromium
 tools:
-	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) \
-	  >/dev/null; } || echo "docker-compose not installed: the compose test will fail"
+	@missing=""; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || \
+	  [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; } || \
+	  echo "could not install$$missing: the tests that need them will fail"
 
 bench: install meilisearch
 	$(PY) benchmarks/crawl.py

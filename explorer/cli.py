@@ -565,7 +565,7 @@ def _expiry(days: int | None) -> Any:
 def keys_create_agent(ctx: click.Context, expires_in_days: int | None) -> None:
     """The smallest key the Meilisearch web UI accepts, on the live index only.
 
-    Actions: search, indexes.get, stats.get. It cannot write, read settings or
+    Actions: search, indexes.get, stats.get, version. It cannot write, read settings or
     fetch documents one by one, and build indexes stay invisible to it. Printed once.
     """
     from explorer.index import create_key
@@ -573,7 +573,7 @@ def keys_create_agent(ctx: click.Context, expires_in_days: int | None) -> None:
     cfg = get_config(ctx)
     key = create_key(
         cfg.meilisearch,
-        ["search", "indexes.get", "stats.get"],
+        ["search", "indexes.get", "stats.get", "version"],
         "WhatsApp Explorer agents (web UI)",
         _expiry(expires_in_days),
     )
@@ -682,7 +682,7 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
 
     from explorer.demo import start, write_env
     from explorer.index import admin_key, create_key
-    from explorer.output import pretty_phone
+    from explorer.phones import pretty_phone
     from explorer.query import Filters, Searcher
     from explorer.reindex import reindex as run_reindex
 
@@ -718,7 +718,7 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
                 click.echo(f"\n  {title}")
                 _print_hits(searcher.search(query, filters, limit=5))
         key = create_key(
-            cfg.meilisearch, ["search", "indexes.get", "stats.get"], "demo agents", None
+            cfg.meilisearch, ["search", "indexes.get", "stats.get", "version"], "demo agents", None
         )
         click.echo(
             f"\nWeb UI for agents (search-only key): {meili.url}/?api_key={key}\n"

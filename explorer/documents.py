@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any, Final
 
 from explorer.chats import Chat
-from explorer.phones import phone_variants
+from explorer.phones import phone_variants, pretty_phone
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
 TYPE_WORDS: Final = {
     "individual": "individual contact person",
@@ -50,27 +51,44 @@ def display_name(chat: Chat) -> str:
     return chat.jid
 
 
+def _when(ts: int | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
 def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, Any]:
+    """The document, its keys in the order a person reads them.
+
+    The Meilisearch web UI shows a hit's fields in the order the index first saw them and
+    only the first six before "Show more", so the order of these keys is part of what an
+    agent sees. Meilisearch puts the primary key first whatever we do; the five fields a
+    person reads (name, phone, type, instance, last activity) follow it.
+    """
     digits = chat.phone[1:] if chat.phone else None
     return {
+        "display_name": display_name(chat),
+        "phone_display": pretty_phone(chat.phone) if chat.phone else None,
+        "chat_type": chat.chat_type,
+        "instance_label": label,
+        "last_active": _when(chat.last_activity),
+        "unread_count": chat.unread_count,
         "id": doc_id(chat.instance_id, chat.jid),
         "jid": chat.jid,
         "instance_id": chat.instance_id,
-        "instance_label": label,
-        "chat_type": chat.chat_type,
         "is_group": chat.is_group,
         "name": chat.name,
-        "display_name": display_name(chat),
         "phone": chat.phone,
         "phone_digits": digits,
         "phone_variants": phone_variants(chat.phone) if chat.phone else [],
         "lid": chat.lid,
-        "wa_link": f"https://wa.me/{digits}" if digits else None,
+        # No scheme: the web UI loads any http(s) value as an image, which told wa.me which
+        # customers agents looked at. Prepend https:// where a link is wanted.
+        "wa_link": f"wa.me/{digits}" if digits else None,
         "last_activity": chat.last_activity,
         "archived": chat.archived,
         "pinned": chat.pinned,
         "muted": chat.muted,
-        "unread_count": chat.unread_count,
         "type_words": TYPE_WORDS[chat.chat_type],
         "engine_shape": chat.engine_shape,
         "crawled_at": crawled_at,
@@ -111,14 +129,16 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
     ],
     "sortableAttributes": ["last_activity", "name", "display_name"],
     "displayedAttributes": [
+        "display_name",
+        "phone_display",
+        "chat_type",
+        "instance_label",
+        "last_active",
         "id",
         "jid",
         "instance_id",
-        "instance_label",
-        "chat_type",
         "is_group",
         "name",
-        "display_name",
         "phone",
         "phone_digits",
         "lid",

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from explorer.phones import pretty_phone
 from explorer.query import HL_POST, HL_PRE
 
 
@@ -63,18 +64,6 @@ def relative(ts: Any, now: float | None = None) -> str:
             n = int(delta // seconds)
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "just now"
-
-
-def pretty_phone(phone: Any) -> str:
-    if not isinstance(phone, str):
-        return ""
-    import phonenumbers
-
-    try:
-        number = phonenumbers.parse(phone)
-    except phonenumbers.NumberParseException:
-        return phone
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
 def table(headers: Sequence[str], rows: list[list[str]], colour: bool) -> list[str]:

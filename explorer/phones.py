@@ -63,3 +63,14 @@ def phone_query(query: str) -> str | None:
     if digits.startswith("00"):
         return digits[2:]
     return digits
+
+
+def pretty_phone(phone: object) -> str:
+    """``+201234567890`` as people write it: ``+20 123 456 7890`` (unknown plans unchanged)."""
+    if not isinstance(phone, str):
+        return ""
+    try:
+        number = phonenumbers.parse(phone)
+    except phonenumbers.NumberParseException:
+        return phone
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

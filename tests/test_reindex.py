@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -76,6 +77,8 @@ def test_reindex_builds_the_exact_set_and_swaps(
 
 
 SCHEMA: dict[str, tuple[type, ...]] = {
+    "phone_display": (str, type(None)),
+    "last_active": (str, type(None)),
     "id": (str,),
     "jid": (str,),
     "instance_id": (str,),
@@ -119,7 +122,28 @@ def test_every_schema_field_is_present_and_typed(
         assert re.fullmatch(r"[A-Za-z0-9_-]{1,511}", doc["id"])
         if doc["phone"]:
             assert doc["phone"] == "+" + doc["phone_digits"] and doc["jid"].endswith("@c.us")
-            assert doc["wa_link"] == f"https://wa.me/{doc['phone_digits']}"
+            assert doc["wa_link"] == f"wa.me/{doc['phone_digits']}"  # no scheme: see schema
+            assert doc["phone_display"].replace(" ", "").replace("-", "") == doc["phone"]
+        assert "http" not in json.dumps(doc)  # the web UI would fetch it as an image
+        if doc["last_activity"] is not None:
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", doc["last_active"])
+
+
+def test_cards_in_the_web_ui_start_with_what_a_person_reads(
+    make_sandbox: Callable[..., Sandbox],
+    config_for: Callable[..., Config],
+    meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:
+    """The UI shows fields in the order the index first saw them, six before "Show more"."""
+    sb = make_sandbox(chats=100)
+    reindex(config_for(sb))
+    raw = meili_client.http.get(f"indexes/{index_name}/documents?limit=1")["results"][0]
+    first_six = list(raw)[:6]
+    # Meilisearch registers the primary key before any other field: `id` always leads.
+    assert first_six == [
+        "id", "display_name", "phone_display", "chat_type", "instance_label", "last_active",
+    ]  # fmt: skip
 
 
 def test_vanished_chats_vanish_and_renames_show(

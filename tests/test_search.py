@@ -244,7 +244,7 @@ def test_json_output_schema(world: dict[str, Any]) -> None:
     for hit in data["hits"]:
         assert {"id", "jid", "instance_id", "chat_type", "is_group", "name", "display_name",
                 "phone", "last_activity", "archived", "pinned", "muted", "unread_count",
-                "wa_link"} <= set(hit)  # fmt: skip
+                "wa_link", "phone_display", "last_active"} <= set(hit)  # fmt: skip
         assert not any(k.startswith("_") for k in hit)
         assert "phone_variants" not in hit and "type_words" not in hit
 
@@ -288,6 +288,7 @@ def test_agent_key_is_the_smallest_the_ui_accepts(
     listed = httpx.get(f"{meili.url}/indexes", headers=auth).json()["results"]
     assert [i["uid"] for i in listed] == ["search_world"]  # other indexes stay hidden
     assert httpx.get(f"{meili.url}/stats", headers=auth).status_code == 200
+    assert httpx.get(f"{meili.url}/version", headers=auth).status_code == 200  # the UI asks
     search = httpx.post(f"{meili.url}/multi-search", headers=auth,
                         json={"queries": [{"indexUid": "search_world", "q": "a"}]})  # fmt: skip
     assert search.status_code == 200
