@@ -624,6 +624,43 @@ def keys_create_search(
     click.echo(f"A tenant token: searches with it only ever see instance {instance_id}.", err=True)
 
 
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--public-meili-url",
+    help="Meilisearch's URL as agents' browsers reach it [default: MEILI_URL].",
+)
+@click.pass_context
+def serve_cmd(ctx: click.Context, host: str, port: int, public_meili_url: str | None) -> None:
+    """Serve the agent page: search as you type, filters with counts, copy and open.
+
+    Agents open the printed address and paste a key from `explorer keys create-agent`,
+    or open ADDRESS#key=KEY (the fragment never reaches a server log). The page talks to
+    Meilisearch directly with that key. Runs until Ctrl-C.
+    """
+    from explorer.serve import AgentPage
+
+    cfg = get_config(ctx)
+    try:
+        page = AgentPage(cfg.meilisearch, host, port, public_meili_url)
+    except OSError as exc:
+        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    click.echo(
+        f"Agent page on {page.url} for index {cfg.meilisearch.index!r} at "
+        f"{public_meili_url or cfg.meilisearch.url}\n"
+        f"Give an agent a key (explorer keys create-agent) and the link {page.url}#key=KEY\n"
+        "Ctrl-C stops it.",
+        err=True,
+    )
+    try:
+        page.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        page.server.server_close()
+
+
 @cli.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context

@@ -13,6 +13,7 @@ Country rules come from ``phonenumbers`` (the ``phonenumberslite`` package), not
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Final
 
 import phonenumbers
@@ -22,7 +23,8 @@ _PHONEISH = re.compile(r"^\s*\+?[\d\s().\-/]+$")
 
 
 def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    """ASCII digits of every decimal digit in ``text``, whatever its script (``٢٠`` -> ``20``)."""
+    return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
 
 
 def phone_variants(e164: str) -> list[str]:

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -447,3 +448,14 @@ def test_json_log_format_makes_the_error_line_json(world: dict[str, Any]) -> Non
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert lines and all(json.loads(line)["level"] for line in lines), result.stderr
         assert json.loads(lines[-1])["exit_code"] == result.exit_code
+
+
+QUERY_CASES = json.loads((Path(__file__).parent / "data/query_cases.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", QUERY_CASES, ids=lambda c: c["input"] or "empty")
+def test_query_preparation_matches_the_shared_table(case: dict[str, Any]) -> None:
+    """The agent page's JavaScript is held to the same table (tests/test_agent_page.py)."""
+    from explorer.phones import phone_query
+
+    assert phone_query(case["input"]) == case["digits"]

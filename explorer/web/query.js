@@ -1,0 +1,58 @@
+// How the agent page turns what an agent typed into a Meilisearch query: the same rules as
+// `explorer search` (explorer/phones.py, explorer/query.py). Both sides are tested against
+// one table of cases (tests/data/query_cases.json), so they cannot drift apart.
+
+export const MIN_SUFFIX = 7;
+export const PHONE_FIELDS = ["phone_digits", "phone_variants", "jid", "lid"];
+const PHONEISH = /^\s*\+?[\p{Nd}\s().\-/]+$/u;
+
+// The zero of each run of ten decimal digits agents may type (Unicode keeps them contiguous).
+const ZEROS = [0x30, 0x660, 0x6f0, 0x966, 0x9e6, 0xa66, 0xae6, 0xbe6, 0xc66, 0xce6, 0xd66,
+  0xe50, 0xed0, 0x1040, 0x17e0, 0x1810, 0xff10];
+
+function digitValue(ch) {
+  const cp = ch.codePointAt(0);
+  for (const zero of ZEROS) {
+    if (cp >= zero && cp < zero + 10) return String(cp - zero);
+  }
+  return "";
+}
+
+export function digitsOf(text) {
+  let out = "";
+  for (const ch of text) if (/\p{Nd}/u.test(ch)) out += digitValue(ch);
+  return out;
+}
+
+// The digits to search for when the query looks like a phone number, else null.
+export function phoneQuery(query) {
+  if (!PHONEISH.test(query)) return null;
+  const digits = digitsOf(query);
+  if (digits.length < MIN_SUFFIX) return null;
+  if (query.trim().startsWith("+")) return digits;
+  if (digits.startsWith("00")) return digits.slice(2);
+  return digits;
+}
+
+// Quote a value for a Meilisearch filter expression.
+export function quote(value) {
+  return `"${String(value).replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+}
+
+export const DAY = 86400;
+
+// Filter clauses (ANDed) for the page's controls; `skip` leaves one facet's own filter out
+// so that facet can show counts for its other values.
+export function filterClauses(f, now, skip = null) {
+  const out = [];
+  if (f.type && skip !== "type") out.push(`chat_type = ${quote(f.type)}`);
+  if (f.instance && skip !== "instance") out.push(`instance_id = ${quote(f.instance)}`);
+  for (const flag of ["archived", "pinned", "muted"]) {
+    if (f[flag] && skip !== flag) out.push(`${flag} = true`);
+  }
+  if (f.inactive) {
+    const cutoff = Math.floor(now / 1000) - f.inactive * DAY;
+    out.push(`(last_activity < ${cutoff} OR last_activity IS NULL)`);
+  }
+  return out;
+}
