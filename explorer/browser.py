@@ -82,6 +82,7 @@ class Browser:
         self._cond = threading.Condition()
         self.events: list[dict[str, Any]] = []
         self.requests: list[str] = []
+        self.responses: list[tuple[str, int]] = []
         self.console_errors: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -118,6 +119,8 @@ class Browser:
                 method, params = msg.get("method"), msg.get("params", {})
                 if method == "Network.requestWillBeSent":
                     self.requests.append(params["request"]["url"])
+                elif method == "Network.responseReceived":
+                    self.responses.append((params["response"]["url"], params["response"]["status"]))
                 elif method == "Runtime.exceptionThrown":
                     self.console_errors.append(json.dumps(params["exceptionDetails"])[:300])
                 elif method == "Log.entryAdded" and params["entry"]["level"] == "error":

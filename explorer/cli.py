@@ -627,28 +627,25 @@ def keys_create_search(
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--public-meili-url",
-    help="Meilisearch's URL as agents' browsers reach it [default: MEILI_URL].",
-)
 @click.pass_context
-def serve_cmd(ctx: click.Context, host: str, port: int, public_meili_url: str | None) -> None:
+def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
     """Serve the agent page: search as you type, filters with counts, copy and open.
 
     Agents open the printed address and paste a key from `explorer keys create-agent`,
-    or open ADDRESS#key=KEY (the fragment never reaches a server log). The page talks to
-    Meilisearch directly with that key. Runs until Ctrl-C.
+    or open ADDRESS#key=KEY (the fragment never reaches a server log). Searches go to
+    Meilisearch through this server, which passes on nothing but searches. Runs until
+    Ctrl-C.
     """
     from explorer.serve import AgentPage
 
     cfg = get_config(ctx)
     try:
-        page = AgentPage(cfg.meilisearch, host, port, public_meili_url)
+        page = AgentPage(cfg.meilisearch, host, port)
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(
         f"Agent page on {page.url} for index {cfg.meilisearch.index!r} at "
-        f"{public_meili_url or cfg.meilisearch.url}\n"
+        f"{cfg.meilisearch.url}\n"
         f"Give an agent a key (explorer keys create-agent) and the link {page.url}#key=KEY\n"
         "Ctrl-C stops it.",
         err=True,
@@ -658,7 +655,7 @@ def serve_cmd(ctx: click.Context, host: str, port: int, public_meili_url: str | 
     except KeyboardInterrupt:
         pass
     finally:
-        page.server.server_close()
+        page.close()
 
 
 @cli.command("stats")
