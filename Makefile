@@ -3,14 +3,14 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint install meilisearch demo bench tools clean
+.PHONY: test lint install meilisearch demo bench tools screenshots clean
 
 test: lint meilisearch tools
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff format --check explorer tests benchmarks
-	$(VENV)/bin/ruff check explorer tests benchmarks
+	$(VENV)/bin/ruff format --check explorer tests benchmarks docs
+	$(VENV)/bin/ruff check explorer tests benchmarks docs
 	$(VENV)/bin/mypy
 
 install: $(VENV)/.installed
@@ -37,6 +37,14 @@ tools:
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; } || \
 	  echo "could not install$$missing: the tests that need them will fail"
+
+# The README's screenshots of the agent page (docs/screenshots/), with fonts for every script.
+FONTS := fonts-noto-core fonts-noto-cjk
+screenshots: install meilisearch tools
+	@dpkg -s $(FONTS) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FONTS)) >/dev/null; } || \
+	  echo "fonts missing: names in some scripts will show as boxes"
+	$(PY) docs/screenshots.py
 
 bench: install meilisearch
 	$(PY) benchmarks/crawl.py

@@ -1,7 +1,8 @@
 """The `explorer` command: a thin click layer over the library.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error, 3 refused by a
-safety check. Expected failures print one line; only bugs print a traceback.
+safety check, 4 `audit`/`zombies` found something (for monitoring). Expected failures
+print one line; only bugs print a traceback.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def cli(
 
     \b
     Exit codes: 0 ok, 1 runtime failure, 2 usage or config error,
-                3 refused by a safety check.
+                3 refused by a safety check, 4 audit/zombies found something.
     """
     from explorer.logs import setup_logging
 
@@ -561,8 +562,9 @@ def _expiry(days: int | None) -> Any:
 
 @keys_group.command("create-agent")
 @click.option("--expires-in-days", type=click.IntRange(1), help="Let the key expire.")
+@click.option("--label", help="Who the key is for, shown by `explorer keys list`.")
 @click.pass_context
-def keys_create_agent(ctx: click.Context, expires_in_days: int | None) -> None:
+def keys_create_agent(ctx: click.Context, expires_in_days: int | None, label: str | None) -> None:
     """The smallest key the Meilisearch web UI accepts, on the live index only.
 
     Actions: search, indexes.get, stats.get, version. It cannot write, read settings or
@@ -574,13 +576,14 @@ def keys_create_agent(ctx: click.Context, expires_in_days: int | None) -> None:
     key = create_key(
         cfg.meilisearch,
         ["search", "indexes.get", "stats.get", "version"],
-        "WhatsApp Explorer agents (web UI)",
+        f"WhatsApp Explorer agents{f' ({label})' if label else ''}",
         _expiry(expires_in_days),
     )
     click.echo(key)
     click.echo(
-        f"Agents open {cfg.meilisearch.url}/ and paste the key when asked "
-        "(or append ?api_key=<key> to the URL).",
+        "Agents open the agent page (`explorer serve`, or /agent/ behind the compose door) "
+        "with #key=<key> after its address, or paste the key when asked. "
+        "`explorer keys revoke <key>` takes it back.",
         err=True,
     )
 
@@ -656,6 +659,175 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
         pass
     finally:
         page.close()
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """The keys this tool created: who for, what they may do, when they expire."""
+    from explorer.index import explorer_keys
+
+    keys = explorer_keys(get_config(ctx).meilisearch)
+    if as_json:
+        fields = ("uid", "description", "actions", "indexes", "expiresAt", "createdAt")
+        click.echo(json.dumps([{f: k.get(f) for f in fields} for k in keys]))
+        return
+    for k in keys:
+        expires = (k.get("expiresAt") or "never")[:10]
+        click.echo(f"{k['uid']}  {k['key'][:8]}…  expires {expires:<10}  {k.get('description')}")
+    if not keys:
+        click.echo("no WhatsApp Explorer keys", err=True)
+
+
+@keys_group.command("revoke")
+@click.argument("key_or_uid")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_or_uid: str) -> None:
+    """Delete an agent or search key at once (by its value or its uid)."""
+    from explorer.index import revoke_key
+
+    gone = revoke_key(get_config(ctx).meilisearch, key_or_uid)
+    click.echo(f"revoked {gone['uid']} ({gone.get('description')}): it stops working now")
+
+
+EXIT_FOUND = 4  # audit / zombies flagged something: monitoring-friendly, distinct from 1-3
+
+
+def _housekeeping_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--live", is_flag=True, help="Crawl Wawp now instead of reading the index."),
+        click.option("--instance", "instance", help="Only this instance (id or label)."),
+        click.option("--json", "as_json", is_flag=True, help="One stable JSON document."),
+        click.option("--ids", "as_ids", is_flag=True,
+                     help="Only INSTANCE_ID<TAB>JID lines, to feed a script."),
+    ]):  # fmt: skip
+        f = option(f)
+    return f
+
+
+def _emit(
+    ctx: click.Context, report: Any, findings: list[Any], as_json: bool, as_ids: bool,
+    lines: Callable[[], list[str]],
+) -> None:  # fmt: skip
+    """One of the three output forms, then exit 4 if anything was found."""
+    if as_json and as_ids:
+        raise click.UsageError("--json and --ids are two outputs: pick one")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    elif as_ids:
+        for f in findings:
+            click.echo(f"{f.instance_id}\t{f.jid}")
+        click.echo(f"{len(findings)} from {report.source_detail}", err=True)
+    else:
+        for line in lines():
+            click.echo(line)
+    if findings:
+        ctx.exit(EXIT_FOUND)
+
+
+def _finding_rows(findings: list[Any], limit: int) -> list[list[str]]:
+    from explorer.output import relative
+
+    return [
+        [
+            f.instance_label or f.instance_id, f.name or "(no name)", f.jid, f.chat_type,
+            relative(f.last_activity), "yes" if f.archived else "", "; ".join(f.reasons),
+        ]
+        for f in findings[:limit]
+    ]  # fmt: skip
+
+
+@cli.command("audit")
+@_housekeeping_options
+@click.option("--inactive-days", type=click.IntRange(0), help="Also flag groups silent for N days.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1),
+              help="Rows in the table (JSON and --ids list everything).")  # fmt: skip
+@click.pass_context
+def audit_cmd(
+    ctx: click.Context, live: bool, instance: str | None, as_json: bool, as_ids: bool,
+    inactive_days: int | None, limit: int,
+) -> None:  # fmt: skip
+    """Bot self-audit: groups and channels an instance is in that its allow-list does not admit.
+
+    The allow-list is audit.allowed_groups (group JIDs, or name patterns such as
+    "Support *") and audit.allowed_groups_file (JIDs, one per line), globally or per
+    instance, or the file named by EXPLORER_AUDIT_ALLOWED_FILE. Reads the live index (as
+    fresh as the last sync) unless --live crawls Wawp now. Exits 4 when something is
+    flagged. It never leaves a group: Wawp's write endpoints are not documented here;
+    feed --ids to the script that does.
+    """
+    from explorer.housekeeping import audit
+
+    report = audit(get_config(ctx), live=live, inactive_days=inactive_days, instance=instance)
+
+    def lines() -> list[str]:
+        from explorer.output import table
+
+        out = [f"Audit of groups and channels, read from {report.source_detail}"]
+        for i in report.instances:
+            name = i.instance_id + (f" ({i.instance_label})" if i.instance_label else "")
+            out.append(f"  {name}: {i.groups} groups and channels, {i.allowed} allowed, "
+                       f"{len(i.flagged)} flagged (allow-list: {i.allow_list})")  # fmt: skip
+        flagged = report.flagged
+        if flagged:
+            headers = ["INSTANCE", "GROUP", "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
+            out += ["", *table(headers, _finding_rows(flagged, limit), sys.stdout.isatty())]
+            if len(flagged) > limit:
+                out.append(f"... and {len(flagged) - limit} more (--json or --ids list all)")
+            out.append(
+                "Wawp may list a group you were removed from for a short while: check a flag "
+                "again after the next sync before acting."
+            )
+        else:
+            out.append("Nothing flagged.")
+        return out
+
+    _emit(ctx, report, report.flagged, as_json, as_ids, lines)
+
+
+@cli.command("zombies")
+@_housekeeping_options
+@click.option("--days", default=90, show_default=True, type=click.IntRange(0),
+              help="No activity for this many days.")  # fmt: skip
+@click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES), help="Only this kind.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1),
+              help="Rows in the table (JSON and --ids list everything).")  # fmt: skip
+@click.pass_context
+def zombies_cmd(
+    ctx: click.Context, live: bool, instance: str | None, as_json: bool, as_ids: bool,
+    days: int, chat_type: str | None, limit: int,
+) -> None:  # fmt: skip
+    """Zombie chats: no activity for N days (default 90), oldest first, with counts.
+
+    Shows how many there are per instance and type and how many are already archived.
+    Reads the live index unless --live crawls Wawp now. Exits 4 when any is found. It
+    never archives anything: feed --ids to the script that does.
+    """
+    from explorer.housekeeping import zombies
+
+    report = zombies(get_config(ctx), days=days, chat_type=chat_type, instance=instance, live=live)
+
+    def lines() -> list[str]:
+        from explorer.output import table
+
+        kind = f"{chat_type} " if chat_type else ""
+        out = [f"Zombie {kind}chats (no activity for {days}+ days), read from "
+               f"{report.source_detail}"]  # fmt: skip
+        for inst, by_type in sorted(report.counts().items()):
+            parts = ", ".join(
+                f"{t} {c['zombies']} ({c['archived']} archived)" for t, c in sorted(by_type.items())
+            )
+            out.append(f"  {inst}: {parts}")
+        if not report.chats:
+            return [*out, "None found."]
+        headers = ["INSTANCE", "NAME", "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
+        out += ["", *table(headers, _finding_rows(report.chats, limit), sys.stdout.isatty())]
+        if len(report.chats) > limit:
+            out.append(f"... and {len(report.chats) - limit} more (--json or --ids list all)")
+        return out
+
+    _emit(ctx, report, report.chats, as_json, as_ids, lines)
 
 
 @cli.command("stats")

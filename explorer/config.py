@@ -25,10 +25,25 @@ DEFAULT_FILE = "explorer.toml"
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """Which groups an instance's account is meant to be in (`explorer audit`).
+
+    ``allowed_groups`` holds group JIDs and shell-style patterns over group names
+    (``"Support *"``); ``allowed_groups_file`` a file of JIDs, one per line. The file is
+    read when the audit runs, so a bad file fails the audit, not every command.
+    """
+
+    allowed_groups: tuple[str, ...] = ()
+    allowed_groups_file: str | None = None
+    source: str = "defaults"
+
+
+@dataclass(frozen=True)
 class Instance:
     id: str
     label: str | None = None
     access_token: Secret | None = None
+    audit: AuditSettings | None = None  # replaces the global [audit] for this instance
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,11 @@ class Config:
     wawp: WawpSettings = field(default_factory=WawpSettings)
     meilisearch: MeiliSettings = field(default_factory=MeiliSettings)
     reindex: ReindexSettings = field(default_factory=ReindexSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     source: str = "the config file (--config, EXPLORER_CONFIG or ./explorer.toml)"
+
+    def audit_for(self, instance: Instance) -> AuditSettings:
+        return instance.audit or self.audit
 
     def token_for(self, instance: Instance) -> Secret:
         """The instance's own token, else the shared one; missing is a config error."""
@@ -99,15 +118,35 @@ _WAWP_KEYS: dict[str, type | tuple[type, ...]] = {
     "retry_budget_seconds": (int, float),
     "overlap": int,
 }
-_INSTANCE_KEYS: dict[str, type | tuple[type, ...]] = {"id": str, "label": str, "access_token": str}
+_INSTANCE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "label": str,
+    "access_token": str,
+    "audit": dict,
+}
+_AUDIT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "allowed_groups": list,
+    "allowed_groups_file": str,
+}
 _MEILI_KEYS: dict[str, type | tuple[type, ...]] = {"url": str, "api_key": str, "index": str}
 _REINDEX_KEYS: dict[str, type | tuple[type, ...]] = {
     "min_ratio": (int, float),
     "batch_size": int,
     "state_dir": str,
 }
-_SECTIONS = {"wawp": _WAWP_KEYS, "meilisearch": _MEILI_KEYS, "reindex": _REINDEX_KEYS}
-_TYPE_NAMES = {str: "a string", int: "an integer", list: "an array", float: "a number"}
+_SECTIONS = {
+    "wawp": _WAWP_KEYS,
+    "meilisearch": _MEILI_KEYS,
+    "reindex": _REINDEX_KEYS,
+    "audit": _AUDIT_KEYS,
+}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    list: "an array",
+    float: "a number",
+    dict: "a table",
+}
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
@@ -199,8 +238,9 @@ def _from_file(data: Mapping[str, Any], src: str) -> Config:
             raise ConfigError(f"{src}: {key + '.id'!r} repeats instance {raw['id']!r}")
         seen.add(raw["id"])
         token = raw.get("access_token")
+        audit = _audit(raw["audit"], f"{key}.audit.", src) if "audit" in raw else None
         instances.append(
-            Instance(raw["id"], raw.get("label") or None, Secret(token) if token else None)
+            Instance(raw["id"], raw.get("label") or None, Secret(token) if token else None, audit)
         )
     token = w.pop("access_token", None)
     wawp = WawpSettings(
@@ -212,7 +252,23 @@ def _from_file(data: Mapping[str, Any], src: str) -> Config:
         _check_index(m["index"], "'meilisearch.index'", src)
     meili = MeiliSettings(**m, api_key=Secret(key) if key else None)
     reindex = ReindexSettings(**data.get("reindex", {}))
-    return Config(wawp=wawp, meilisearch=meili, reindex=reindex, source=src)
+    audit = _audit(data["audit"], "audit.", src) if "audit" in data else AuditSettings()
+    return Config(wawp=wawp, meilisearch=meili, reindex=reindex, audit=audit, source=src)
+
+
+def _audit(table: Mapping[str, Any], prefix: str, src: str) -> AuditSettings:
+    _check_table(table, _AUDIT_KEYS, prefix, src)
+    allowed = table.get("allowed_groups", [])
+    for n, item in enumerate(allowed):
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(
+                f"{src}: '{prefix}allowed_groups[{n}]' must be a group JID or a name pattern, "
+                f"got {item!r}"
+            )
+    file = table.get("allowed_groups_file")
+    if file is not None and not Path(file).is_absolute():
+        file = str(Path(src).parent / file)  # relative to the config file, as people expect
+    return AuditSettings(tuple(a.strip() for a in allowed), file, f"{src} ({prefix[:-1]})")
 
 
 def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
@@ -234,6 +290,13 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
         meili = replace(meili, url=_check_url(env["MEILI_URL"], "MEILI_URL", "environment"))
     if env.get("MEILI_API_KEY"):
         meili = replace(meili, api_key=Secret(env["MEILI_API_KEY"]))
+    if env.get("EXPLORER_AUDIT_ALLOWED_FILE"):
+        audit = replace(
+            cfg.audit,
+            allowed_groups_file=env["EXPLORER_AUDIT_ALLOWED_FILE"],
+            source="environment (EXPLORER_AUDIT_ALLOWED_FILE)",
+        )
+        cfg = replace(cfg, audit=audit)
     if env.get("EXPLORER_INDEX"):
         meili = replace(
             meili, index=_check_index(env["EXPLORER_INDEX"], "EXPLORER_INDEX", "environment")

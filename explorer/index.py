@@ -177,6 +177,17 @@ class IndexStore:
             if not page["results"] or offset >= page["total"]:
                 return
 
+    def fetch(self, uid: str, filter_: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+        """Every document matching ``filter_`` (no maxTotalHits cap, unlike search)."""
+        offset = 0
+        while True:
+            body = {"filter": filter_, "fields": fields, "limit": 1000, "offset": offset}
+            page = call(self.url, self.client.http.post, f"indexes/{uid}/documents/fetch", body)
+            yield from page["results"]
+            offset += len(page["results"])
+            if not page["results"] or offset >= page["total"]:
+                return
+
     # -- writing --------------------------------------------------------------------------
 
     def _task_uid(self, reply: Any) -> int:
@@ -289,6 +300,37 @@ def create_key(
     }
     reply = call(settings.url, client.http.post, "keys", body)
     return f"{reply['uid']} {reply['key']}" if with_uid else str(reply["key"])
+
+
+KEY_PREFIX = "WhatsApp Explorer"
+
+
+def explorer_keys(settings: MeiliSettings) -> list[dict[str, Any]]:
+    """The keys this tool created (their description starts with :data:`KEY_PREFIX`)."""
+    client = connect(settings)
+    found: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        page = call(settings.url, client.http.get, f"keys?limit=100&offset={offset}")
+        found += [k for k in page["results"] if (k.get("description") or "").startswith(KEY_PREFIX)]
+        offset += 100
+        if offset >= page["total"]:
+            return found
+
+
+def revoke_key(settings: MeiliSettings, key_or_uid: str) -> dict[str, Any]:
+    """Delete one of this tool's keys; refuses any other (the admin keys, other tools')."""
+    mine = {k["uid"]: k for k in explorer_keys(settings)}
+    mine.update({k["key"]: k for k in list(mine.values())})
+    target = mine.get(key_or_uid)
+    if target is None:
+        raise MeiliError(
+            f"no WhatsApp Explorer key {key_or_uid[:8]}… on {settings.url} "
+            "(see `explorer keys list`; other keys are not this tool's to revoke)"
+        )
+    client = connect(settings)
+    call(settings.url, client.http.delete, f"keys/{target['uid']}")
+    return target
 
 
 def admin_key(settings: MeiliSettings) -> str:

@@ -195,7 +195,7 @@ class Searcher:
         else:
             total = int(data.get("estimatedTotalHits", 0))
         if total == 0 and filters is not None and filters.instance is not None:
-            self._check_instance(filters.instance)
+            self.check_instance(filters.instance)
         return SearchResult(
             query=query,
             phone_digits=digits,
@@ -222,7 +222,8 @@ class Searcher:
             known[hit["instance_id"]] = hit.get("instance_label")
         return known
 
-    def _check_instance(self, name: str) -> None:
+    def check_instance(self, name: str) -> None:
+        """Raise QueryError naming the known instances if ``name`` is none of them."""
         known = self.known_instances()
         if name in known or name in known.values():
             return

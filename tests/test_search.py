@@ -459,3 +459,21 @@ def test_query_preparation_matches_the_shared_table(case: dict[str, Any]) -> Non
     from explorer.phones import phone_query
 
     assert phone_query(case["input"]) == case["digits"]
+
+
+def test_agent_keys_are_listed_and_revoked(world: dict[str, Any], meili: MeiliServer) -> None:
+    runner = CliRunner()
+    made = runner.invoke(cli, ["keys", "create-agent", "--label", "Amira"], env=world["env"])
+    key = made.stdout.strip()
+    auth = {"Authorization": f"Bearer {key}"}
+    search = f"{meili.url}/indexes/search_world/search"
+    assert httpx.post(search, headers=auth, json={"q": "a"}).status_code == 200
+    listed = json.loads(runner.invoke(cli, ["keys", "list", "--json"], env=world["env"]).stdout)
+    assert any(k["description"] == "WhatsApp Explorer agents (Amira)" for k in listed)
+    gone = runner.invoke(cli, ["keys", "revoke", key], env=world["env"])
+    assert gone.exit_code == 0 and "revoked" in gone.stdout
+    assert httpx.post(search, headers=auth, json={"q": "a"}).status_code == 403
+    admin = meilisearch.Client(meili.url, meili.master_key).get_keys().results
+    other = next(k for k in admin if k.name == "Default Search API Key")
+    refused = runner.invoke(cli, ["keys", "revoke", other.uid], env=world["env"])
+    assert refused.exit_code == 1 and "not this tool's to revoke" in refused.output
