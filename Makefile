@@ -39,7 +39,7 @@ tools:
 	  echo "could not install$$missing: the tests that need them will fail"
 
 # The README's screenshots of the agent page (docs/screenshots/), with fonts for every script.
-FONTS := fonts-noto-core fonts-noto-cjk
+FONTS := fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji
 screenshots: install meilisearch tools
 	@dpkg -s $(FONTS) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FONTS)) >/dev/null; } || \

@@ -46,7 +46,11 @@ def main() -> None:
         )  # fmt: skip
         first, last = person["name"].split()[0], person["name"].split()[-1]
         misspelt = f"{first.lower()} {last[:2]}{last[3]}{last[2]}{last[4:]}".lower()
-        spaced = person["phone_variants"][2] if len(person["phone_variants"]) > 2 else ""
+        import phonenumbers
+
+        national = phonenumbers.format_number(
+            phonenumbers.parse(person["phone"]), phonenumbers.PhoneNumberFormat.NATIONAL
+        )  # "(202) 221-5861", "0123 456 7890": as an agent would type it
         url = w["page"].url
         with Browser(1400, 900) as b:
             b.navigate(f"{url}#key={w['key']}")
@@ -63,8 +67,7 @@ def main() -> None:
             b.resize(360, 760, mobile=True)
             b.navigate(f"{url}#key={w['key']}")
             settle(b)
-            number = " ".join([spaced[:4], spaced[4:7], spaced[7:]]) if spaced else person["phone"]
-            type_into(b, number)
+            type_into(b, national)
             b.screenshot(OUT / "agent-phone-mobile.png")
     for shot in sorted(OUT.glob("*.png")):
         print(shot.relative_to(ROOT))
