@@ -9,8 +9,8 @@ test: lint meilisearch tools
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff format --check explorer tests benchmarks docs
-	$(VENV)/bin/ruff check explorer tests benchmarks docs
+	$(VENV)/bin/ruff format --check explorer tests benchmarks docs/*.py
+	$(VENV)/bin/ruff check explorer tests benchmarks docs/*.py
 	$(VENV)/bin/mypy
 
 install: $(VENV)/.installed

@@ -14,7 +14,7 @@ import time
 from typing import Any, Final
 
 from explorer.chats import Chat
-from explorer.phones import phone_variants, pretty_phone
+from explorer.phones import phone_forms
 
 SCHEMA_VERSION: Final = 2
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
@@ -66,9 +66,10 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
     person reads (name, phone, type, instance, last activity) follow it.
     """
     digits = chat.phone[1:] if chat.phone else None
+    display, variants = phone_forms(chat.phone) if chat.phone else (None, [])
     return {
         "display_name": display_name(chat),
-        "phone_display": pretty_phone(chat.phone) if chat.phone else None,
+        "phone_display": display,
         "chat_type": chat.chat_type,
         "instance_label": label,
         "last_active": _when(chat.last_activity),
@@ -80,7 +81,7 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "name": chat.name,
         "phone": chat.phone,
         "phone_digits": digits,
-        "phone_variants": phone_variants(chat.phone) if chat.phone else [],
+        "phone_variants": variants,
         "lid": chat.lid,
         # No scheme: the web UI loads any http(s) value as an image, which told wa.me which
         # customers agents looked at. Prepend https:// where a link is wanted.

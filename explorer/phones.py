@@ -27,15 +27,35 @@ def _digits(text: str) -> str:
     return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
 
 
+def _parse(digits: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(f"+{digits}")
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def phone_forms(e164: str) -> tuple[str, list[str]]:
+    """``(display, variants)`` of one number, parsing it once: parsing and formatting are
+    most of what building a document costs."""
+    digits = _digits(e164)
+    number = _parse(digits)
+    display = (
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        if number is not None
+        else e164
+    )
+    return display, _variants(digits, number)
+
+
 def phone_variants(e164: str) -> list[str]:
     """Digit strings under which the number ``+<digits>`` should be found (no duplicates)."""
     digits = _digits(e164)
+    return _variants(digits, _parse(digits))
+
+
+def _variants(digits: str, number: phonenumbers.PhoneNumber | None) -> list[str]:
     out = [f"00{digits}"]
     nsn = None
-    try:
-        number = phonenumbers.parse(f"+{digits}")
-    except phonenumbers.NumberParseException:
-        number = None
     if number is not None:
         nsn = phonenumbers.national_significant_number(number)
         national = _digits(
