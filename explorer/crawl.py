@@ -163,7 +163,8 @@ class PageSource:
                 len(items),
             )
             self.limit = len(items)
-            self.overlap = min(self.overlap, self.limit // 4)
+            # Keep at least one chat of overlap whenever a page can hold two.
+            self.overlap = min(self.overlap, max(1, self.limit // 4), self.limit - 1)
             self.capped = True
 
     def is_last(self, items: list[Any]) -> bool:
@@ -327,9 +328,12 @@ class Crawler:
                 keyed = [(raw_id(it), it) for it in items]
                 keys = [k for k, _ in keyed if k is not None]
                 self._observe_order(keys)
+                # Without overlap (pages of one chat, or overlap = 0 by choice) nothing can
+                # show a hole: the churn guarantee needs overlap >= 1 (see the module doc).
                 connected = (
                     offset == 0
                     or last_key is None
+                    or source.overlap == 0
                     or (bool(keys) and not self._after(keys[0], last_key))
                 )
                 if not connected:

@@ -452,3 +452,18 @@ def test_retry_after_zero_or_past_never_waits_less_than_the_backoff(header: str)
     assert len(slept) == 3
     # backoff with jitter: 0.5 * 2**attempt * [0.5, 1]
     assert all(s >= 0.25 * 2**n for n, s in enumerate(slept)), slept
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3])
+def test_tiny_page_caps_and_zero_overlap_still_crawl_everything(
+    make_sandbox: Callable[..., Sandbox], token: str, cap: int
+) -> None:
+    sb = make_sandbox(chats=60, max_limit=cap)
+    with WawpClient(sb.url, "INST00000001", Secret(token)) as client:
+        crawler = Crawler(client, CrawlOptions(page_size=50, overlap=5, warmup_seconds=0))
+        jids = [c.jid for p in crawler.pages() for c in p.chats]
+    assert sorted(jids) == sorted(ground_truth(sb)) and len(jids) == len(set(jids))
+    assert crawler.overlap == (0 if cap == 1 else 1)
+    with WawpClient(sb.url, "INST00000001", Secret(token)) as client:
+        plain = Crawler(client, CrawlOptions(page_size=10, overlap=0, warmup_seconds=0))
+        assert sorted(c.jid for p in plain.pages() for c in p.chats) == sorted(ground_truth(sb))
