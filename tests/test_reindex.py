@@ -374,6 +374,23 @@ def test_document_ids_are_valid_and_collision_free(a: str, b: str, c: str, d: st
     assert (x == y) == ((a, b) == (c, d))
 
 
+def reindex_killed_after_its_swap(
+    cfg: Config, index_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reindex that dies right after its swap, before deleting the build it swapped out."""
+    real_delete = reindex_mod.IndexStore.delete
+
+    def dying_delete(self: Any, uid: str) -> None:
+        if uid.startswith(f"{index_name}__build_") and self.exists(index_name):
+            raise KeyboardInterrupt  # killed right after the swap
+        real_delete(self, uid)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reindex_mod.IndexStore, "delete", dying_delete)
+        with pytest.raises(KeyboardInterrupt):
+            reindex(cfg)
+
+
 def test_death_between_swap_and_cleanup_is_finished_on_the_next_run(
     make_sandbox: Callable[..., Sandbox],
     config_for: Callable[..., Config],
@@ -385,21 +402,8 @@ def test_death_between_swap_and_cleanup_is_finished_on_the_next_run(
     cfg = config_for(sb)
     reindex(cfg)
     sb.store(INST).add(5)
-    real_delete = reindex_mod.IndexStore.delete
-    calls = {"n": 0}
-
-    def dying_delete(self: Any, uid: str) -> None:
-        if uid.startswith(f"{index_name}__build_") and self.exists(index_name):
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise KeyboardInterrupt  # killed right after the swap
-        real_delete(self, uid)
-
-    monkeypatch.setattr(reindex_mod.IndexStore, "delete", dying_delete)
-    with pytest.raises(KeyboardInterrupt):
-        reindex(cfg)
+    reindex_killed_after_its_swap(cfg, index_name, monkeypatch)
     assert live_jids(meili_client, index_name) == ground_truth(sb)  # the swap did happen
-    monkeypatch.setattr(reindex_mod.IndexStore, "delete", real_delete)
     report = reindex(cfg)
     assert report.resumed and report.swapped
     assert live_jids(meili_client, index_name) == ground_truth(sb)
@@ -449,17 +453,7 @@ def test_a_sync_after_a_death_between_swap_and_cleanup_cannot_undo_the_swap(
     cfg = config_for(sb)
     reindex(cfg)
     added = sb.store(INST).add(5)
-    real_delete = reindex_mod.IndexStore.delete
-
-    def dying_delete(self: Any, uid: str) -> None:
-        if uid.startswith(f"{index_name}__build_") and self.exists(index_name):
-            raise KeyboardInterrupt  # killed right after the swap
-        real_delete(self, uid)
-
-    monkeypatch.setattr(reindex_mod.IndexStore, "delete", dying_delete)
-    with pytest.raises(KeyboardInterrupt):
-        reindex(cfg)
-    monkeypatch.setattr(reindex_mod.IndexStore, "delete", real_delete)
+    reindex_killed_after_its_swap(cfg, index_name, monkeypatch)
     for jid in ground_truth(sb):
         sb.store(INST).touch(jid)
     time.sleep(1.1)  # documents carry whole-second stamps: the sync's must differ
