@@ -43,9 +43,11 @@ def rss_of(pid: int) -> tuple[float, float]:
 
 
 @contextmanager
-def sandbox(chats: int, latency_ms: float) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def sandbox(
+    chats: int, latency_ms: float, shape: str = "webjs"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     with sandbox_process(
-        chats, {INSTANCE: TOKEN}, latency_ms=latency_ms, epoch=1_764_000_000
+        chats, {INSTANCE: TOKEN}, latency_ms=latency_ms, epoch=1_764_000_000, shape=shape
     ) as running:
         yield running
 

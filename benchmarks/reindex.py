@@ -1,11 +1,13 @@
-"""Reindex benchmark: is indexing hidden behind crawling, and is memory flat?
+"""Reindex benchmark: how close a full reindex gets to the API's latency limit, where the
+client's CPU goes, and whether memory stays flat.
 
 Starts a sandbox (own process) and a local Meilisearch, then runs, each in a fresh child
-process that reports its own peak RSS (VmHWM): the crawl alone, and a full reindex.
+process that reports its own CPU time and peak RSS (VmHWM): the crawl alone and a full
+reindex. The latency limit is pages x latency / concurrency: no client can do better.
 Prints figures; asserts nothing.
 
-    python benchmarks/reindex.py            # 100,000 chats, then 1,000,000 (about 10 min)
-    python benchmarks/reindex.py --quick    # 20,000 and 100,000
+    .venv/bin/python benchmarks/reindex.py            # 100,000 then 1,000,000 (~15 min)
+    .venv/bin/python benchmarks/reindex.py --quick    # 20,000 and 100,000, no sequential run
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
 
 from benchmarks.crawl import (  # noqa: E402
     INSTANCE,
@@ -29,78 +35,155 @@ from benchmarks.crawl import (  # noqa: E402
     run_json_child,
     sandbox,
 )
+from explorer.chats import normalize_chat  # noqa: E402
 from explorer.config import load_config  # noqa: E402
+from explorer.documents import to_document  # noqa: E402
 from explorer.meili_server import MeiliServer  # noqa: E402
 from explorer.reindex import reindex  # noqa: E402
+from explorer.synthetic import Generator, render  # noqa: E402
+
+LATENCY = 0.1
+SHAPES = ("webjs", "noweb", "gows")
 
 
-def child(wawp_url: str, meili_url: str, index: str, state: str) -> None:
+def child(wawp_url: str, meili_url: str, index: str, state: str, concurrency: str) -> None:
     os.environ["EXPLORER_STATE_DIR"] = state
     key = os.environ["BENCH_MEILI_KEY"]  # through the environment: argv shows in `ps`
     cfg = load_config(
         env={
-            "WAWP_BASE_URL": wawp_url,
-            "WAWP_INSTANCE_ID": INSTANCE,
-            "WAWP_ACCESS_TOKEN": TOKEN,
-            "MEILI_URL": meili_url,
-            "MEILI_API_KEY": key,
-            "EXPLORER_INDEX": index,
+            "WAWP_BASE_URL": wawp_url, "WAWP_INSTANCE_ID": INSTANCE, "WAWP_ACCESS_TOKEN": TOKEN,
+            "MEILI_URL": meili_url, "MEILI_API_KEY": key, "EXPLORER_INDEX": index,
         },
         overrides={},
-    )
-    from dataclasses import replace
-
-    cfg = replace(cfg, wawp=replace(cfg.wawp, concurrency=8, warmup_seconds=0))
+    )  # fmt: skip
+    cfg = replace(cfg, wawp=replace(cfg.wawp, concurrency=int(concurrency), warmup_seconds=0))
     started = time.perf_counter()
+    cpu = time.process_time()
     report = reindex(cfg)
-    print(
-        json.dumps(
-            {
-                "seconds": time.perf_counter() - started,
-                "chats": report.chats,
-                "new_count": report.new_count,
-                "peak_rss_mb": rss_of(os.getpid())[1],
-            }
-        )
-    )
+    print(json.dumps({
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu,
+        "crawl_seconds": report.crawl_seconds,
+        "wait_seconds": report.wait_seconds,
+        "requests": report.requests,
+        "chats": report.chats,
+        "new_count": report.new_count,
+        "peak_rss_mb": rss_of(os.getpid())[1],
+    }))  # fmt: skip
 
 
-def run_reindex(wawp_url: str, meili: MeiliServer, index: str, state: str) -> dict[str, float]:
+def run_reindex(
+    wawp_url: str, meili: MeiliServer, index: str, state: str, concurrency: int = 8
+) -> dict[str, float]:
     return run_json_child(
-        [__file__, "--child", wawp_url, meili.url, index, state],
+        [__file__, "--child", wawp_url, meili.url, index, state, str(concurrency)],
         env={**os.environ, "BENCH_MEILI_KEY": meili.master_key},
     )
+
+
+def stages(n: int) -> None:
+    """Client CPU per chat by stage, without HTTP (the end-to-end figure includes it)."""
+    gen = Generator(1, INSTANCE, 1_764_000_000)
+    print(f"Client CPU per chat by stage ({n:,} chats per shape, no HTTP):")
+    for shape in SHAPES:
+        pages = [
+            orjson.dumps([render(gen.spec(i), shape) for i in range(s, min(n, s + 100))])
+            for s in range(0, n, 100)
+        ]
+        t0 = time.process_time()
+        raws = [raw for body in pages for raw in orjson.loads(body)]
+        t1 = time.process_time()
+        chats = [c for raw in raws if (c := normalize_chat(raw, INSTANCE)) is not None]
+        t2 = time.process_time()
+        docs = [to_document(c, label="Bench", crawled_at=1) for c in chats]
+        t3 = time.process_time()
+        for start in range(0, len(docs), 5000):
+            orjson.dumps(docs[start : start + 5000])
+        t4 = time.process_time()
+        parts = {"decode": t1 - t0, "normalise": t2 - t1, "document": t3 - t2, "encode": t4 - t3}
+        text = ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in parts.items())
+        print(f"  {shape:6}: {text}; sum {sum(parts.values()) / n * 1e6:.1f} µs")
+
+
+def end_to_end(meili: MeiliServer, tmp: str, n: int) -> None:
+    print(f"\nClient CPU per chat end to end (full reindex, {n:,} chats, HTTP both ways):")
+    for shape in SHAPES:
+        with sandbox(n, 0, shape) as (url, _):
+            r = run_reindex(url, meili, f"cpu_{shape}", str(Path(tmp) / f"state-{shape}"))
+        print(f"  {shape:6}: {r['cpu_seconds'] / r['chats'] * 1e6:.1f} µs CPU per chat "
+              f"({r['seconds']:.1f} s)")  # fmt: skip
+
+
+def meili_tasks(meili: MeiliServer, since: str) -> tuple[float, int]:
+    """Seconds Meilisearch spent on document batches enqueued after ``since``."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {meili.master_key}"}
+    total, count, start = 0.0, 0, None
+    while True:
+        params: dict[str, Any] = {"types": "documentAdditionOrUpdate", "afterEnqueuedAt": since,
+                                  "limit": 1000}  # fmt: skip
+        if start is not None:
+            params["from"] = start
+        page = httpx.get(f"{meili.url}/tasks", params=params, headers=headers).json()
+        for task in page["results"]:
+            duration = task.get("duration") or "PT0S"
+            total += float(duration.removeprefix("PT").removesuffix("S") or 0)
+            count += 1
+        start = page.get("next")
+        if start is None:
+            return total, count
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--child", nargs=4)
+    ap.add_argument("--child", nargs=5)
     args = ap.parse_args()
     if args.child:
         child(*args.child)
         return
     sizes = (20_000, 100_000) if args.quick else (100_000, 1_000_000)
+    stages(20_000 if args.quick else 100_000)
     with tempfile.TemporaryDirectory() as tmp, MeiliServer(Path(tmp) / "meili") as meili:
+        end_to_end(meili, tmp, 20_000 if args.quick else 100_000)
         peaks = {}
         for n in sizes:
-            print(f"{n:,} chats, 100 ms latency per request, concurrency 8, page size 100")
-            with sandbox(n, 100) as (url, _):
+            print(f"\n{n:,} chats, {LATENCY * 1000:.0f} ms latency per request, page size 100")
+            with sandbox(n, LATENCY * 1000) as (url, _):
                 crawl = run_child(url, 8)
+                since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 full = run_reindex(url, meili, f"bench{n}", str(Path(tmp) / "state"))
+                meili_busy, batches = meili_tasks(meili, since)
+                sequential = (
+                    run_reindex(url, meili, f"seq{n}", str(Path(tmp) / "state"), concurrency=1)
+                    if n == sizes[0] and not args.quick
+                    else None
+                )
             peaks[n] = full["peak_rss_mb"]
+            limit = full["requests"] * LATENCY / 8
             print(
-                f"  crawl alone: {crawl['seconds']:.1f} s (peak RSS {crawl['peak_rss_mb']:.0f} MB)"
-                f"\n  reindex:     {full['seconds']:.1f} s (peak RSS {full['peak_rss_mb']:.0f} MB),"
-                f" {full['new_count']:.0f} documents live"
-                f"\n  reindex / crawl: {full['seconds'] / crawl['seconds']:.2f}x"
+                f"  crawl alone, concurrency 8: {crawl['seconds']:.1f} s "
+                f"(peak RSS {crawl['peak_rss_mb']:.0f} MB)\n"
+                f"  reindex, concurrency 8:     {full['seconds']:.1f} s = crawl "
+                f"{full['crawl_seconds']:.1f} s + waiting for Meilisearch "
+                f"{full['wait_seconds']:.1f} s; {full['new_count']:,.0f} documents live\n"
+                f"  latency limit: {full['requests']:.0f} requests x {LATENCY * 1000:.0f} ms / 8 "
+                f"= {limit:.1f} s; reindex / limit: {full['seconds'] / limit:.2f}x\n"
+                f"  client: peak RSS {full['peak_rss_mb']:.0f} MB, "
+                f"{full['cpu_seconds'] / full['chats'] * 1e6:.1f} µs CPU per chat\n"
+                f"  Meilisearch: {meili_busy:.1f} s indexing in {batches} batches; "
+                f"peak RSS so far {rss_of(meili.proc.pid)[1] if meili.proc else 0:.0f} MB"
             )
-            meili_rss = rss_of(meili.proc.pid)[1] if meili.proc else 0
-            print(f"  Meilisearch peak RSS so far: {meili_rss:.0f} MB")
+            if sequential:
+                print(
+                    f"  reindex, concurrency 1:     {sequential['seconds']:.1f} s; "
+                    f"concurrency 8 is {sequential['seconds'] / full['seconds']:.1f}x faster"
+                )
         small, big = sizes
-        print(
-            f"reindex peak RSS {small:,} -> {big:,}: {(peaks[big] / peaks[small] - 1) * 100:+.1f}%"
-        )
+        print(f"\nreindex peak RSS {small:,} -> {big:,}: "
+              f"{peaks[small]:.0f} -> {peaks[big]:.0f} MB "
+              f"({(peaks[big] / peaks[small] - 1) * 100:+.1f}%)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -428,6 +428,13 @@ def _instance_option(value: str) -> tuple[str, str]:
     help="Uppercase sortOrder=DESC sorts ascending, as upstream GOWS/WEBJS do.",
 )
 @click.option("--fault-seed", default=0, show_default=True, help="Seed of the fault randomness.")
+@click.option(
+    "--rate-limit",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Chat-list requests per second before 429 (0: no limit).",
+)
 def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
     """Run a Wawp-compatible sandbox server with synthetic chats.
 

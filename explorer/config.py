@@ -53,7 +53,9 @@ class WawpSettings:
     instances: tuple[Instance, ...] = ()
     timeout: float = 30.0
     page_size: int = 100
-    concurrency: int = 4
+    concurrency: int = 4  # requests in flight for one instance
+    total_concurrency: int | None = None  # across every instance (default: concurrency)
+    adaptive: bool = True  # back off on 429s and slow replies, then recover (explorer.pace)
     warmup_seconds: float = 60.0
     retry_budget_seconds: float = 300.0
     overlap: int = 5
@@ -114,6 +116,8 @@ _WAWP_KEYS: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float),
     "page_size": int,
     "concurrency": int,
+    "total_concurrency": int,
+    "adaptive": bool,
     "warmup_seconds": (int, float),
     "retry_budget_seconds": (int, float),
     "overlap": int,
@@ -141,6 +145,7 @@ _SECTIONS = {
     "audit": _AUDIT_KEYS,
 }
 _TYPE_NAMES = {
+    bool: "true or false",
     str: "a string",
     int: "an integer",
     list: "an array",
@@ -165,7 +170,7 @@ def _check_table(
             raise ConfigError(f"{src}: unknown key {name!r} (allowed: {allowed})")
         expected = schema[key]
         # bool is an int subclass; a boolean is never a valid count or duration here.
-        if isinstance(value, bool) or not isinstance(value, expected):
+        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
             raise ConfigError(
                 f"{src}: {name!r} must be {_type_name(expected)}, got {type(value).__name__}"
             )
@@ -323,6 +328,8 @@ def _validate(cfg: Config) -> Config:
     _positive(w.timeout, "wawp.timeout", src)
     _positive(w.page_size, "wawp.page_size", src)
     _positive(w.concurrency, "wawp.concurrency", src)
+    if w.total_concurrency is not None:
+        _positive(w.total_concurrency, "wawp.total_concurrency", src)
     _positive(w.warmup_seconds, "wawp.warmup_seconds", src, allow_zero=True)
     _positive(w.retry_budget_seconds, "wawp.retry_budget_seconds", src, allow_zero=True)
     _positive(w.overlap, "wawp.overlap", src, allow_zero=True)

@@ -28,6 +28,7 @@ from typing import Any
 from explorer.chats import Chat, MalformedChat, normalize_chat, raw_id
 from explorer.config import Config, Instance, WawpSettings
 from explorer.errors import CrawlStalled, WawpProtocolError
+from explorer.pace import Pace
 from explorer.wawp import RetryPolicy, WawpClient
 
 log = logging.getLogger("explorer.crawl")
@@ -437,6 +438,7 @@ def open_client(
     *,
     timeout: float | None = None,
     retry: RetryPolicy | None = None,
+    pace: Pace | None = None,
 ) -> WawpClient:
     """The one way to build a client from the configuration (``check`` tightens limits)."""
     w = config.wawp
@@ -447,4 +449,13 @@ def open_client(
         timeout=w.timeout if timeout is None else timeout,
         retry=retry or RetryPolicy(budget_seconds=w.retry_budget_seconds),
         max_connections=max(4, w.concurrency * 2),
+        pace=pace,
     )
+
+
+def pace_for(config: Config) -> Pace:
+    """The run's shared request budget: total_concurrency across instances (default: the
+    per-instance concurrency, so many instances cost the account no more than one)."""
+    w = config.wawp
+    total = w.total_concurrency or w.concurrency
+    return Pace(total, per_instance=min(w.concurrency, total), adaptive=w.adaptive)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import meilisearch
+import orjson
 from meilisearch.errors import (
     MeilisearchApiError,
     MeilisearchCommunicationError,
@@ -27,6 +29,14 @@ from explorer.filters import quote
 from explorer.secrets import redact
 
 T = TypeVar("T")
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes, key order kept (the web UI shows fields in first-seen order)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an int beyond 64 bits, say: the stdlib takes anything
+        return json.dumps(value, ensure_ascii=False).encode()
 
 
 def connect(settings: MeiliSettings, *, timeout: float = 30.0) -> meilisearch.Client:
@@ -208,7 +218,9 @@ class IndexStore:
 
     def add(self, uid: str, docs: list[dict[str, Any]]) -> int:
         """Enqueue documents; returns the task uid without waiting (indexing overlaps)."""
-        reply = call(self.url, self.client.index(uid).add_documents, docs, "id")
+        reply = call(
+            self.url, self.client.http.post, f"indexes/{uid}/documents?primaryKey=id", dumps(docs)
+        )
         return self._task_uid(reply)
 
     def delete(self, uid: str) -> None:

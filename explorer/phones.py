@@ -27,11 +27,27 @@ def _digits(text: str) -> str:
     return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
 
 
+_CODES: Final = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+
+
 def _parse(digits: str) -> phonenumbers.PhoneNumber | None:
-    try:
-        return phonenumbers.parse(f"+{digits}")
-    except phonenumbers.NumberParseException:
-        return None
+    """The number ``+<digits>``. Digits from a JID are already E.164 (country code, then the
+    national significant number), so the number is built directly: ``phonenumbers.parse``
+    would spend more time normalising free text than formatting takes."""
+    for size in (1, 2, 3):  # country calling codes are prefix-free
+        code = int(digits[:size]) if digits[:size].isdigit() else 0
+        if code in _CODES:
+            nsn = digits[size:]
+            if not nsn.isdigit():
+                return None
+            zeros = len(nsn) - len(nsn.lstrip("0"))
+            return phonenumbers.PhoneNumber(
+                country_code=code,
+                national_number=int(nsn),
+                italian_leading_zero=True if zeros else None,
+                number_of_leading_zeros=zeros if zeros > 1 else None,
+            )
+    return None
 
 
 def phone_forms(e164: str) -> tuple[str, list[str]]:

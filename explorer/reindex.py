@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from explorer.config import Config, Instance
-from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from
+from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from, pace_for
 from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
-from explorer.errors import MeiliTaskFailed, SafetyCheckFailed
+from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
 from explorer.index import IndexStore
+from explorer.pace import Pace, PaceStats
 from explorer.state import index_lock, read_json, state_dir, write_json
 
 log = logging.getLogger("explorer.reindex")
@@ -57,6 +60,10 @@ class ReindexReport:
     seconds: float = 0.0
     crawled_at: int | None = None  # when the swapped-in build started crawling
     finished_at: int | None = None
+    failed_instance: str | None = None
+    pace: PaceStats | None = None
+    crawl_seconds: float = 0.0  # crawling (and sending batches)
+    wait_seconds: float = 0.0  # then waiting for Meilisearch to finish indexing
 
     def absorb(self, stats: CrawlStats) -> None:
         self.chats += stats.chats
@@ -98,6 +105,7 @@ class State:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data: dict[str, Any] = {}
+        self.lock = threading.RLock()  # instances crawled in parallel share it
 
     def load(self) -> bool:
         data = read_json(self.path)  # missing or damaged: only costs a fresh build
@@ -147,6 +155,10 @@ class _Batcher:
             self.flush()
 
     def flush(self) -> None:
+        with self.state.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         data = self.state.data
         if self.buffer:
             data["tasks"].append(self.store.add(self.build, self.buffer))
@@ -174,13 +186,21 @@ def _crawl_instance(
     resume: Checkpoint | None,
     on_page: Callable[[list[dict[str, Any]], Checkpoint], None],
     crawled_at: int,
+    pace: Pace | None = None,
+    cancel: threading.Event | None = None,
 ) -> CrawlStats:
-    with open_client(cfg, inst) as client:
+    with open_client(cfg, inst, pace=pace) as client:
         crawler = Crawler(client, options_from(cfg.wawp))
         for page in crawler.pages(resume=resume):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(inst.id)
             docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in page.chats]
             on_page(docs, page.checkpoint)
     return crawler.stats
+
+
+class Cancelled(Exception):
+    """Another instance's crawl failed or the run was interrupted: stop at the next page."""
 
 
 def reindex(
@@ -231,22 +251,13 @@ def reindex(
             state.save()
         data = state.data
         try:
-            for inst in instances:
-                if inst.id in data["done"]:
-                    continue
-                cp_json = data["checkpoints"].get(inst.id)
-                resume = Checkpoint.from_json(cp_json) if cp_json else None
-                batcher = _Batcher(
-                    inst.id, store, build, state, cfg.reindex.batch_size, notify, after_batch
-                )
-                stats = _crawl_instance(cfg, inst, resume, batcher.on_page, data["crawled_at"])
-                batcher.flush()
-                data["done"].append(inst.id)
-                state.save()
-                report.absorb(stats)
+            crawl_started = time.monotonic()
+            _crawl_all(cfg, instances, store, build, state, report, notify, after_batch)
+            report.crawl_seconds = time.monotonic() - crawl_started
             notify("waiting", build, len(data["tasks"]))
             log.info("build %s: waiting for %d Meilisearch tasks", build, len(data["tasks"]))
             store.wait(data["tasks"])
+            report.wait_seconds = time.monotonic() - crawl_started - report.crawl_seconds
             expected = sum(data["handed"].values())
             report.new_count = store.count(build)
             if report.new_count != expected:
@@ -276,6 +287,78 @@ def reindex(
         store.wait([task])
         log.info("swapped; deleting the previous index")
         return _finish(store, state, report, directory, started)
+
+
+def _crawl_all(
+    cfg: Config,
+    instances: tuple[Instance, ...],
+    store: IndexStore,
+    build: str,
+    state: State,
+    report: ReindexReport,
+    notify: Progress,
+    after_batch: Callable[[int], None] | None,
+) -> None:
+    """Crawl every instance not done yet into the build: one at a time for one instance,
+    in parallel under one shared request budget (:func:`pace_for`) for several. Each keeps
+    its own checkpoints; the first failure stops the others at their next page and is
+    raised, so the report says which instance failed while the others' checkpoints stay."""
+    data = state.data
+    todo = [i for i in instances if i.id not in data["done"]]
+    pace = pace_for(cfg)
+    cancel = threading.Event()
+
+    def one(inst: Instance) -> CrawlStats:
+        cp_json = data["checkpoints"].get(inst.id)
+        resume = Checkpoint.from_json(cp_json) if cp_json else None
+        batcher = _Batcher(
+            inst.id, store, build, state, cfg.reindex.batch_size, notify, after_batch
+        )
+        stats = _crawl_instance(
+            cfg, inst, resume, batcher.on_page, data["crawled_at"], pace, cancel
+        )
+        batcher.flush()
+        with state.lock:
+            data["done"].append(inst.id)
+            state.save()
+            report.absorb(stats)
+        return stats
+
+    workers = min(len(todo), pace.limit)
+    if workers <= 1:
+        for inst in todo:
+            one(inst)
+        report.pace = pace.stats
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="instance")
+    futures = {pool.submit(one, inst): inst for inst in todo}
+    failure: BaseException | None = None
+    try:
+        for fut in as_completed(futures):
+            error = fut.exception()
+            if error is not None and not isinstance(error, Cancelled) and failure is None:
+                failure = error
+                report.failed_instance = futures[fut].id
+                cancel.set()
+    except BaseException:  # Ctrl-C / SIGTERM in the main thread: stop the workers too
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        report.pace = pace.stats
+    if failure is not None:
+        outcomes = []
+        for fut, inst in futures.items():
+            error = fut.exception() if fut.done() and not fut.cancelled() else None
+            if inst.id == report.failed_instance:
+                continue
+            outcomes.append(
+                f"{inst.id} done" if error is None and fut.done() and not fut.cancelled()
+                else f"{inst.id} stopped (resumes)"
+            )  # fmt: skip
+        if isinstance(failure, ExplorerError) and outcomes:
+            failure.args = (f"{failure} [other instances: {', '.join(outcomes)}]",)
+        raise failure
 
 
 def _finish(

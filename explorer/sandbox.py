@@ -179,6 +179,10 @@ class Sandbox:
         self.requests = 0
         self.chat_requests = 0
         self.served: dict[str, int] = {}
+        self.in_flight = 0  # chat-list requests being answered now, and the most at once
+        self.max_in_flight = 0
+        self.throttled = 0  # 429s sent for the rate limit
+        self._recent: list[float] = []  # start times of the last second's chat-list requests
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -230,7 +234,13 @@ class Sandbox:
 
 @contextmanager
 def sandbox_process(
-    chats: int, instances: dict[str, str], *, latency_ms: float = 0, epoch: int | None = None
+    chats: int,
+    instances: dict[str, str],
+    *,
+    latency_ms: float = 0,
+    epoch: int | None = None,
+    rate_limit: float = 0,
+    shape: str = "webjs",
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The sandbox in its own process (its memory and GIL apart): yields (url, process)."""
     import sys
@@ -241,11 +251,13 @@ def sandbox_process(
 
     port = free_port()
     argv = [sys.executable, "-m", "explorer.cli", "sandbox", "--port", str(port)]
-    argv += ["--chats", str(chats), "--latency-ms", str(latency_ms)]
+    argv += ["--chats", str(chats), "--latency-ms", str(latency_ms), "--shape", shape]
     for iid, token in instances.items():
         argv += ["--instance", f"{iid}:{token}"]
     if epoch is not None:
         argv += ["--epoch", str(epoch)]
+    if rate_limit:
+        argv += ["--rate-limit", str(rate_limit)]
     from explorer.procs import die_with_parent
 
     proc = subprocess.Popen(
@@ -366,12 +378,40 @@ class _Handler(BaseHTTPRequestHandler):
         store = self._authenticate(params)
         if store is None:
             return
-        self._delay()
         if path == "/v2/session/info":
+            self._delay()
             return self._session_info(store)
         if self.command != "GET":
             return self._json(404, {"statusCode": 404, "message": "Cannot POST /v2/chats"})
-        self._chats(store, params)
+        if self._over_rate():
+            self._delay()
+            return self._json(
+                429, {"status": 429, "message": "Too Many Requests"}, {"Retry-After": "1"}
+            )
+        with sb.rng_lock:
+            sb.in_flight += 1
+            sb.max_in_flight = max(sb.max_in_flight, sb.in_flight)
+        try:
+            self._delay()
+            self._chats(store, params)
+        finally:
+            with sb.rng_lock:
+                sb.in_flight -= 1
+
+    def _over_rate(self) -> bool:
+        """The account's rate limit: more than ``rate_limit`` chat-list requests in the
+        last second are answered 429, as an API gateway would."""
+        sb = self.sandbox
+        if not sb.options.rate_limit:
+            return False
+        now = time.monotonic()
+        with sb.rng_lock:
+            sb._recent = [t for t in sb._recent if now - t < 1.0]
+            if len(sb._recent) >= sb.options.rate_limit:
+                sb.throttled += 1
+                return True
+            sb._recent.append(now)
+        return False
 
     def _authenticate(self, params: dict[str, str]) -> ChatStore | None:
         instance = params.get("instance_id")

@@ -39,6 +39,7 @@ class SandboxOptions:
     max_limit: int = 0
     desc_quirk: bool = False
     fault_seed: int = 0
+    rate_limit: float = 0.0  # chat-list requests per second the account may make (0: none)
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
