@@ -76,7 +76,7 @@ def test_benchmark_commands_run_as_written() -> None:
     import subprocess
 
     commands = sorted(set(re.findall(r"^(\S*python\S* benchmarks/\w+\.py)", README, re.M)))
-    assert len(commands) == 5, commands
+    assert len(commands) == 6, commands
     for command in commands:
         assert command.startswith(".venv/bin/python "), command
         out = subprocess.run(
