@@ -62,9 +62,6 @@ def many_instances(count: int, per: int, total: int) -> None:
         limit = report.requests * LATENCY / total
         print(f"  reindex: {seconds:.1f} s for {report.new_count:,} chats, {report.requests} "
               f"requests; latency limit {limit:.1f} s; ratio {seconds / limit:.2f}x")  # fmt: skip
-        print(f"  one instance after another would take at least "
-              f"{report.requests * LATENCY / min(total, 8):.1f} s at concurrency 8 "
-              f"per instance plus {count} first-page round trips")  # fmt: skip
         print(f"  peak RSS: this process {rss_of(os.getpid())[1]:.0f} MB")
 
 

@@ -126,6 +126,7 @@ class PageSource:
         sort_by: str,
         sort_order: str,
         concurrency: int = 1,
+        window: Callable[[], int] | None = None,
     ) -> None:
         if not 0 <= overlap < page_size:
             raise ValueError("overlap must be >= 0 and smaller than page_size")
@@ -135,6 +136,7 @@ class PageSource:
         self.sort_by = sort_by
         self.sort_order = sort_order
         self.concurrency = max(1, concurrency)
+        self.window = window  # when given, how many to have in flight now (shared budgets)
         self.capped = False
         self._stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
@@ -179,7 +181,8 @@ class PageSource:
             self.reset()
             fut = self._submit(offset)
         nxt = self._ahead[-1][0] + self.stride if self._ahead else offset + self.stride
-        while len(self._ahead) < self.concurrency - 1:
+        want = self.window() if self.window else self.concurrency
+        while len(self._ahead) < min(want, self.concurrency) - 1:
             self._ahead.append((nxt, self._submit(nxt)))
             nxt += self.stride
         return fut.result()
@@ -231,6 +234,7 @@ class Crawler:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        window: Callable[[], int] | None = None,
     ) -> None:
         self.client = client
         self.opts = options or CrawlOptions()
@@ -241,6 +245,7 @@ class Crawler:
             sort_by="id",
             sort_order=self.opts.sort_order,
             concurrency=self.opts.concurrency,
+            window=window,
         )
         self.stats = CrawlStats(client.instance_id)
         self._sleep = sleep

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -188,13 +188,10 @@ def _crawl_instance(
     crawled_at: int,
     pace: Pace | None = None,
     cancel: threading.Event | None = None,
-    concurrency: int | None = None,
+    window: Callable[[], int] | None = None,
 ) -> CrawlStats:
-    options = options_from(cfg.wawp)
-    if concurrency is not None:
-        options = replace(options, concurrency=concurrency)
     with open_client(cfg, inst, pace=pace) as client:
-        crawler = Crawler(client, options)
+        crawler = Crawler(client, options_from(cfg.wawp), window=window)
         for page in crawler.pages(resume=resume):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(inst.id)
@@ -312,9 +309,7 @@ def _crawl_all(
     pace = pace_for(cfg)
     cancel = threading.Event()
     workers = min(len(todo), pace.limit)
-    # Each instance's share of the budget: fetching further ahead than that only asks for
-    # pages past its end (an empty page per extra slot) with requests another instance needs.
-    share = max(1, min(cfg.wawp.concurrency, pace.limit // max(1, workers)))
+    share = _Share(pace.limit, cfg.wawp.concurrency, workers, len(todo))
 
     def one(inst: Instance) -> CrawlStats:
         cp_json = data["checkpoints"].get(inst.id)
@@ -322,9 +317,12 @@ def _crawl_all(
         batcher = _Batcher(
             inst.id, store, build, state, cfg.reindex.batch_size, notify, after_batch
         )
-        stats = _crawl_instance(
-            cfg, inst, resume, batcher.on_page, data["crawled_at"], pace, cancel, share
-        )
+        try:
+            stats = _crawl_instance(
+                cfg, inst, resume, batcher.on_page, data["crawled_at"], pace, cancel, share.now
+            )
+        finally:
+            share.finished()
         batcher.flush()
         with state.lock:
             data["done"].append(inst.id)
@@ -366,6 +364,24 @@ def _crawl_all(
         if isinstance(failure, ExplorerError) and outcomes:
             failure.args = (f"{failure} [other instances: {', '.join(outcomes)}]",)
         raise failure
+
+
+class _Share:
+    """How far ahead one instance may fetch: its share of the run's budget among the
+    instances still crawling. Fetching further ahead only asks for pages past an
+    instance's end with requests another instance needs; as instances finish, the last
+    ones get the budget they leave."""
+
+    def __init__(self, total: int, cap: int, workers: int, instances: int) -> None:
+        self.total, self.cap, self.workers, self.left = total, cap, workers, instances
+        self._lock = threading.Lock()
+
+    def now(self) -> int:
+        return max(1, min(self.cap, self.total // max(1, min(self.left, self.workers))))
+
+    def finished(self) -> None:
+        with self._lock:
+            self.left -= 1
 
 
 def _finish(
