@@ -862,7 +862,8 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last.get("finished_at") or 0))
         click.echo(
             f"  last reindex: {when}, {last.get('seconds', 0):.1f}s, {last.get('chats')} chats, "
-            f"{last.get('old_count')} -> {last.get('new_count')}"
+            f"{last.get('old_count') if last.get('old_count') is not None else 'none'} -> "
+            f"{last.get('new_count')}"
         )
     else:
         click.echo("  last reindex: none recorded here")

@@ -74,11 +74,20 @@ def start(data_dir: Path, chats: int, meili_port: int, sandbox_port: int) -> tup
 
 
 def write_env(path: Path, cfg: Config, admin_key: str) -> Path:
-    """Shell ``export`` lines that point a second terminal's explorer at this demo (mode 600)."""
+    """Shell ``export`` lines that point a second terminal's explorer at this demo (mode 600),
+    with a config file beside them for what the environment cannot say (the instance's
+    label), so a reindex from there writes the same documents as the demo's."""
     inst = cfg.wawp.instances[0]
     token = cfg.token_for(inst).reveal()
     state = Path(cfg.reindex.state_dir or ".").resolve()
+    config = path.parent / "explorer.toml"
+    config.write_text(
+        "# explorer demo: the instance's label (the token is in env, beside this file)\n"
+        f'[wawp]\nwarmup_seconds = 5\n\n[[wawp.instances]]\nid = "{inst.id}"\n'
+        f'label = "{inst.label or ""}"\n'
+    )
     values = {
+        "EXPLORER_CONFIG": str(config.resolve()),
         "WAWP_BASE_URL": cfg.wawp.base_url,
         "WAWP_INSTANCE_ID": inst.id,
         "WAWP_ACCESS_TOKEN": token,

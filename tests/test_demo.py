@@ -100,6 +100,7 @@ def test_demo_env_file_makes_every_command_work_from_a_second_terminal(
     assert "last reindex: none recorded" not in out.stdout
     assert re.search(r"last reindex: \d{4}-", out.stdout)
     assert re.search(r"dry run: 29\d chats", out.stdout), out.stdout
+    assert re.search(r"would add 0, remove 0, change 0;", out.stdout), out.stdout  # same docs
     assert exports["WAWP_ACCESS_TOKEN"] not in out.stdout + out.stderr
 
 
