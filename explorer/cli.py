@@ -901,6 +901,7 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
     from explorer.reindex import reindex as run_reindex
 
     meili, sandbox, cfg = start(Path(data_dir), chats, meili_port, sandbox_port)
+    page: Any = None
     try:
         env_file = write_env(Path(data_dir) / "env", cfg, admin_key(cfg.meilisearch))
         progress, close = _progress_bars(False)
@@ -934,8 +935,13 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
         key = create_key(
             cfg.meilisearch, ["search", "indexes.get", "stats.get", "version"], "demo agents", None
         )
+        from explorer.demo import port_or_free
+        from explorer.serve import AgentPage
+
+        page = AgentPage(cfg.meilisearch, port=port_or_free(8700)).start()
         click.echo(
-            f"\nWeb UI for agents (search-only key): {meili.url}/?api_key={key}\n"
+            f"\nThe agent page (explorer serve): {page.url}#key={key}\n"
+            f"Meilisearch's web UI for agents: {meili.url}/?api_key={key}\n"
             f"Use every command from another terminal ({env_file} holds this demo's URLs, "
             "token and an admin key):\n"
             f"  . {env_file}\n"
@@ -947,6 +953,8 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
     except KeyboardInterrupt:
         click.echo("\nStopping.", err=True)
     finally:
+        if page is not None:
+            page.stop()
         sandbox.stop()
         meili.stop()
 

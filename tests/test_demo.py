@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,11 @@ def test_demo_env_file_makes_every_command_work_from_a_second_terminal(
     demo: tuple[subprocess.Popen[str], Path, list[str]], tmp_path: Path
 ) -> None:
     proc, data, lines = demo
+    page = re.search(
+        r"agent page \(explorer serve\): (http://127\.0\.0\.1:\d+/)#key=\S+", "".join(lines)
+    )
+    assert page, "".join(lines)
+    assert "Find a chat" in httpx.get(page.group(1), timeout=10).text
     env_file = data / "env"
     assert f". {env_file}" in "".join(lines)
     assert env_file.stat().st_mode & 0o777 == 0o600
