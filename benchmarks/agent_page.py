@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 import meilisearch  # noqa: E402
 
+from benchmarks.crawl import instances_config  # noqa: E402
 from benchmarks.search import build_queries, recall  # noqa: E402
 from explorer.browser import Browser  # noqa: E402
-from explorer.config import load_config  # noqa: E402
 from explorer.index import create_key  # noqa: E402
 from explorer.meili_server import MeiliServer  # noqa: E402
 from explorer.reindex import reindex  # noqa: E402
@@ -49,17 +49,7 @@ def agent_world(chats: int, workdir: Path) -> Iterator[dict[str, Any]]:
         MeiliServer(workdir / "meili", max_indexing_memory="1GiB") as meili,
         sandbox_process(chats // len(INSTANCES), INSTANCES) as (url, _),
     ):
-        path = workdir / "explorer.toml"
-        blocks = "".join(
-            f'\n[[wawp.instances]]\nid = "{i}"\nlabel = "{LABELS[i]}"\naccess_token = "{t}"\n'
-            for i, t in INSTANCES.items()
-        )
-        path.write_text(
-            f"[wawp]\nwarmup_seconds = 0\nconcurrency = 8\n{blocks}\n"
-            f'[reindex]\nstate_dir = "{workdir / "state"}"\n'
-        )
-        env = {"WAWP_BASE_URL": url, "MEILI_URL": meili.url, "MEILI_API_KEY": meili.master_key}
-        cfg = load_config(path, env=env)
+        cfg = instances_config(workdir, url, meili, INSTANCES, "concurrency = 8\n", LABELS)
         started = time.monotonic()
         report = reindex(cfg)
         print(f"  indexed {report.new_count:,} chats in {time.monotonic() - started:.0f} s")

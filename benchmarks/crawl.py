@@ -18,11 +18,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from explorer.chats import normalize_chat  # noqa: E402
+from explorer.config import Config, load_config  # noqa: E402
 from explorer.crawl import Crawler, CrawlOptions  # noqa: E402
 from explorer.sandbox import sandbox_process  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
@@ -50,6 +52,25 @@ def sandbox(
         chats, {INSTANCE: TOKEN}, latency_ms=latency_ms, epoch=1_764_000_000, shape=shape
     ) as running:
         yield running
+
+
+def instances_config(
+    workdir: Path, url: str, meili: Any, tokens: dict[str, str], wawp: str = "",
+    labels: dict[str, str] | None = None,
+) -> Config:  # fmt: skip
+    """A config for several sandbox instances (each with its token) and a local Meilisearch."""
+    blocks = "".join(
+        f'\n[[wawp.instances]]\nid = "{i}"\naccess_token = "{t}"\n'
+        + (f'label = "{labels[i]}"\n' if labels else "")
+        for i, t in tokens.items()
+    )
+    path = workdir / "explorer.toml"
+    path.write_text(
+        f"[wawp]\nwarmup_seconds = 0\n{wawp}{blocks}\n"
+        f'[reindex]\nstate_dir = "{workdir / "state"}"\n'
+    )
+    env = {"WAWP_BASE_URL": url, "MEILI_URL": meili.url, "MEILI_API_KEY": meili.master_key}
+    return load_config(path, env=env)
 
 
 def run_json_child(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:

@@ -24,8 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.crawl import rss_of  # noqa: E402
-from explorer.config import load_config  # noqa: E402
+from benchmarks.crawl import instances_config, rss_of  # noqa: E402
 from explorer.crawl import Crawler, CrawlOptions  # noqa: E402
 from explorer.meili_server import MeiliServer  # noqa: E402
 from explorer.pace import Pace  # noqa: E402
@@ -46,16 +45,8 @@ def many_instances(count: int, per: int, total: int) -> None:
         MeiliServer(Path(tmp) / "meili") as meili,
         sandbox_process(per, tokens, latency_ms=LATENCY * 1000) as (url, _),
     ):
-        blocks = "".join(
-            f'\n[[wawp.instances]]\nid = "{i}"\naccess_token = "{t}"\n' for i, t in tokens.items()
-        )
-        path = Path(tmp) / "explorer.toml"
-        path.write_text(
-            f"[wawp]\nwarmup_seconds = 0\nconcurrency = {total}\ntotal_concurrency = {total}\n"
-            f'{blocks}\n[reindex]\nstate_dir = "{Path(tmp) / "state"}"\n'
-        )
-        env = {"WAWP_BASE_URL": url, "MEILI_URL": meili.url, "MEILI_API_KEY": meili.master_key}
-        cfg = load_config(path, env=env)
+        budget = f"concurrency = {total}\ntotal_concurrency = {total}\n"
+        cfg = instances_config(Path(tmp), url, meili, tokens, budget)
         started = time.perf_counter()
         report = reindex(cfg)
         seconds = time.perf_counter() - started

@@ -166,7 +166,8 @@ def clean_name(value: Any) -> str | None:
     return text or None
 
 
-def _last_activity(raw: dict[str, Any]) -> int | None:
+def last_activity_of(raw: dict[str, Any]) -> int | None:
+    """Unix seconds of a raw chat's last activity, from any field an engine uses."""
     candidates = [
         raw.get("timestamp"),
         raw.get("conversationTimestamp"),
@@ -217,7 +218,7 @@ def normalize_chat(raw: Any, instance_id: str, *, now: float | None = None) -> C
         name=name,
         phone=phone,
         lid=lid,
-        last_activity=_last_activity(raw),
+        last_activity=last_activity_of(raw),
         archived=_bool(raw.get("archived")),
         pinned=_pinned(raw),
         muted=_muted(raw, time.time() if now is None else now),

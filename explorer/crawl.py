@@ -137,7 +137,6 @@ class PageSource:
         self.sort_order = sort_order
         self.concurrency = max(1, concurrency)
         self.window = window  # when given, how many to have in flight now (shared budgets)
-        self.capped = False
         self._stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: deque[tuple[int, Future[list[Any]]]] = deque()
@@ -168,7 +167,6 @@ class PageSource:
             self.limit = len(items)
             # Keep at least one chat of overlap whenever a page can hold two.
             self.overlap = min(self.overlap, max(1, self.limit // 4), self.limit - 1)
-            self.capped = True
 
     def is_last(self, items: list[Any]) -> bool:
         return len(items) < self.limit
@@ -320,7 +318,7 @@ class Crawler:
         last_key = resume.last_key if resume else None
         offset = resume.next_offset if resume else 0
         handed = resume.handed if resume else 0
-        recent: deque[str] = deque(resume.recent if resume else (), maxlen=self.RECENT)
+        recent = _Recent(self.RECENT, resume.recent if resume else ())
         if resume:
             self.direction = resume.direction
             source.sort_order = "asc" if resume.direction > 0 else "desc"
@@ -377,7 +375,7 @@ class Crawler:
                     if chat is None:
                         stats.skipped += 1
                         continue
-                    if chat.jid in recent:
+                    if not recent.add(chat.jid):
                         # Documents are keyed by the canonical JID: one document, not two.
                         stats.merged += 1
                         log.info(
@@ -387,7 +385,6 @@ class Crawler:
                             chat.jid,
                         )
                         continue
-                    recent.append(chat.jid)
                     fresh.append(chat)
                     stats.by_type[chat.chat_type] = stats.by_type.get(chat.chat_type, 0) + 1
                 progressed = new_last != last_key
@@ -405,7 +402,7 @@ class Crawler:
                         last_key,
                         self.direction,
                         handed,
-                        tuple(recent),
+                        recent.items(),
                     ),
                 )
                 if end:
@@ -426,6 +423,30 @@ class Crawler:
             stats.retries = self.client.retries_made
             stats.page_size = source.limit
             stats.seconds = self._clock() - started
+
+
+class _Recent:
+    """The last ``size`` JIDs handed on, with O(1) membership (checked for every chat)."""
+
+    def __init__(self, size: int, items: tuple[str, ...] = ()) -> None:
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+        self._size = size
+        for jid in items:
+            self.add(jid)
+
+    def add(self, jid: str) -> bool:
+        """Remember ``jid``; False if it was already among the recent ones."""
+        if jid in self._set:
+            return False
+        self._order.append(jid)
+        self._set.add(jid)
+        if len(self._order) > self._size:
+            self._set.discard(self._order.popleft())
+        return True
+
+    def items(self) -> tuple[str, ...]:
+        return tuple(self._order)
 
 
 def options_from(wawp: WawpSettings) -> CrawlOptions:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,18 +97,6 @@ class Finding:
     last_activity: int | None
     archived: bool | None
     reasons: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "instance_id": self.instance_id,
-            "instance_label": self.instance_label,
-            "jid": self.jid,
-            "name": self.name,
-            "chat_type": self.chat_type,
-            "last_activity": self.last_activity,
-            "archived": self.archived,
-            "reasons": self.reasons,
-        }
 
 
 def _silent(last_activity: int | None, days: int, now: float) -> str | None:
@@ -210,17 +198,7 @@ class AuditReport:
             "generated_at": self.generated_at,
             "inactive_days": self.inactive_days,
             "flagged_total": len(self.flagged),
-            "instances": [
-                {
-                    "instance_id": i.instance_id,
-                    "instance_label": i.instance_label,
-                    "groups": i.groups,
-                    "allowed": i.allowed,
-                    "allow_list": i.allow_list,
-                    "flagged": [f.to_json() for f in i.flagged],
-                }
-                for i in self.instances
-            ],
+            "instances": [asdict(i) for i in self.instances],
         }
 
 
@@ -318,7 +296,7 @@ class ZombieReport:
             "total": len(self.chats),
             "archived": sum(1 for f in self.chats if f.archived),
             "counts": self.counts(),
-            "chats": [f.to_json() for f in self.chats],
+            "chats": [asdict(f) for f in self.chats],
         }
 
 

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from explorer.config import Config, Instance
 from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from, pace_for
 from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
-from explorer.index import IndexStore
+from explorer.index import TERMINAL, IndexStore
 from explorer.pace import Pace, PaceStats
 from explorer.state import index_lock, read_json, state_dir, write_json
 
@@ -254,11 +254,12 @@ def reindex(
         try:
             crawl_started = time.monotonic()
             _crawl_all(cfg, instances, store, build, state, report, notify, after_batch)
-            report.crawl_seconds = time.monotonic() - crawl_started
+            wait_started = time.monotonic()
+            report.crawl_seconds = wait_started - crawl_started
             notify("waiting", build, len(data["tasks"]))
             log.info("build %s: waiting for %d Meilisearch tasks", build, len(data["tasks"]))
             store.wait(data["tasks"])
-            report.wait_seconds = time.monotonic() - crawl_started - report.crawl_seconds
+            report.wait_seconds = time.monotonic() - wait_started
             expected = sum(data["handed"].values())
             report.new_count = store.count(build)
             if report.new_count != expected:
@@ -330,11 +331,25 @@ def _crawl_all(
             report.absorb(stats)
         return stats
 
-    if workers <= 1:
-        for inst in todo:
-            one(inst)
+    try:
+        if workers <= 1:
+            for inst in todo:
+                one(inst)
+        else:
+            _in_parallel(todo, one, workers, cancel, report)
+    finally:
         report.pace = pace.stats
-        return
+
+
+def _in_parallel(
+    todo: list[Instance],
+    one: Callable[[Instance], CrawlStats],
+    workers: int,
+    cancel: threading.Event,
+    report: ReindexReport,
+) -> None:
+    """Run ``one`` per instance on ``workers`` threads; the first failure cancels the rest
+    and is raised with every other instance's outcome in its message."""
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="instance")
     futures = {pool.submit(one, inst): inst for inst in todo}
     failure: BaseException | None = None
@@ -350,20 +365,17 @@ def _crawl_all(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        report.pace = pace.stats
-    if failure is not None:
-        outcomes = []
-        for fut, inst in futures.items():
-            error = fut.exception() if fut.done() and not fut.cancelled() else None
-            if inst.id == report.failed_instance:
-                continue
-            outcomes.append(
-                f"{inst.id} done" if error is None and fut.done() and not fut.cancelled()
-                else f"{inst.id} stopped (resumes)"
-            )  # fmt: skip
-        if isinstance(failure, ExplorerError) and outcomes:
-            failure.args = (f"{failure} [other instances: {', '.join(outcomes)}]",)
-        raise failure
+    if failure is None:
+        return
+
+    def outcome(fut: Future[CrawlStats]) -> str:
+        finished = fut.done() and not fut.cancelled() and fut.exception() is None
+        return "done" if finished else "stopped (resumes)"
+
+    others = [f"{i.id} {outcome(f)}" for f, i in futures.items() if i.id != report.failed_instance]
+    if isinstance(failure, ExplorerError) and others:
+        failure.args = (f"{failure} [other instances: {', '.join(others)}]",)
+    raise failure
 
 
 class _Share:
@@ -415,10 +427,13 @@ def _swap_happened(store: IndexStore, state: State) -> bool:
     task = store.swap_task(data["build"], data.get("swap_task"))
     if task is None:
         return False
-    if task["status"] not in ("succeeded", "failed", "canceled"):
-        store.wait([task["uid"]])
-        task = store.swap_task(data["build"], task["uid"])
-    return task is not None and task["status"] == "succeeded"
+    if task["status"] in TERMINAL:
+        return bool(task["status"] == "succeeded")
+    try:
+        store.wait([task["uid"]])  # still queued when we died: let it run its course
+    except MeiliTaskFailed:
+        return False
+    return True
 
 
 def _gate(report: ReindexReport, min_ratio: float, force: bool) -> None:

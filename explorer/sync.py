@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from explorer.chats import Chat, MalformedChat, normalize_chat
+from explorer.chats import Chat, MalformedChat, last_activity_of, normalize_chat
 from explorer.config import Config, Instance
 from explorer.crawl import PageSource, open_client
 from explorer.documents import to_document
@@ -147,11 +147,8 @@ def _newest_first(source: PageSource) -> list[Any]:
     for spelling in ("desc", "DESC"):
         source.sort_order = spelling
         items = source.fetch(0)
-        known = [
-            c.last_activity
-            for c in _normalise(items, source.client.instance_id).chats
-            if c.last_activity is not None
-        ]
+        stamps = (last_activity_of(raw) for raw in items if isinstance(raw, dict))
+        known = [ts for ts in stamps if ts is not None]
         if len(known) < 2 or known == sorted(known, reverse=True):
             source.learn_cap(0, items)
             return items

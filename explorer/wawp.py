@@ -274,11 +274,12 @@ class WawpClient:
             reason = redact(str(exc), self._token) or type(exc).__name__
             return _Retry(f"connection failed: {reason}")
         status = resp.status_code
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         resp.close()
         if self.pace:
             throttled = status in (429, 503)
-            after = parse_retry_after(resp.headers.get("Retry-After")) if throttled else None
-            self.pace.observe(time.monotonic() - started, throttled=throttled, retry_after=after)
+            self.pace.observe(time.monotonic() - started, throttled=throttled,
+                              retry_after=retry_after if throttled else None)  # fmt: skip
         # Parse the bytes: resp.text would keep a decoded copy (4 bytes per character for
         # non-Latin names) alive on the response until the cyclic GC frees it.
         body: Any = None
@@ -310,9 +311,7 @@ class WawpClient:
                 f"{self._where(path)}: 422 {detail}", instance_id=self.instance_id, status=422
             )
         if status in RETRY_STATUSES or status >= 500:
-            return _Retry(
-                f"HTTP {status} {detail}", parse_retry_after(resp.headers.get("Retry-After"))
-            )
+            return _Retry(f"HTTP {status} {detail}", retry_after)
         if not 200 <= status < 300:
             raise WawpRequestError(
                 f"{self._where(path)}: {status} {detail} (request rejected; not retried)",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -171,3 +174,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if leaked:
         report.outcome = "failed"
         report.longrepr = f"a secret appeared in captured output ({len(leaked)} secret(s))"
+
+
+def read_until(
+    proc: subprocess.Popen[str], pattern: str, seconds: float
+) -> tuple[re.Match[str] | None, list[str]]:
+    """Read a child's output line by line until ``pattern`` matches (or it ends or times out)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found, lines
+    return None, lines

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import read_until
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -49,17 +51,9 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, list[str
         text=True,
     )  # fmt: skip
     assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
     try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "keeps running until" in line:
-                break
-        assert "keeps running until" in "".join(lines), "".join(lines[-15:])
+        found, lines = read_until(proc, "keeps running until", 120)
+        assert found, "".join(lines[-15:])
         yield proc, data, lines
     finally:
         if proc.poll() is None:

@@ -6,12 +6,10 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from explorer.cli import cli
 from explorer.meili_server import MeiliServer
 from explorer.sandbox import Sandbox
 from explorer.schedule import next_run, run_schedule
-from tests.conftest import explorer_env, ground_truth
+from tests.conftest import explorer_env, ground_truth, read_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,20 +115,10 @@ def test_make_demo_serves_the_ui_and_answers_searches(tmp_path: Path) -> None:
         start_new_session=True,
     )
     assert proc.stdout is not None
-    url = None
-    lines = []
-    deadline = time.monotonic() + 240
     try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            found = re.search(r"(http://127\.0\.0\.1:\d+)/\?api_key=(\S+)", line)
-            if found:
-                url, key = found.group(1), found.group(2)
-                break
-        assert url, "demo never printed the web UI address:\n" + "".join(lines[-20:])
+        found, lines = read_until(proc, r"(http://127\.0\.0\.1:\d+)/\?api_key=(\S+)", 240)
+        assert found, "demo never printed the web UI address:\n" + "".join(lines[-20:])
+        url, key = found.group(1), found.group(2)
         page = httpx.get(f"{url}/?api_key={key}", timeout=10)
         assert page.status_code == 200 and "Meilisearch" in page.text
         hits = httpx.post(
