@@ -34,8 +34,11 @@ class MalformedChat(ValueError):
     """A chat object we cannot index; counted and reported, never fatal to a crawl."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Chat:
+    """One chat, engine differences gone. Not frozen: a frozen dataclass sets each of its
+    twelve fields through ``object.__setattr__``, a sixth of normalising a chat."""
+
     instance_id: str
     jid: str
     chat_type: str
@@ -80,9 +83,16 @@ def normalize_jid(value: str) -> tuple[str, str]:
         user = user.split(":", 1)[0].split(".", 1)[0]
         if server == "s.whatsapp.net":
             server = "c.us"
-    if not user or any(ch.isspace() or ord(ch) < 32 for ch in user) or len(user) > 128:
+    if not user or len(user) > 128 or not _plain(user):
         raise MalformedChat(f"not a WhatsApp JID: {_show(value)}")
     return f"{user}@{server}", KINDS[server]
+
+
+def _plain(user: str) -> bool:
+    """No whitespace or control character (printable text without spaces has none)."""
+    if user.isprintable() and " " not in user:
+        return True
+    return not any(ch.isspace() or ord(ch) < 32 for ch in user)
 
 
 def _show(value: Any) -> str:
@@ -155,11 +165,13 @@ def clean_name(value: Any) -> str | None:
     """Printable, trimmed, bounded; empty becomes None."""
     if not isinstance(value, str):
         return None
-    text = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
-        for ch in value
-        if unicodedata.category(ch) != "Cs"
-    )
+    text = value
+    if not value.isprintable():  # printable text has no Cc, Zl, Zp or Cs character
+        text = "".join(
+            " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+            for ch in value
+            if unicodedata.category(ch) != "Cs"
+        )
     text = " ".join(text.split())
     if len(text) > MAX_NAME:
         text = text[: MAX_NAME - 1] + "…"
@@ -168,17 +180,23 @@ def clean_name(value: Any) -> str | None:
 
 def last_activity_of(raw: dict[str, Any]) -> int | None:
     """Unix seconds of a raw chat's last activity, from any field an engine uses."""
-    candidates = [
-        raw.get("timestamp"),
-        raw.get("conversationTimestamp"),
-        raw.get("lastMsgTimestamp"),
-        raw.get("lastMessageRecvTimestamp"),
-    ]
+    newest = None
+    for key in _ACTIVITY_KEYS:
+        value = raw.get(key)
+        if value is not None and (ts := to_timestamp(value)) is not None:
+            newest = ts if newest is None else max(newest, ts)
     last = raw.get("lastMessage")
-    if isinstance(last, dict):
-        candidates.append(last.get("timestamp"))
-    stamps = [ts for ts in map(to_timestamp, candidates) if ts is not None]
-    return max(stamps) if stamps else None
+    if isinstance(last, dict) and (ts := to_timestamp(last.get("timestamp"))) is not None:
+        newest = ts if newest is None else max(newest, ts)
+    return newest
+
+
+_ACTIVITY_KEYS: Final = (
+    "timestamp",
+    "conversationTimestamp",
+    "lastMsgTimestamp",
+    "lastMessageRecvTimestamp",
+)
 
 
 def engine_shape(raw: dict[str, Any], jid_value: str) -> str:

@@ -8,6 +8,7 @@ escaping never produces.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -26,7 +27,19 @@ TYPE_WORDS: Final = {
 }
 
 
+def _escape_char(ch: str) -> str:
+    if ch.isascii() and ch.isalnum():
+        return ch
+    return _ESCAPES.get(ch) or "".join(f"_x{b:02x}" for b in ch.encode())
+
+
+# ASCII, the usual case, in one C call (built from the general rule, so they cannot differ).
+_ASCII: Final = {i: _escape_char(chr(i)) for i in range(128)}
+
+
 def _escape(text: str) -> str:
+    if text.isascii():
+        return text.translate(_ASCII)
     out = []
     for ch in text:
         if ch.isascii() and ch.isalnum():
@@ -51,10 +64,18 @@ def display_name(chat: Chat) -> str:
     return chat.jid
 
 
+@functools.lru_cache(maxsize=4096)
+def _day(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+
+
 def _when(ts: int | None) -> str | None:
+    """``2026-11-25 07:59 UTC``. Unix time has no leap seconds, so a day is 86,400 s and
+    only the date needs the calendar (cached: chats cluster on the same days)."""
     if ts is None:
         return None
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+    day, second = divmod(ts, 86_400)
+    return f"{_day(day)} {second // 3600:02d}:{second % 3600 // 60:02d} UTC"
 
 
 def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, Any]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Final
 
 import phonenumbers
+from phonenumbers.phonemetadata import NumberFormat, PhoneMetadata
 
 MIN_SUFFIX: Final = 7
 _PHONEISH = re.compile(r"^\s*\+?[\d\s().\-/]+$")
@@ -24,59 +26,171 @@ _PHONEISH = re.compile(r"^\s*\+?[\d\s().\-/]+$")
 
 def _digits(text: str) -> str:
     """ASCII digits of every decimal digit in ``text``, whatever its script (``٢٠`` -> ``20``)."""
+    if text.isascii():
+        body = text[1:] if text[:1] == "+" else text
+        return body if body.isdigit() else _NON_DIGITS.sub("", text)
     return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
 
 
 _CODES: Final = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_CODE_TEXT: Final = {str(code): code for code in _CODES}
+_NON_DIGITS: Final = re.compile(r"[^0-9]")
+# phonenumbers' own rule for putting a national prefix in front of the first group.
+_FIRST_GROUP: Final = re.compile(r"(\\\d)")
+
+_GROUP_REF: Final = re.compile(r"\\(\d)(?!\d)")
+
+
+def _as_format(template: str) -> str | None:
+    """``\\1 \\2-\\3`` as ``{0} {1}-{2}`` for ``str.format``: the same text as ``re.sub``
+    makes from a whole match, without the template interpreter ``re`` runs on every call.
+    None for anything but literals and group references."""
+    pieces = _GROUP_REF.split(template)
+    out = []
+    for n, piece in enumerate(pieces):
+        if n % 2:
+            if piece == "0":
+                return None
+            out.append(f"{{{int(piece) - 1}}}")
+        elif "\\" in piece:
+            return None
+        else:
+            out.append(piece.replace("{", "{{").replace("}", "}}"))
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    leading: re.Pattern[str] | None
+    pattern: re.Pattern[str]
+    template: str
+    format: str | None
+
+
+class _Plan:
+    """One country calling code's formatting rules, compiled once.
+
+    ``phonenumbers.format_number`` looks each rule's regular expressions up in ``re``'s
+    cache, rebuilds the national template and runs ``re``'s template interpreter on every
+    call: that was two thirds of what a document cost. The rules, their order and the
+    choice among them are the library's own; tests/test_phones.py holds the output equal to
+    the library's for every country.
+    """
+
+    __slots__ = ("code", "international", "national")
+
+    def __init__(self, code: int) -> None:
+        region = phonenumbers.region_code_for_country_code(code)
+        meta = PhoneMetadata.metadata_for_region_or_calling_code(code, region.upper())
+        if meta is None:
+            raise LookupError(code)
+        self.code = str(code)
+        intl = meta.intl_number_format or meta.number_format
+        self.international = self._compile(intl, national=False)
+        self.national = self._compile(meta.number_format, national=True)
+
+    @staticmethod
+    def _compile(formats: list[NumberFormat], *, national: bool) -> tuple[_Rule, ...]:
+        out = []
+        for f in formats:
+            leading = re.compile(f.leading_digits_pattern[-1]) if f.leading_digits_pattern else None
+            template = f.format
+            if national and f.national_prefix_formatting_rule:
+                template = _FIRST_GROUP.sub(f.national_prefix_formatting_rule, template, count=1)
+            out.append(_Rule(leading, re.compile(f.pattern), template, _as_format(template)))
+        return tuple(out)
+
+    @staticmethod
+    def apply(rules: tuple[_Rule, ...], nsn: str) -> str:
+        for rule in rules:
+            if rule.leading is not None and not rule.leading.match(nsn):
+                continue
+            # A match that runs to the end is both the library's fullmatch test and the
+            # one substitution its re.sub makes; anything else takes the library's path.
+            m = rule.pattern.match(nsn)
+            if m is None:
+                continue
+            if m.end() == len(nsn) and rule.format is not None:
+                return rule.format.format(*m.groups(""))
+            if rule.pattern.fullmatch(nsn):
+                return rule.pattern.sub(rule.template, nsn)
+        return nsn
+
+
+_PLANS: dict[int, _Plan | None] = {}
+
+
+def _plan(code: int) -> _Plan | None:
+    if code not in _PLANS:
+        try:
+            _PLANS[code] = _Plan(code)
+        except LookupError:
+            _PLANS[code] = None
+    return _PLANS[code]
+
+
+def _split(digits: str) -> tuple[int, str] | None:
+    """``(country calling code, national significant number)`` of E.164 digits."""
+    for size in (1, 2, 3):  # country calling codes are prefix-free
+        code = _CODE_TEXT.get(digits[:size])
+        if code is not None:
+            nsn = digits[size:]
+            return (code, nsn) if nsn.isdigit() else None
+    return None
 
 
 def _parse(digits: str) -> phonenumbers.PhoneNumber | None:
     """The number ``+<digits>``. Digits from a JID are already E.164 (country code, then the
     national significant number), so the number is built directly: ``phonenumbers.parse``
     would spend more time normalising free text than formatting takes."""
-    for size in (1, 2, 3):  # country calling codes are prefix-free
-        code = int(digits[:size]) if digits[:size].isdigit() else 0
-        if code in _CODES:
-            nsn = digits[size:]
-            if not nsn.isdigit():
-                return None
-            zeros = len(nsn) - len(nsn.lstrip("0"))
-            return phonenumbers.PhoneNumber(
-                country_code=code,
-                national_number=int(nsn),
-                italian_leading_zero=True if zeros else None,
-                number_of_leading_zeros=zeros if zeros > 1 else None,
-            )
-    return None
+    split = _split(digits)
+    if split is None:
+        return None
+    code, nsn = split
+    zeros = len(nsn) - len(nsn.lstrip("0"))
+    return phonenumbers.PhoneNumber(
+        country_code=code,
+        national_number=int(nsn),
+        italian_leading_zero=True if zeros else None,
+        number_of_leading_zeros=zeros if zeros > 1 else None,
+    )
 
 
 def phone_forms(e164: str) -> tuple[str, list[str]]:
-    """``(display, variants)`` of one number, parsing it once: parsing and formatting are
-    most of what building a document costs."""
+    """``(display, variants)`` of one number: the international form people read, and the
+    digit strings it should be found under."""
     digits = _digits(e164)
-    number = _parse(digits)
-    display = (
-        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-        if number is not None
-        else e164
-    )
-    return display, _variants(digits, number)
+    split = _split(digits)
+    plan = _plan(split[0]) if split else None
+    if split is None or plan is None:
+        number = _parse(digits)
+        display = (
+            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+            if number is not None
+            else e164
+        )
+        return display, _variants(digits, number)
+    nsn = split[1]
+    display = f"+{plan.code} {plan.apply(plan.international, nsn)}"
+    national = _NON_DIGITS.sub("", plan.apply(plan.national, nsn))
+    return display, _unique(digits, nsn, national)
 
 
 def phone_variants(e164: str) -> list[str]:
     """Digit strings under which the number ``+<digits>`` should be found (no duplicates)."""
-    digits = _digits(e164)
-    return _variants(digits, _parse(digits))
+    return phone_forms(e164)[1]
 
 
 def _variants(digits: str, number: phonenumbers.PhoneNumber | None) -> list[str]:
+    if number is None:
+        return _unique(digits, None, None)
+    national = _digits(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
+    return _unique(digits, phonenumbers.national_significant_number(number), national)
+
+
+def _unique(digits: str, nsn: str | None, national: str | None) -> list[str]:
     out = [f"00{digits}"]
-    nsn = None
-    if number is not None:
-        nsn = phonenumbers.national_significant_number(number)
-        national = _digits(
-            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-        )
+    if nsn is not None and national is not None:
         out += [nsn, national]
     shortest_full = min(len(nsn) if nsn else len(digits), len(digits))
     out += [digits[-n:] for n in range(MIN_SUFFIX, shortest_full)]

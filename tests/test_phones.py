@@ -1,0 +1,84 @@
+"""Phone forms built from compiled country rules agree with phonenumbers itself."""
+
+from __future__ import annotations
+
+import random
+
+import phonenumbers
+import pytest
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+from explorer.phones import _CODES, _digits, _parse, phone_forms
+
+
+def reference(e164: str) -> tuple[str, list[str]]:
+    """What the library's general path makes of the number (parse, then format twice)."""
+    digits = _digits(e164)
+    number = _parse(digits)
+    assert number is not None
+    display = phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+    nsn = phonenumbers.national_significant_number(number)
+    national = _digits(phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL))
+    out, seen = [], {digits}
+    for v in [f"00{digits}", nsn, national] + [digits[-n:] for n in range(7, len(nsn))]:
+        if v not in seen and len(v) >= 7:
+            seen.add(v)
+            out.append(v)
+    return display, out
+
+
+def example_numbers() -> list[str]:
+    """Every example number the metadata holds: real shapes, so real format rules match."""
+    out = []
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in PhoneNumberType.values():
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is not None:
+                out.append(phonenumbers.format_number(number, PhoneNumberFormat.E164))
+    for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
+        number = phonenumbers.example_number_for_non_geo_entity(code)
+        if number is not None:
+            out.append(phonenumbers.format_number(number, PhoneNumberFormat.E164))
+    return out
+
+
+def random_numbers(seed: int = 7) -> list[str]:
+    """Every calling code, every plausible length, every leading digit: the odd ones too."""
+    rng = random.Random(seed)
+    out = []
+    for code in sorted(_CODES):
+        for length in range(4, 16 - len(str(code))):
+            for first in "0123456789":
+                rest = "".join(rng.choice("0123456789") for _ in range(length - 1))
+                out.append(f"+{code}{first}{rest}")
+    return out
+
+
+@pytest.mark.parametrize("source", [example_numbers, random_numbers])
+def test_phone_forms_match_phonenumbers_for_every_country(source: object) -> None:
+    numbers = source()  # type: ignore[operator]
+    assert len(numbers) > 1000
+    wrong = [(n, phone_forms(n), reference(n)) for n in numbers if phone_forms(n) != reference(n)]
+    assert not wrong[:5], f"{len(wrong)} of {len(numbers)} differ"
+
+
+def test_phone_forms_of_familiar_numbers() -> None:
+    assert phone_forms("+201234567890")[0] == "+20 12 34567890"
+    assert phone_forms("+79161234567") == (
+        "+7 916 123-45-67",
+        ["0079161234567", "9161234567", "89161234567", "1234567", "61234567", "161234567"],
+    )
+    assert phone_forms("+4915112345678")[1][:3] == [
+        "004915112345678",
+        "15112345678",
+        "015112345678",
+    ]
+
+
+def test_numbers_without_country_rules_keep_their_digits() -> None:
+    assert phone_forms("+9991234567") == (
+        "+9991234567",
+        ["009991234567", "1234567", "91234567", "991234567"],
+    )
+    # phonenumbers reads an all-zero national number as one zero more than it has
+    assert phone_forms("+200000000")[0] == "+20 0000000"
