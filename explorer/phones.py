@@ -95,6 +95,8 @@ class _Plan:
         for f in formats:
             leading = re.compile(f.leading_digits_pattern[-1]) if f.leading_digits_pattern else None
             template = f.format
+            if f.pattern is None or template is None:
+                raise LookupError(f)  # not in the metadata; the library's path decides
             if national and f.national_prefix_formatting_rule:
                 template = _FIRST_GROUP.sub(f.national_prefix_formatting_rule, template, count=1)
             out.append(_Rule(leading, re.compile(f.pattern), template, _as_format(template)))
