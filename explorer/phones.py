@@ -59,12 +59,16 @@ def _as_format(template: str) -> str | None:
     return "".join(out)
 
 
+INTERNATIONAL: Final = 0
+NATIONAL: Final = 1
+
+
 @dataclass(frozen=True, slots=True)
 class _Rule:
     leading: re.Pattern[str] | None
     pattern: re.Pattern[str]
-    template: str
-    format: str | None
+    templates: tuple[str, str]  # re.sub templates: international, national
+    formats: tuple[str | None, str | None]  # the same for str.format, where they convert
 
 
 class _Plan:
@@ -72,9 +76,10 @@ class _Plan:
 
     ``phonenumbers.format_number`` looks each rule's regular expressions up in ``re``'s
     cache, rebuilds the national template and runs ``re``'s template interpreter on every
-    call: that was two thirds of what a document cost. The rules, their order and the
-    choice among them are the library's own; tests/test_phones.py holds the output equal to
-    the library's for every country.
+    call, and a document needs two forms: that was two thirds of what a document cost. The
+    rules, their order and the choice among them are the library's own, and where both
+    forms use the same rules (most countries) the choice is made once; tests/test_phones.py
+    holds the output equal to the library's for every country.
     """
 
     __slots__ = ("code", "international", "national")
@@ -85,38 +90,68 @@ class _Plan:
         if meta is None:
             raise LookupError(code)
         self.code = str(code)
-        intl = meta.intl_number_format or meta.number_format
-        self.international = self._compile(intl, national=False)
         self.national = self._compile(meta.number_format, national=True)
+        self.international = (
+            self._compile(meta.intl_number_format, national=False)
+            if meta.intl_number_format
+            else None  # the national rules, international templates
+        )
 
     @staticmethod
     def _compile(formats: list[NumberFormat], *, national: bool) -> tuple[_Rule, ...]:
         out = []
         for f in formats:
             leading = re.compile(f.leading_digits_pattern[-1]) if f.leading_digits_pattern else None
-            template = f.format
-            if f.pattern is None or template is None:
+            plain = f.format
+            if f.pattern is None or plain is None:
                 raise LookupError(f)  # not in the metadata; the library's path decides
+            prefixed = plain
             if national and f.national_prefix_formatting_rule:
-                template = _FIRST_GROUP.sub(f.national_prefix_formatting_rule, template, count=1)
-            out.append(_Rule(leading, re.compile(f.pattern), template, _as_format(template)))
+                prefixed = _FIRST_GROUP.sub(f.national_prefix_formatting_rule, plain, count=1)
+            out.append(
+                _Rule(
+                    leading,
+                    re.compile(f.pattern),
+                    (plain, prefixed),
+                    (_as_format(plain), _as_format(prefixed)),
+                )
+            )
         return tuple(out)
 
-    @staticmethod
-    def apply(rules: tuple[_Rule, ...], nsn: str) -> str:
-        for rule in rules:
-            if rule.leading is not None and not rule.leading.match(nsn):
-                continue
-            # A match that runs to the end is both the library's fullmatch test and the
-            # one substitution its re.sub makes; anything else takes the library's path.
-            m = rule.pattern.match(nsn)
-            if m is None:
-                continue
-            if m.end() == len(nsn) and rule.format is not None:
-                return rule.format.format(*m.groups(""))
-            if rule.pattern.fullmatch(nsn):
-                return rule.pattern.sub(rule.template, nsn)
+    def forms(self, nsn: str) -> tuple[str, str]:
+        """``(international, national)`` forms of the national significant number."""
+        chosen = _choose(self.national, nsn)
+        national = _render(chosen, nsn, NATIONAL)
+        if self.international is not None:
+            chosen = _choose(self.international, nsn)
+        return _render(chosen, nsn, INTERNATIONAL), national
+
+
+def _choose(rules: tuple[_Rule, ...], nsn: str) -> tuple[_Rule, re.Match[str] | None] | None:
+    """The library's choice: the first rule whose leading digits match and whose pattern
+    matches the whole number. The match comes along when it is also the one substitution
+    ``re.sub`` would make (it starts the search and runs to the end)."""
+    for rule in rules:
+        if rule.leading is not None and not rule.leading.match(nsn):
+            continue
+        m = rule.pattern.match(nsn)
+        if m is None:
+            continue
+        if m.end() == len(nsn):
+            return rule, m
+        if rule.pattern.fullmatch(nsn):
+            return rule, None
+    return None
+
+
+def _render(chosen: tuple[_Rule, re.Match[str] | None] | None, nsn: str, form: int) -> str:
+    if chosen is None:
         return nsn
+    rule, m = chosen
+    fmt = rule.formats[form]
+    if m is not None and fmt is not None:
+        return fmt.format(*m.groups(""))
+    return rule.pattern.sub(rule.templates[form], nsn)
 
 
 _PLANS: dict[int, _Plan | None] = {}
@@ -173,9 +208,8 @@ def phone_forms(e164: str) -> tuple[str, list[str]]:
         )
         return display, _variants(digits, number)
     nsn = split[1]
-    display = f"+{plan.code} {plan.apply(plan.international, nsn)}"
-    national = _NON_DIGITS.sub("", plan.apply(plan.national, nsn))
-    return display, _unique(digits, nsn, national)
+    international, national = plan.forms(nsn)
+    return f"+{plan.code} {international}", _unique(digits, nsn, _NON_DIGITS.sub("", national))
 
 
 def phone_variants(e164: str) -> list[str]:
@@ -191,18 +225,16 @@ def _variants(digits: str, number: phonenumbers.PhoneNumber | None) -> list[str]
 
 
 def _unique(digits: str, nsn: str | None, national: str | None) -> list[str]:
+    """``00`` + the number, its national forms, then its suffixes, each once, never the
+    E.164 digits themselves (the ``phone_digits`` field has those)."""
     out = [f"00{digits}"]
-    if nsn is not None and national is not None:
-        out += [nsn, national]
+    for form in (nsn, national):
+        if form is not None and len(form) >= MIN_SUFFIX and form != digits and form not in out:
+            out.append(form)
     shortest_full = min(len(nsn) if nsn else len(digits), len(digits))
-    out += [digits[-n:] for n in range(MIN_SUFFIX, shortest_full)]
-    seen = {digits}
-    unique = []
-    for v in out:
-        if v and v not in seen and len(v) >= MIN_SUFFIX:
-            seen.add(v)
-            unique.append(v)
-    return unique
+    # Suffixes are shorter than every form above except, in theory, the national one.
+    out += [s for n in range(MIN_SUFFIX, shortest_full) if (s := digits[-n:]) != national]
+    return out
 
 
 def phone_query(query: str) -> str | None:

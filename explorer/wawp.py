@@ -35,6 +35,7 @@ from explorer.errors import (
 )
 from explorer.pace import Pace
 from explorer.secrets import Secret, redact
+from explorer.transport import KeepAliveTransport
 
 log = logging.getLogger("explorer.wawp")
 
@@ -155,7 +156,7 @@ class WawpClient:
         self._http = httpx.Client(
             base_url=base_url,
             timeout=timeout,
-            transport=transport,
+            transport=transport or KeepAliveTransport(),
             headers={
                 "access-token": token.reveal(),
                 "Accept": "application/json",
@@ -287,6 +288,16 @@ class WawpClient:
         if raw.strip():
             body, parsed = _loads(raw)
         text = "" if parsed else raw[:2000].decode("utf-8", "replace")
+        if (
+            200 <= status < 300
+            and status not in RETRY_STATUSES
+            and parsed
+            and not looks_like_error(body)
+        ):
+            if want_list and extract_items(body) is None:
+                return _Retry(f"no chat list in {_kind(body)}", bad_body=True)
+            return _Ok(body)
+        # Only a failure needs words (on a page of chats they would cost more than decoding).
         detail = (_message_of(body) if parsed else _excerpt(text)) or resp.reason_phrase
         if status in (401, 403):
             hint = (
@@ -320,17 +331,14 @@ class WawpClient:
             )
         if not parsed:
             return _Retry(f"body is not JSON ({_excerpt(text) or 'empty'})", bad_body=True)
-        if looks_like_error(body):
-            if isinstance(body, dict) and body.get("code") == "invalid_session":
-                raise WawpNotFound(
-                    f"{self._where(path)}: {detail}: the WhatsApp session is not connected; "
-                    "reconnect the instance in Wawp",
-                    instance_id=self.instance_id,
-                )
-            return _Retry(f"error under HTTP 200: {detail}")
-        if want_list and extract_items(body) is None:
-            return _Retry(f"no chat list in {_kind(body)}", bad_body=True)
-        return _Ok(body)
+        # What is left: an error object under a 2xx status.
+        if isinstance(body, dict) and body.get("code") == "invalid_session":
+            raise WawpNotFound(
+                f"{self._where(path)}: {detail}: the WhatsApp session is not connected; "
+                "reconnect the instance in Wawp",
+                instance_id=self.instance_id,
+            )
+        return _Retry(f"error under HTTP 200: {detail}")
 
 
 @dataclass(frozen=True)
