@@ -15,7 +15,6 @@ pooling client must: that failure says nothing about the server's health.
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 from typing import Any
 
@@ -70,7 +69,7 @@ class KeepAliveTransport(httpx.BaseTransport):
                 if reused and attempt == 1:
                     continue
                 raise httpx.RemoteProtocolError(_describe(exc), request=request) from None
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 conn.close()
                 raise httpx.ReadTimeout(_describe(exc), request=request) from None
             except (OSError, http.client.HTTPException) as exc:
