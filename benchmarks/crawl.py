@@ -49,7 +49,12 @@ def sandbox(
     chats: int, latency_ms: float, shape: str = "webjs"
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     with sandbox_process(
-        chats, {INSTANCE: TOKEN}, latency_ms=latency_ms, epoch=1_764_000_000, shape=shape
+        chats,
+        {INSTANCE: TOKEN},
+        latency_ms=latency_ms,
+        epoch=1_764_000_000,
+        shape=shape,
+        prerender=True,
     ) as running:
         yield running
 

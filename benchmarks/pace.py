@@ -43,7 +43,7 @@ def many_instances(count: int, per: int, total: int) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         MeiliServer(Path(tmp) / "meili") as meili,
-        sandbox_process(per, tokens, latency_ms=LATENCY * 1000) as (url, _),
+        sandbox_process(per, tokens, latency_ms=LATENCY * 1000, prerender=True) as (url, _),
     ):
         budget = f"concurrency = {total}\ntotal_concurrency = {total}\n"
         cfg = instances_config(Path(tmp), url, meili, tokens, budget)
@@ -60,8 +60,11 @@ def rate_limited(rate: float, chats: int) -> None:
     print(f"\nOne instance, {chats:,} chats, account limit {rate:.0f} requests/s, 20 ms replies, "
           "concurrency 8")  # fmt: skip
     for adaptive in (False, True):
-        with sandbox_process(chats, {"RATE00000001": "rate-token-0123456789"},
-                             latency_ms=20, rate_limit=rate) as (url, _):  # fmt: skip
+        tokens = {"RATE00000001": "rate-token-0123456789"}
+        with sandbox_process(chats, tokens, latency_ms=20, rate_limit=rate, prerender=True) as (
+            url,
+            _,
+        ):
             pace = Pace(8, adaptive=adaptive)
             retry = RetryPolicy(budget_seconds=120, base_delay=0.1, max_delay=1.0)
             token = Secret("rate-token-0123456789")

@@ -435,6 +435,11 @@ def _instance_option(value: str) -> tuple[str, str]:
     type=click.FloatRange(0),
     help="Chat-list requests per second before 429 (0: no limit).",
 )
+@click.option(
+    "--prerender",
+    is_flag=True,
+    help="Render every chat before serving, so serving costs little CPU (benchmarks).",
+)
 def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
     """Run a Wawp-compatible sandbox server with synthetic chats.
 
@@ -450,6 +455,9 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
         sb = Sandbox(SandboxOptions(instances=pairs, **options))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if sb.options.prerender:
+        for store in sb.stores.values():
+            store.prerender()
     server = sb.bind(host, port)
     first = next(iter(pairs))
     click.echo(

@@ -40,6 +40,7 @@ class SandboxOptions:
     desc_quirk: bool = False
     fault_seed: int = 0
     rate_limit: float = 0.0  # chat-list requests per second the account may make (0: none)
+    prerender: bool = False  # render every chat before serving (benchmarks)
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:

@@ -272,6 +272,36 @@ def test_latency_and_jitter(make_sandbox: Callable[..., Sandbox], token: str) ->
     assert time.monotonic() - started >= 0.15
 
 
+def test_latency_is_the_time_to_the_reply_including_the_work(
+    make_sandbox: Callable[..., Sandbox], token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote server's 100 ms includes building the page; adding the work on top made
+    the sandbox slower than the latency it claims, and every benchmark ratio worse."""
+    sb = make_sandbox(chats=50, latency_ms=300)
+    store = sb.store(INST)
+    slow_item = store.item
+
+    def item(i: int) -> bytes:
+        if i == store.order("id")[0]:
+            time.sleep(0.2)  # the page takes 200 ms to build
+        return slow_item(i)
+
+    monkeypatch.setattr(store, "item", item)
+    started = time.monotonic()
+    assert get(sb, token, limit=10, offset=0).status_code == 200
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 0.45, f"{elapsed:.3f}s: latency 300 ms, work 200 ms inside it"
+
+
+def test_prerendered_sandbox_serves_the_same_chats(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    plain = make_sandbox(chats=300, shape="noweb")
+    ready = make_sandbox(chats=300, shape="noweb", prerender=True)
+    ready.store(INST).prerender()
+    assert get(ready, token, limit=300, offset=0).json() == get(plain, token, limit=300).json()
+
+
 def test_spikes(make_sandbox: Callable[..., Sandbox], token: str) -> None:
     sb = make_sandbox(chats=10, spike_rate=1.0, spike_ms=300)
     started = time.monotonic()
@@ -301,6 +331,7 @@ def test_sandbox_help_documents_every_option() -> None:
         "--chats", "--seed", "--shape", "--envelope", "--instance", "--latency-ms",
         "--jitter-ms", "--spike-rate", "--error-rate", "--burst-every", "--retry-after",
         "--cold-start", "--cold-mode", "--churn", "--max-limit", "--desc-quirk",
+        "--rate-limit", "--prerender",
     ):  # fmt: skip
         assert option in result.output
 
