@@ -38,6 +38,7 @@ class Pace:
     HOLD = 1.0  # seconds without growth after a cut
     FLOOR = 1 / 16  # the smallest window: one request per 16 reply times
     GROW_EVERY = 0.5  # seconds between widenings (by a tenth): quotas count per second
+    PROBE_EVERY = 10.0  # calm seconds before growing past a rate limit we measured
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class Pace:
         self._hold_until = -math.inf
         self._last_start = -math.inf
         self._last_growth = -math.inf
+        self._ceiling: float | None = None  # the window a measured rate limit allows
         self._successes: deque[float] = deque()  # good replies of the last second
         self.stats = PaceStats(history=[(0.0, limit)])
 
@@ -141,10 +143,13 @@ class Pace:
             if throttled or slow:
                 if now - self._last_cut >= self.HOLD:  # one cut per hold: the same storm
                     # A rate limit shows as the replies of the last second: aim just under
-                    # that rate rather than only halving (when the pipe was busy enough).
+                    # that rate (when the pipe was busy enough to show it), else halve.
+                    # Halving a window already near the rate sawtoothed well below it:
+                    # 1.5x the time the limit allows, against 40 requests/s.
                     target = self._window / 2
                     if throttled and len(self._successes) >= 5 and self._usual:
-                        target = min(target, len(self._successes) * self._usual * 0.9)
+                        self._ceiling = len(self._successes) * self._usual
+                        target = min(self._window * 0.9, self._ceiling * 0.9)
                     self._window = max(self.FLOOR, target)
                     self._last_cut = now
                     self.stats.cuts += 1
@@ -158,10 +163,20 @@ class Pace:
                 and now - self._last_growth >= self.GROW_EVERY
             ):
                 before = self._window
-                self._window = min(float(self.limit), before + max(0.1, before * 0.1))
+                grown = min(float(self.limit), before + max(0.1, before * 0.1))
+                if self._ceiling is not None and grown > self._ceiling * 0.95:
+                    # Near a rate limit we have measured, every probe past it costs a
+                    # Retry-After for the whole run: go just under it and stay, probing
+                    # again only after PROBE_EVERY calm seconds (limits do change).
+                    if now - self._last_cut >= self.PROBE_EVERY:
+                        self._ceiling = None
+                    else:
+                        grown = max(before, self._ceiling * 0.95)
                 self._last_growth = now
-                self._record(now)
-                self._cond.notify_all()
+                if grown != before:
+                    self._window = grown
+                    self._record(now)
+                    self._cond.notify_all()
 
     def _record(self, now: float) -> None:
         self.stats.history.append((round(now - self._started, 3), round(self._window, 2)))

@@ -32,9 +32,9 @@ class KeepAliveTransport(httpx.BaseTransport):
     def _connection(self, url: httpx.URL, timeout: float | None) -> tuple[Any, bool]:
         """This thread's connection to ``url``'s origin, and whether it was used before."""
         key = (url.scheme, url.host, url.port)
-        conns: dict[tuple[str, str, int | None], http.client.HTTPConnection] = getattr(
-            self._local, "conns", None
-        ) or {}
+        conns: dict[tuple[str, str, int | None], http.client.HTTPConnection] = (
+            getattr(self._local, "conns", None) or {}
+        )
         self._local.conns = conns
         conn = conns.get(key)
         if conn is not None and conn.sock is not None:

@@ -81,6 +81,17 @@ def test_a_rate_limit_sets_the_window_just_under_the_rate_it_allowed() -> None:
     assert pace._spacing() == pytest.approx(0.02 / 0.72)
 
 
+def test_a_window_just_over_the_rate_limit_steps_back_under_it_not_to_half() -> None:
+    now = [0.0]
+    pace = Pace(8, clock=lambda: now[0])
+    pace._window = 0.95  # grown back just past what 40 requests/s of 20 ms replies allow
+    for n in range(40):
+        now[0] = n * 0.025
+        pace.observe(0.02, throttled=False)
+    pace.observe(0.02, throttled=True)
+    assert pace._window == pytest.approx(0.72)  # not 0.475: the sawtooth stays near the rate
+
+
 def test_much_slower_replies_count_as_congestion_but_jitter_does_not() -> None:
     now = [0.0]
     pace = Pace(8, clock=lambda: now[0])
@@ -177,3 +188,21 @@ def test_one_failing_instance_fails_the_run_and_names_the_others(
     client = meilisearch.Client(meili.url, meili.master_key)
     with pytest.raises(meilisearch.errors.MeilisearchApiError):
         client.get_index(index_name)  # nothing was swapped live
+
+
+def test_growth_stops_just_under_a_measured_rate_limit_until_it_is_time_to_probe() -> None:
+    now = [0.0]
+    pace = Pace(8, clock=lambda: now[0])
+    for n in range(40):  # 40 requests/s of 20 ms replies: a window of 0.8 is the limit
+        now[0] = n * 0.025
+        pace.observe(0.02, throttled=False)
+    pace.observe(0.02, throttled=True)
+    assert pace._window == pytest.approx(0.72)
+    for step in range(1, 19):  # 9 calm seconds: up to just under the limit, and no further
+        now[0] = 1.0 + step * 0.5
+        pace.observe(0.02, throttled=False)
+    assert pace._window == pytest.approx(0.76)
+    for step in range(1, 5):  # after 10 s without a 429, it probes again
+        now[0] = 11.0 + step * 0.5
+        pace.observe(0.02, throttled=False)
+    assert pace._window > 0.8
