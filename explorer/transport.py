@@ -15,34 +15,58 @@ pooling client must: that failure says nothing about the server's health.
 from __future__ import annotations
 
 import http.client
+import os
+import ssl
 import threading
-from typing import Any
 
 import httpx
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+def default_transport() -> httpx.BaseTransport | None:
+    """:class:`KeepAliveTransport`, unless the environment names a proxy: httpx honours
+    those (and ``NO_PROXY``) only with its own transport, and a crawl behind a corporate
+    proxy matters more than CPU. None means httpx's default."""
+    if any(os.environ.get(v) or os.environ.get(v.lower()) for v in _PROXY_VARS):
+        return None
+    return KeepAliveTransport()
+
+
 class KeepAliveTransport(httpx.BaseTransport):
     def __init__(self) -> None:
+        # The certificates httpx would trust (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
+        self._ssl: ssl.SSLContext | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all: list[http.client.HTTPConnection] = []
 
-    def _connection(self, url: httpx.URL, timeout: float | None) -> tuple[Any, bool]:
+    def _connection(
+        self, url: httpx.URL, timeout: float | None
+    ) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection to ``url``'s origin, and whether it was used before."""
         key = (url.scheme, url.host, url.port)
         conns: dict[tuple[str, str, int | None], http.client.HTTPConnection] = (
             getattr(self._local, "conns", None) or {}
         )
         self._local.conns = conns
-        conn = conns.get(key)
-        if conn is not None and conn.sock is not None:
-            conn.timeout = timeout
-            conn.sock.settimeout(timeout)
-            return conn, True
-        cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        conn = cls(url.host, url.port, timeout=timeout)
+        known = conns.get(key)
+        if known is not None and known.sock is not None:
+            known.timeout = timeout
+            known.sock.settimeout(timeout)
+            return known, True
+        conn: http.client.HTTPConnection
+        if url.scheme == "https":
+            if self._ssl is None:
+                self._ssl = httpx.create_ssl_context()
+            conn = http.client.HTTPSConnection(
+                url.host, url.port, timeout=timeout, context=self._ssl
+            )
+        else:
+            conn = http.client.HTTPConnection(url.host, url.port, timeout=timeout)
         conns[key] = conn
         with self._lock:
             self._all.append(conn)

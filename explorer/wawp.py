@@ -35,7 +35,7 @@ from explorer.errors import (
 )
 from explorer.pace import Pace
 from explorer.secrets import Secret, redact
-from explorer.transport import KeepAliveTransport
+from explorer.transport import default_transport
 
 log = logging.getLogger("explorer.wawp")
 
@@ -156,7 +156,7 @@ class WawpClient:
         self._http = httpx.Client(
             base_url=base_url,
             timeout=timeout,
-            transport=transport or KeepAliveTransport(),
+            transport=transport or default_transport(),
             headers={
                 "access-token": token.reveal(),
                 "Accept": "application/json",

@@ -1,18 +1,23 @@
-"""The http.client transport under httpx: keep-alive per thread, stale connections, errors."""
+"""The http.client transport under httpx: keep-alive per thread, dropped connections,
+errors, HTTPS trusted as httpx trusts it, and proxies left to httpx."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
 
 from explorer.meili_server import free_port
-from explorer.transport import KeepAliveTransport
+from explorer.transport import KeepAliveTransport, default_transport
 
 SECRET = "tok-3f9a7c1e5b"
 
@@ -101,3 +106,52 @@ def test_a_server_that_never_answers_is_a_timeout() -> None:
         assert SECRET not in str(caught.value)
     finally:
         listener.close()
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[_Server, Path]]:
+    """A local HTTPS server with a self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.peers = set()
+    srv.drop_after_reply = False
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield srv, cert
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_https_certificates_are_checked_as_httpx_checks_them(
+    https_server: tuple[_Server, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv, cert = https_server
+    url = f"https://127.0.0.1:{srv.server_address[1]}/v2/chats"
+    with httpx.Client(transport=KeepAliveTransport()) as client, pytest.raises(httpx.ConnectError):
+        client.get(url)  # self-signed: refused, as httpx's own transport refuses it
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted the way httpx is told to trust
+    with httpx.Client(transport=KeepAliveTransport()) as client:
+        assert client.get(url).json() == [{"id": "1@c.us"}]
+
+
+@pytest.mark.parametrize("var", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_proxy_in_the_environment_leaves_the_request_to_httpx(
+    var: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    assert isinstance(default_transport(), KeepAliveTransport)
+    monkeypatch.setenv(var, "http://proxy.example:3128")
+    assert default_transport() is None  # httpx's own transport, which honours the proxy
