@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -153,19 +154,26 @@ class WawpClient:
         self._lock = threading.Lock()
         self.requests_made = 0
         self.retries_made = 0
+        own = transport or default_transport()
         self._http = httpx.Client(
-            base_url=base_url,
             timeout=timeout,
-            transport=transport or default_transport(),
-            headers={
-                "access-token": token.reveal(),
-                "Accept": "application/json",
-                "User-Agent": f"whatsapp-explorer/{__version__}",
-            },
+            transport=own,
             limits=httpx.Limits(max_connections=max_connections),
             follow_redirects=False,
         )
+        # Requests go straight to the transport: the client's layers (auth flow, redirects,
+        # cookie jar, mounts) cost about 0.3 ms of CPU per page and do nothing for us. Only
+        # a proxy from the environment needs them (httpx mounts it), and then the client
+        # sends. Either way each request carries its own headers and timeouts.
+        self._send = own.handle_request if own is not None else self._http.send
+        self._headers = {
+            "access-token": token.reveal(),
+            "Accept": "application/json",
+            "User-Agent": f"whatsapp-explorer/{__version__}",
+        }
+        self._timeouts = httpx.Timeout(timeout).as_dict()
         self.base_url = base_url
+        self._prefix = base_url.rstrip("/")
 
     def close(self) -> None:
         self._http.close()
@@ -265,8 +273,14 @@ class WawpClient:
         try:
             with self.pace.slot(self.instance_id) if self.pace else contextlib.nullcontext():
                 started = time.monotonic()  # the reply time, not the wait for a slot
-                resp = self._http.request(method, path, params=query)
-                raw = resp.content
+                request = httpx.Request(
+                    method,
+                    f"{self._prefix}{path}?{urlencode(query)}",
+                    headers=self._headers,
+                    extensions={"timeout": self._timeouts},
+                )
+                resp = self._send(request)
+                raw = resp.read()
         except httpx.TimeoutException as exc:
             if self.pace:
                 self.pace.observe(time.monotonic() - started, throttled=True)
@@ -277,6 +291,7 @@ class WawpClient:
         status = resp.status_code
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         resp.close()
+        log.debug("%s %s: %d in %.3fs", method, path, status, time.monotonic() - started)
         if self.pace:
             throttled = status in (429, 503)
             self.pace.observe(time.monotonic() - started, throttled=throttled,

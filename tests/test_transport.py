@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import httpx
 import pytest
 
 from explorer.meili_server import free_port
+from explorer.secrets import Secret
 from explorer.transport import KeepAliveTransport, default_transport
+from explorer.wawp import WawpClient
 
 SECRET = "tok-3f9a7c1e5b"
 
@@ -25,6 +28,7 @@ SECRET = "tok-3f9a7c1e5b"
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     peers: set[tuple[str, int]]
+    paths: list[str]
     drop_after_reply: bool
 
 
@@ -34,6 +38,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self.server.peers.add(self.client_address)
+        self.server.paths.append(self.path)
         body = b'[{"id": "1@c.us"}]'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -49,16 +54,27 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server() -> Iterator[_Server]:
+@contextmanager
+def serving(tls: ssl.SSLContext | None = None) -> Iterator[_Server]:
     srv = _Server(("127.0.0.1", 0), _Handler)
     srv.peers = set()
+    srv.paths = []
     srv.drop_after_reply = False
+    if tls is not None:
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    with serving() as srv:
+        yield srv
 
 
 def url_of(srv: _Server) -> str:
@@ -120,17 +136,10 @@ def https_server(tmp_path: Path) -> Iterator[tuple[_Server, Path]]:
          "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
-    srv = _Server(("127.0.0.1", 0), _Handler)
-    srv.peers = set()
-    srv.drop_after_reply = False
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield srv, cert
-    srv.shutdown()
-    srv.server_close()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with serving(tls) as srv:
+        yield srv, cert
 
 
 def test_https_certificates_are_checked_as_httpx_checks_them(
@@ -155,3 +164,15 @@ def test_a_proxy_in_the_environment_leaves_the_request_to_httpx(
     assert isinstance(default_transport(), KeepAliveTransport)
     monkeypatch.setenv(var, "http://proxy.example:3128")
     assert default_transport() is None  # httpx's own transport, which honours the proxy
+
+
+def test_a_wawp_client_behind_a_proxy_from_the_environment_goes_through_it(
+    server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", url_of(server))  # this server plays the proxy
+    with WawpClient("http://wawp.invalid", "INST00000001", Secret(SECRET)) as client:
+        assert client.chats_page(offset=0, limit=100) == [{"id": "1@c.us"}]
+    assert server.paths and server.paths[0].startswith("http://wawp.invalid/v2/chats?")
