@@ -102,6 +102,8 @@ def _show(value: Any) -> str:
 
 def to_timestamp(value: Any) -> int | None:
     """Unix seconds from a number, a numeric string, a protobuf Long or milliseconds."""
+    if type(value) is int and 0 < value < 32_503_680_000:  # the usual case, in seconds
+        return value
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, dict) and "low" in value:
@@ -199,10 +201,13 @@ _ACTIVITY_KEYS: Final = (
 )
 
 
+_GOWS_KEYS: Final = frozenset({"id", "name", "conversationTimestamp"})
+
+
 def engine_shape(raw: dict[str, Any], jid_value: str) -> str:
     if isinstance(raw.get("id"), dict) or "isGroup" in raw:
         return "webjs"
-    if set(raw) <= {"id", "name", "conversationTimestamp"}:
+    if raw.keys() <= _GOWS_KEYS:
         return "gows"
     if jid_value.endswith("@s.whatsapp.net") or "conversationTimestamp" in raw:
         return "noweb"
