@@ -456,6 +456,7 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     if sb.options.prerender:
+        click.echo(f"Rendering {options['chats']:,} chats per instance before serving...")
         for store in sb.stores.values():
             store.prerender()
     server = sb.bind(host, port)
