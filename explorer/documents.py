@@ -40,15 +40,7 @@ _ASCII: Final = {i: _escape_char(chr(i)) for i in range(128)}
 def _escape(text: str) -> str:
     if text.isascii():
         return text.translate(_ASCII)
-    out = []
-    for ch in text:
-        if ch.isascii() and ch.isalnum():
-            out.append(ch)
-        elif ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        else:
-            out.append("".join(f"_x{b:02x}" for b in ch.encode()))
-    return "".join(out)
+    return "".join(map(_escape_char, text))
 
 
 def doc_id(instance_id: str, jid: str) -> str:
