@@ -59,8 +59,8 @@ def _as_format(template: str) -> str | None:
     return "".join(out)
 
 
-INTERNATIONAL: Final = 0
-NATIONAL: Final = 1
+_INTERNATIONAL: Final = 0
+_NATIONAL: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +121,10 @@ class _Plan:
     def forms(self, nsn: str) -> tuple[str, str]:
         """``(international, national)`` forms of the national significant number."""
         chosen = _choose(self.national, nsn)
-        national = _render(chosen, nsn, NATIONAL)
+        national = _render(chosen, nsn, _NATIONAL)
         if self.international is not None:
             chosen = _choose(self.international, nsn)
-        return _render(chosen, nsn, INTERNATIONAL), national
+        return _render(chosen, nsn, _INTERNATIONAL), national
 
 
 def _choose(rules: tuple[_Rule, ...], nsn: str) -> tuple[_Rule, re.Match[str] | None] | None:
@@ -176,37 +176,15 @@ def _split(digits: str) -> tuple[int, str] | None:
     return None
 
 
-def _parse(digits: str) -> phonenumbers.PhoneNumber | None:
-    """The number ``+<digits>``. Digits from a JID are already E.164 (country code, then the
-    national significant number), so the number is built directly: ``phonenumbers.parse``
-    would spend more time normalising free text than formatting takes."""
-    split = _split(digits)
-    if split is None:
-        return None
-    code, nsn = split
-    zeros = len(nsn) - len(nsn.lstrip("0"))
-    return phonenumbers.PhoneNumber(
-        country_code=code,
-        national_number=int(nsn),
-        italian_leading_zero=True if zeros else None,
-        number_of_leading_zeros=zeros if zeros > 1 else None,
-    )
-
-
 def phone_forms(e164: str) -> tuple[str, list[str]]:
     """``(display, variants)`` of one number: the international form people read, and the
-    digit strings it should be found under."""
+    digit strings it should be found under. A number without a known calling code keeps
+    its digits as they are."""
     digits = _digits(e164)
     split = _split(digits)
     plan = _plan(split[0]) if split else None
     if split is None or plan is None:
-        number = _parse(digits)
-        display = (
-            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-            if number is not None
-            else e164
-        )
-        return display, _variants(digits, number)
+        return e164, _unique(digits, None, None)
     nsn = split[1]
     international, national = plan.forms(nsn)
     return f"+{plan.code} {international}", _unique(digits, nsn, _NON_DIGITS.sub("", national))
@@ -215,13 +193,6 @@ def phone_forms(e164: str) -> tuple[str, list[str]]:
 def phone_variants(e164: str) -> list[str]:
     """Digit strings under which the number ``+<digits>`` should be found (no duplicates)."""
     return phone_forms(e164)[1]
-
-
-def _variants(digits: str, number: phonenumbers.PhoneNumber | None) -> list[str]:
-    if number is None:
-        return _unique(digits, None, None)
-    national = _digits(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
-    return _unique(digits, phonenumbers.national_significant_number(number), national)
 
 
 def _unique(digits: str, nsn: str | None, national: str | None) -> list[str]:
@@ -252,11 +223,9 @@ def phone_query(query: str) -> str | None:
 
 
 def pretty_phone(phone: object) -> str:
-    """``+201234567890`` as people write it: ``+20 123 456 7890`` (unknown plans unchanged)."""
+    """``+201234567890`` as people write it: ``+20 123 456 7890`` (anything else unchanged)."""
     if not isinstance(phone, str):
         return ""
-    try:
-        number = phonenumbers.parse(phone)
-    except phonenumbers.NumberParseException:
+    if not (phone[:1] == "+" and phone[1:].isascii() and phone[1:].isdigit()):
         return phone
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return phone_forms(phone)[0]

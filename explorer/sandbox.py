@@ -62,8 +62,9 @@ class ChatStore:
         Meilisearch (generating a chat costs about 15 µs; a page, 1.5 ms)."""
         item = self._rendered.get(i)
         if item is None:
-            item = _dumps(render(self.spec(i), self.shape))
-            self._rendered[i] = item
+            with self.lock:  # a rename meanwhile must not be overwritten by the old render
+                item = _dumps(render(self.spec(i), self.shape))
+                self._rendered[i] = item
         return item
 
     def prerender(self) -> None:

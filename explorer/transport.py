@@ -1,16 +1,15 @@
 """An httpx transport on the standard library's ``http.client``, one connection per thread.
 
-A crawl makes one small GET after another on a few keep-alive connections. httpx's own
-transport (httpcore and h11) spends about 0.6 ms of CPU on each of those requests on the
-machines we measured, several times what the page's JSON costs to decode; ``http.client``
-does the same exchange in about a fifth of that. Everything above the transport (the
-client, its timeouts, errors and the tests' ``MockTransport``) stays httpx.
+A crawl makes one small GET after another on a few keep-alive connections. Measured at
+concurrency 8 and 100 ms latency, a page cost 0.9 ms of CPU through httpx's client and
+transport, 0.62 ms handed straight to this transport, and 0.48 ms with bare
+``http.client`` and no httpx at all. The httpx API stays: requests, responses, timeouts,
+errors, and the tests' ``MockTransport`` in its place.
 
 Connections are per thread because ``http.client`` connections are not thread-safe and a
 crawl's prefetch threads each want their own anyway. A request on a connection the server
 closed while it sat idle is sent again once on a fresh one, as httpcore does not, but any
-pooling client must: that failure says nothing about the server's health.
-"""
+pooling client must: that failure says nothing about the server's health."""
 
 from __future__ import annotations
 

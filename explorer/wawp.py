@@ -164,7 +164,8 @@ class WawpClient:
         # Requests go straight to the transport: the client's layers (auth flow, redirects,
         # cookie jar, mounts) cost about 0.3 ms of CPU per page and do nothing for us. Only
         # a proxy from the environment needs them (httpx mounts it), and then the client
-        # sends. Either way each request carries its own headers and timeouts.
+        # sends. Either way each request carries its own headers and timeouts, and closing
+        # the client closes the transport.
         self._send = own.handle_request if own is not None else self._http.send
         self._headers = {
             "access-token": token.reveal(),
