@@ -100,9 +100,12 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_YEAR_3000: Final = 32_503_680_000  # no activity comes later; a larger number is a mistake
+
+
 def to_timestamp(value: Any) -> int | None:
     """Unix seconds from a number, a numeric string, a protobuf Long or milliseconds."""
-    if type(value) is int and 0 < value < 32_503_680_000:  # the usual case, in seconds
+    if type(value) is int and 0 < value < _YEAR_3000:  # the usual case, in seconds
         return value
     if isinstance(value, bool) or value is None:
         return None
@@ -121,7 +124,7 @@ def to_timestamp(value: Any) -> int | None:
     seconds = int(value)
     if seconds > 100_000_000_000:  # milliseconds
         seconds //= 1000
-    return seconds if 0 < seconds < 32_503_680_000 else None
+    return seconds if 0 < seconds < _YEAR_3000 else None
 
 
 def _bool(value: Any) -> bool | None:
@@ -182,14 +185,13 @@ def clean_name(value: Any) -> str | None:
 
 def last_activity_of(raw: dict[str, Any]) -> int | None:
     """Unix seconds of a raw chat's last activity, from any field an engine uses."""
-    newest = None
-    for key in _ACTIVITY_KEYS:
-        value = raw.get(key)
-        if value is not None and (ts := to_timestamp(value)) is not None:
-            newest = ts if newest is None else max(newest, ts)
     last = raw.get("lastMessage")
-    if isinstance(last, dict) and (ts := to_timestamp(last.get("timestamp"))) is not None:
-        newest = ts if newest is None else max(newest, ts)
+    newest = to_timestamp(last.get("timestamp")) if isinstance(last, dict) else None
+    for key in _ACTIVITY_KEYS:  # a loop, not lists and max(): this runs for every chat
+        value = raw.get(key)
+        ts = to_timestamp(value) if value is not None else None
+        if ts is not None and (newest is None or ts > newest):
+            newest = ts
     return newest
 
 

@@ -3,11 +3,13 @@
 A business with fifty WhatsApp numbers is crawled in parallel, but the Wawp account
 behind them has one rate limit. :class:`Pace` lets at most ``limit`` requests be in
 flight across all instances (and at most ``per_instance`` for any one), and moves that
-window the way TCP does (AIMD): a 429, or replies suddenly much slower than usual, halve
-it, or sets it just under the rate the last second's good replies show (once per hold
-period, however many requests saw the same congestion); then, after a second without
-trouble, good replies widen it by a tenth every half second, up to ``limit`` (below one
-request in flight the window is a pace between requests). A ``Retry-After`` holds
+window the way TCP does (AIMD): a 429 sets it just under the rate the last second's good
+replies show (or halves it when there were too few to tell), and replies suddenly much
+slower than usual halve it (once per hold period, however many requests saw the same
+congestion); then, after a second without trouble, good replies widen it by a tenth every
+half second, up to ``limit``, but only to just under a rate limit it has measured until
+``PROBE_EVERY`` calm seconds have passed (below one request in flight the window is a
+pace between requests). A ``Retry-After`` holds
 every new request of the run until then, not only the retry of the one that got it. An
 account with a strict rate limit is then crawled at its limit instead of in a storm of
 retries.
