@@ -36,7 +36,7 @@ from explorer.errors import (
 )
 from explorer.pace import Pace
 from explorer.secrets import Secret, redact
-from explorer.transport import default_transport
+from explorer.transport import KeepAliveTransport, Reply, default_transport
 
 log = logging.getLogger("explorer.wawp")
 
@@ -161,11 +161,14 @@ class WawpClient:
             limits=httpx.Limits(max_connections=max_connections),
             follow_redirects=False,
         )
-        # Requests go straight to the transport: the client's layers (auth flow, redirects,
-        # cookie jar, mounts) cost about 0.3 ms of CPU per page and do nothing for us. Only
-        # a proxy from the environment needs them (httpx mounts it), and then the client
-        # sends. Either way each request carries its own headers and timeouts, and closing
-        # the client closes the transport.
+        # Our own transport takes GETs directly: httpx's request and response objects and
+        # its client's layers (auth flow, redirects, cookie jar, mounts) cost more CPU per
+        # page than the HTTP itself and do nothing for us. Any other transport (a test's
+        # MockTransport) gets an httpx.Request; a proxy from the environment needs the
+        # client's layers (httpx mounts it). Closing the client closes the transport.
+        self._get: Callable[[str, dict[str, str], float | None], Reply] = (
+            own.get if isinstance(own, KeepAliveTransport) else self._get_via_httpx
+        )
         self._send = own.handle_request if own is not None else self._http.send
         self._headers = {
             "access-token": token.reveal(),
@@ -173,6 +176,7 @@ class WawpClient:
             "User-Agent": f"whatsapp-explorer/{__version__}",
         }
         self._timeouts = httpx.Timeout(timeout).as_dict()
+        self._timeout = timeout
         self.base_url = base_url
         self._prefix = base_url.rstrip("/")
 
@@ -191,7 +195,7 @@ class WawpClient:
     # -- public calls --------------------------------------------------------------------
 
     def session_info(self) -> dict[str, Any]:
-        body = self._call("GET", "/v2/session/info", {})
+        body = self._call("/v2/session/info", {})
         if not isinstance(body, dict):
             raise self._protocol("/v2/session/info", f"expected an object, got {_kind(body)}")
         return body
@@ -207,7 +211,7 @@ class WawpClient:
     ) -> list[Any]:
         """One page of raw chats. ``stop`` abandons retries early (the caller moved on)."""
         params = {"limit": limit, "offset": offset, "sortBy": sort_by, "sortOrder": sort_order}
-        body = self._call("GET", "/v2/chats", params, want_list=True, stop=stop)
+        body = self._call("/v2/chats", params, want_list=True, stop=stop)
         items = extract_items(body)
         assert items is not None  # _call(want_list=True) guarantees it
         return items
@@ -224,7 +228,6 @@ class WawpClient:
 
     def _call(
         self,
-        method: str,
         path: str,
         params: dict[str, Any],
         *,
@@ -236,7 +239,7 @@ class WawpClient:
         attempt = 0
         bad_bodies = 0
         while True:
-            outcome = self._attempt(method, path, query, want_list)
+            outcome = self._attempt(path, query, want_list)
             if not isinstance(outcome, _Retry):
                 return outcome.body
             if outcome.bad_body:
@@ -264,24 +267,27 @@ class WawpClient:
             self._sleep(delay)
             attempt += 1
 
-    def _attempt(
-        self, method: str, path: str, query: dict[str, Any], want_list: bool
-    ) -> _Ok | _Retry:
-        """One request. Raises the errors that retrying cannot fix."""
+    def _get_via_httpx(self, url: str, headers: dict[str, str], timeout: float | None) -> Reply:
+        request = httpx.Request("GET", url, headers=headers, extensions={"timeout": self._timeouts})
+        resp = self._send(request)
+        try:
+            content = resp.read()
+        finally:
+            resp.close()
+        reason = resp.reason_phrase
+        return Reply(resp.status_code, reason, {k.lower(): v for k, v in resp.headers.items()},
+                     content)  # fmt: skip
+
+    def _attempt(self, path: str, query: dict[str, Any], want_list: bool) -> _Ok | _Retry:
+        """One GET. Raises the errors that retrying cannot fix."""
         with self._lock:
             self.requests_made += 1
         started = time.monotonic()
         try:
             with self.pace.slot(self.instance_id) if self.pace else contextlib.nullcontext():
                 started = time.monotonic()  # the reply time, not the wait for a slot
-                request = httpx.Request(
-                    method,
-                    f"{self._prefix}{path}?{urlencode(query)}",
-                    headers=self._headers,
-                    extensions={"timeout": self._timeouts},
-                )
-                resp = self._send(request)
-                raw = resp.read()
+                reply = self._get(f"{self._prefix}{path}?{urlencode(query)}", self._headers,
+                                  self._timeout)  # fmt: skip
         except httpx.TimeoutException as exc:
             if self.pace:
                 self.pace.observe(time.monotonic() - started, throttled=True)
@@ -289,10 +295,10 @@ class WawpClient:
         except httpx.TransportError as exc:
             reason = redact(str(exc), self._token) or type(exc).__name__
             return _Retry(f"connection failed: {reason}")
-        status = resp.status_code
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        resp.close()
-        log.debug("%s %s: %d in %.3fs", method, path, status, time.monotonic() - started)
+        status = reply.status
+        raw = reply.content
+        retry_after = parse_retry_after(reply.headers.get("retry-after"))
+        log.debug("GET %s: %d in %.3fs", path, status, time.monotonic() - started)
         if self.pace:
             throttled = status in (429, 503)
             self.pace.observe(time.monotonic() - started, throttled=throttled,
@@ -314,7 +320,7 @@ class WawpClient:
                 return _Retry(f"no chat list in {_kind(body)}", bad_body=True)
             return _Ok(body)
         # Only a failure needs words (on a page of chats they would cost more than decoding).
-        detail = (_message_of(body) if parsed else _excerpt(text)) or resp.reason_phrase
+        detail = (_message_of(body) if parsed else _excerpt(text)) or reply.reason
         if status in (401, 403):
             hint = (
                 "check WAWP_ACCESS_TOKEN or the instance's access_token"

@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -176,3 +177,130 @@ def test_a_wawp_client_behind_a_proxy_from_the_environment_goes_through_it(
     with WawpClient("http://wawp.invalid", "INST00000001", Secret(SECRET)) as client:
         assert client.chats_page(offset=0, limit=100) == [{"id": "1@c.us"}]
     assert server.paths and server.paths[0].startswith("http://wawp.invalid/v2/chats?")
+
+
+class _Scripted:
+    """A server that answers each request with the next scripted reply, byte for byte, in
+    the pieces given (so a reply can arrive split anywhere), closing where told."""
+
+    def __init__(self, replies: list[tuple[list[bytes], bool]]) -> None:
+        self.replies = replies
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.replies:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                while self.replies:
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        data = conn.recv(4096)
+                        if not data:
+                            break
+                        head += data
+                    if not head:
+                        break
+                    self.requests.append(head)
+                    pieces, close = self.replies.pop(0)
+                    for piece in pieces:
+                        conn.sendall(piece)
+                        time.sleep(0.005)
+                    if close:
+                        break
+
+    def url(self, path: str = "/v2/chats") -> str:
+        return f"http://127.0.0.1:{self.port}{path}?access_token={SECRET}"
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _split(reply: bytes, size: int = 7) -> list[bytes]:
+    return [reply[i : i + size] for i in range(0, len(reply), size)]
+
+
+BODY = b'[{"id": "1@c.us"}, {"id": "2@c.us"}]'
+FIXED = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;name=value\r\n" + BODY[:5] + b"\r\n"
+    b"%x\r\n" % (len(BODY) - 5) + BODY[5:] + b"\r\n0\r\nX-Trailer: yes\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "replies",
+    [
+        pytest.param([([FIXED], False)] * 3, id="content-length"),
+        pytest.param([(_split(FIXED, 3), False)] * 3, id="content-length-trickled"),
+        pytest.param([(_split(CHUNKED), False)] * 3, id="chunked-with-extension-and-trailer"),
+        pytest.param(
+            [([b"HTTP/1.1 100 Continue\r\n\r\n", FIXED], False)] * 3, id="interim-100-skipped"
+        ),
+        pytest.param(
+            [([b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n", BODY], True)] * 3,
+            id="body-until-close",
+        ),
+        pytest.param(
+            [([FIXED.replace(b"OK\r\n", b"OK\r\nConnection: close\r\n")], True)] * 3,
+            id="connection-close",
+        ),
+        pytest.param([([FIXED.replace(b"HTTP/1.1", b"HTTP/1.0")], True)] * 3, id="http-1.0-closes"),
+    ],
+)
+def test_every_way_a_server_frames_a_reply_reads_the_same(
+    replies: list[tuple[list[bytes], bool]],
+) -> None:
+    srv = _Scripted(list(replies))
+    transport = KeepAliveTransport()
+    try:
+        for _ in range(3):
+            reply = transport.get(srv.url(), {"Accept": "application/json"}, 2.0)
+            assert (reply.status, reply.content) == (200, BODY)
+        assert all(r.startswith(b"GET /v2/chats?access_token=") for r in srv.requests)
+        assert b"\r\nHost: 127.0.0.1:" in srv.requests[0]
+    finally:
+        transport.close()
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: twelve\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + BODY,  # then closes: cut short
+    ],
+)
+def test_a_reply_that_is_not_http_is_a_protocol_error_without_the_url(reply: bytes) -> None:
+    srv = _Scripted([([reply], True)])
+    transport = KeepAliveTransport()
+    try:
+        with pytest.raises(httpx.RemoteProtocolError) as caught:
+            transport.get(srv.url(), {}, 2.0)
+        assert SECRET not in str(caught.value) and "access_token" not in str(caught.value)
+    finally:
+        transport.close()
+        srv.close()
+
+
+def test_the_wawp_client_reads_a_chunked_reply_through_its_own_path() -> None:
+    srv = _Scripted([(_split(CHUNKED), False)])
+    try:
+        with WawpClient(f"http://127.0.0.1:{srv.port}", "INST00000001", Secret(SECRET)) as client:
+            assert client.chats_page(offset=0, limit=100) == [{"id": "1@c.us"}, {"id": "2@c.us"}]
+        head = srv.requests[0].decode()
+        assert head.startswith("GET /v2/chats?instance_id=INST00000001&access_token=")
+        assert "\r\naccess-token: " in head and "\r\nUser-Agent: whatsapp-explorer/" in head
+    finally:
+        srv.close()
