@@ -69,6 +69,47 @@ class _Rule:
     pattern: re.Pattern[str]
     templates: tuple[str, str]  # re.sub templates: international, national
     formats: tuple[str | None, str | None]  # the same for str.format, where they convert
+    # The national form's digits are these + the number itself, when that can be proven
+    # from the rule (the usual case): found by concatenation instead of a regex pass.
+    national_digits: str | None
+
+
+def _whole_groups(pattern: str) -> int | None:
+    """How many capturing groups ``pattern`` is made of, when it is nothing but those
+    groups one after another (so together they are the whole match); else None."""
+    depth = groups = 0
+    escaped = in_class = False
+    for n, ch in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "(":
+            if depth == 0:
+                if pattern[n + 1 : n + 2] == "?":
+                    return None
+                groups += 1
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0:
+            return None
+    return groups if groups and depth == 0 else None
+
+
+def _digits_before(template: str, groups: int | None) -> str | None:
+    """The digits ``template`` adds in front of the number, when it writes every group
+    once and in order with no digit between or after them; else None."""
+    pieces = _GROUP_REF.split(template)
+    if groups is None or pieces[1::2] != [str(g) for g in range(1, groups + 1)]:
+        return None
+    if any(ch.isdigit() for piece in pieces[2::2] for ch in piece):
+        return None
+    return "".join(ch for ch in pieces[0] if ch.isdigit())
 
 
 class _Plan:
@@ -114,14 +155,21 @@ class _Plan:
                     re.compile(f.pattern),
                     (plain, prefixed),
                     (_as_format(plain), _as_format(prefixed)),
+                    _digits_before(prefixed, _whole_groups(f.pattern)),
                 )
             )
         return tuple(out)
 
     def forms(self, nsn: str) -> tuple[str, str]:
-        """``(international, national)`` forms of the national significant number."""
+        """``(international form, national form's digits)`` of the national significant
+        number."""
         chosen = _choose(self.national, nsn)
-        national = _render(chosen, nsn, _NATIONAL)
+        if chosen is None:
+            national = nsn
+        elif (before := chosen[0].national_digits) is not None:
+            national = before + nsn
+        else:
+            national = _NON_DIGITS.sub("", _render(chosen, nsn, _NATIONAL))
         if self.international is not None:
             chosen = _choose(self.international, nsn)
         return _render(chosen, nsn, _INTERNATIONAL), national
@@ -187,7 +235,7 @@ def phone_forms(e164: str) -> tuple[str, list[str]]:
         return e164, _unique(digits, None, None)
     nsn = split[1]
     international, national = plan.forms(nsn)
-    return f"+{plan.code} {international}", _unique(digits, nsn, _NON_DIGITS.sub("", national))
+    return f"+{plan.code} {international}", _unique(digits, nsn, national)
 
 
 def phone_variants(e164: str) -> list[str]:
@@ -199,13 +247,16 @@ def _unique(digits: str, nsn: str | None, national: str | None) -> list[str]:
     """``00`` + the number, its national forms, then its suffixes, each once, never the
     E.164 digits themselves (the ``phone_digits`` field has those)."""
     out = [f"00{digits}"]
-    for form in (nsn, national):
-        if form is not None and len(form) >= MIN_SUFFIX and form != digits and form not in out:
-            out.append(form)
-    shortest_full = min(len(nsn) if nsn else len(digits), len(digits))
-    # Suffixes are shorter than every form above except, in theory, the national one.
-    out += [s for n in range(MIN_SUFFIX, shortest_full) if (s := digits[-n:]) != national]
-    return out
+    # The number is a suffix of the digits: it is shorter, so never equal to them.
+    shortest = len(digits) if nsn is None else len(nsn)
+    if nsn is not None and shortest >= MIN_SUFFIX:
+        out.append(nsn)
+    suffixes = [digits[-n:] for n in range(MIN_SUFFIX, shortest)]
+    if national is not None and len(national) >= MIN_SUFFIX and national not in (digits, nsn):
+        out.append(national)
+        if national in suffixes:  # in theory: a national form shorter than the number
+            suffixes.remove(national)
+    return out + suffixes
 
 
 def phone_query(query: str) -> str | None:
