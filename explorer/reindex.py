@@ -13,10 +13,11 @@ build index continues from the checkpoints instead of starting over.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -253,7 +254,8 @@ def reindex(
         data = state.data
         try:
             crawl_started = time.monotonic()
-            _crawl_all(cfg, instances, store, build, state, report, notify, after_batch)
+            with few_collections():
+                _crawl_all(cfg, instances, store, build, state, report, notify, after_batch)
             wait_started = time.monotonic()
             report.crawl_seconds = wait_started - crawl_started
             notify("waiting", build, len(data["tasks"]))
@@ -289,6 +291,40 @@ def reindex(
         store.wait([task])
         log.info("swapped; deleting the previous index")
         return _finish(store, state, report, directory, started)
+
+
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_threshold: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def few_collections(threshold: int = 20_000) -> Iterator[None]:
+    """Fewer runs of the cyclic garbage collector while a crawl streams chats.
+
+    A chat allocates a dozen containers and reference counting frees nearly all of them;
+    they form no cycles. CPython's default collects every 700 net allocations and now
+    and then walks the whole heap, phonenumbers' metadata included: 2.4 µs of CPU a chat
+    (measured with gc.callbacks), for nothing found. Here the heap as it stands is frozen
+    (never walked) and young objects are collected every 20,000 net allocations, which
+    the steady state of a crawl (batches sent, pages dropped) does not reach. Process-wide
+    settings, so restored on the way out, by the last user when crawls overlap.
+    """
+    global _gc_users, _gc_threshold
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_threshold = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(threshold, *_gc_threshold[1:])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_threshold is not None:
+                gc.set_threshold(*_gc_threshold)
+                gc.unfreeze()
 
 
 def _crawl_all(
