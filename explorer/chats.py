@@ -236,17 +236,17 @@ def normalize_chat(raw: Any, instance_id: str, *, now: float | None = None) -> C
     if lid is None and isinstance(raw.get("lidJid"), str) and raw["lidJid"].endswith("@lid"):
         lid = raw["lidJid"].partition("@")[0].split(":", 1)[0] or None
     name = clean_name(raw.get("name")) or clean_name(raw.get("displayName"))
-    return Chat(
-        instance_id=instance_id,
-        jid=jid,
-        chat_type=chat_type,
-        name=name,
-        phone=phone,
-        lid=lid,
-        last_activity=last_activity_of(raw),
-        archived=_bool(raw.get("archived")),
-        pinned=_pinned(raw),
-        muted=_muted(raw, time.time() if now is None else now),
-        unread_count=_unread(raw),
-        engine_shape=engine_shape(raw, value),
+    return Chat(  # by position, in the order of Chat's fields: keywords cost 0.3 µs a chat
+        instance_id,
+        jid,
+        chat_type,
+        name,
+        phone,
+        lid,
+        last_activity_of(raw),
+        _bool(raw.get("archived")),
+        _pinned(raw),
+        _muted(raw, time.time() if now is None else now),
+        _unread(raw),
+        engine_shape(raw, value),
     )

@@ -44,12 +44,15 @@ def _escape(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _escaped_instance(instance_id: str) -> str:
-    return _escape(instance_id)  # the same for every chat of an instance: escaped once
+def _escaped_part(text: str) -> str:
+    return _escape(text)  # an instance id or a JID's server: few, and escaped once
 
 
 def doc_id(instance_id: str, jid: str) -> str:
-    return f"{_escaped_instance(instance_id)}__{_escape(jid)}"
+    user, at, server = jid.rpartition("@")
+    if at and user.isascii() and user.isalnum():  # the usual JID: digits@server
+        return f"{_escaped_part(instance_id)}__{user}_a{_escaped_part(server)}"
+    return f"{_escaped_part(instance_id)}__{_escape(jid)}"
 
 
 def display_name(chat: Chat) -> str:
@@ -61,18 +64,26 @@ def display_name(chat: Chat) -> str:
     return chat.jid
 
 
-@functools.lru_cache(maxsize=4096)
+_DAYS: dict[int, str] = {}
+_MINUTES: Final = tuple(f"{m // 60:02d}:{m % 60:02d} UTC" for m in range(1440))
+
+
 def _day(day: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+    text = _DAYS.get(day)
+    if text is None:
+        if len(_DAYS) > 100_000:  # ~270 years of distinct days: only a bad feed gets here
+            _DAYS.clear()
+        text = _DAYS[day] = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+    return text
 
 
 def _when(ts: int | None) -> str | None:
     """``2026-11-25 07:59 UTC``. Unix time has no leap seconds, so a day is 86,400 s and
-    only the date needs the calendar (cached: chats cluster on the same days)."""
+    only the date needs the calendar (remembered: chats cluster on the same days)."""
     if ts is None:
         return None
     day, second = divmod(ts, 86_400)
-    return f"{_day(day)} {second // 3600:02d}:{second % 3600 // 60:02d} UTC"
+    return f"{_day(day)} {_MINUTES[second // 60]}"
 
 
 def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from explorer.documents import _escape, _escape_char, _when
+from explorer.documents import _escape, _escape_char, _when, doc_id
 
 
 def test_ids_escape_reversibly_whatever_the_script() -> None:
@@ -22,6 +22,18 @@ def test_ascii_ids_escape_exactly_as_the_general_rule() -> None:
         "".join(chr(rng.randrange(128)) for _ in range(rng.randrange(20))) for _ in range(5000)
     ]
     assert [_escape(s) for s in samples] == ["".join(map(_escape_char, s)) for s in samples]
+
+
+def test_document_ids_take_the_usual_jids_fast_and_escape_them_as_the_general_rule() -> None:
+    rng = random.Random(3)
+    alphabet = "0123456789ab-_@.:é "
+    jids = ["2012345678@c.us", "120363@g.us", "1234-5678@g.us", "99@lid", "a@b@c.us", "@c.us"]
+    jids += ["status@broadcast", "٢٠١@c.us", "123@", "123", "x@newsletter", "A1@S.WHATSAPP.NET"]
+    jids += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(5000)]
+    for instance in ("INST01", "in_st:1", "Zoë"):
+        general = "".join(map(_escape_char, instance))
+        for jid in jids:
+            assert doc_id(instance, jid) == f"{general}__{''.join(map(_escape_char, jid))}", jid
 
 
 def test_last_active_matches_strftime_for_any_second() -> None:
