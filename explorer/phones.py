@@ -118,12 +118,12 @@ class _Plan:
     ``phonenumbers.format_number`` looks each rule's regular expressions up in ``re``'s
     cache, rebuilds the national template and runs ``re``'s template interpreter on every
     call, and a document needs two forms: that was two thirds of what a document cost. The
-    rules, their order and the choice among them are the library's own, and where both
-    forms use the same rules (most countries) the choice is made once; tests/test_phones.py
-    holds the output equal to the library's for every country.
+    rules, their order and the choice among them are the library's own, and the choice is
+    made once for both forms (see :meth:`_align`); tests/test_phones.py holds the output
+    equal to the library's for every country.
     """
 
-    __slots__ = ("code", "international", "national")
+    __slots__ = ("code", "international", "national", "same", "resume")
 
     def __init__(self, code: int) -> None:
         region = phonenumbers.region_code_for_country_code(code)
@@ -137,6 +137,34 @@ class _Plan:
             if meta.intl_number_format
             else None  # the national rules, international templates
         )
+        self.same, self.resume = self._align()
+
+    def _align(self) -> tuple[tuple[int | None, ...], tuple[int, ...]]:
+        """Where a calling code has international rules of its own (40 do), they are the
+        national ones with some left out, in the same order. So when national rule ``i``
+        is chosen, no international rule before its twin can match (their twins came
+        earlier and did not), and the twin, ``same[i]``, is the choice; without a twin the
+        search goes on from ``resume[i]``. Anything else searches the international rules
+        in full (``same`` all None, ``resume`` all 0)."""
+        if self.international is None:
+            return (), ()
+        intl = [(r.leading and r.leading.pattern, r.pattern.pattern) for r in self.international]
+        same: list[int | None] = []
+        resume: list[int] = []
+        j = 0
+        for rule in self.national:
+            resume.append(j)
+            if j < len(intl) and intl[j] == (
+                rule.leading and rule.leading.pattern,
+                rule.pattern.pattern,
+            ):
+                same.append(j)
+                j += 1
+            else:
+                same.append(None)
+        if j < len(intl):  # not a subsequence after all
+            return (None,) * len(self.national), (0,) * len(self.national)
+        return tuple(same), tuple(resume)
 
     @staticmethod
     def _compile(formats: list[NumberFormat], *, national: bool) -> tuple[_Rule, ...]:
@@ -165,37 +193,46 @@ class _Plan:
         number."""
         chosen = _choose(self.national, nsn)
         if chosen is None:
-            national = nsn
-        elif (before := chosen[0].national_digits) is not None:
-            national = before + nsn
+            return nsn, nsn  # no rule matches: nor does any international one
+        i, m = chosen
+        rule = self.national[i]
+        if rule.national_digits is not None:
+            national = rule.national_digits + nsn
         else:
-            national = _NON_DIGITS.sub("", _render(chosen, nsn, _NATIONAL))
-        if self.international is not None:
-            chosen = _choose(self.international, nsn)
-        return _render(chosen, nsn, _INTERNATIONAL), national
+            national = _NON_DIGITS.sub("", _render(rule, m, nsn, _NATIONAL))
+        if self.international is None:
+            return _render(rule, m, nsn, _INTERNATIONAL), national
+        j = self.same[i]
+        if j is not None:  # the same pattern: the same match
+            return _render(self.international[j], m, nsn, _INTERNATIONAL), national
+        chosen = _choose(self.international, nsn, self.resume[i])
+        if chosen is None:
+            return nsn, national
+        j, m = chosen
+        return _render(self.international[j], m, nsn, _INTERNATIONAL), national
 
 
-def _choose(rules: tuple[_Rule, ...], nsn: str) -> tuple[_Rule, re.Match[str] | None] | None:
+def _choose(
+    rules: tuple[_Rule, ...], nsn: str, start: int = 0
+) -> tuple[int, re.Match[str] | None] | None:
     """The library's choice: the first rule whose leading digits match and whose pattern
-    matches the whole number. The match comes along when it is also the one substitution
-    ``re.sub`` would make (it starts the search and runs to the end)."""
-    for rule in rules:
+    matches the whole number, by its index. The match comes along when it is also the one
+    substitution ``re.sub`` would make (it starts the search and runs to the end)."""
+    for n in range(start, len(rules)):
+        rule = rules[n]
         if rule.leading is not None and not rule.leading.match(nsn):
             continue
         m = rule.pattern.match(nsn)
         if m is None:
             continue
         if m.end() == len(nsn):
-            return rule, m
+            return n, m
         if rule.pattern.fullmatch(nsn):
-            return rule, None
+            return n, None
     return None
 
 
-def _render(chosen: tuple[_Rule, re.Match[str] | None] | None, nsn: str, form: int) -> str:
-    if chosen is None:
-        return nsn
-    rule, m = chosen
+def _render(rule: _Rule, m: re.Match[str] | None, nsn: str, form: int) -> str:
     fmt = rule.formats[form]
     if m is not None and fmt is not None:
         return fmt.format(*m.groups(""))
