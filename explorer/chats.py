@@ -71,8 +71,18 @@ def raw_id(raw: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_CANONICAL: Final = frozenset(KINDS) - {"s.whatsapp.net"}
+
+
 def normalize_jid(value: str) -> tuple[str, str]:
     """``(canonical jid, chat_type)``; raises MalformedChat. ``status@broadcast`` passes."""
+    user, _, server = value.rpartition("@")
+    if server in _CANONICAL and user.isascii() and user.isdigit() and len(user) <= 128:
+        return value, KINDS[server]  # already canonical: digits, a known lower-case server
+    return _normalize_jid(value)
+
+
+def _normalize_jid(value: str) -> tuple[str, str]:
     text = value.strip()
     user, sep, server = text.rpartition("@")
     server = server.lower()
@@ -170,6 +180,19 @@ def clean_name(value: Any) -> str | None:
     """Printable, trimmed, bounded; empty becomes None."""
     if not isinstance(value, str):
         return None
+    if (
+        value.isascii()  # printable ASCII has no whitespace but the space
+        and value.isprintable()
+        and value[:1] != " "
+        and value[-1:] != " "
+        and "  " not in value
+        and 0 < len(value) <= MAX_NAME
+    ):
+        return value  # nothing to clean
+    return _clean_name(value)
+
+
+def _clean_name(value: str) -> str | None:
     text = value
     if not value.isprintable():  # printable text has no Cc, Zl, Zp or Cs character
         text = "".join(

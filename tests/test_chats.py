@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from explorer.chats import MalformedChat, clean_name, normalize_chat, normalize_jid, to_timestamp
+from explorer.chats import (
+    MalformedChat,
+    _clean_name,
+    _normalize_jid,
+    clean_name,
+    normalize_chat,
+    normalize_jid,
+    to_timestamp,
+)
 
 NOW = 1_764_000_000
 
@@ -210,3 +218,32 @@ def test_normalised_records_are_well_typed(raw: dict[str, Any]) -> None:
     assert chat.name is None or (0 < len(chat.name) <= 256 and chat.name == chat.name.strip())
     assert chat.last_activity is None or chat.last_activity > 0
     assert chat.phone is None or (chat.phone.startswith("+") and chat.phone[1:].isdigit())
+
+
+def _outcome(fn: Any, value: str) -> Any:
+    try:
+        return fn(value)
+    except MalformedChat as exc:
+        return str(exc)
+
+
+JID_TEXT = st.text(alphabet="0123456789 @.:-_ablcusgwhatspnewr\t٢", max_size=24)
+JID_SAMPLES = ["15550104821@c.us", "1@g.us", "12@lid", "7@newsletter", "3@broadcast",
+               "15@s.whatsapp.net", "15@C.US", " 15@c.us", "15@c.us ", "@c.us", "1" * 129 + "@c.us",
+               "٢٠@c.us", "1:2@c.us", "status@broadcast"]  # fmt: skip
+
+
+@given(st.one_of(JID_TEXT, st.sampled_from(JID_SAMPLES)))
+def test_canonical_jids_taken_as_they_are_agree_with_the_general_rule(value: str) -> None:
+    assert _outcome(normalize_jid, value) == _outcome(_normalize_jid, value)
+
+
+NAME_SAMPLES = ["Dana", " Dana", "Dana ", "Da  na", "Da na", "", " ", "x" * 256, "x" * 257,
+                "Dana\t", "Zoë  B", "a\u3000b", "a\x00b"]  # fmt: skip
+
+
+@given(
+    st.one_of(st.text(max_size=300), st.text(" ab\t", max_size=8), st.sampled_from(NAME_SAMPLES))
+)
+def test_names_with_nothing_to_clean_agree_with_the_general_rule(value: str) -> None:
+    assert clean_name(value) == _clean_name(value)
