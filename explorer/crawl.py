@@ -356,11 +356,17 @@ class Crawler:
                 fresh: list[Chat] = []
                 new_last = last_key
                 expected_overlap = source.overlap if offset > 0 else 0
+                # This loop runs for every chat: _after() is inlined, names are local, and
+                # the clock (for mute expiry) is read once a page.
+                ascending = self.direction > 0
+                instance = self.client.instance_id
+                now = time.time()
+                by_type = stats.by_type
                 for position, (key, raw) in enumerate(keyed):
                     if key is None:
                         stats.note_malformed(f"offset {offset}: chat without a usable id")
                         continue
-                    if not self._after(key, new_last):
+                    if new_last is not None and (key <= new_last if ascending else key >= new_last):
                         if position < expected_overlap:
                             stats.overlap_rereads += 1
                         else:
@@ -368,7 +374,7 @@ class Crawler:
                         continue
                     new_last = key
                     try:
-                        chat = normalize_chat(raw, self.client.instance_id)
+                        chat = normalize_chat(raw, instance, now=now)
                     except MalformedChat as exc:
                         stats.note_malformed(f"offset {offset}: {exc}")
                         continue
@@ -386,7 +392,7 @@ class Crawler:
                         )
                         continue
                     fresh.append(chat)
-                    stats.by_type[chat.chat_type] = stats.by_type.get(chat.chat_type, 0) + 1
+                    by_type[chat.chat_type] = by_type.get(chat.chat_type, 0) + 1
                 progressed = new_last != last_key
                 last_key = new_last
                 handed += len(fresh)
