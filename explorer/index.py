@@ -218,8 +218,12 @@ class IndexStore:
 
     def add(self, uid: str, docs: list[dict[str, Any]]) -> int:
         """Enqueue documents; returns the task uid without waiting (indexing overlaps)."""
+        return self.add_json(uid, dumps(docs))
+
+    def add_json(self, uid: str, body: bytes) -> int:
+        """:meth:`add` for documents already encoded as a JSON array."""
         reply = call(
-            self.url, self.client.http.post, f"indexes/{uid}/documents?primaryKey=id", dumps(docs)
+            self.url, self.client.http.post, f"indexes/{uid}/documents?primaryKey=id", body
         )
         return self._task_uid(reply)
 
