@@ -266,11 +266,11 @@ class Crawler:
 
     def _observe_order(self, keys: list[str]) -> None:
         """Learn the direction the server really sorts in; fail if it does not sort."""
-        distinct = [k for n, k in enumerate(keys) if n == 0 or k != keys[n - 1]]
-        if len(distinct) < 2:
-            return
-        ascending = all(a < b for a, b in zip(distinct, distinct[1:], strict=False))
-        descending = all(a > b for a, b in zip(distinct, distinct[1:], strict=False))
+        # Sorted either way, ties allowed (a page may repeat a chat): one C call each.
+        ascending = keys == sorted(keys)
+        if ascending and (not keys or keys[0] == keys[-1]):
+            return  # fewer than two distinct ids say nothing about the order
+        descending = not ascending and keys == sorted(keys, reverse=True)
         if not ascending and not descending:
             raise WawpProtocolError(
                 f"Wawp instance {self.client.instance_id}: /v2/chats ignores sortBy=id (a page "

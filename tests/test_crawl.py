@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from explorer.chats import Chat
 from explorer.crawl import Checkpoint, Crawler, CrawlOptions
@@ -364,6 +366,22 @@ def test_unsorted_pages_fail_loudly() -> None:
     )
     with pytest.raises(WawpProtocolError, match="ignores sortBy=id"):
         crawl(client, page_size=50)
+
+
+@given(st.lists(st.sampled_from(["1@c.us", "2@c.us", "3@c.us", "4@c.us"]), min_size=1, max_size=8))
+def test_a_page_passes_exactly_when_its_ids_are_sorted_one_way_or_the_other(ids: list[str]) -> None:
+    distinct = [k for n, k in enumerate(ids) if n == 0 or k != ids[n - 1]]
+    pairs = list(zip(distinct, distinct[1:], strict=False))
+    one_way = all(a < b for a, b in pairs) or all(a > b for a, b in pairs)
+    page = [{"id": i} for i in ids]
+    client = mock_client(
+        lambda req: httpx.Response(200, json=page if req.url.params["offset"] == "0" else [])
+    )
+    if one_way:
+        crawl(client)
+    else:
+        with pytest.raises(WawpProtocolError, match="ignores sortBy=id"):
+            crawl(client)
 
 
 @pytest.mark.parametrize(
