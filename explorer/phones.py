@@ -12,10 +12,12 @@ Country rules come from ``phonenumbers`` (the ``phonenumberslite`` package), not
 
 from __future__ import annotations
 
+import importlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import phonenumbers
 from phonenumbers.phonemetadata import NumberFormat, PhoneMetadata
@@ -123,7 +125,7 @@ class _Plan:
     equal to the library's for every country.
     """
 
-    __slots__ = ("code", "international", "national", "same", "resume")
+    __slots__ = ("code", "international", "national", "same", "resume", "by_first")
 
     def __init__(self, code: int) -> None:
         region = phonenumbers.region_code_for_country_code(code)
@@ -138,6 +140,18 @@ class _Plan:
             else None  # the national rules, international templates
         )
         self.same, self.resume = self._align()
+        # The national rules a number can match, by its first digit, in the library's order:
+        # a rule is left out only when its expressions cannot start with that digit.
+        # Numbers try 2.8 rules instead of 6 (the synthetic numbers of every country).
+        starts = [
+            _and(_first_digits(r.leading.pattern) if r.leading else None,
+                 _first_digits(r.pattern.pattern))
+            for r in self.national
+        ]  # fmt: skip
+        self.by_first = {
+            d: tuple(n for n, can in enumerate(starts) if can is None or d in can)
+            for d in "0123456789"
+        }
 
     def _align(self) -> tuple[tuple[int | None, ...], tuple[int, ...]]:
         """Where a calling code has international rules of its own (40 do), they are the
@@ -191,7 +205,7 @@ class _Plan:
     def forms(self, nsn: str) -> tuple[str, str]:
         """``(international form, national form's digits)`` of the national significant
         number."""
-        chosen = _choose(self.national, nsn)
+        chosen = _choose(self.national, nsn, self.by_first[nsn[0]])
         if chosen is None:
             return nsn, nsn  # no rule matches: nor does any international one
         i, m = chosen
@@ -205,7 +219,7 @@ class _Plan:
         j = self.same[i]
         if j is not None:  # the same pattern: the same match
             return _render(self.international[j], m, nsn, _INTERNATIONAL), national
-        chosen = _choose(self.international, nsn, self.resume[i])
+        chosen = _choose(self.international, nsn, range(self.resume[i], len(self.international)))
         if chosen is None:
             return nsn, national
         j, m = chosen
@@ -213,12 +227,13 @@ class _Plan:
 
 
 def _choose(
-    rules: tuple[_Rule, ...], nsn: str, start: int = 0
+    rules: tuple[_Rule, ...], nsn: str, candidates: Iterable[int]
 ) -> tuple[int, re.Match[str] | None] | None:
-    """The library's choice: the first rule whose leading digits match and whose pattern
-    matches the whole number, by its index. The match comes along when it is also the one
-    substitution ``re.sub`` would make (it starts the search and runs to the end)."""
-    for n in range(start, len(rules)):
+    """The library's choice among ``candidates`` (indexes, in order): the first rule whose
+    leading digits match and whose pattern matches the whole number. The match comes along
+    when it is also the one substitution ``re.sub`` would make (it starts the search and
+    runs to the end)."""
+    for n in candidates:
         rule = rules[n]
         if rule.leading is not None and not rule.leading.match(nsn):
             continue
@@ -239,6 +254,61 @@ def _render(rule: _Rule, m: re.Match[str] | None, nsn: str, form: int) -> str:
     return rule.pattern.sub(rule.templates[form], nsn)
 
 
+try:  # re's own parser, to read which digit an expression can start with
+    _PARSER: Any = importlib.import_module("re._parser")
+    _OPS: Any = importlib.import_module("re._constants")
+except ImportError:  # pragma: no cover - a Python that moved it: every rule is a candidate
+    _PARSER = _OPS = None
+
+
+def _first_digits(pattern: str) -> frozenset[str] | None:
+    """The digits a match of ``pattern`` can start with; None when that cannot be told."""
+    if _PARSER is None:
+        return None
+    try:
+        return _first(_PARSER.parse(pattern))
+    except Exception:  # noqa: BLE001 - a private parser: not knowing is always safe
+        return None
+
+
+def _first(items: Any) -> frozenset[str] | None:
+    if not items or items.getwidth()[0] == 0:
+        return None  # it can match nothing, and then what follows decides
+    op, arg = items[0]
+    if op is _OPS.LITERAL:
+        return frozenset(chr(arg)) & _DIGIT_SET
+    if op is _OPS.IN:
+        out: set[str] = set()
+        for kind, value in arg:
+            if kind is _OPS.LITERAL:
+                out.add(chr(value))
+            elif kind is _OPS.RANGE:
+                out.update(chr(c) for c in range(value[0], value[1] + 1))
+            elif kind is _OPS.CATEGORY and value is _OPS.CATEGORY_DIGIT:
+                out.update(_DIGIT_SET)
+            else:
+                return None  # a negated set, say
+        return frozenset(out) & _DIGIT_SET
+    if op is _OPS.BRANCH:
+        branches = [_first(branch) for branch in arg[1]]
+        if any(b is None for b in branches):
+            return None
+        return frozenset().union(*branches)  # type: ignore[arg-type]
+    if op is _OPS.SUBPATTERN:
+        return _first(arg[3])
+    if op in (_OPS.MAX_REPEAT, _OPS.MIN_REPEAT) and arg[0] > 0:
+        return _first(arg[2])
+    return None
+
+
+def _and(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    """Both must hold; None is "any digit"."""
+    if a is None:
+        return b
+    return a if b is None else a & b
+
+
+_DIGIT_SET: Final = frozenset("0123456789")
 _PLANS: dict[int, _Plan | None] = {}
 
 

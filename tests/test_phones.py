@@ -8,7 +8,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from explorer.phones import _CODES, phone_forms, pretty_phone
+from explorer.phones import _CODES, _first_digits, phone_forms, pretty_phone
 
 
 def reference(e164: str) -> tuple[str, list[str]] | None:
@@ -102,3 +102,22 @@ def test_search_results_show_the_same_form_as_the_index() -> None:
     assert pretty_phone("+79161234567") == phone_forms("+79161234567")[0] == "+7 916 123-45-67"
     assert pretty_phone("not a number") == "not a number"
     assert pretty_phone(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("pattern", "starts"),
+    [
+        (r"[2-9]\d{7}", "23456789"),
+        (r"1[0-2]|[3-9]", "13456789"),
+        (r"(\d{3})(\d{4})", "0123456789"),
+        (r"(?:80|9[01])\d", "89"),
+        (r"(1[38])(\d{4})", "1"),
+        (r"(?:1)?2\d", None),  # may start with 1 or 2: read as "any"
+        (r"(?:|5)7", None),
+        (r"(?=4)4\d", None),
+    ],
+)
+def test_the_first_digits_a_rule_can_start_with_are_read_from_its_expression(
+    pattern: str, starts: str | None
+) -> None:
+    assert _first_digits(pattern) == (None if starts is None else frozenset(starts))
