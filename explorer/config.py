@@ -94,6 +94,13 @@ class Config:
                 f"no access token for Wawp instance {instance.id!r}: set WAWP_ACCESS_TOKEN, "
                 f"or access_token under [wawp] or that instance in {self.source}"
             )
+        if any(ord(ch) < 32 or ord(ch) == 127 or ord(ch) > 255 for ch in token.reveal()):
+            # It travels in a header line and a query: a line break would split the header.
+            raise ConfigError(
+                f"the access token for Wawp instance {instance.id!r} holds a line break, a "
+                "control character or a character beyond Latin-1 (a bad copy and paste?); "
+                f"check WAWP_ACCESS_TOKEN or access_token in {self.source}"
+            )
         return token
 
     def require_instances(self) -> tuple[Instance, ...]:

@@ -220,7 +220,15 @@ class KeepAliveTransport(httpx.BaseTransport):
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
-        message = "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (body or b"")
+        head = "\r\n".join(lines)
+        if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+            # A line break inside a value would end the header early and start another;
+            # the value is not quoted (it may be the access token).
+            raise httpx.LocalProtocolError("a request header holds a line break")
+        try:
+            message = head.encode("latin-1") + b"\r\n\r\n" + (body or b"")
+        except UnicodeEncodeError:
+            raise httpx.LocalProtocolError("a request header is not Latin-1 text") from None
         key = (scheme, host, port)
         for attempt in (1, 2):
             conn = self._connection(key, timeout)

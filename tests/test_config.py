@@ -176,6 +176,15 @@ def test_cli_reports_bad_config_in_one_line_with_exit_2(tmp_path: Path, text: st
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("token", ["tok-123\n", "tok\r\nX-Evil: 1", "tok\x07", "tok✓"])
+def test_cli_a_token_that_cannot_travel_in_a_header_is_exit_2_without_the_token(token: str) -> None:
+    env = {"WAWP_INSTANCE_ID": "ABC", "WAWP_ACCESS_TOKEN": token}
+    result = CliRunner().invoke(cli, ["check"], env=env)
+    assert result.exit_code == 2
+    assert "the access token for Wawp instance 'ABC' holds a line break" in result.output
+    assert token.strip() not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 def test_cli_missing_token_is_exit_2() -> None:
     result = CliRunner().invoke(cli, ["check"], env={"WAWP_INSTANCE_ID": "ABC"})
     assert result.exit_code == 2

@@ -304,3 +304,16 @@ def test_the_wawp_client_reads_a_chunked_reply_through_its_own_path() -> None:
         assert "\r\naccess-token: " in head and "\r\nUser-Agent: whatsapp-explorer/" in head
     finally:
         srv.close()
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_sending_and_not_quoted() -> None:
+    srv = _Scripted([([FIXED], False)])
+    transport = KeepAliveTransport()
+    try:
+        with pytest.raises(httpx.LocalProtocolError) as caught:
+            transport.get(srv.url(), {"access-token": f"{SECRET}\r\nX-Injected: 1"}, 2.0)
+        assert SECRET not in str(caught.value)
+        assert srv.requests == []  # nothing reached the server
+    finally:
+        transport.close()
+        srv.close()
