@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -78,6 +79,18 @@ def leaked_documents(server: MeiliServer) -> list[str]:
             if not page["results"] or offset >= page["total"]:
                 break
     return found
+
+
+@pytest.fixture
+def sigint_heard() -> Iterator[None]:
+    """Children started in the test hear Ctrl-C. A runner started in the background by a
+    shell without job control ignores SIGINT, and an ignored signal stays ignored in every
+    child; a handler, as here, is reset to the default in a child instead."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

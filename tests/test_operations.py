@@ -103,6 +103,7 @@ def test_schedule_keeps_going_after_a_refused_swap(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("sigint_heard")
 def test_make_demo_serves_the_ui_and_answers_searches(tmp_path: Path) -> None:
     """The README's first command, as written, on this machine (a short run)."""
     env = {**os.environ, "DEMO_ARGS": f"--chats 1500 --meili-port 0 --data-dir {tmp_path / 'demo'}"}

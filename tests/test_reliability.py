@@ -134,6 +134,7 @@ def test_sigkill_at_any_point_never_leaves_a_partial_index(
     assert token not in docs and meili.master_key not in docs
 
 
+@pytest.mark.usefixtures("sigint_heard")
 def test_sigint_exits_promptly_and_resumes(
     make_sandbox: Callable[..., Sandbox],
     token: str,
@@ -142,7 +143,10 @@ def test_sigint_exits_promptly_and_resumes(
     index_name: str,
     tmp_path: Path,
 ) -> None:
-    sb = make_sandbox(chats=4000, latency_ms=10)
+    # 100 ms a page: the crawl goes on for about a second after its first batch, so the
+    # signal lands mid-crawl even on a loaded machine (at 10 ms the whole run could end
+    # before the test had read the line).
+    sb = make_sandbox(chats=4000, latency_ms=100)
     env = env_for(
         sb, token, meili.url, meili.master_key, index_name, write_config(tmp_path / "c.toml")
     )
