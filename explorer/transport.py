@@ -1,5 +1,7 @@
 """A small HTTP/1.1 client on plain sockets for the crawl's GETs, one keep-alive connection
-per thread; also an httpx transport, so the rest of the code and the tests keep httpx's API.
+per thread. Everything else (a test's ``httpx.MockTransport``, a proxy from the
+environment) goes through httpx, and errors here are httpx's exceptions, so
+:class:`~explorer.wawp.WawpClient` handles both paths alike.
 
 A crawl makes one small GET after another on a few keep-alive connections, and at 100
 chats a page the HTTP machinery around a page is paid per chat. CPU per page on one
@@ -10,7 +12,8 @@ and 0.47 ms (httpx's URL parsing alone is 27 µs, the stdlib's header parser 16 
 ``WawpClient.chats_page`` through this module 0.11 and 0.18 ms, decoding being 0.02 and
 0.08 of it. It speaks what a JSON API answers: a status line, headers, then a body sized
 by ``Content-Length``, by chunks, or by the connection closing; ``1xx`` interim replies
-are skipped. It sends no ``Accept-Encoding``, so bodies come uncompressed.
+are skipped. It sends no ``Accept-Encoding``, so bodies come uncompressed, and only GETs:
+nothing else is needed, so nothing else is written.
 
 Connections are per thread: a crawl's prefetch threads each want their own anyway. A
 request on a connection the server closed while it sat idle is sent again once on a fresh
@@ -36,10 +39,10 @@ _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def default_transport() -> httpx.BaseTransport | None:
+def default_transport() -> KeepAliveTransport | None:
     """:class:`KeepAliveTransport`, unless the environment names a proxy: httpx honours
-    those (and ``NO_PROXY``) only with its own transport, and a crawl behind a corporate
-    proxy matters more than CPU. None means httpx's default."""
+    those (and ``NO_PROXY``), and a crawl behind a corporate proxy matters more than CPU.
+    None means httpx."""
     if any(os.environ.get(v) or os.environ.get(v.lower()) for v in _PROXY_VARS):
         return None
     return KeepAliveTransport()
@@ -160,7 +163,7 @@ class _Connection:
                 return out
 
 
-class KeepAliveTransport(httpx.BaseTransport):
+class KeepAliveTransport:
     def __init__(self) -> None:
         # The certificates httpx would trust (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
         self._ssl: ssl.SSLContext | None = None
@@ -180,53 +183,27 @@ class KeepAliveTransport(httpx.BaseTransport):
             raise httpx.InvalidURL("invalid port") from None
         target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
         netloc = parts.netloc.rpartition("@")[2]
-        return self._exchange("GET", scheme, host, port, target, netloc, headers, None, timeout)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        scheme = url.scheme
-        if scheme not in _DEFAULT_PORTS:
-            raise httpx.UnsupportedProtocol(f"cannot send to a {scheme} URL", request=request)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw}
-        host_header = headers.pop("Host", None) or headers.pop("host", "")
-        timeout = request.extensions.get("timeout", {}).get("read")
-        port = url.port or _DEFAULT_PORTS[scheme]
-        target = url.raw_path.decode("ascii")
-        body = request.read() or None
-        reply = self._exchange(
-            request.method, scheme, url.host, port, target, host_header, headers, body, timeout
-        )
-        return httpx.Response(
-            reply.status,
-            headers=list(reply.headers.items()),
-            content=reply.content,
-            request=request,
-            extensions={"reason_phrase": reply.reason.encode("latin-1", "replace")},
-        )
+        return self._exchange(scheme, host, port, target, netloc, headers, timeout)
 
     def _exchange(
         self,
-        method: str,
         scheme: str,
         host: str,
         port: int,
         target: str,
         host_header: str,
         headers: dict[str, str],
-        body: bytes | None,
         timeout: float | None,
     ) -> Reply:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}"]
+        lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
-        if body is not None:
-            lines.append(f"Content-Length: {len(body)}")
         head = "\r\n".join(lines)
         if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
             # A line break inside a value would end the header early and start another;
             # the value is not quoted (it may be the access token).
             raise httpx.LocalProtocolError("a request header holds a line break")
         try:
-            message = head.encode("latin-1") + b"\r\n\r\n" + (body or b"")
+            message = head.encode("latin-1") + b"\r\n\r\n"
         except UnicodeEncodeError:
             raise httpx.LocalProtocolError("a request header is not Latin-1 text") from None
         key = (scheme, host, port)
@@ -241,7 +218,7 @@ class KeepAliveTransport(httpx.BaseTransport):
                 answered = True
                 while 100 <= status < 200 and status != 101:  # interim replies
                     version, status, reason, reply_headers = conn.head()
-                content, keep = _body(conn, method, version, status, reply_headers)
+                content, keep = _body(conn, version, status, reply_headers)
             except (_Closed, ConnectionResetError, BrokenPipeError) as exc:
                 self._drop(key, conn)
                 if reused and not answered and attempt == 1:
@@ -276,6 +253,7 @@ class KeepAliveTransport(httpx.BaseTransport):
                 known.timeout = timeout
             return known
         scheme, host, port = key
+        sock: socket.socket | None = None
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -283,10 +261,11 @@ class KeepAliveTransport(httpx.BaseTransport):
                 if self._ssl is None:
                     self._ssl = httpx.create_ssl_context()
                 sock = self._ssl.wrap_socket(sock, server_hostname=host)
-        except TimeoutError as exc:
-            raise httpx.ConnectTimeout(_describe(exc)) from None
-        except OSError as exc:
-            raise httpx.ConnectError(_describe(exc)) from None
+        except OSError as exc:  # a refused certificate too (ssl.SSLError is an OSError)
+            if sock is not None:
+                sock.close()
+            kind = httpx.ConnectTimeout if isinstance(exc, TimeoutError) else httpx.ConnectError
+            raise kind(_describe(exc)) from None
         conn = conns[key] = _Connection(sock, timeout)
         with self._lock:
             self._all.append(conn)
@@ -308,12 +287,12 @@ class KeepAliveTransport(httpx.BaseTransport):
 
 
 def _body(
-    conn: _Connection, method: str, version: str, status: int, headers: dict[str, str]
+    conn: _Connection, version: str, status: int, headers: dict[str, str]
 ) -> tuple[bytes, bool]:
     """The reply's body, and whether the connection can carry another request."""
     connection = headers.get("connection", "").lower()
     keep = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
-    if method == "HEAD" or status in (101, 204, 304):
+    if status in (101, 204, 304):
         return b"", keep and status != 101
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return conn.chunked(), keep

@@ -36,7 +36,7 @@ from explorer.errors import (
 )
 from explorer.pace import Pace
 from explorer.secrets import Secret, redact
-from explorer.transport import KeepAliveTransport, Reply, default_transport
+from explorer.transport import Reply, default_transport
 
 log = logging.getLogger("explorer.wawp")
 
@@ -154,34 +154,37 @@ class WawpClient:
         self._lock = threading.Lock()
         self.requests_made = 0
         self.retries_made = 0
-        own = transport or default_transport()
-        self._http = httpx.Client(
-            timeout=timeout,
-            transport=own,
-            limits=httpx.Limits(max_connections=max_connections),
-            follow_redirects=False,
-        )
-        # Our own transport takes GETs directly: httpx's request and response objects and
+        # Our own client takes the crawl's GETs: httpx's request and response objects and
         # its client's layers (auth flow, redirects, cookie jar, mounts) cost more CPU per
-        # page than the HTTP itself and do nothing for us. Any other transport (a test's
-        # MockTransport) gets an httpx.Request; a proxy from the environment needs the
-        # client's layers (httpx mounts it). Closing the client closes the transport.
-        self._get: Callable[[str, dict[str, str], float | None], Reply] = (
-            own.get if isinstance(own, KeepAliveTransport) else self._get_via_httpx
+        # page than the HTTP itself and do nothing for us. A transport given by the caller
+        # (a test's MockTransport) or a proxy from the environment goes through httpx.
+        self._fast = default_transport() if transport is None else None
+        self._http = (
+            None
+            if self._fast is not None
+            else httpx.Client(
+                transport=transport,
+                limits=httpx.Limits(max_connections=max_connections),
+                follow_redirects=False,
+            )
         )
-        self._send = own.handle_request if own is not None else self._http.send
+        self._get: Callable[[str, dict[str, str], float], Reply] = (
+            self._fast.get if self._fast is not None else self._get_via_httpx
+        )
         self._headers = {
             "access-token": token.reveal(),
             "Accept": "application/json",
             "User-Agent": f"whatsapp-explorer/{__version__}",
         }
-        self._timeouts = httpx.Timeout(timeout).as_dict()
         self._timeout = timeout
         self.base_url = base_url
         self._prefix = base_url.rstrip("/")
 
     def close(self) -> None:
-        self._http.close()
+        if self._fast is not None:
+            self._fast.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> WawpClient:
         return self
@@ -267,16 +270,11 @@ class WawpClient:
             self._sleep(delay)
             attempt += 1
 
-    def _get_via_httpx(self, url: str, headers: dict[str, str], timeout: float | None) -> Reply:
-        request = httpx.Request("GET", url, headers=headers, extensions={"timeout": self._timeouts})
-        resp = self._send(request)
-        try:
-            content = resp.read()
-        finally:
-            resp.close()
-        reason = resp.reason_phrase
-        return Reply(resp.status_code, reason, {k.lower(): v for k, v in resp.headers.items()},
-                     content)  # fmt: skip
+    def _get_via_httpx(self, url: str, headers: dict[str, str], timeout: float) -> Reply:
+        assert self._http is not None  # this path exists only with the httpx client
+        resp = self._http.get(url, headers=headers, timeout=timeout)
+        return Reply(resp.status_code, resp.reason_phrase,
+                     {k.lower(): v for k, v in resp.headers.items()}, resp.content)  # fmt: skip
 
     def _attempt(self, path: str, query: dict[str, Any], want_list: bool) -> _Ok | _Retry:
         """One GET. Raises the errors that retrying cannot fix."""

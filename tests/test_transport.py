@@ -1,8 +1,9 @@
-"""The http.client transport under httpx: keep-alive per thread, dropped connections,
-errors, HTTPS trusted as httpx trusts it, and proxies left to httpx."""
+"""The crawl's own HTTP/1.1 client: keep-alive per thread, dropped connections, every
+framing of a reply, errors, HTTPS trusted as httpx trusts it, and proxies left to httpx."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import ssl
@@ -20,7 +21,7 @@ import pytest
 
 from explorer.meili_server import free_port
 from explorer.secrets import Secret
-from explorer.transport import KeepAliveTransport, default_transport
+from explorer.transport import KeepAliveTransport, Reply, default_transport
 from explorer.wawp import WawpClient
 
 SECRET = "tok-3f9a7c1e5b"
@@ -83,31 +84,33 @@ def url_of(srv: _Server) -> str:
     return f"http://{host!s}:{port}"
 
 
+def get(transport: KeepAliveTransport, url: str, timeout: float = 5.0) -> Reply:
+    return transport.get(url, {"Accept": "application/json"}, timeout)
+
+
 def test_each_thread_keeps_its_connection_alive(server: _Server) -> None:
-    with (
-        httpx.Client(base_url=url_of(server), transport=KeepAliveTransport()) as client,
-        ThreadPoolExecutor(4) as pool,
-    ):
-        replies = list(pool.map(lambda n: client.get("/v2/chats", params={"n": n}), range(40)))
-    assert all(r.status_code == 200 and r.json() == [{"id": "1@c.us"}] for r in replies)
+    transport = KeepAliveTransport()
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda n: get(transport, f"{url_of(server)}/v2/chats?n={n}"),
+                                range(40)))  # fmt: skip
+    transport.close()
+    assert all(r.status == 200 and json.loads(r.content) == [{"id": "1@c.us"}] for r in replies)
     assert 1 <= len(server.peers) <= 4, f"{len(server.peers)} connections for 4 threads"
 
 
 def test_a_connection_the_server_dropped_is_replaced_without_an_error(server: _Server) -> None:
     server.drop_after_reply = True
-    with httpx.Client(base_url=url_of(server), transport=KeepAliveTransport()) as client:
-        statuses = [client.get("/v2/chats").status_code for _ in range(5)]
+    transport = KeepAliveTransport()
+    statuses = [get(transport, f"{url_of(server)}/v2/chats").status for _ in range(5)]
+    transport.close()
     assert statuses == [200] * 5
     assert len(server.peers) == 5  # a fresh connection each time, none of them an error
 
 
 def test_a_refused_connection_is_an_httpx_error_without_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}/v2/chats?access_token={SECRET}"
-    with (
-        httpx.Client(transport=KeepAliveTransport()) as client,
-        pytest.raises(httpx.ConnectError) as caught,
-    ):
-        client.get(url)
+    with pytest.raises(httpx.ConnectError) as caught:
+        get(KeepAliveTransport(), url)
     assert SECRET not in str(caught.value) and "access_token" not in str(caught.value)
 
 
@@ -115,11 +118,10 @@ def test_a_server_that_never_answers_is_a_timeout() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     try:
-        with (
-            httpx.Client(transport=KeepAliveTransport(), timeout=0.3) as client,
-            pytest.raises(httpx.TimeoutException) as caught,
-        ):
-            client.get(f"http://127.0.0.1:{port}/v2/chats?access_token={SECRET}")
+        with pytest.raises(httpx.TimeoutException) as caught:
+            get(
+                KeepAliveTransport(), f"http://127.0.0.1:{port}/v2/chats?access_token={SECRET}", 0.3
+            )
         assert SECRET not in str(caught.value)
     finally:
         listener.close()
@@ -148,11 +150,14 @@ def test_https_certificates_are_checked_as_httpx_checks_them(
 ) -> None:
     srv, cert = https_server
     url = f"https://127.0.0.1:{srv.server_address[1]}/v2/chats"
-    with httpx.Client(transport=KeepAliveTransport()) as client, pytest.raises(httpx.ConnectError):
-        client.get(url)  # self-signed: refused, as httpx's own transport refuses it
+    refusing = KeepAliveTransport()
+    with pytest.raises(httpx.ConnectError):
+        get(refusing, url)  # self-signed: refused, as httpx refuses it
+    refusing.close()
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted the way httpx is told to trust
-    with httpx.Client(transport=KeepAliveTransport()) as client:
-        assert client.get(url).json() == [{"id": "1@c.us"}]
+    trusting = KeepAliveTransport()
+    assert json.loads(get(trusting, url).content) == [{"id": "1@c.us"}]
+    trusting.close()
 
 
 @pytest.mark.parametrize("var", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
