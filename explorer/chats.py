@@ -239,11 +239,14 @@ def engine_shape(raw: dict[str, Any], jid_value: str) -> str:
     return "unknown"
 
 
-def normalize_chat(raw: Any, instance_id: str, *, now: float | None = None) -> Chat | None:
-    """One :class:`Chat`, or None for chats never indexed (``status@broadcast``)."""
+def normalize_chat(
+    raw: Any, instance_id: str, *, now: float | None = None, key: str | None = None
+) -> Chat | None:
+    """One :class:`Chat`, or None for chats never indexed (``status@broadcast``). ``key``:
+    the chat's :func:`raw_id`, when the caller has it already (the crawl sorts by it)."""
     if not isinstance(raw, dict):
         raise MalformedChat(f"chat is {type(raw).__name__}, not an object")
-    value = raw_id(raw)
+    value = key or raw_id(raw)
     if value is None:
         raise MalformedChat(f"chat has no usable id: {_show(raw.get('id'))}")
     jid, chat_type = normalize_jid(value)

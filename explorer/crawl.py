@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from explorer.chats import Chat, MalformedChat, normalize_chat, raw_id
 from explorer.config import Config, Instance, WawpSettings
 from explorer.errors import CrawlStalled, WawpProtocolError
 from explorer.pace import Pace
-from explorer.wawp import RetryPolicy, WawpClient
+from explorer.wawp import ChatsReply, RetryPolicy, WawpClient
 
 log = logging.getLogger("explorer.crawl")
 
@@ -115,6 +115,15 @@ class PageSource:
     not the end), pages that overlap by ``overlap`` chats, where the list ends, and pages
     fetched ahead on a thread pool yet handed on in order. Retries live in the client.
     Readers differ only in their order policy and in when they stop (``stop_when``).
+
+    The pool keeps the window's worth of requests in flight whatever the reader is doing
+    (each finished request tops the window up), and up to ``buffer`` pages wait for the
+    reader. The reader then takes pages in bursts: when the next page is not there yet, it
+    sleeps until the next ``gather`` are (or ``gather_seconds`` pass), and decodes them
+    itself. Between replies 100 ms apart a 2-core VM runs other work, and a page handled
+    after such a pause cost 1.5 times as much CPU as one handled right after another (19.5
+    against 12.6 µs a chat, WEBJS, measured); the threads that wait on the sockets only
+    receive bytes.
     """
 
     def __init__(
@@ -139,14 +148,24 @@ class PageSource:
         self.window = window  # when given, how many to have in flight now (shared budgets)
         self._stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
-        self._ahead: deque[tuple[int, Future[list[Any]]]] = deque()
+        self._lock = threading.RLock()  # requests finishing top the window up themselves
+        self._ahead: deque[tuple[int, Future[ChatsReply]]] = deque()
+        self._next: int | None = None  # the offset to request next
+        self._end: int | None = None  # a page found short: the list ends there
+        self._in_flight = 0
+        self.buffer = self.concurrency  # pages read ahead, beyond those in flight
+        self.gather = self.concurrency
+        self.gather_seconds = 0.5
 
     @property
     def stride(self) -> int:
         return self.limit - self.overlap
 
     def fetch(self, offset: int) -> list[Any]:
-        return self.client.chats_page(
+        return self.client.chats_of(self._request(offset), stop=self._stop)
+
+    def _request(self, offset: int) -> ChatsReply:
+        return self.client.request_chats(
             offset=offset,
             limit=self.limit,
             sort_by=self.sort_by,
@@ -173,28 +192,64 @@ class PageSource:
 
     def get(self, offset: int) -> list[Any]:
         """The page at ``offset``, with the next ones already requested."""
-        if self._ahead and self._ahead[0][0] == offset:
-            _, fut = self._ahead.popleft()
-        else:
-            self.reset()
-            fut = self._submit(offset)
-        nxt = self._ahead[-1][0] + self.stride if self._ahead else offset + self.stride
-        want = self.window() if self.window else self.concurrency
-        while len(self._ahead) < min(want, self.concurrency) - 1:
-            self._ahead.append((nxt, self._submit(nxt)))
-            nxt += self.stride
-        return fut.result()
+        with self._lock:
+            if self._ahead and self._ahead[0][0] == offset:
+                _, fut = self._ahead.popleft()
+            else:
+                self._reset()
+                fut = self._submit(offset)
+                self._next = offset + self.stride
+            self._fill()
+            batch = [fut, *(f for _, f in list(self._ahead)[: self.gather - 1])]
+        if not fut.done() and len(batch) > 1:
+            # Wake once for several pages: see the class docstring.
+            wait(batch, timeout=self.gather_seconds)
+        return self.client.chats_of(fut.result(), stop=self._stop)
 
-    def _submit(self, offset: int) -> Future[list[Any]]:
+    def _fill(self) -> None:
+        """Keep the window's worth of requests in flight (called with the lock held, by the
+        reader and as each request finishes), with at most ``buffer`` pages read ahead."""
+        if self._next is None or self._stop.is_set():
+            return
+        want = min(self.window(), self.concurrency) if self.window else self.concurrency
+        while (
+            self._in_flight < want
+            and len(self._ahead) < want + self.buffer
+            and (self._end is None or self._next <= self._end)
+        ):
+            self._ahead.append((self._next, self._submit(self._next)))
+            self._next += self.stride
+
+    def _submit(self, offset: int) -> Future[ChatsReply]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="wawp-page")
-        return self._pool.submit(self.fetch, offset)
+        self._in_flight += 1
+        fut = self._pool.submit(self._request, offset)
+        fut.add_done_callback(lambda f: self._finished(offset, f))
+        return fut
+
+    def _finished(self, offset: int, fut: Future[ChatsReply]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            count = None
+            if not fut.cancelled() and fut.exception() is None:
+                count = fut.result().count_if_small()
+            if count is not None and count < self.limit:
+                # The list ends here: nothing beyond is worth a request.
+                self._end = offset if self._end is None else min(self._end, offset)
+            self._fill()
 
     def reset(self) -> None:
         """Forget pages fetched ahead (the reader is going elsewhere)."""
-        for _, fut in self._ahead:
+        with self._lock:
+            self._reset()
+
+    def _reset(self) -> None:
+        self._next = None
+        self._end = None
+        ahead, self._ahead = list(self._ahead), deque()
+        for _, fut in ahead:
             fut.cancel()
-        self._ahead.clear()
 
     def walk(
         self,
@@ -374,7 +429,7 @@ class Crawler:
                         continue
                     new_last = key
                     try:
-                        chat = normalize_chat(raw, instance, now=now)
+                        chat = normalize_chat(raw, instance, now=now, key=key)
                     except MalformedChat as exc:
                         stats.note_malformed(f"offset {offset}: {exc}")
                         continue

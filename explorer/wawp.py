@@ -213,10 +213,38 @@ class WawpClient:
         stop: threading.Event | None = None,
     ) -> list[Any]:
         """One page of raw chats. ``stop`` abandons retries early (the caller moved on)."""
+        reply = self.request_chats(
+            offset=offset, limit=limit, sort_by=sort_by, sort_order=sort_order, stop=stop
+        )
+        return self.chats_of(reply, stop=stop)
+
+    def request_chats(
+        self,
+        *,
+        offset: int,
+        limit: int,
+        sort_by: str = "id",
+        sort_order: str = "asc",
+        stop: threading.Event | None = None,
+    ) -> ChatsReply:
+        """The HTTP half of :meth:`chats_page`: statuses, retries and pace. A 2xx body is
+        left undecoded for :meth:`chats_of`, so that the crawl's fetching threads, which
+        wake once a page, do not also build the page's objects: its reader decodes several
+        pages in one go, with the CPU's caches warm (see :class:`explorer.crawl.PageSource`)."""
         params = {"limit": limit, "offset": offset, "sortBy": sort_by, "sortOrder": sort_order}
-        body = self._call("/v2/chats", params, want_list=True, stop=stop)
+        reply = self._call("/v2/chats", params, want_list=True, stop=stop, decode=False)
+        return ChatsReply(params, reply)
+
+    def chats_of(self, reply: ChatsReply, *, stop: threading.Event | None = None) -> list[Any]:
+        """The chats of a reply from :meth:`request_chats`. A body that is not a list of
+        chats goes on through the retries as if :meth:`chats_page` had met it."""
+        outcome = self._interpret("/v2/chats", reply.reply, want_list=True)
+        if isinstance(outcome, _Ok):
+            body = outcome.body
+        else:
+            body = self._call("/v2/chats", reply.params, want_list=True, stop=stop, first=outcome)
         items = extract_items(body)
-        assert items is not None  # _call(want_list=True) guarantees it
+        assert items is not None  # _interpret(want_list=True) guarantees it
         return items
 
     # -- machinery -----------------------------------------------------------------------
@@ -236,13 +264,19 @@ class WawpClient:
         *,
         want_list: bool = False,
         stop: threading.Event | None = None,
+        decode: bool = True,
+        first: _Retry | None = None,
     ) -> Any:
+        """The body of a GET, after the retries it takes. ``decode=False``: a 2xx reply
+        comes back as its :class:`Reply`, undecoded. ``first``: what an attempt made
+        elsewhere met (:meth:`chats_of`), counted as this call's first."""
         query = {"instance_id": self.instance_id, "access_token": self._token.reveal(), **params}
         started = time.monotonic()
         attempt = 0
         bad_bodies = 0
         while True:
-            outcome = self._attempt(path, query, want_list)
+            outcome = first or self._attempt(path, query, want_list, decode)
+            first = None
             if not isinstance(outcome, _Retry):
                 return outcome.body
             if outcome.bad_body:
@@ -276,7 +310,9 @@ class WawpClient:
         return Reply(resp.status_code, resp.reason_phrase,
                      {k.lower(): v for k, v in resp.headers.items()}, resp.content)  # fmt: skip
 
-    def _attempt(self, path: str, query: dict[str, Any], want_list: bool) -> _Ok | _Retry:
+    def _attempt(
+        self, path: str, query: dict[str, Any], want_list: bool, decode: bool = True
+    ) -> _Ok | _Retry:
         """One GET. Raises the errors that retrying cannot fix."""
         with self._lock:
             self.requests_made += 1
@@ -294,13 +330,20 @@ class WawpClient:
             reason = redact(str(exc), self._token) or type(exc).__name__
             return _Retry(f"connection failed: {reason}")
         status = reply.status
-        raw = reply.content
-        retry_after = parse_retry_after(reply.headers.get("retry-after"))
         log.debug("GET %s: %d in %.3fs", path, status, time.monotonic() - started)
         if self.pace:
             throttled = status in (429, 503)
-            self.pace.observe(time.monotonic() - started, throttled=throttled,
-                              retry_after=retry_after if throttled else None)  # fmt: skip
+            after = parse_retry_after(reply.headers.get("retry-after")) if throttled else None
+            self.pace.observe(time.monotonic() - started, throttled=throttled, retry_after=after)
+        if not decode and 200 <= status < 300 and status not in RETRY_STATUSES:
+            return _Ok(reply)
+        return self._interpret(path, reply, want_list)
+
+    def _interpret(self, path: str, reply: Reply, want_list: bool) -> _Ok | _Retry:
+        """What a reply means: its body, a reason to retry, or an error retrying cannot fix."""
+        status = reply.status
+        raw = reply.content
+        retry_after = parse_retry_after(reply.headers.get("retry-after"))
         # Parse the bytes: resp.text would keep a decoded copy (4 bytes per character for
         # non-Latin names) alive on the response until the cyclic GC frees it.
         body: Any = None
@@ -359,6 +402,23 @@ class WawpClient:
                 instance_id=self.instance_id,
             )
         return _Retry(f"error under HTTP 200: {detail}")
+
+
+@dataclass(frozen=True)
+class ChatsReply:
+    """A 2xx reply to a page request, its body not decoded yet (:meth:`WawpClient.chats_of`)."""
+
+    params: dict[str, Any]  # the request's, for a retry (never the token)
+    reply: Reply
+
+    def count_if_small(self) -> int | None:
+        """How many chats a small body holds (the end of the list is one), else None:
+        decoding a few bytes is cheap wherever it happens."""
+        if len(self.reply.content) > 1024:
+            return None
+        body, parsed = _loads(self.reply.content)
+        items = extract_items(body) if parsed and not looks_like_error(body) else None
+        return None if items is None else len(items)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from explorer.chats import Chat
-from explorer.crawl import Checkpoint, Crawler, CrawlOptions
+from explorer.crawl import Checkpoint, Crawler, CrawlOptions, PageSource
 from explorer.errors import (
     CrawlStalled,
     WawpAuthError,
@@ -485,3 +486,74 @@ def test_tiny_page_caps_and_zero_overlap_still_crawl_everything(
     with WawpClient(sb.url, "INST00000001", Secret(token)) as client:
         plain = Crawler(client, CrawlOptions(page_size=10, overlap=0, warmup_seconds=0))
         assert sorted(c.jid for p in plain.pages() for c in p.chats) == sorted(ground_truth(sb))
+
+
+class _Counting:
+    """A mock Wawp server answering pages of ``ids_page`` after ``delay`` seconds, counting
+    what the client has in flight."""
+
+    def __init__(self, total: int, delay: float, bad_once: int | None = None) -> None:
+        self.total, self.delay, self.bad_once = total, delay, bad_once
+        self.lock = threading.Lock()
+        self.in_flight = self.peak = 0
+        self.offsets: list[int] = []
+
+    def __call__(self, req: httpx.Request) -> httpx.Response:
+        offset, limit = int(req.url.params["offset"]), int(req.url.params["limit"])
+        with self.lock:
+            self.offsets.append(offset)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            bad = offset == self.bad_once
+            if bad:
+                self.bad_once = None
+        time.sleep(self.delay)
+        with self.lock:
+            self.in_flight -= 1
+        if bad:
+            return httpx.Response(200, content=b"<html>Bad gateway</html>")
+        return httpx.Response(200, json=ids_page(offset, max(0, min(limit, self.total - offset))))
+
+
+def read_slowly(source: PageSource, pause: float, server: _Counting) -> tuple[list[str], int]:
+    """Every id the walk hands on, and the most pages requested but not yet read."""
+    ids: list[str] = []
+    ahead = 0
+    for read, (_, items) in enumerate(source.walk(0), start=1):
+        ids += [it["id"] for it in items]
+        time.sleep(pause)
+        with server.lock:
+            ahead = max(ahead, len(server.offsets) - read)
+    source.close()
+    return ids, ahead
+
+
+def test_the_window_stays_full_while_the_reader_is_busy() -> None:
+    server = _Counting(total=300, delay=0.02)
+    source = PageSource(mock_client(server), page_size=10, overlap=0, sort_by="id",
+                        sort_order="asc", concurrency=4)  # fmt: skip
+    ids, ahead = read_slowly(source, 0.04, server)
+    assert ids == [it["id"] for it in ids_page(0, 300)]
+    assert server.peak == 4  # never more than the window in flight...
+    # ...and it stays full while the reader works: pages wait for it, up to a window's worth
+    assert ahead == 4 + source.buffer
+
+
+def test_requests_stop_where_the_list_ends() -> None:
+    server = _Counting(total=95, delay=0.02)
+    source = PageSource(mock_client(server), page_size=10, overlap=0, sort_by="id",
+                        sort_order="asc", concurrency=4)  # fmt: skip
+    ids, _ = read_slowly(source, 0.03, server)
+    assert len(ids) == 95
+    # The short page at 90 ends the list: at most the requests already in flight follow it.
+    assert max(server.offsets) <= 90 + 3 * 10 and len(server.offsets) <= 10 + 3
+
+
+def test_a_bad_body_on_a_page_fetched_ahead_goes_through_the_retries() -> None:
+    server = _Counting(total=45, delay=0.01, bad_once=20)
+    client = mock_client(server)
+    source = PageSource(client, page_size=10, overlap=0, sort_by="id", sort_order="asc",
+                        concurrency=4)  # fmt: skip
+    ids, _ = read_slowly(source, 0, server)
+    assert ids == [it["id"] for it in ids_page(0, 45)]
+    assert server.offsets.count(20) == 2 and client.retries_made == 1
