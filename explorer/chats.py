@@ -181,8 +181,9 @@ def clean_name(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     if (
-        value.isascii()  # printable ASCII has no whitespace but the space
-        and value.isprintable()
+        # Printable text holds no whitespace but the ASCII space: every other character
+        # str.split() breaks on is a control or a separator (Cc, Zs, Zl, Zp).
+        value.isprintable()
         and value[:1] != " "
         and value[-1:] != " "
         and "  " not in value

@@ -152,14 +152,19 @@ class _Batcher:
         self.state = state
         self.size = size
         self.notify = notify
-        self.parts: list[bytes] = []  # each page's documents, JSON without the brackets
+        # Each page's documents as one JSON array, and the separators: the batch's body is
+        # then one join of views into them. Joining and then adding the brackets made two
+        # more 3 MB copies a batch, 3.5 ms against 0.07 (0.7 µs a chat).
+        self.parts: list[bytes | memoryview] = [b"["]
         self.count = 0
         self.checkpoint: Checkpoint | None = None
         self.after_batch = after_batch
 
     def on_page(self, docs: list[dict[str, Any]], checkpoint: Checkpoint) -> None:
         if docs:
-            self.parts.append(dumps(docs)[1:-1])
+            if self.count:
+                self.parts.append(b",")
+            self.parts.append(memoryview(dumps(docs))[1:-1])  # the page's array, unbracketed
             self.count += len(docs)
         self.checkpoint = checkpoint
         self.notify("chats", self.instance_id, len(docs))
@@ -172,9 +177,10 @@ class _Batcher:
 
     def _flush(self) -> None:
         data = self.state.data
-        if self.parts:
-            body = b"[" + b",".join(self.parts) + b"]"
-            self.parts = []
+        if self.count:
+            self.parts.append(b"]")
+            body = b"".join(self.parts)
+            self.parts = [b"["]
             data["tasks"].append(self.store.add_json(self.build, body))
             self.notify("sent", self.instance_id, self.count)
             log.info("sent %d documents of %s to %s", self.count, self.instance_id, self.build)

@@ -239,7 +239,8 @@ def test_canonical_jids_taken_as_they_are_agree_with_the_general_rule(value: str
 
 
 NAME_SAMPLES = ["Dana", " Dana", "Dana ", "Da  na", "Da na", "", " ", "x" * 256, "x" * 257,
-                "Dana\t", "Zoë  B", "a\u3000b", "a\x00b"]  # fmt: skip
+                "Dana\t", "Zoë  B", "a\u3000b", "a\x00b", "Zoë B", "名前 テスト", "a\u00a0b",
+                "a\u2028b", "a\x85b", "a\u200bb", "a\x1cb", " Zoë", "Zoë "]  # fmt: skip
 
 
 @given(
