@@ -8,7 +8,6 @@ escaping never produces.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -43,15 +42,24 @@ def _escape(text: str) -> str:
     return "".join(map(_escape_char, text))
 
 
-@functools.lru_cache(maxsize=256)
+_PARTS: dict[str, str] = {}  # instance ids and JID servers: few, and escaped once
+
+
 def _escaped_part(text: str) -> str:
-    return _escape(text)  # an instance id or a JID's server: few, and escaped once
+    part = _PARTS.get(text)
+    if part is None:
+        if len(_PARTS) > 1024:  # only a bad feed has this many servers
+            _PARTS.clear()
+        part = _PARTS[text] = _escape(text)
+    return part
 
 
 def doc_id(instance_id: str, jid: str) -> str:
     user, at, server = jid.rpartition("@")
     if at and user.isascii() and user.isalnum():  # the usual JID: digits@server
-        return f"{_escaped_part(instance_id)}__{user}_a{_escaped_part(server)}"
+        return f"{_PARTS.get(instance_id) or _escaped_part(instance_id)}__{user}_a" + (
+            _PARTS.get(server) or _escaped_part(server)
+        )
     return f"{_escaped_part(instance_id)}__{_escape(jid)}"
 
 

@@ -321,14 +321,27 @@ def _plan(code: int) -> _Plan | None:
     return _PLANS[code]
 
 
-def _split(digits: str) -> tuple[int, str] | None:
-    """``(country calling code, national significant number)`` of E.164 digits."""
+def _code_of(digits: str) -> tuple[int, int] | None:
+    """``(country calling code, its length)`` that ``digits`` starts with."""
     for size in (1, 2, 3):  # country calling codes are prefix-free
         code = _CODE_TEXT.get(digits[:size])
         if code is not None:
-            nsn = digits[size:]
-            return (code, nsn) if nsn.isdigit() else None
+            return code, size
     return None
+
+
+# The code for each of the 1,000 ways a number can start, found once by the rule above.
+_BY_FIRST_THREE: Final = {f"{n:03d}": _code_of(f"{n:03d}") for n in range(1000)}
+
+
+def _split(digits: str) -> tuple[int, str] | None:
+    """``(country calling code, national significant number)`` of E.164 digits."""
+    found = _BY_FIRST_THREE.get(digits[:3]) if len(digits) >= 3 else _code_of(digits)
+    if found is None:
+        return None
+    code, size = found
+    nsn = digits[size:]
+    return (code, nsn) if nsn.isdigit() else None
 
 
 def phone_forms(e164: str) -> tuple[str, list[str]]:
@@ -358,12 +371,23 @@ def _unique(digits: str, nsn: str | None, national: str | None) -> list[str]:
     shortest = len(digits) if nsn is None else len(nsn)
     if nsn is not None and shortest >= MIN_SUFFIX:
         out.append(nsn)
-    suffixes = [digits[-n:] for n in range(MIN_SUFFIX, shortest)]
+    suffixes = _SUFFIXES[shortest] if shortest < len(_SUFFIXES) else _suffixes(shortest)
     if national is not None and len(national) >= MIN_SUFFIX and national not in (digits, nsn):
         out.append(national)
-        if national in suffixes:  # in theory: a national form shorter than the number
-            suffixes.remove(national)
-    return out + suffixes
+        if len(national) < shortest:  # in theory: a national form shorter than the number
+            rest = [digits[s] for s in suffixes]
+            if national in rest:
+                rest.remove(national)
+            return out + rest
+    out += map(digits.__getitem__, suffixes)  # the last 7, 8, ... digits: one C loop
+    return out
+
+
+def _suffixes(shortest: int) -> tuple[slice, ...]:
+    return tuple(slice(-n, None) for n in range(MIN_SUFFIX, shortest))
+
+
+_SUFFIXES: Final = tuple(_suffixes(n) for n in range(24))
 
 
 def phone_query(query: str) -> str | None:

@@ -6,9 +6,19 @@ import random
 
 import phonenumbers
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from explorer.phones import _CODES, _first_digits, phone_forms, pretty_phone
+from explorer.phones import (
+    _CODES,
+    _code_of,
+    _first_digits,
+    _split,
+    _unique,
+    phone_forms,
+    pretty_phone,
+)
 
 
 def reference(e164: str) -> tuple[str, list[str]] | None:
@@ -121,3 +131,35 @@ def test_the_first_digits_a_rule_can_start_with_are_read_from_its_expression(
     pattern: str, starts: str | None
 ) -> None:
     assert _first_digits(pattern) == (None if starts is None else frozenset(starts))
+
+
+def _unique_by_definition(digits: str, nsn: str | None, national: str | None) -> list[str]:
+    """``00`` + the digits, the number, its national form, then the last 7, 8, ... digits
+    (shorter than the number), each once, never the digits themselves."""
+    out = [f"00{digits}"]
+    shortest = len(digits) if nsn is None else len(nsn)
+    if nsn is not None and shortest >= 7:
+        out.append(nsn)
+    suffixes = [digits[-n:] for n in range(7, shortest)]
+    if national is not None and len(national) >= 7 and national not in (digits, nsn):
+        out.append(national)
+        suffixes = [s for s in suffixes if s != national]
+    return out + suffixes
+
+
+@given(st.text("0123456789", min_size=1, max_size=30), st.integers(0, 4),
+       st.one_of(st.none(), st.text("0123456789", max_size=30)), st.booleans())  # fmt: skip
+def test_search_variants_follow_their_definition(
+    digits: str, code_size: int, national: str | None, suffix_national: bool
+) -> None:
+    nsn = digits[code_size:] if 0 < code_size < len(digits) else None
+    if suffix_national and national is None and len(digits) > 8:
+        national = digits[-8:]  # a national form shorter than the number: only in theory
+    assert _unique(digits, nsn, national) == _unique_by_definition(digits, nsn, national)
+
+
+@given(st.text("0123456789", min_size=1, max_size=20))
+def test_a_number_splits_into_its_calling_code_and_the_rest(digits: str) -> None:
+    found = _code_of(digits)
+    expected = (found[0], digits[found[1] :]) if found and digits[found[1] :].isdigit() else None
+    assert _split(digits) == expected
