@@ -155,7 +155,10 @@ class PageSource:
         self._in_flight = 0
         self.buffer = self.concurrency  # pages read ahead, beyond those in flight
         self.gather = self.concurrency
-        self.gather_seconds = 0.5
+        # At most this long for the others once the next page is late: a page that is
+        # retrying must not hold the reader (and so, once the buffer fills, the window).
+        self.gather_seconds = 0.15
+        self._generation = 0  # requests from before a reset say nothing of where the list ends
 
     @property
     def stride(self) -> int:
@@ -225,14 +228,15 @@ class PageSource:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="wawp-page")
         self._in_flight += 1
         fut = self._pool.submit(self._request, offset)
-        fut.add_done_callback(lambda f: self._finished(offset, f))
+        generation = self._generation
+        fut.add_done_callback(lambda f: self._finished(offset, generation, f))
         return fut
 
-    def _finished(self, offset: int, fut: Future[ChatsReply]) -> None:
+    def _finished(self, offset: int, generation: int, fut: Future[ChatsReply]) -> None:
         with self._lock:
             self._in_flight -= 1
             count = None
-            if not fut.cancelled() and fut.exception() is None:
+            if generation == self._generation and not fut.cancelled() and not fut.exception():
                 count = fut.result().count_if_small()
             if count is not None and count < self.limit:
                 # The list ends here: nothing beyond is worth a request.
@@ -245,6 +249,7 @@ class PageSource:
             self._reset()
 
     def _reset(self) -> None:
+        self._generation += 1
         self._next = None
         self._end = None
         ahead, self._ahead = list(self._ahead), deque()
