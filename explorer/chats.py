@@ -77,8 +77,11 @@ _CANONICAL: Final = frozenset(KINDS) - {"s.whatsapp.net"}
 def normalize_jid(value: str) -> tuple[str, str]:
     """``(canonical jid, chat_type)``; raises MalformedChat. ``status@broadcast`` passes."""
     user, _, server = value.rpartition("@")
-    if server in _CANONICAL and user.isascii() and user.isdigit() and len(user) <= 128:
-        return value, KINDS[server]  # already canonical: digits, a known lower-case server
+    if user.isascii() and user.isdigit() and len(user) <= 128:  # digits: nothing to clean
+        if server in _CANONICAL:
+            return value, KINDS[server]  # already canonical: a known lower-case server
+        if server == "s.whatsapp.net":  # NOWEB's spelling of every contact
+            return f"{user}@c.us", "individual"
     return _normalize_jid(value)
 
 

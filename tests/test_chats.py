@@ -230,7 +230,9 @@ def _outcome(fn: Any, value: str) -> Any:
 JID_TEXT = st.text(alphabet="0123456789 @.:-_ablcusgwhatspnewr\t٢", max_size=24)
 JID_SAMPLES = ["15550104821@c.us", "1@g.us", "12@lid", "7@newsletter", "3@broadcast",
                "15@s.whatsapp.net", "15@C.US", " 15@c.us", "15@c.us ", "@c.us", "1" * 129 + "@c.us",
-               "٢٠@c.us", "1:2@c.us", "status@broadcast"]  # fmt: skip
+               "٢٠@c.us", "1:2@c.us", "status@broadcast", "1" * 129 + "@s.whatsapp.net",
+               " 15@s.whatsapp.net", "15@S.whatsapp.net", "15:3@s.whatsapp.net",
+               "@s.whatsapp.net", "٢٠@s.whatsapp.net"]  # fmt: skip
 
 
 @given(st.one_of(JID_TEXT, st.sampled_from(JID_SAMPLES)))
