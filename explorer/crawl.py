@@ -153,6 +153,7 @@ class PageSource:
         self._next: int | None = None  # the offset to request next
         self._end: int | None = None  # a page found short: the list ends there
         self._in_flight = 0
+        self._full_bytes: int | None = None  # the smallest body of a full page seen
         self.buffer = self.concurrency  # pages read ahead, beyond those in flight
         self.gather = self.concurrency
         # At most this long for the others once the next page is late: a page that is
@@ -207,7 +208,13 @@ class PageSource:
         if not fut.done() and len(batch) > 1:
             # Wake once for several pages: see the class docstring.
             wait(batch, timeout=self.gather_seconds)
-        return self.client.chats_of(fut.result(), stop=self._stop)
+        reply = fut.result()
+        items = self.client.chats_of(reply, stop=self._stop)
+        if not self.is_last(items):
+            size = len(reply.reply.content)
+            if self._full_bytes is None or size < self._full_bytes:
+                self._full_bytes = size
+        return items
 
     def _fill(self) -> None:
         """Keep the window's worth of requests in flight (called with the lock held, by the
@@ -237,7 +244,11 @@ class PageSource:
             self._in_flight -= 1
             count = None
             if generation == self._generation and not fut.cancelled() and not fut.exception():
-                count = fut.result().count_if_small()
+                size = len(fut.result().reply.content)
+                if self._full_bytes is None or size < self._full_bytes:
+                    # Smaller than every full page so far: maybe the last one. Decoding it
+                    # here is cheap (it is small, and rare), and no request goes past it.
+                    count = fut.result().count()
             if count is not None and count < self.limit:
                 # The list ends here: nothing beyond is worth a request.
                 self._end = offset if self._end is None else min(self._end, offset)

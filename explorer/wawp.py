@@ -411,11 +411,8 @@ class ChatsReply:
     params: dict[str, Any]  # the request's, for a retry (never the token)
     reply: Reply
 
-    def count_if_small(self) -> int | None:
-        """How many chats a small body holds (the end of the list is one), else None:
-        decoding a few bytes is cheap wherever it happens."""
-        if len(self.reply.content) > 1024:
-            return None
+    def count(self) -> int | None:
+        """How many chats the body holds, None if it holds no list of chats."""
         body, parsed = _loads(self.reply.content)
         items = extract_items(body) if parsed and not looks_like_error(body) else None
         return None if items is None else len(items)

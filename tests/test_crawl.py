@@ -492,8 +492,10 @@ class _Counting:
     """A mock Wawp server answering pages of ``ids_page`` after ``delay`` seconds, counting
     what the client has in flight."""
 
-    def __init__(self, total: int, delay: float, bad_once: int | None = None) -> None:
-        self.total, self.delay, self.bad_once = total, delay, bad_once
+    def __init__(
+        self, total: int, delay: float, bad_once: int | None = None, name: str = ""
+    ) -> None:
+        self.total, self.delay, self.bad_once, self.name = total, delay, bad_once, name
         self.lock = threading.Lock()
         self.in_flight = self.peak = 0
         self.offsets: list[int] = []
@@ -512,7 +514,8 @@ class _Counting:
             self.in_flight -= 1
         if bad:
             return httpx.Response(200, content=b"<html>Bad gateway</html>")
-        return httpx.Response(200, json=ids_page(offset, max(0, min(limit, self.total - offset))))
+        page = ids_page(offset, max(0, min(limit, self.total - offset)))
+        return httpx.Response(200, json=[{**chat, "name": self.name} for chat in page])
 
 
 def read_slowly(source: PageSource, pause: float, server: _Counting) -> tuple[list[str], int]:
@@ -539,14 +542,23 @@ def test_the_window_stays_full_while_the_reader_is_busy() -> None:
     assert ahead == 4 + source.buffer
 
 
-def test_requests_stop_where_the_list_ends() -> None:
-    server = _Counting(total=95, delay=0.02)
+@pytest.mark.parametrize("name", ["", "x" * 300])  # the short page weighs kilobytes too
+def test_requests_stop_where_the_list_ends(name: str) -> None:
+    server = _Counting(total=95, delay=0.02, name=name)
     source = PageSource(mock_client(server), page_size=10, overlap=0, sort_by="id",
                         sort_order="asc", concurrency=4)  # fmt: skip
     ids, _ = read_slowly(source, 0.03, server)
     assert len(ids) == 95
     # The short page at 90 ends the list: at most the requests already in flight follow it.
     assert max(server.offsets) <= 90 + 3 * 10 and len(server.offsets) <= 10 + 3
+
+
+def test_one_request_at_a_time_asks_for_nothing_past_a_short_page() -> None:
+    server = _Counting(total=95, delay=0.01, name="x" * 300)
+    source = PageSource(mock_client(server), page_size=10, overlap=0, sort_by="id",
+                        sort_order="asc", concurrency=1)  # fmt: skip
+    ids, _ = read_slowly(source, 0.02, server)
+    assert len(ids) == 95 and sorted(server.offsets) == list(range(0, 100, 10))
 
 
 def test_a_bad_body_on_a_page_fetched_ahead_goes_through_the_retries() -> None:
