@@ -203,20 +203,10 @@ class WawpClient:
             raise self._protocol("/v2/session/info", f"expected an object, got {_kind(body)}")
         return body
 
-    def chats_page(
-        self,
-        *,
-        offset: int,
-        limit: int,
-        sort_by: str = "id",
-        sort_order: str = "asc",
-        stop: threading.Event | None = None,
-    ) -> list[Any]:
-        """One page of raw chats. ``stop`` abandons retries early (the caller moved on)."""
-        reply = self.request_chats(
-            offset=offset, limit=limit, sort_by=sort_by, sort_order=sort_order, stop=stop
-        )
-        return self.chats_of(reply, stop=stop)
+    def chats_page(self, *, stop: threading.Event | None = None, **page: Any) -> list[Any]:
+        """One page of raw chats (``page``: the keywords of :meth:`request_chats`).
+        ``stop`` abandons retries early (the caller moved on)."""
+        return self.chats_of(self.request_chats(stop=stop, **page), stop=stop)
 
     def request_chats(
         self,
