@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 from explorer.chats import Chat
 from explorer.phones import phone_forms
 
 SCHEMA_VERSION: Final = 2
+K = TypeVar("K")
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
 TYPE_WORDS: Final = {
     "individual": "individual contact person",
@@ -42,25 +44,30 @@ def _escape(text: str) -> str:
     return "".join(map(_escape_char, text))
 
 
-_PARTS: dict[str, str] = {}  # instance ids and JID servers: few, and escaped once
+class _Remembered(dict[K, str]):
+    """``fn``'s results by argument, computed on the first miss: a dict lookup on a hit,
+    which ``functools.lru_cache`` costs twice over. Forgotten wholesale past ``limit``
+    entries, which only a bad feed reaches."""
+
+    def __init__(self, fn: Callable[[K], str], limit: int) -> None:
+        super().__init__()
+        self.fn, self.limit = fn, limit
+
+    def __missing__(self, key: K) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        value = self[key] = self.fn(key)
+        return value
 
 
-def _escaped_part(text: str) -> str:
-    part = _PARTS.get(text)
-    if part is None:
-        if len(_PARTS) > 1024:  # only a bad feed has this many servers
-            _PARTS.clear()
-        part = _PARTS[text] = _escape(text)
-    return part
+_PARTS: Final[_Remembered[str]] = _Remembered(_escape, 1024)  # instance ids and JID servers: few
 
 
 def doc_id(instance_id: str, jid: str) -> str:
     user, at, server = jid.rpartition("@")
     if at and user.isascii() and user.isalnum():  # the usual JID: digits@server
-        return f"{_PARTS.get(instance_id) or _escaped_part(instance_id)}__{user}_a" + (
-            _PARTS.get(server) or _escaped_part(server)
-        )
-    return f"{_escaped_part(instance_id)}__{_escape(jid)}"
+        return f"{_PARTS[instance_id]}__{user}_a{_PARTS[server]}"
+    return f"{_PARTS[instance_id]}__{_escape(jid)}"
 
 
 def display_name(chat: Chat) -> str:
@@ -72,17 +79,13 @@ def display_name(chat: Chat) -> str:
     return chat.jid
 
 
-_DAYS: dict[int, str] = {}
+def _date(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
+
+
+# Dates by day since 1970 (chats cluster on the same days; ~270 years of them at most).
+_DAYS: Final[_Remembered[int]] = _Remembered(_date, 100_000)
 _MINUTES: Final = tuple(f"{m // 60:02d}:{m % 60:02d} UTC" for m in range(1440))
-
-
-def _day(day: int) -> str:
-    text = _DAYS.get(day)
-    if text is None:
-        if len(_DAYS) > 100_000:  # ~270 years of distinct days: only a bad feed gets here
-            _DAYS.clear()
-        text = _DAYS[day] = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
-    return text
 
 
 def _when(ts: int | None) -> str | None:
@@ -91,7 +94,7 @@ def _when(ts: int | None) -> str | None:
     if ts is None:
         return None
     day, second = divmod(ts, 86_400)
-    return f"{_day(day)} {_MINUTES[second // 60]}"
+    return f"{_DAYS[day]} {_MINUTES[second // 60]}"
 
 
 def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, Any]:

@@ -43,3 +43,17 @@ def test_last_active_matches_strftime_for_any_second() -> None:
     for ts in stamps:
         assert _when(ts) == time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)), ts
     assert _when(None) is None
+
+
+def test_remembered_results_stay_right_past_their_limit() -> None:
+    from explorer.documents import _Remembered
+
+    calls: list[str] = []
+
+    def upper(text: str) -> str:
+        calls.append(text)
+        return text.upper()
+
+    memo = _Remembered(upper, 2)
+    assert [memo[t] for t in ("a", "b", "a", "c", "a")] == ["A", "B", "A", "C", "A"]
+    assert calls == ["a", "b", "c", "a"] and len(memo) <= 2  # full at "c": forgotten, recomputed
