@@ -37,10 +37,12 @@ from benchmarks.crawl import (  # noqa: E402
     sandbox,
 )
 from explorer.chats import normalize_chat  # noqa: E402
-from explorer.config import load_config  # noqa: E402
+from explorer.config import MeiliSettings, load_config  # noqa: E402
 from explorer.documents import to_document  # noqa: E402
+from explorer.index import IndexStore  # noqa: E402
 from explorer.meili_server import MeiliServer  # noqa: E402
 from explorer.reindex import few_collections, reindex  # noqa: E402
+from explorer.secrets import Secret  # noqa: E402
 from explorer.synthetic import Generator, render  # noqa: E402
 
 LATENCY = 0.1
@@ -138,15 +140,8 @@ def end_to_end(meili: MeiliServer, tmp: str, n: int, repeats: int = 3) -> None:
 
 
 def drop_index(meili: MeiliServer, uid: str) -> None:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {meili.master_key}"}
-    task = httpx.delete(f"{meili.url}/indexes/{uid}", headers=headers).json()["taskUid"]
-    while httpx.get(f"{meili.url}/tasks/{task}", headers=headers).json()["status"] in (
-        "enqueued",
-        "processing",
-    ):
-        time.sleep(0.05)
+    settings = MeiliSettings(url=meili.url, api_key=Secret(meili.master_key))
+    IndexStore(settings).delete(uid)  # waits for the deletion
 
 
 def meili_tasks(meili: MeiliServer, since: str) -> tuple[float, int]:
