@@ -153,6 +153,7 @@ class PageSource:
         self._next: int | None = None  # the offset to request next
         self._end: int | None = None  # a page found short: the list ends there
         self._in_flight = 0
+        self._filling = False
         self._full_bytes: int | None = None  # the smallest body of a full page seen
         self.buffer = self.concurrency  # pages read ahead, beyond those in flight
         self.gather = self.concurrency
@@ -219,16 +220,24 @@ class PageSource:
     def _fill(self) -> None:
         """Keep the window's worth of requests in flight (called with the lock held, by the
         reader and as each request finishes), with at most ``buffer`` pages read ahead."""
-        if self._next is None or self._stop.is_set():
+        if self._next is None or self._stop.is_set() or self._filling:
             return
-        want = min(self.window(), self.concurrency) if self.window else self.concurrency
-        while (
-            self._in_flight < want
-            and len(self._ahead) < want + self.buffer
-            and (self._end is None or self._next <= self._end)
-        ):
-            self._ahead.append((self._next, self._submit(self._next)))
-            self._next += self.stride
+        # A request can finish before its callback is attached, and the callback then runs
+        # here, in this loop: filling from inside it would request an offset twice and
+        # put pages out of order. The loop itself sees what that request freed.
+        self._filling = True
+        try:
+            want = min(self.window(), self.concurrency) if self.window else self.concurrency
+            while (
+                self._in_flight < want
+                and len(self._ahead) < want + self.buffer
+                and (self._end is None or self._next <= self._end)
+            ):
+                offset = self._next
+                self._next += self.stride
+                self._ahead.append((offset, self._submit(offset)))
+        finally:
+            self._filling = False
 
     def _submit(self, offset: int) -> Future[ChatsReply]:
         if self._pool is None:

@@ -236,6 +236,22 @@ def test_gate_refuses_a_shrunken_build(
     assert report.swapped and live_jids(meili_client, index_name) == ground_truth(sb)
 
 
+def test_an_interrupted_reindex_asks_for_no_more_pages(
+    make_sandbox: Callable[..., Sandbox], config_for: Callable[..., Config]
+) -> None:
+    sb = make_sandbox(chats=3000, latency_ms=20)
+    cfg = config_for(sb, concurrency=4)
+
+    def crash(batches: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as interrupted:  # its traceback holds the crawl
+        reindex(cfg, after_batch=crash)
+    asked = sb.chat_requests
+    time.sleep(0.3)  # a prefetch still running would ask for a page every 5 ms
+    assert sb.chat_requests == asked and interrupted.value is not None
+
+
 def test_interrupted_reindex_resumes_to_the_exact_set(
     make_sandbox: Callable[..., Sandbox],
     config_for: Callable[..., Config],
