@@ -9,13 +9,14 @@ test: lint meilisearch tools
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff format --check explorer tests benchmarks docs/*.py
-	$(VENV)/bin/ruff check explorer tests benchmarks docs/*.py
+	$(VENV)/bin/ruff format --check explorer tests benchmarks docs/*.py setup.py
+	$(VENV)/bin/ruff check explorer tests benchmarks docs/*.py setup.py
 	$(VENV)/bin/mypy
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# setup.py compiles the per-chat modules: a change to them is a new build.
+$(VENV)/.installed: pyproject.toml setup.py explorer/chats.py explorer/documents.py explorer/phones.py
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
@@ -50,4 +51,4 @@ bench: install meilisearch
 	$(PY) benchmarks/crawl.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build explorer/*.so
