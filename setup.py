@@ -2,9 +2,10 @@
 
 Normalising a chat, building its document and formatting its phone number run once per
 chat; every other module runs once per page or per run. Compiled, those three cost about
-a third less CPU (benchmarks/reindex.py prints which kind it ran). They are the same
-mypy-strict Python either way: without a compiler, or with ``EXPLORER_PURE_PYTHON=1``,
-the package installs as plain Python and behaves the same (tests/test_compiled.py).
+a third less CPU, and a reindex a sixth less end to end (benchmarks/reindex.py prints
+which kind it ran). They are the same mypy-strict Python either way: without a
+compiler, or with ``EXPLORER_PURE_PYTHON=1``, the package installs as plain Python and
+behaves the same (tests/test_compiled.py).
 
 The build is all or nothing: a compiled module imports the group's shared library, so
 one that built without the other would fail at import.
