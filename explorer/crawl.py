@@ -117,14 +117,18 @@ class PageSource:
     Readers differ only in their order policy and in when they stop (``stop_when``).
 
     The pool keeps the window's worth of requests in flight whatever the reader is doing
-    (each finished request tops the window up), and up to ``buffer`` pages wait for the
-    reader. The reader then takes pages in bursts: when the next page is not there yet, it
-    sleeps until the next ``gather`` are (or ``gather_seconds`` pass), and decodes them
+    (each finished request tops the window up), and up to a window's worth of pages wait
+    for the reader. The reader then takes pages in bursts: when the next page is not there
+    yet, it sleeps until a window's worth are (or :attr:`GATHER_SECONDS` pass), and decodes them
     itself. Between replies 100 ms apart a 2-core VM runs other work, and a page handled
     after such a pause cost 1.5 times as much CPU as one handled right after another (19.5
     against 12.6 µs a chat, WEBJS, measured); the threads that wait on the sockets only
     receive bytes.
     """
+
+    # At most this long for the rest of a burst once the next page is late: a page that
+    # is retrying must not hold the reader (and so, once pages waiting fill up, the window).
+    GATHER_SECONDS = 0.15
 
     def __init__(
         self,
@@ -155,11 +159,6 @@ class PageSource:
         self._in_flight = 0
         self._filling = False
         self._full_bytes: int | None = None  # the smallest body of a full page seen
-        self.buffer = self.concurrency  # pages read ahead, beyond those in flight
-        self.gather = self.concurrency
-        # At most this long for the others once the next page is late: a page that is
-        # retrying must not hold the reader (and so, once the buffer fills, the window).
-        self.gather_seconds = 0.15
         self._generation = 0  # requests from before a reset say nothing of where the list ends
 
     @property
@@ -205,10 +204,10 @@ class PageSource:
                 fut = self._submit(offset)
                 self._next = offset + self.stride
             self._fill()
-            batch = [fut, *(f for _, f in list(self._ahead)[: self.gather - 1])]
+            batch = [fut, *(f for _, f in list(self._ahead)[: self.concurrency - 1])]
         if not fut.done() and len(batch) > 1:
             # Wake once for several pages: see the class docstring.
-            wait(batch, timeout=self.gather_seconds)
+            wait(batch, timeout=self.GATHER_SECONDS)
         reply = fut.result()
         items = self.client.chats_of(reply, stop=self._stop)
         if not self.is_last(items):
@@ -219,7 +218,7 @@ class PageSource:
 
     def _fill(self) -> None:
         """Keep the window's worth of requests in flight (called with the lock held, by the
-        reader and as each request finishes), with at most ``buffer`` pages read ahead."""
+        reader and as each request finishes), with at most a window's worth read ahead."""
         if self._next is None or self._stop.is_set() or self._filling:
             return
         # A request can finish before its callback is attached, and the callback then runs
@@ -230,7 +229,7 @@ class PageSource:
             want = min(self.window(), self.concurrency) if self.window else self.concurrency
             while (
                 self._in_flight < want
-                and len(self._ahead) < want + self.buffer
+                and len(self._ahead) < want + self.concurrency
                 and (self._end is None or self._next <= self._end)
             ):
                 offset = self._next
