@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml setup.py explorer/chats.py explorer/documents
 	touch $@
 
 meilisearch: install
-	$(PY) -m explorer.meili_bin
+	$(PY) -m explorer.dev.meili_bin
 
 # Meilisearch + a 10,000-chat sandbox + reindex + searches + the web UI, until Ctrl-C.
 demo: meilisearch

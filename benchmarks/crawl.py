@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 from explorer.chats import normalize_chat  # noqa: E402
 from explorer.config import Config, load_config  # noqa: E402
 from explorer.crawl import Crawler, CrawlOptions  # noqa: E402
-from explorer.sandbox import sandbox_process  # noqa: E402
+from explorer.dev.sandbox import sandbox_process  # noqa: E402
+from explorer.dev.synthetic import Generator, render  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
-from explorer.synthetic import Generator, render  # noqa: E402
 from explorer.wawp import WawpClient  # noqa: E402
 
 INSTANCE = "BENCH0000001"

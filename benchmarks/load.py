@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.crawl import INSTANCE, TOKEN, sandbox  # noqa: E402
-from explorer.meili_server import MeiliServer  # noqa: E402
+from explorer.dev.meili_server import MeiliServer  # noqa: E402
 
 WORDS = ["maria", "ahmed", "group", "ana", "silva", "support", "family", "lucas"]
 

@@ -38,12 +38,12 @@ from benchmarks.crawl import (  # noqa: E402
 )
 from explorer.chats import normalize_chat  # noqa: E402
 from explorer.config import MeiliSettings, load_config  # noqa: E402
+from explorer.dev.meili_server import MeiliServer  # noqa: E402
+from explorer.dev.synthetic import Generator, render  # noqa: E402
 from explorer.documents import to_document  # noqa: E402
 from explorer.index import IndexStore  # noqa: E402
-from explorer.meili_server import MeiliServer  # noqa: E402
 from explorer.reindex import few_collections, reindex  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
-from explorer.synthetic import Generator, render  # noqa: E402
 
 LATENCY = 0.1
 SHAPES = ("webjs", "noweb", "gows")

@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 import meilisearch  # noqa: E402
 
 from explorer.config import load_config  # noqa: E402
-from explorer.meili_server import MeiliServer  # noqa: E402
+from explorer.dev.meili_server import MeiliServer  # noqa: E402
+from explorer.dev.sandbox import Sandbox  # noqa: E402
+from explorer.dev.sandbox_options import SandboxOptions  # noqa: E402
 from explorer.query import Searcher  # noqa: E402
 from explorer.reindex import reindex  # noqa: E402
-from explorer.sandbox import Sandbox  # noqa: E402
-from explorer.sandbox_options import SandboxOptions  # noqa: E402
 
 INSTANCE, TOKEN = "QUALITY00001", "quality-token-0123456789"
 SECOND = "QUALITY00002"  # a second instance, so that typing an instance label can narrow

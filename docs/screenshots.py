@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.agent_page import agent_world, documents  # noqa: E402
-from explorer.browser import Browser  # noqa: E402
+from tests.browser import Browser  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 

@@ -22,14 +22,14 @@ from explorer import __version__
 # them, so `explorer search` starts fast; these few are cheap (about 12 ms together).
 from explorer.chats import CHAT_TYPES
 from explorer.config import Config, load_config
-from explorer.errors import ExplorerError, MeiliError, WawpError
-from explorer.sandbox_options import (
+from explorer.dev.sandbox_options import (
     COLD_MODES,
     DEFAULT_INSTANCE,
     DEFAULT_TOKEN,
     ENVELOPES,
     SHAPES,
 )
+from explorer.errors import ExplorerError, MeiliError, WawpError
 from explorer.secrets import redact
 
 if TYPE_CHECKING:
@@ -447,8 +447,8 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
     JIDs a complete crawl must yield) and POST /_sandbox/mutate (add, delete, rename or
     touch chats). Faults are off unless asked for. Runs until Ctrl-C.
     """
-    from explorer.sandbox import Sandbox
-    from explorer.sandbox_options import SandboxOptions
+    from explorer.dev.sandbox import Sandbox
+    from explorer.dev.sandbox_options import SandboxOptions
 
     pairs = dict(_instance_option(v) for v in instances) or {DEFAULT_INSTANCE: DEFAULT_TOKEN}
     try:
@@ -903,7 +903,7 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
     import threading
     from pathlib import Path
 
-    from explorer.demo import start, write_env
+    from explorer.dev.demo import start, write_env
     from explorer.index import admin_key, create_key
     from explorer.phones import pretty_phone
     from explorer.query import Filters, Searcher
@@ -944,7 +944,7 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
         key = create_key(
             cfg.meilisearch, ["search", "indexes.get", "stats.get", "version"], "demo agents", None
         )
-        from explorer.demo import port_or_free
+        from explorer.dev.demo import port_or_free
         from explorer.serve import AgentPage
 
         page = AgentPage(cfg.meilisearch, port=port_or_free(8700)).start()

@@ -70,7 +70,7 @@ def main() -> None:
     import explorer.chats as chats
     import explorer.documents as documents
     import explorer.phones as phones
-    from explorer.synthetic import Generator, render
+    from explorer.dev.synthetic import Generator, render
 
     gen = Generator(7, "inst", 1_764_000_000)
     rng = random.Random(14)

@@ -17,9 +17,9 @@ import httpx
 import meilisearch
 import pytest
 
-from explorer.meili_server import MeiliServer
-from explorer.sandbox import Sandbox
-from explorer.sandbox_options import SandboxOptions
+from explorer.dev.meili_server import MeiliServer
+from explorer.dev.sandbox import Sandbox
+from explorer.dev.sandbox_options import SandboxOptions
 
 ENV_VARS = (
     "WAWP_BASE_URL",

@@ -12,14 +12,14 @@ from urllib.parse import urlsplit
 import meilisearch
 import pytest
 
-from explorer.browser import Browser
 from explorer.config import MeiliSettings, load_config
+from explorer.dev.meili_server import MeiliServer
+from explorer.dev.sandbox import Sandbox
+from explorer.dev.sandbox_options import SandboxOptions
 from explorer.index import create_key, tenant_token
-from explorer.meili_server import MeiliServer
 from explorer.reindex import reindex
-from explorer.sandbox import Sandbox
-from explorer.sandbox_options import SandboxOptions
 from explorer.serve import AgentPage
+from tests.browser import Browser
 from tests.conftest import register_secret
 
 A, B = "AGENT000000A", "AGENT000000B"

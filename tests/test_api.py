@@ -40,7 +40,7 @@ def test_library_errors_speak_of_arguments_not_flags() -> None:
 def test_starting_the_cli_does_not_import_the_sandbox_server() -> None:
     code = (
         "import sys, explorer.cli; "
-        "print(sorted(m for m in ('explorer.sandbox', 'explorer.synthetic', 'http.server', "
+        "print(sorted(m for m in ('explorer.dev.sandbox', 'explorer.dev.synthetic', 'http.server', "
         "'meilisearch', 'tqdm') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from explorer.cli import cli
 from explorer.config import load_config
 from explorer.crawl import Crawler, CrawlOptions
+from explorer.dev.meili_server import free_port
 from explorer.errors import ConfigError, WawpProtocolError
-from explorer.meili_server import free_port
 from explorer.secrets import Secret
 from explorer.wawp import RetryPolicy, WawpClient
 

@@ -4,8 +4,8 @@ import meilisearch
 from click.testing import CliRunner
 
 from explorer.cli import cli
-from explorer.meili_server import MeiliServer, free_port
-from explorer.sandbox import Sandbox
+from explorer.dev.meili_server import MeiliServer, free_port
+from explorer.dev.sandbox import Sandbox
 from tests.conftest import explorer_env
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from explorer.chats import Chat
 from explorer.crawl import Checkpoint, Crawler, CrawlOptions, PageSource
+from explorer.dev.sandbox import Sandbox
 from explorer.errors import (
     CrawlStalled,
     WawpAuthError,
@@ -25,7 +26,6 @@ from explorer.errors import (
     WawpRequestError,
     WawpUnavailable,
 )
-from explorer.sandbox import Sandbox
 from explorer.secrets import Secret
 from explorer.wawp import RetryPolicy, WawpClient
 from tests.conftest import ground_truth

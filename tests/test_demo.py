@@ -125,7 +125,7 @@ def test_meilisearch_dies_with_a_parent_that_was_killed(tmp_path: Path) -> None:
     data = tmp_path / "orphan"
     code = (
         "import sys, time; from pathlib import Path\n"
-        "from explorer.meili_server import MeiliServer\n"
+        "from explorer.dev.meili_server import MeiliServer\n"
         f"MeiliServer(Path({str(data)!r})).start(); print('up', flush=True); time.sleep(60)"
     )
     proc = subprocess.Popen(

@@ -95,7 +95,7 @@ def test_one_meilisearch_cache_for_make_and_the_module() -> None:
     dry = subprocess.run(
         ["make", "-n", "-p", "meilisearch"], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert "explorer.meili_bin" in dry.stdout
+    assert "explorer.dev.meili_bin" in dry.stdout
     assert "EXPLORER_CACHE_DIR" not in dry.stdout  # make uses the module's own default
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import meilisearch
 import pytest
 
-from explorer.meili_server import MeiliServer, free_port
+from explorer.dev.meili_server import MeiliServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX = "chats"
@@ -228,10 +228,10 @@ def test_the_meilisearch_ui_through_the_door_loads_everything_it_asks_for(
     request leaves the door (field values are never fetched as images)."""
     from urllib.parse import urlsplit
 
-    from explorer.browser import Browser
     from explorer.config import MeiliSettings
     from explorer.index import create_key
     from explorer.secrets import Secret
+    from tests.browser import Browser
 
     meili = door["meili"]
     settings = MeiliSettings(url=meili.url, api_key=Secret(meili.master_key), index=INDEX)

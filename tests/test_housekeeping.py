@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from explorer.cli import cli
 from explorer.config import load_config
-from explorer.meili_server import MeiliServer
+from explorer.dev.meili_server import MeiliServer
+from explorer.dev.sandbox import Sandbox
 from explorer.reindex import reindex
-from explorer.sandbox import Sandbox
 from tests.conftest import explorer_env
 
 INST = "INST00000001"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from explorer.dev.meili_bin import ASSETS, MEILI_VERSION, ReleaseUnreachable, fetch_release
 from explorer.errors import MeiliBinaryError
-from explorer.meili_bin import ASSETS, MEILI_VERSION, ReleaseUnreachable, fetch_release
 
 FAKE_BINARY = f"#!/bin/sh\necho meilisearch {MEILI_VERSION}\n".encode()
 ASSET = ASSETS.get((platform.system(), platform.machine()), "meilisearch-linux-amd64")

@@ -6,9 +6,9 @@ from pathlib import Path
 import meilisearch
 import pytest
 
+from explorer.dev.meili_bin import MEILI_VERSION, NPM_INTEGRITY, find_meilisearch, integrity_of
+from explorer.dev.meili_server import MeiliServer
 from explorer.errors import MeiliBinaryError
-from explorer.meili_bin import MEILI_VERSION, NPM_INTEGRITY, find_meilisearch, integrity_of
-from explorer.meili_server import MeiliServer
 
 
 def test_real_server_indexes_and_finds_a_document(

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from explorer.cli import cli
-from explorer.meili_server import MeiliServer
-from explorer.sandbox import Sandbox
+from explorer.dev.meili_server import MeiliServer
+from explorer.dev.sandbox import Sandbox
 from explorer.schedule import next_run, run_schedule
 from tests.conftest import explorer_env, ground_truth, read_until
 
@@ -147,7 +147,7 @@ def test_make_demo_serves_the_ui_and_answers_searches(tmp_path: Path) -> None:
 def test_demo_stops_meilisearch_when_the_sandbox_fails_to_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import explorer.demo as demo
+    import explorer.dev.demo as demo
 
     started: list[MeiliServer] = []
     real_start = MeiliServer.start

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 import explorer.reindex as reindex_mod
 from explorer.cli import cli
 from explorer.config import Config, load_config
+from explorer.dev.meili_server import MeiliServer
+from explorer.dev.sandbox import Sandbox
 from explorer.documents import doc_id
 from explorer.errors import MeiliError, SafetyCheckFailed
-from explorer.meili_server import MeiliServer
 from explorer.reindex import dry_run, few_collections, last_report, reindex
-from explorer.sandbox import Sandbox
 from explorer.state import IndexBusy, index_lock, state_dir
 from tests.conftest import explorer_env, ground_truth
 

@@ -24,10 +24,10 @@ from click.testing import CliRunner
 
 from explorer.cli import cli
 from explorer.config import load_config
+from explorer.dev.meili_server import MeiliServer, free_port
+from explorer.dev.sandbox import Sandbox, sandbox_process
 from explorer.errors import MeiliError
-from explorer.meili_server import MeiliServer, free_port
 from explorer.reindex import reindex
-from explorer.sandbox import Sandbox, sandbox_process
 from tests.conftest import explorer_env, ground_truth
 
 INST = "INST00000001"

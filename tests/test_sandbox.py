@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from explorer.cli import cli
-from explorer.sandbox import Sandbox
+from explorer.dev.sandbox import Sandbox
 from tests.conftest import ground_truth
 
 INST = "INST00000001"

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 import explorer
 from explorer.cli import cli
 from explorer.config import load_config
-from explorer.meili_server import MeiliServer
+from explorer.dev.meili_server import MeiliServer
+from explorer.dev.sandbox import Sandbox
+from explorer.dev.sandbox_options import SandboxOptions
 from explorer.query import Filters, Searcher
 from explorer.reindex import reindex
-from explorer.sandbox import Sandbox
-from explorer.sandbox_options import SandboxOptions
 from tests.conftest import register_secret
 
 A, B = "INST0000000A", "INST0000000B"

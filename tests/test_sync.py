@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from explorer.cli import cli
 from explorer.config import Config, load_config
+from explorer.dev.meili_server import MeiliServer
+from explorer.dev.sandbox import Sandbox
 from explorer.errors import MeiliError, WawpProtocolError
-from explorer.meili_server import MeiliServer
 from explorer.reindex import reindex
-from explorer.sandbox import Sandbox
 from explorer.state import IndexBusy, index_lock, state_dir
 from explorer.sync import sync
 from tests.conftest import explorer_env, ground_truth

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from explorer.meili_server import free_port
+from explorer.dev.meili_server import free_port
 from explorer.secrets import Secret
 from explorer.transport import KeepAliveTransport, Reply, default_transport
 from explorer.wawp import WawpClient

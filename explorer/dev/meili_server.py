@@ -17,8 +17,8 @@ from types import TracebackType
 
 import httpx
 
+from explorer.dev.meili_bin import find_meilisearch
 from explorer.errors import MeiliError
-from explorer.meili_bin import find_meilisearch
 from explorer.procs import die_with_parent
 
 
