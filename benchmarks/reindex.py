@@ -84,15 +84,6 @@ def run_reindex(
     )
 
 
-def build_kind() -> str:
-    """Which per-chat modules this run uses (setup.py compiles them where it can)."""
-    import explorer.chats
-
-    if str(explorer.chats.__file__).endswith(".py"):
-        return "plain Python (no compiler at install, or EXPLORER_PURE_PYTHON=1)"
-    return "compiled by mypyc"
-
-
 def stages(n: int, repeats: int = 3) -> None:
     """Client CPU per chat by stage, without HTTP (the end-to-end figure includes it).
 
@@ -182,7 +173,6 @@ def main() -> None:
         child(*args.child)
         return
     sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
-    print(f"Per-chat modules (chats, documents, phones): {build_kind()}\n")
     stages(20_000 if args.quick else 100_000)
     with tempfile.TemporaryDirectory() as tmp, MeiliServer(Path(tmp) / "meili") as meili:
         end_to_end(meili, tmp, 50_000 if args.quick else 100_000)
