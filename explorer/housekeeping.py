@@ -23,9 +23,8 @@ from typing import Any
 from explorer.chats import MalformedChat, normalize_jid
 from explorer.config import AuditSettings, Config, Instance
 from explorer.errors import ConfigError, MeiliError, QueryError, WawpError
-from explorer.filters import quote
+from explorer.filters import DAY, Filters, chat_type_in, instance_id_is
 
-DAY = 86_400
 AUDITED_TYPES = ("group", "channel")  # communities are groups (their parent @g.us)
 
 
@@ -219,11 +218,10 @@ def audit(
         allow = lists[inst.id]
         result = InstanceAudit(inst.id, inst.label, allow_list=_describe(allow))
         report.instances.append(result)
-        types = ", ".join(AUDITED_TYPES)
         rows = (
             _from_crawl(cfg, inst)
             if live
-            else _from_index(cfg, f"instance_id = {quote(inst.id)} AND chat_type IN [{types}]")
+            else _from_index(cfg, f"{instance_id_is(inst.id)} AND {chat_type_in(AUDITED_TYPES)}")
         )
         for row in rows:
             if row["chat_type"] not in AUDITED_TYPES:
@@ -305,28 +303,19 @@ def zombies(
     live: bool = False, now: float | None = None,
 ) -> ZombieReport:  # fmt: skip
     """Chats with no activity for ``days`` days (or none recorded), oldest first."""
-    from explorer.chats import CHAT_TYPES
-
     now = time.time() if now is None else now
     if days < 0:
         raise QueryError("days", f"must be >= 0, got {days}")
-    if chat_type is not None and chat_type not in CHAT_TYPES:
-        raise QueryError("chat_type", f"must be one of {', '.join(CHAT_TYPES)}, got {chat_type!r}")
+    # the same filter as `explorer search --inactive-days`; it also checks chat_type
+    clauses = Filters(chat_type, instance, inactive_days=days).expressions(now)
     report = ZombieReport(
         "live" if live else "index", describe_source(cfg, live), days, chat_type, int(now)
     )
-    cutoff = int(now - days * DAY)
     if live:
         rows: Iterator[dict[str, Any]] = (
             row for inst in _pick(cfg, instance) for row in _from_crawl(cfg, inst)
         )
     else:
-        clauses = [f"(last_activity < {cutoff} OR last_activity IS NULL)"]
-        if chat_type:
-            clauses.append(f"chat_type = {chat_type}")
-        if instance:
-            value = quote(instance)
-            clauses.append(f"(instance_id = {value} OR instance_label = {value})")
         rows = _from_index(cfg, " AND ".join(clauses))
     for row in rows:
         if chat_type and row["chat_type"] != chat_type:
