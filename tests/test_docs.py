@@ -81,7 +81,7 @@ def test_benchmark_commands_run_as_written() -> None:
 
     benchmarks = (ROOT / "docs/benchmarks.md").read_text()
     commands = sorted(set(re.findall(r"^(\S*python\S* benchmarks/\w+\.py)", benchmarks, re.M)))
-    assert len(commands) == 6, commands
+    assert len(commands) >= 6, commands
     for command in commands:
         assert command.startswith(".venv/bin/python "), command
         out = subprocess.run(
