@@ -663,9 +663,8 @@ def _housekeeping_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _emit(
-    ctx: click.Context, report: Any, findings: list[Any], as_json: bool, as_ids: bool,
-    lines: Callable[[], list[str]],
-) -> None:  # fmt: skip
+    ctx: click.Context, report: Any, findings: list[Any], as_json: bool, as_ids: bool, limit: int
+) -> None:
     """One of the three output forms, then exit 4 if anything was found."""
     if as_json and as_ids:
         raise click.UsageError("--json and --ids are two outputs: pick one")
@@ -676,22 +675,9 @@ def _emit(
             click.echo(f"{f.instance_id}\t{f.jid}")
         click.echo(f"{len(findings)} from {report.source_detail}", err=True)
     else:
-        for line in lines():
-            click.echo(line)
+        click.echo(report.summary(limit=limit, colour=sys.stdout.isatty()))
     if findings:
         ctx.exit(EXIT_FOUND)
-
-
-def _finding_rows(findings: list[Any], limit: int) -> list[list[str]]:
-    from explorer.output import relative
-
-    return [
-        [
-            f.instance_label or f.instance_id, f.name or "(no name)", f.jid, f.chat_type,
-            relative(f.last_activity), "yes" if f.archived else "", "; ".join(f.reasons),
-        ]
-        for f in findings[:limit]
-    ]  # fmt: skip
 
 
 @cli.command("audit")
@@ -717,29 +703,7 @@ def audit_cmd(
 
     report = audit(get_config(ctx), live=live, inactive_days=inactive_days, instance=instance)
 
-    def lines() -> list[str]:
-        from explorer.output import table
-
-        out = [f"Audit of groups and channels, read from {report.source_detail}"]
-        for i in report.instances:
-            name = i.instance_id + (f" ({i.instance_label})" if i.instance_label else "")
-            out.append(f"  {name}: {i.groups} groups and channels, {i.allowed} allowed, "
-                       f"{len(i.flagged)} flagged (allow-list: {i.allow_list})")  # fmt: skip
-        flagged = report.flagged
-        if flagged:
-            headers = ["INSTANCE", "GROUP", "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
-            out += ["", *table(headers, _finding_rows(flagged, limit), sys.stdout.isatty())]
-            if len(flagged) > limit:
-                out.append(f"... and {len(flagged) - limit} more (--json or --ids list all)")
-            out.append(
-                "Wawp may list a group you were removed from for a short while: check a flag "
-                "again after the next sync before acting."
-            )
-        else:
-            out.append("Nothing flagged.")
-        return out
-
-    _emit(ctx, report, report.flagged, as_json, as_ids, lines)
+    _emit(ctx, report, report.flagged, as_json, as_ids, limit)
 
 
 @cli.command("zombies")
@@ -764,26 +728,7 @@ def zombies_cmd(
 
     report = zombies(get_config(ctx), days=days, chat_type=chat_type, instance=instance, live=live)
 
-    def lines() -> list[str]:
-        from explorer.output import table
-
-        kind = f"{chat_type} " if chat_type else ""
-        out = [f"Zombie {kind}chats (no activity for {days}+ days), read from "
-               f"{report.source_detail}"]  # fmt: skip
-        for inst, by_type in sorted(report.counts().items()):
-            parts = ", ".join(
-                f"{t} {c['zombies']} ({c['archived']} archived)" for t, c in sorted(by_type.items())
-            )
-            out.append(f"  {inst}: {parts}")
-        if not report.chats:
-            return [*out, "None found."]
-        headers = ["INSTANCE", "NAME", "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
-        out += ["", *table(headers, _finding_rows(report.chats, limit), sys.stdout.isatty())]
-        if len(report.chats) > limit:
-            out.append(f"... and {len(report.chats) - limit} more (--json or --ids list all)")
-        return out
-
-    _emit(ctx, report, report.chats, as_json, as_ids, lines)
+    _emit(ctx, report, report.chats, as_json, as_ids, limit)
 
 
 @cli.command("stats")

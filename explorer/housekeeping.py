@@ -140,6 +140,24 @@ def _from_crawl(cfg: Config, inst: Instance) -> Iterator[dict[str, Any]]:
         )
 
 
+def _table(findings: list[Finding], limit: int, colour: bool, what: str = "NAME") -> list[str]:
+    """The findings as a terminal table, cut at ``limit`` rows with a note saying so."""
+    from explorer.output import relative, table
+
+    headers = ["INSTANCE", what, "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
+    rows = [
+        [
+            f.instance_label or f.instance_id, f.name or "(no name)", f.jid, f.chat_type,
+            relative(f.last_activity), "yes" if f.archived else "", "; ".join(f.reasons),
+        ]
+        for f in findings[:limit]
+    ]  # fmt: skip
+    lines = table(headers, rows, colour)
+    if len(findings) > limit:
+        lines.append(f"... and {len(findings) - limit} more (--json or --ids list all)")
+    return lines
+
+
 def _finding(row: dict[str, Any]) -> Finding:
     return Finding(
         row["instance_id"], row.get("instance_label"), row["jid"], row.get("name"),
@@ -186,6 +204,22 @@ class AuditReport:
     @property
     def flagged(self) -> list[Finding]:
         return [f for i in self.instances for f in i.flagged]
+
+    def summary(self, limit: int = 200, colour: bool = False) -> str:
+        """Per-instance counts, then a table of at most ``limit`` flagged groups."""
+        out = [f"Audit of groups and channels, read from {self.source_detail}"]
+        for i in self.instances:
+            name = i.instance_id + (f" ({i.instance_label})" if i.instance_label else "")
+            out.append(f"  {name}: {i.groups} groups and channels, {i.allowed} allowed, "
+                       f"{len(i.flagged)} flagged (allow-list: {i.allow_list})")  # fmt: skip
+        if not self.flagged:
+            return "\n".join([*out, "Nothing flagged."])
+        out += ["", *_table(self.flagged, limit, colour, "GROUP")]
+        out.append(
+            "Wawp may list a group you were removed from for a short while: check a flag "
+            "again after the next sync before acting."
+        )
+        return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
         """The stable document of `explorer audit --json` (docs/housekeeping.md)."""
@@ -270,6 +304,20 @@ class ZombieReport:
     chat_type: str | None
     generated_at: int
     chats: list[Finding] = field(default_factory=list)
+
+    def summary(self, limit: int = 50, colour: bool = False) -> str:
+        """Counts per instance and type, then a table of at most ``limit`` chats."""
+        kind = f"{self.chat_type} " if self.chat_type else ""
+        out = [f"Zombie {kind}chats (no activity for {self.days}+ days), read from "
+               f"{self.source_detail}"]  # fmt: skip
+        for inst, by_type in sorted(self.counts().items()):
+            parts = ", ".join(
+                f"{t} {c['zombies']} ({c['archived']} archived)" for t, c in sorted(by_type.items())
+            )
+            out.append(f"  {inst}: {parts}")
+        if not self.chats:
+            return "\n".join([*out, "None found."])
+        return "\n".join([*out, "", *_table(self.chats, limit, colour)])
 
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         """instance -> type -> {"zombies": n, "archived": m}."""

@@ -1,9 +1,10 @@
 """Searching the live index: filters, phone-number queries, and a small Python API.
 
-This path is latency-sensitive (a CLI search should answer in well under 300 ms including
-process start), so it talks to Meilisearch with httpx directly instead of importing the
-official client, and sends ``Accept-Encoding: identity``: on keep-alive connections a
-compressed reply stalls ~40 ms (see docs/schema.md and the Meilisearch notes).
+A person waits on this path (`explorer search` is a whole process per query), so it talks
+to Meilisearch with httpx directly rather than importing the official client, which would
+add its import time to every search. It sends ``Accept-Encoding: identity`` because Meilisearch's
+compressed replies on a kept-alive connection each stall before they arrive, longer than
+the search itself takes.
 """
 
 from __future__ import annotations

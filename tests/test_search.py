@@ -348,6 +348,16 @@ def test_stats(world: dict[str, Any]) -> None:
     assert "by chat_type" in human.stdout and "last reindex:" in human.stdout
 
 
+def test_a_fresh_build_has_no_settings_drift_and_says_so_in_json(world: dict[str, Any]) -> None:
+    from explorer.settings import index_settings
+
+    report = index_settings(world["cfg"].meilisearch)
+    assert report.ok and report.drift == {} and not report.applied
+    out = CliRunner().invoke(cli, ["settings", "--json"], env=world["env"])
+    assert out.exit_code == 0
+    assert json.loads(out.stdout) == {"index": "search_world", "drift": {}, "applied": False}
+
+
 def test_search_on_a_missing_index_says_so(world: dict[str, Any]) -> None:
     env = {**world["env"], "EXPLORER_INDEX": "nope_not_here"}
     result = CliRunner().invoke(cli, ["search", "x"], env=env)
