@@ -214,7 +214,8 @@ class Demo:
         from explorer.reindex import reindex
         from explorer.serve import AgentPage
 
-        assert self.cfg is not None and self.meili is not None, "run() inside `with Demo(...)`"
+        if self.cfg is None or self.meili is None:
+            raise RuntimeError("Demo.run() belongs inside `with Demo(...) as demo:`")
         cfg = self.cfg
         env_file = write_env(self.data_dir / "env", cfg, admin_key(cfg.meilisearch))
         report = reindex(cfg, progress=progress)
