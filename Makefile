@@ -10,10 +10,10 @@ PY := $(VENV)/bin/python
 test: lint meilisearch tools
 	$(PY) -m pytest
 
-# The tests marked `external` (tests/conftest.py) and `slow` are left out; four workers,
-# because most of a unit test's time is spent waiting on a local server, not computing.
+# The tests marked `external` (tests/conftest.py) and `slow` are left out; one worker per
+# CPU (pytest-xdist), since the rest are independent and each sets up its own servers.
 test-fast: install
-	$(PY) -m pytest -q -n 4 -m "not external and not slow"
+	$(PY) -m pytest -q -n auto -m "not external and not slow"
 
 docs: install
 	$(PY) -m explorer.dev.cli_reference
