@@ -411,6 +411,7 @@ class HttpServer:
             timeout_graceful_shutdown=limits.shutdown_timeout,
             h11_max_incomplete_event_size=limits.max_head,
             server_header=False,
+            proxy_headers=False,  # X-Forwarded-For from any local client would rename it
             date_header=True,
         )
         config.head_timeout = limits.head_timeout
