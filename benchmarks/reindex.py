@@ -182,8 +182,8 @@ def stages(n: int, repeats: int = 3) -> None:
 def end_to_end(meili: MeiliServer, tmp: str, n: int, repeats: int = 3) -> None:
     """Each shape's full reindex ``repeats`` times, at the issue's 100 ms a request (pauses
     between replies make each page dearer, so replies at once would flatter the client).
-    This VM's speed varies by a third from one run to the next: the best and the median
-    are printed with every run."""
+    A shared machine's speed varies from one run to the next: the best and the median are
+    printed with every run."""
     print(f"\nClient CPU per chat end to end (full reindex, {n:,} chats, "
           f"{LATENCY * 1000:.0f} ms a request, HTTP both ways, {repeats} runs; "
           "target 20 µs):")  # fmt: skip
