@@ -139,7 +139,8 @@ class Pinned:
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    body = {"message": message, "code": code, "type": "invalid_request"}
+    kind = "system" if status >= 500 else "invalid_request"  # Meilisearch's error types
+    body = {"message": message, "code": code, "type": kind}
     return Response(orjson.dumps(body), status, security_headers(), media_type=JSON)
 
 
