@@ -12,6 +12,7 @@ how many keystrokes were answered, and what the door adds at p95. Asserts nothin
 
     .venv/bin/python benchmarks/door.py                  # 100,000 chats, 50 and 200 agents
     .venv/bin/python benchmarks/door.py --chats 20000 --agents 50
+    .venv/bin/python benchmarks/door.py --baseline /tmp/old   # and an older serve.py
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def page_search(index: str, q: str) -> dict[str, Any]:
 
 
 async def agent(
-    base: str, key: str, index: str, words: list[str], start: float, out: list[float | None]
-) -> None:
+    base: str, key: str, index: str, words: list[str], start: float, typing: float,
+    out: list[float | None],
+) -> None:  # fmt: skip
     headers = {"Authorization": f"Bearer {key}", "Accept-Encoding": "identity"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
         await asyncio.sleep(max(0.0, start - time.monotonic()))
@@ -77,16 +79,18 @@ async def agent(
                 except httpx.HTTPError:
                     ok = False
                 out.append(time.monotonic() - pressed if ok else None)
-                await asyncio.sleep(max(0.0, pressed + TYPING - time.monotonic()))
+                await asyncio.sleep(max(0.0, pressed + typing - time.monotonic()))
 
 
-def run_agents(base: str, key: str, index: str, scripts: list[list[str]]) -> list[float | None]:
+def run_agents(
+    base: str, key: str, index: str, scripts: list[list[str]], typing: float
+) -> list[float | None]:
     out: list[float | None] = []
 
     async def main() -> None:
         start = time.monotonic() + 1.0
-        spread = [start + random.Random(i).uniform(0, TYPING) for i in range(len(scripts))]
-        await asyncio.gather(*(agent(base, key, index, words, spread[i], out)
+        spread = [start + random.Random(i).uniform(0, typing) for i in range(len(scripts))]
+        await asyncio.gather(*(agent(base, key, index, words, spread[i], typing, out)
                                for i, words in enumerate(scripts)))  # fmt: skip
 
     asyncio.run(main())
@@ -111,13 +115,13 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serve_door(meili: MeiliServer, index: str) -> Iterator[str]:
-    """`explorer serve` in its own process, as agents would get it."""
+def serve_door(meili: MeiliServer, index: str, tree: Path = ROOT) -> Iterator[str]:
+    """`explorer serve` in its own process, as agents would get it (from ``tree``'s code)."""
     port = free_port()
-    env = {**os.environ, "MEILI_URL": meili.url, "EXPLORER_INDEX": index}
+    env = {**os.environ, "MEILI_URL": meili.url, "EXPLORER_INDEX": index, "PYTHONPATH": str(tree)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "explorer.cli", "serve", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_for_port(port, proc)
@@ -139,6 +143,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chats", type=int, default=100_000)
     ap.add_argument("--agents", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--typing", type=float, default=TYPING, help="seconds between keystrokes")
+    ap.add_argument("--baseline", type=Path, help="also time `explorer serve` from this "
+                    "checkout (e.g. `git worktree add /tmp/old <commit>`)")  # fmt: skip
     args = ap.parse_args()
     print(f"door benchmark: {args.chats:,} chats, {os.cpu_count()} CPUs (figures compare "
           "within one run only: other work on the machine shows in them)")  # fmt: skip
@@ -158,6 +165,9 @@ def main() -> None:
                         if len(w) >= 4 and w.isalpha()})  # fmt: skip
         targets = {"meilisearch": meili.url, "explorer serve": stack.enter_context(
             serve_door(meili, index))}  # fmt: skip
+        if args.baseline:
+            targets["serve (baseline)"] = stack.enter_context(
+                serve_door(meili, index, args.baseline.resolve()))  # fmt: skip
         if shutil.which("nginx") and Path("/usr/lib/nginx/modules/ngx_http_js_module.so").exists():
             nginx_dir = work / "nginx"
             nginx_dir.mkdir()
@@ -170,18 +180,18 @@ def main() -> None:
             scripts = [rng.sample(names, WORDS_PER_AGENT) for _ in range(agents)]
             keystrokes = sum(len(w) for s in scripts for w in s)
             print(f"\n{agents} agents typing {keystrokes:,} keystrokes "
-                  f"(one every {TYPING * 1000:.0f} ms each):")  # fmt: skip
+                  f"(one every {args.typing * 1000:.0f} ms each):")  # fmt: skip
             p95 = {}
             for name, base in targets.items():
                 took = time.monotonic()
-                out = run_agents(base, key, index, scripts)
+                out = run_agents(base, key, index, scripts, args.typing)
                 took = time.monotonic() - took
                 answered = [t for t in out if t is not None]
                 if not answered:
-                    print(f"  {name:15} nothing answered")
+                    print(f"  {name:16} nothing answered")
                     continue
                 p95[name] = percentile(answered, 0.95)
-                print(f"  {name:15} p50 {percentile(answered, 0.5):6.1f} ms  p95 "
+                print(f"  {name:16} p50 {percentile(answered, 0.5):6.1f} ms  p95 "
                       f"{p95[name]:6.1f} ms  p99 {percentile(answered, 0.99):6.1f} ms  "
                       f"answered {len(answered):,}/{len(out):,}  "
                       f"({len(out) / took:,.0f} keystrokes/s)")  # fmt: skip

@@ -27,6 +27,7 @@ The HTTP side (timeouts, body limit, framing, connection cap) is :mod:`explorer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import re
@@ -57,6 +58,11 @@ SEARCH_ROUTE = re.compile(r"^/(?:multi-search|indexes/([A-Za-z0-9_-]+)/search)$"
 INDEX_UID = re.compile(r"[A-Za-z0-9_-]{1,512}")
 DECOY = "explorer-door-"
 DOOR_LIMITS = Limits(max_body=64 * 1024)
+# Searches in flight to Meilisearch at once; the rest wait their turn in the door. httpx's
+# async pool slows down as concurrent requests grow (measured against Meilisearch directly:
+# ~470 searches/s four at a time, ~120/s fifty at a time), and Meilisearch runs no more
+# searches at once than it has cores anyway.
+UPSTREAM_AT_ONCE = 8
 JSON = "application/json"
 
 
@@ -133,7 +139,8 @@ class Pinned:
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    body = {"message": message, "code": code, "type": "invalid_request"}
+    kind = "system" if status >= 500 else "invalid_request"  # Meilisearch's error types
+    body = {"message": message, "code": code, "type": kind}
     return Response(orjson.dumps(body), status, security_headers(), media_type=JSON)
 
 
@@ -144,6 +151,7 @@ class Door:
         self.meili = meili
         self.config = orjson.dumps({"meili": "", "index": meili.index})
         self.upstream: httpx.AsyncClient | None = None
+        self.turns: asyncio.Semaphore | None = None
         self.security = security_headers()
 
     @asynccontextmanager
@@ -153,11 +161,13 @@ class Door:
         async with httpx.AsyncClient(
             base_url=self.meili.url,
             timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            limits=httpx.Limits(
+                max_connections=UPSTREAM_AT_ONCE, max_keepalive_connections=UPSTREAM_AT_ONCE
+            ),
         ) as client:
-            self.upstream = client
+            self.upstream, self.turns = client, asyncio.Semaphore(UPSTREAM_AT_ONCE)
             yield
-        self.upstream = None
+        self.upstream = self.turns = None
 
     def app(self) -> Starlette:
         methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -217,9 +227,10 @@ class Door:
             path = "/multi-search"
         else:
             path = f"/indexes/{pinned.uid(route.group(1))}/search"
-        assert self.upstream is not None, "the door's lifespan did not run"
+        assert self.upstream and self.turns, "the door's lifespan did not run"
         try:
-            resp = await self.upstream.post(path, content=body, headers=headers)
+            async with self.turns:
+                resp = await self.upstream.post(path, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             log.warning("Meilisearch at %s did not answer in time: %s", self.meili.url, exc)
             raise Refused(504, "meili_timeout", "Meilisearch did not answer in time.") from None

@@ -39,7 +39,8 @@ function pinner(index) {
 
 function refuse(r, status, code, message) {
   r.headersOut["Content-Type"] = JSON_TYPE;
-  r.return(status, JSON.stringify({ message: message, code: code, type: "invalid_request" }));
+  const type = status >= 500 ? "system" : "invalid_request";
+  r.return(status, JSON.stringify({ message: message, code: code, type: type }));
 }
 
 function unreachable(r, reply) {
