@@ -677,6 +677,40 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
         page.close()
 
 
+@cli.command("mcp")
+@click.option("--http", "use_http", is_flag=True, help="Streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --http: address.")
+@click.option("--port", default=8702, show_default=True, type=click.IntRange(0, 65535),
+              help="With --http: port.")  # fmt: skip
+@click.option("--key-file", type=click.Path(dir_okay=False),
+              help="File with the Meilisearch search key or tenant token [env MEILI_API_KEY].")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="With --http: file with the clients' bearer token [env EXPLORER_MCP_TOKEN].")
+@click.pass_context
+def mcp_cmd(
+    ctx: click.Context, use_http: bool, host: str, port: int, key_file: str | None,
+    token_file: str | None,
+) -> None:  # fmt: skip
+    """Serve the index to AI assistants over the Model Context Protocol (read-only).
+
+    Tools: search_chats, get_chat, zombie_chats, audit_groups, index_status; the index
+    schema as a resource. Stdio by default (what Claude Desktop, Claude Code and VS Code
+    launch); --http serves streamable HTTP at http://HOST:PORT/mcp behind a bearer token.
+    Refuses (exit 3) a Meilisearch key that can do more than search: make one with
+    `explorer keys create-search`. See docs/mcp.md.
+    """
+    from explorer.mcp_server import prepare
+
+    launch = prepare(get_config(ctx), key_file=key_file, http=use_http, token_file=token_file)
+    click.echo(launch.banner(f"http://{host}:{port}/mcp" if use_http else "stdio"), err=True)
+    try:
+        launch.run_http(host, port) if use_http else launch.run_stdio()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        launch.close()
+
+
 @keys_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context
