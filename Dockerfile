@@ -12,6 +12,8 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/explorer --create-home expl
 WORKDIR /app
 COPY pyproject.toml setup.py README.md ./
 COPY explorer ./explorer
+# explorer/schema.md (the MCP server's schema resource) links to docs/schema.md
+COPY docs/schema.md ./docs/schema.md
 # A C compiler for the install only: setup.py compiles the per-chat modules with mypyc
 # (less CPU a chat). Without one the install falls back to plain Python; pip failing
 # still fails the build.

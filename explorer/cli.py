@@ -635,12 +635,15 @@ def keys_create_search(
     key = create_key(
         cfg.meilisearch, ["search"], f"WhatsApp Explorer search{label}", expires, with_uid=True
     )
-    if instance_id is None:
-        click.echo(key.split(" ", 1)[1])
-        return
+    from explorer.mcp_server import paste_line
+
     uid, value = key.split(" ", 1)
-    click.echo(tenant_token(cfg.meilisearch, uid, value, instance_id, expires))
-    click.echo(f"A tenant token: searches with it only ever see instance {instance_id}.", err=True)
+    if instance_id is not None:
+        value = tenant_token(cfg.meilisearch, uid, value, instance_id, expires)
+    click.echo(value)
+    if instance_id is not None:
+        click.echo(f"A tenant token: its searches only ever see instance {instance_id}.", err=True)
+    click.echo(f"For an AI assistant (docs/mcp.md): {paste_line(cfg, value)}", err=True)
 
 
 @cli.command("serve")

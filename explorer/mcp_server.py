@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
+from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
 import httpx
@@ -34,7 +35,7 @@ from starlette.applications import Starlette
 
 from explorer import __version__
 from explorer.chats import CHAT_TYPES, MalformedChat, normalize_jid
-from explorer.config import Config, MeiliSettings
+from explorer.config import DEFAULT_INDEX, Config, MeiliSettings
 from explorer.errors import ExplorerError, MeiliError, QueryError, meili_unreachable
 from explorer.output import relative
 from explorer.phones import phone_query
@@ -642,3 +643,19 @@ def prepare(
             token = Secret(env["EXPLORER_MCP_TOKEN"])
         token = check_token(token)
     return Launch(cfg, check_key(cfg.meilisearch), token)
+
+
+def paste_line(cfg: Config, key: str) -> str:
+    """The one command that registers this server with Claude Code (docs/mcp.md has the
+    other clients), with the key just made and the absolute path of `explorer`, because
+    desktop assistants do not start in the virtualenv."""
+    import shlex
+    import shutil
+    import sys
+
+    exe = shutil.which("explorer") or str(Path(sys.executable).with_name("explorer"))
+    env = [f"MEILI_URL={cfg.meilisearch.url}", f"MEILI_API_KEY={key}"]
+    if cfg.meilisearch.index != DEFAULT_INDEX:
+        env.append(f"EXPLORER_INDEX={cfg.meilisearch.index}")
+    flags = " ".join(f"--env {shlex.quote(e)}" for e in env)
+    return f"claude mcp add whatsapp-explorer {flags} -- {shlex.quote(exe)} mcp"
