@@ -705,9 +705,9 @@ def mcp_cmd(
     from explorer.mcp_server import prepare
 
     launch = prepare(get_config(ctx), key_file=key_file, http=use_http, token_file=token_file)
-    click.echo(launch.banner(f"http://{host}:{port}/mcp" if use_http else "stdio"), err=True)
+    click.echo(launch.banner(launch.listen(host, port) if use_http else "stdio"), err=True)
     try:
-        launch.run_http(host, port) if use_http else launch.run_stdio()
+        launch.serve()
     except KeyboardInterrupt:
         pass
     finally:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import httpx
 from mcp.server.auth.provider import AccessToken
@@ -41,6 +41,9 @@ from explorer.output import relative
 from explorer.phones import phone_query
 from explorer.query import PHONE_FIELDS, Filters, Searcher
 from explorer.secrets import Secret, redact
+
+if TYPE_CHECKING:
+    from explorer.server import HttpServer
 
 NAME: Final = "whatsapp-explorer"
 SCHEMA_URI: Final = "explorer://schema"
@@ -142,6 +145,10 @@ def read_secret_file(path: str, what: str) -> Secret:
 
 
 class KeyFileError(ExplorerError):
+    exit_code = 2
+
+
+class ListenError(ExplorerError):
     exit_code = 2
 
 
@@ -599,6 +606,7 @@ class Launch:
 
     def __post_init__(self) -> None:
         self.server, self.explorer = build_server(self.cfg, token=self.token)
+        self.http: HttpServer | None = None
 
     def banner(self, where: str) -> str:
         seen = ", ".join(
@@ -610,17 +618,27 @@ class Launch:
             f"{self.cfg.meilisearch.url} with {kind}; instances: {seen or 'none yet'}"
         )
 
-    def run_stdio(self) -> None:
-        self.server.run()
-
     def http_app(self, host: str) -> Starlette:
         """The streamable HTTP transport's ASGI app at /mcp (stateless, JSON replies)."""
         return self.server.streamable_http_app(stateless_http=True, json_response=True, host=host)
 
-    def run_http(self, host: str, port: int) -> None:
-        import uvicorn
+    def listen(self, host: str, port: int) -> str:
+        """Bind the HTTP transport now (so a busy port fails before anything is served, and
+        port 0 gets a real one) on the shared production server; returns the /mcp URL."""
+        from explorer.server import HttpServer
 
-        uvicorn.run(self.http_app(host), host=host, port=port, log_level="warning")
+        try:
+            self.http = HttpServer(self.http_app(host), host, port)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        return self.http.url + "mcp"
+
+    def serve(self) -> None:
+        """Until Ctrl-C or SIGTERM: HTTP if :meth:`listen` was called, else stdio."""
+        if self.http is not None:
+            self.http.serve_forever()
+        else:
+            self.server.run()
 
     def close(self) -> None:
         self.explorer.close()

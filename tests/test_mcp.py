@@ -468,3 +468,20 @@ def test_documented_http_configurations_reach_the_server(
                 await lists_the_tools(c)
 
     anyio.run(main)
+
+
+def test_http_transport_on_a_busy_port_is_one_line(world: dict[str, Any]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**world["env"], "EXPLORER_MCP_TOKEN": BEARER}
+        result = CliRunner().invoke(cli, ["mcp", "--http", "--port", str(port)], env=env)
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"Error: cannot listen on 127.0.0.1:{port}")
+    )
