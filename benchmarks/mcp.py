@@ -128,11 +128,24 @@ def main() -> None:
             f"recall@5 {sum(r[1] for r in rows) / n:.3f}; CLI recall@5 "
             f"{sum(r[2] for r in rows) / n:.3f}"
         )
-        print(
-            f"\nsearch_chats through stdio at {args.chats:,} chats ({len(latencies)} calls, "
-            f"limit 10): p50 {statistics.median(latencies):.1f} ms, "
-            f"p95 {percentile(latencies, 0.95):.1f} ms, max {max(latencies):.1f} ms"
-        )
+        direct: list[float] = []
+        with Searcher(cfg.meilisearch) as searcher:
+            for n in range(args.calls):
+                q = queries[n % len(queries)][1]
+                t = time.perf_counter()
+                searcher.search(q, limit=10, highlight=False)
+                direct.append((time.perf_counter() - t) * 1000)
+        for title, values in (
+            (f"search_chats through stdio at {args.chats:,} chats", latencies),
+            ("the same searches, Searcher.search in this process (no MCP)", direct),
+        ):
+            print(
+                f"\n{title} ({len(values)} calls, limit 10): "
+                f"p50 {statistics.median(values):.1f} ms, "
+                f"p95 {percentile(values, 0.95):.1f} ms, max {max(values):.1f} ms"
+            )
+        print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+              f"on {os.cpu_count()} CPUs")  # fmt: skip
 
 
 if __name__ == "__main__":
