@@ -1,12 +1,22 @@
 # One entry point for people and CI: `make test` builds the venv, fetches the pinned
 # Meilisearch binary once (into ~/.cache/whatsapp-explorer), then runs ruff, mypy and pytest.
+# `make test-fast` runs the unit tests alone (no Meilisearch, Chromium, nginx or subprocess
+# servers): the loop while editing. `make docs` rewrites the generated CLI reference.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test lint install meilisearch demo bench tools screenshots clean
+.PHONY: test test-fast lint install meilisearch demo bench tools docs screenshots clean
 
 test: lint meilisearch tools
 	$(PY) -m pytest
+
+# The tests marked `external` (tests/conftest.py) and `slow` are left out; four workers,
+# because most of a unit test's time is spent waiting on a local server, not computing.
+test-fast: install
+	$(PY) -m pytest -q -n 4 -m "not external and not slow"
+
+docs: install
+	$(PY) -m explorer.dev.cli_reference
 
 lint: install
 	$(VENV)/bin/ruff format --check explorer tests benchmarks docs/*.py setup.py
@@ -30,8 +40,8 @@ demo: meilisearch
 
 # From Debian when missing: docker-compose validates docker-compose.yml without a Docker
 # engine; nginx runs the agent door in front of a real Meilisearch; chromium drives the
-# agent page in the browser tests.
-TOOLS := docker-compose:docker-compose nginx:nginx chromium:chromium
+# agent page in the browser tests; node runs the page's query rules against the shared tables.
+TOOLS := docker-compose:docker-compose nginx:nginx chromium:chromium node:nodejs
 tools:
 	@missing=""; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || \
 	  [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; done; \

@@ -33,7 +33,7 @@ from benchmarks.crawl import instances_config  # noqa: E402
 from benchmarks.search import build_queries, recall  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.sandbox import sandbox_process  # noqa: E402
-from explorer.index import create_key  # noqa: E402
+from explorer.keys import create_agent_key  # noqa: E402
 from explorer.reindex import reindex  # noqa: E402
 from explorer.serve import AgentPage  # noqa: E402
 from tests.browser import Browser  # noqa: E402
@@ -53,8 +53,7 @@ def agent_world(chats: int, workdir: Path) -> Iterator[dict[str, Any]]:
         started = time.monotonic()
         report = reindex(cfg)
         print(f"  indexed {report.new_count:,} chats in {time.monotonic() - started:.0f} s")
-        key = create_key(cfg.meilisearch, ["search", "indexes.get", "stats.get", "version"],
-                         "page benchmark", None)  # fmt: skip
+        key = create_agent_key(cfg.meilisearch, label="page benchmark").key
         page = AgentPage(cfg.meilisearch, port=0).start()
         try:
             yield {"cfg": cfg, "meili": meili, "key": key, "page": page}

@@ -11,15 +11,16 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from explorer import __version__
 
-# Heavy modules (the Meilisearch client, tqdm) are imported inside the commands that need
-# them, so `explorer search` starts fast; these few are cheap (about 12 ms together).
+# Heavy modules (the Meilisearch client, tqdm, the sandbox) are imported inside the commands
+# that need them, so that `explorer search` starts fast; these few are cheap.
 from explorer.chats import CHAT_TYPES
 from explorer.config import Config, load_config
 from explorer.dev.sandbox_options import (
@@ -29,7 +30,7 @@ from explorer.dev.sandbox_options import (
     ENVELOPES,
     SHAPES,
 )
-from explorer.errors import ExplorerError, MeiliError, WawpError
+from explorer.errors import ExplorerError
 from explorer.secrets import redact
 
 if TYPE_CHECKING:
@@ -68,6 +69,17 @@ def _fail(ctx: click.Context, message: str, code: int) -> None:
     else:
         click.echo(message, err=True)
     ctx.exit(code)
+
+
+@contextmanager
+def _usage_errors(hint: str = "") -> Iterator[None]:
+    """A bad argument to the library (QueryError) as a usage error naming its option."""
+    from explorer.errors import QueryError
+
+    try:
+        yield
+    except QueryError as exc:
+        raise click.UsageError(f"--{exc.param.replace('_', '-')} {exc.problem}{hint}") from None
 
 
 def get_config(ctx: click.Context) -> Config:
@@ -141,50 +153,21 @@ def cli(
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context
-def check(ctx: click.Context) -> None:
+def check(ctx: click.Context, as_json: bool) -> None:
     """Try every configured Wawp instance and the Meilisearch server.
 
     Prints OK or the exact problem per target; exits 0 only if all are OK.
     """
-    from explorer.crawl import open_client
-    from explorer.index import check_server
-    from explorer.wawp import RetryPolicy
+    from explorer.check import check as run_check
 
-    cfg = get_config(ctx)
-    instances = cfg.require_instances()
-    failures = 0
-    rows: list[tuple[str, str, str, str]] = []
-    retry = RetryPolicy(budget_seconds=3.0, max_delay=1.0)  # a check answers in seconds
-    for inst in instances:
-        name = inst.id + (f" ({inst.label})" if inst.label else "")
-        try:
-            with open_client(cfg, inst, timeout=min(cfg.wawp.timeout, 10.0), retry=retry) as client:
-                info = client.session_info()
-            status = str(info.get("status", "unknown"))
-            me = info.get("me") if isinstance(info.get("me"), dict) else None
-            who = f", account {me.get('id')}" if me and me.get("id") else ""
-            if status == "WORKING":
-                rows.append(("wawp", name, "OK", f"session WORKING{who}"))
-            else:
-                failures += 1
-                rows.append(("wawp", name, "FAIL", f"session is {status}, not WORKING{who}"))
-        except WawpError as exc:
-            failures += 1
-            rows.append(("wawp", name, "FAIL", str(exc)))
-    try:
-        rows.append(("meilisearch", cfg.meilisearch.url, "OK", check_server(cfg.meilisearch)))
-    except MeiliError as exc:
-        failures += 1
-        rows.append(("meilisearch", cfg.meilisearch.url, "FAIL", str(exc)))
-    width = max(len(r[1]) for r in rows)
-    for kind, target, verdict, detail in rows:
-        colour = "green" if verdict == "OK" else "red"
-        click.echo(
-            f"{kind:<12} {target:<{width}}  {click.style(f'{verdict:<4}', fg=colour)}  "
-            f"{redact(detail)}"
-        )
-    if failures:
+    report = run_check(get_config(ctx))
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        click.echo("\n".join(report.lines(colour=sys.stdout.isatty())))
+    if not report.ok:
         ctx.exit(1)
 
 
@@ -299,28 +282,16 @@ def sync_cmd(ctx: click.Context, wait: float, quiet: bool, as_json: bool) -> Non
 @cli.command("settings")
 @click.option("--check", "mode", flag_value="check", default=True, help="Show drift (default).")
 @click.option("--apply", "mode", flag_value="apply", help="Make the live index match the code.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context
-def settings_cmd(ctx: click.Context, mode: str) -> None:
+def settings_cmd(ctx: click.Context, mode: str, as_json: bool) -> None:
     """Compare the live index's settings with the ones in code (exit 1 on drift)."""
-    from explorer.documents import INDEX_SETTINGS, settings_drift
-    from explorer.index import IndexStore
+    from explorer.settings import index_settings
 
-    cfg = get_config(ctx)
-    store = IndexStore(cfg.meilisearch)
-    live = cfg.meilisearch.index
-    if not store.exists(live):
-        raise MeiliError(f"index {live!r} does not exist yet: run `explorer reindex`")
-    drift = settings_drift(store.live_settings(live))
-    if not drift:
-        click.echo(f"{live}: settings match the code")
-        return
-    for key, (have, want) in drift.items():
-        click.echo(f"{key}: live {json.dumps(have)} != code {json.dumps(want)}")
-    if mode == "apply":
-        store.apply_settings(live, {k: INDEX_SETTINGS[k] for k in drift})
-        click.echo(f"{live}: applied {len(drift)} setting(s)")
-        return
-    ctx.exit(1)
+    report = index_settings(get_config(ctx).meilisearch, apply=mode == "apply")
+    click.echo(json.dumps(report.to_json()) if as_json else report.summary())
+    if not report.ok:
+        ctx.exit(1)
 
 
 def _instance_option(value: str) -> tuple[str, str]:
@@ -530,7 +501,6 @@ def search_cmd(
       explorer search "+20 123 456 7890"
       explorer search --groups --inactive-days 90 --sort last_activity:asc
     """
-    from explorer.errors import QueryError
     from explorer.query import Filters, Searcher
 
     asked = {
@@ -544,13 +514,10 @@ def search_cmd(
     chat_type = next(iter(chosen.values()), None)
     cfg = get_config(ctx)
     filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
-    try:
-        with Searcher(cfg.meilisearch) as searcher:
-            result = searcher.search(
-                query, filters, sort=list(sort), limit=limit, offset=offset, highlight=not as_json
-            )
-    except QueryError as exc:
-        raise click.UsageError(f"--{exc.param.replace('_', '-')} {exc.problem}") from None
+    with _usage_errors(), Searcher(cfg.meilisearch) as searcher:
+        result = searcher.search(
+            query, filters, sort=list(sort), limit=limit, offset=offset, highlight=not as_json
+        )
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
@@ -568,14 +535,6 @@ def keys_group() -> None:
     """Create scoped Meilisearch keys for agents and other tools (needs an admin key)."""
 
 
-def _expiry(days: int | None) -> Any:
-    import datetime as dt
-
-    if days is None:
-        return None
-    return dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
-
-
 @keys_group.command("create-agent")
 @click.option("--expires-in-days", type=click.IntRange(1), help="Let the key expire.")
 @click.option("--label", help="Who the key is for, shown by `explorer keys list`.")
@@ -586,16 +545,12 @@ def keys_create_agent(ctx: click.Context, expires_in_days: int | None, label: st
     Actions: search, indexes.get, stats.get, version. It cannot write, read settings or
     fetch documents one by one, and build indexes stay invisible to it. Printed once.
     """
-    from explorer.index import create_key
+    from explorer.keys import create_agent_key
 
-    cfg = get_config(ctx)
-    key = create_key(
-        cfg.meilisearch,
-        ["search", "indexes.get", "stats.get", "version"],
-        f"WhatsApp Explorer agents{f' ({label})' if label else ''}",
-        _expiry(expires_in_days),
+    new = create_agent_key(
+        get_config(ctx).meilisearch, label=label, expires_in_days=expires_in_days
     )
-    click.echo(key)
+    click.echo(new.secret)
     click.echo(
         "Agents open the agent page (`explorer serve`, or /agent/ behind the compose door) "
         "with #key=<key> after its address, or paste the key when asked. "
@@ -617,33 +572,23 @@ def keys_create_search(
     ctx: click.Context, expires_in_days: int | None, instance_id: str | None, force: bool
 ) -> None:
     """A search-only key for other tools, on the live index only. Printed once."""
-    from explorer.index import create_key, tenant_token
-    from explorer.query import Searcher
-
-    cfg = get_config(ctx)
-    if instance_id is not None and not force:
-        with Searcher(cfg.meilisearch) as searcher:
-            known = searcher.known_instances()
-        if instance_id not in known:
-            listed = ", ".join(sorted(known)) or "none"
-            raise click.UsageError(
-                f"--instance {instance_id!r} has no chats in index {cfg.meilisearch.index!r} "
-                f"(known: {listed}); --force mints a token for it anyway"
-            )
-    expires = _expiry(expires_in_days)
-    label = f" (instance {instance_id})" if instance_id else ""
-    key = create_key(
-        cfg.meilisearch, ["search"], f"WhatsApp Explorer search{label}", expires, with_uid=True
-    )
+    from explorer.keys import create_search_key
     from explorer.mcp_server import paste_line
 
-    uid, value = key.split(" ", 1)
-    if instance_id is not None:
-        value = tenant_token(cfg.meilisearch, uid, value, instance_id, expires)
-    click.echo(value)
-    if instance_id is not None:
-        click.echo(f"A tenant token: its searches only ever see instance {instance_id}.", err=True)
-    click.echo(f"For an AI assistant (docs/mcp.md): {paste_line(cfg, value)}", err=True)
+    cfg = get_config(ctx)
+    with _usage_errors(hint="; --force mints a token for it anyway"):
+        new = create_search_key(
+            cfg.meilisearch,
+            instance_id=instance_id,
+            expires_in_days=expires_in_days,
+            force=force,
+        )
+    click.echo(new.secret)
+    if new.tenant_token:
+        click.echo(
+            f"A tenant token: searches with it only ever see instance {instance_id}.", err=True
+        )
+    click.echo(f"For an AI assistant (docs/mcp.md): {paste_line(cfg, new.secret)}", err=True)
 
 
 @cli.command("serve")
@@ -719,18 +664,13 @@ def mcp_cmd(
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """The keys this tool created: who for, what they may do, when they expire."""
-    from explorer.index import explorer_keys
+    from explorer.keys import list_keys
 
-    keys = explorer_keys(get_config(ctx).meilisearch)
+    listed = list_keys(get_config(ctx).meilisearch)
     if as_json:
-        fields = ("uid", "description", "actions", "indexes", "expiresAt", "createdAt")
-        click.echo(json.dumps([{f: k.get(f) for f in fields} for k in keys]))
-        return
-    for k in keys:
-        expires = (k.get("expiresAt") or "never")[:10]
-        click.echo(f"{k['uid']}  {k['key'][:8]}…  expires {expires:<10}  {k.get('description')}")
-    if not keys:
-        click.echo("no WhatsApp Explorer keys", err=True)
+        click.echo(json.dumps(listed.to_json()))
+    else:
+        click.echo(listed.summary(), err=not listed.keys)
 
 
 @keys_group.command("revoke")
@@ -738,7 +678,7 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_or_uid: str) -> None:
     """Delete an agent or search key at once (by its value or its uid)."""
-    from explorer.index import revoke_key
+    from explorer.keys import revoke_key
 
     gone = revoke_key(get_config(ctx).meilisearch, key_or_uid)
     click.echo(f"revoked {gone['uid']} ({gone.get('description')}): it stops working now")
@@ -760,9 +700,8 @@ def _housekeeping_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _emit(
-    ctx: click.Context, report: Any, findings: list[Any], as_json: bool, as_ids: bool,
-    lines: Callable[[], list[str]],
-) -> None:  # fmt: skip
+    ctx: click.Context, report: Any, findings: list[Any], as_json: bool, as_ids: bool, limit: int
+) -> None:
     """One of the three output forms, then exit 4 if anything was found."""
     if as_json and as_ids:
         raise click.UsageError("--json and --ids are two outputs: pick one")
@@ -773,22 +712,9 @@ def _emit(
             click.echo(f"{f.instance_id}\t{f.jid}")
         click.echo(f"{len(findings)} from {report.source_detail}", err=True)
     else:
-        for line in lines():
-            click.echo(line)
+        click.echo(report.summary(limit=limit, colour=sys.stdout.isatty()))
     if findings:
         ctx.exit(EXIT_FOUND)
-
-
-def _finding_rows(findings: list[Any], limit: int) -> list[list[str]]:
-    from explorer.output import relative
-
-    return [
-        [
-            f.instance_label or f.instance_id, f.name or "(no name)", f.jid, f.chat_type,
-            relative(f.last_activity), "yes" if f.archived else "", "; ".join(f.reasons),
-        ]
-        for f in findings[:limit]
-    ]  # fmt: skip
 
 
 @cli.command("audit")
@@ -814,29 +740,7 @@ def audit_cmd(
 
     report = audit(get_config(ctx), live=live, inactive_days=inactive_days, instance=instance)
 
-    def lines() -> list[str]:
-        from explorer.output import table
-
-        out = [f"Audit of groups and channels, read from {report.source_detail}"]
-        for i in report.instances:
-            name = i.instance_id + (f" ({i.instance_label})" if i.instance_label else "")
-            out.append(f"  {name}: {i.groups} groups and channels, {i.allowed} allowed, "
-                       f"{len(i.flagged)} flagged (allow-list: {i.allow_list})")  # fmt: skip
-        flagged = report.flagged
-        if flagged:
-            headers = ["INSTANCE", "GROUP", "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
-            out += ["", *table(headers, _finding_rows(flagged, limit), sys.stdout.isatty())]
-            if len(flagged) > limit:
-                out.append(f"... and {len(flagged) - limit} more (--json or --ids list all)")
-            out.append(
-                "Wawp may list a group you were removed from for a short while: check a flag "
-                "again after the next sync before acting."
-            )
-        else:
-            out.append("Nothing flagged.")
-        return out
-
-    _emit(ctx, report, report.flagged, as_json, as_ids, lines)
+    _emit(ctx, report, report.flagged, as_json, as_ids, limit)
 
 
 @cli.command("zombies")
@@ -861,26 +765,7 @@ def zombies_cmd(
 
     report = zombies(get_config(ctx), days=days, chat_type=chat_type, instance=instance, live=live)
 
-    def lines() -> list[str]:
-        from explorer.output import table
-
-        kind = f"{chat_type} " if chat_type else ""
-        out = [f"Zombie {kind}chats (no activity for {days}+ days), read from "
-               f"{report.source_detail}"]  # fmt: skip
-        for inst, by_type in sorted(report.counts().items()):
-            parts = ", ".join(
-                f"{t} {c['zombies']} ({c['archived']} archived)" for t, c in sorted(by_type.items())
-            )
-            out.append(f"  {inst}: {parts}")
-        if not report.chats:
-            return [*out, "None found."]
-        headers = ["INSTANCE", "NAME", "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
-        out += ["", *table(headers, _finding_rows(report.chats, limit), sys.stdout.isatty())]
-        if len(report.chats) > limit:
-            out.append(f"... and {len(report.chats) - limit} more (--json or --ids list all)")
-        return out
-
-    _emit(ctx, report, report.chats, as_json, as_ids, lines)
+    _emit(ctx, report, report.chats, as_json, as_ids, limit)
 
 
 @cli.command("stats")
@@ -888,41 +773,10 @@ def zombies_cmd(
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Documents per type and per instance, and the last reindex."""
-    from explorer.index import index_stats
-    from explorer.reindex import last_report
-    from explorer.sync import load_state
+    from explorer.stats import stats
 
-    cfg = get_config(ctx)
-    stats = index_stats(cfg.meilisearch)
-    stats["last_reindex"] = last_report(cfg)
-    stats["last_sync"] = load_state(cfg).get("instances", {})
-    if as_json:
-        click.echo(json.dumps(stats))
-        return
-    click.echo(f"{cfg.meilisearch.index}: {stats['documents']} chats")
-    for facet in ("chat_type", "instance_id"):
-        parts = ", ".join(f"{k} {v}" for k, v in sorted(stats[facet].items()))
-        click.echo(f"  by {facet.replace('_id', '')}: {parts or '-'}")
-    last = stats["last_reindex"]
-    if last:
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last.get("finished_at") or 0))
-        click.echo(
-            f"  last reindex: {when}, {last.get('seconds', 0):.1f}s, {last.get('chats')} chats, "
-            f"{last.get('old_count') if last.get('old_count') is not None else 'none'} -> "
-            f"{last.get('new_count')}"
-        )
-    else:
-        click.echo("  last reindex: none recorded here")
-    for inst, info in sorted(stats["last_sync"].items()):
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(info.get("at") or 0))
-        click.echo(f"  last sync of {inst}: {when}")
-
-
-def _print_hits(result: Any) -> None:
-    from explorer.output import hits_table
-
-    for line in hits_table(result.hits, colour=sys.stdout.isatty()):
-        click.echo("    " + line)
+    report = stats(get_config(ctx))
+    click.echo(json.dumps(report.to_json()) if as_json else report.summary())
 
 
 @cli.command("demo")
@@ -940,69 +794,21 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
     import threading
     from pathlib import Path
 
-    from explorer.dev.demo import start, write_env
-    from explorer.index import admin_key, create_key
-    from explorer.phones import pretty_phone
-    from explorer.query import Filters, Searcher
-    from explorer.reindex import reindex as run_reindex
+    from explorer.dev.demo import Demo
 
-    meili, sandbox, cfg = start(Path(data_dir), chats, meili_port, sandbox_port)
-    page: Any = None
+    demo = Demo(Path(data_dir), chats=chats, meili_port=meili_port, sandbox_port=sandbox_port,
+                say=click.echo)  # fmt: skip
     try:
-        env_file = write_env(Path(data_dir) / "env", cfg, admin_key(cfg.meilisearch))
-        progress, close = _progress_bars(False)
-        try:
-            report = run_reindex(cfg, progress=progress)
-        finally:
-            close()
-        click.echo(report.summary())
-        with Searcher(cfg.meilisearch) as searcher:
-            people = searcher.search("", Filters(chat_type="individual"), limit=100).hits
-            name = next(
-                (
-                    h["name"].split()[0]
-                    for h in people
-                    if (h.get("name") or "").isascii() and h.get("name")
-                ),
-                "maria",
-            )
-            phone = next((pretty_phone(h["phone"]) for h in people if h.get("phone")), "")
-            for title, query, filters in (
-                (f"a first name: explorer search {name!r}", name, Filters()),
-                (f"a phone number as typed: explorer search {phone!r}", phone, Filters()),
-                (
-                    "silent groups: explorer search --groups --inactive-days 60",
-                    "",
-                    Filters(chat_type="group", inactive_days=60),
-                ),
-            ):
-                click.echo(f"\n  {title}")
-                _print_hits(searcher.search(query, filters, limit=5))
-        key = create_key(
-            cfg.meilisearch, ["search", "indexes.get", "stats.get", "version"], "demo agents", None
-        )
-        from explorer.dev.demo import port_or_free
-        from explorer.serve import AgentPage
-
-        page = AgentPage(cfg.meilisearch, port=port_or_free(8700)).start()
-        click.echo(
-            f"\nThe agent page (explorer serve): {page.url}#key={key}\n"
-            f"Meilisearch's web UI for agents: {meili.url}/?api_key={key}\n"
-            f"Use every command from another terminal ({env_file} holds this demo's URLs, "
-            "token and an admin key):\n"
-            f"  . {env_file}\n"
-            "  .venv/bin/explorer check && .venv/bin/explorer stats && "
-            ".venv/bin/explorer reindex --dry-run\n"
-            "Everything keeps running until Ctrl-C (or SIGTERM)."
-        )
-        threading.Event().wait()
+        with demo:
+            progress, close = _progress_bars(False)
+            try:
+                report = demo.run(progress)
+            finally:
+                close()
+            click.echo(report.summary(colour=sys.stdout.isatty()))
+            threading.Event().wait()
     except KeyboardInterrupt:
         click.echo("\nStopping.", err=True)
-    finally:
-        if page is not None:
-            page.stop()
-        sandbox.stop()
-        meili.stop()
 
 
 def _parse_at(ctx: click.Context, param: click.Parameter, value: str) -> Any:
@@ -1033,20 +839,20 @@ def schedule_cmd(
 
     Failures are logged and the loop goes on; use --log-format json for log shippers.
     """
-    import signal
     import threading
 
+    from explorer.procs import stop_signals
     from explorer.schedule import run_schedule
 
     cfg = get_config(ctx)
     cfg.require_instances()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        code = run_schedule(
-            cfg, at=reindex_at, sync_every=sync_every, run_now=run_now,
-            max_runs=max_runs, stop=stop,
-        )  # fmt: skip
+        with stop_signals(stop):  # the job in hand finishes; Ctrl-C still stops at once
+            code = run_schedule(
+                cfg, at=reindex_at, sync_every=sync_every, run_now=run_now,
+                max_runs=max_runs, stop=stop,
+            )  # fmt: skip
     except KeyboardInterrupt:
         code = 0
     if max_runs:

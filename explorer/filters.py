@@ -1,8 +1,111 @@
-"""Building Meilisearch filter expressions safely."""
+"""Meilisearch filter expressions: the one place they are written.
+
+``explorer search``, the Python API, ``audit`` and ``zombies``, sync's newest-activity
+probe and tenant tokens all filter through these functions. The agent page builds the same
+clauses in JavaScript (``explorer/web/query.js``); both are held to one table of cases,
+``tests/data/filter_cases.json``, so the page and the CLI cannot disagree on what a filter
+means.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from explorer.chats import CHAT_TYPES
+from explorer.errors import QueryError
+
+DAY: Final = 86_400
+FLAGS: Final = ("archived", "pinned", "muted")
 
 
 def quote(value: str) -> str:
     """A filter string literal: double-quoted, with quotes and backslashes escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def chat_type_is(chat_type: str) -> str:
+    if chat_type not in CHAT_TYPES:
+        raise QueryError("chat_type", f"must be one of {', '.join(CHAT_TYPES)}, got {chat_type!r}")
+    return f"chat_type = {quote(chat_type)}"
+
+
+def chat_type_in(chat_types: tuple[str, ...]) -> str:
+    for chat_type in chat_types:
+        chat_type_is(chat_type)  # the same check, one message
+    return f"chat_type IN [{', '.join(quote(t) for t in chat_types)}]"
+
+
+def instance_id_is(instance_id: str) -> str:
+    """Exactly this instance id (tenant tokens, per-instance reads)."""
+    return f"instance_id = {quote(instance_id)}"
+
+
+def instance_is(name: str) -> str:
+    """An instance named by a person: its id or its label."""
+    value = quote(name)
+    return f"(instance_id = {value} OR instance_label = {value})"
+
+
+def flag_is(name: str, value: bool) -> str:
+    """``!= true`` rather than ``= false``: a document without the field counts as false."""
+    if name not in FLAGS:
+        raise QueryError(name, f"is not one of {', '.join(FLAGS)}")
+    return f"{name} = true" if value else f"{name} != true"
+
+
+def inactive_for(days: int, now: float) -> str:
+    """No activity for ``days`` days, or none recorded at all (the zombie list)."""
+    if days < 0:
+        raise QueryError("inactive_days", f"must be >= 0, got {days}")
+    return f"(last_activity < {int(now - days * DAY)} OR last_activity IS NULL)"
+
+
+def active_since(value: str) -> str:
+    return f"last_activity >= {parse_date(value)}"
+
+
+def parse_date(value: str) -> int:
+    """A date or ISO datetime as a Unix time; a date without a zone is UTC."""
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise QueryError(
+            "active_since", f"must be a date like 2026-01-31 or 2026-01-31T08:00, got {value!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp())
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What `explorer search` filters on; :meth:`expressions` is ANDed by Meilisearch."""
+
+    chat_type: str | None = None
+    instance: str | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    muted: bool | None = None
+    inactive_days: int | None = None
+    active_since: str | None = None  # YYYY-MM-DD or an ISO datetime
+
+    def expressions(self, now: float | None = None) -> list[str]:
+        """Meilisearch filter clauses (ANDed); raises QueryError on a bad value."""
+        now = time.time() if now is None else now
+        out = []
+        if self.chat_type is not None:
+            out.append(chat_type_is(self.chat_type))
+        if self.instance is not None:
+            out.append(instance_is(self.instance))
+        for name in FLAGS:
+            value = getattr(self, name)
+            if value is not None:
+                out.append(flag_is(name, value))
+        if self.inactive_days is not None:
+            out.append(inactive_for(self.inactive_days, now))
+        if self.active_since is not None:
+            out.append(active_since(self.active_since))
+        return out

@@ -23,9 +23,8 @@ from typing import Any
 from explorer.chats import MalformedChat, normalize_jid
 from explorer.config import AuditSettings, Config, Instance
 from explorer.errors import ConfigError, MeiliError, QueryError, WawpError
-from explorer.filters import quote
+from explorer.filters import DAY, Filters, chat_type_in, instance_id_is
 
-DAY = 86_400
 AUDITED_TYPES = ("group", "channel")  # communities are groups (their parent @g.us)
 
 
@@ -141,6 +140,24 @@ def _from_crawl(cfg: Config, inst: Instance) -> Iterator[dict[str, Any]]:
         )
 
 
+def _table(findings: list[Finding], limit: int, colour: bool, what: str = "NAME") -> list[str]:
+    """The findings as a terminal table, cut at ``limit`` rows with a note saying so."""
+    from explorer.output import relative, table
+
+    headers = ["INSTANCE", what, "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
+    rows = [
+        [
+            f.instance_label or f.instance_id, f.name or "(no name)", f.jid, f.chat_type,
+            relative(f.last_activity), "yes" if f.archived else "", "; ".join(f.reasons),
+        ]
+        for f in findings[:limit]
+    ]  # fmt: skip
+    lines = table(headers, rows, colour)
+    if len(findings) > limit:
+        lines.append(f"... and {len(findings) - limit} more (--json or --ids list all)")
+    return lines
+
+
 def _finding(row: dict[str, Any]) -> Finding:
     return Finding(
         row["instance_id"], row.get("instance_label"), row["jid"], row.get("name"),
@@ -188,6 +205,22 @@ class AuditReport:
     def flagged(self) -> list[Finding]:
         return [f for i in self.instances for f in i.flagged]
 
+    def summary(self, limit: int = 200, colour: bool = False) -> str:
+        """Per-instance counts, then a table of at most ``limit`` flagged groups."""
+        out = [f"Audit of groups and channels, read from {self.source_detail}"]
+        for i in self.instances:
+            name = i.instance_id + (f" ({i.instance_label})" if i.instance_label else "")
+            out.append(f"  {name}: {i.groups} groups and channels, {i.allowed} allowed, "
+                       f"{len(i.flagged)} flagged (allow-list: {i.allow_list})")  # fmt: skip
+        if not self.flagged:
+            return "\n".join([*out, "Nothing flagged."])
+        out += ["", *_table(self.flagged, limit, colour, "GROUP")]
+        out.append(
+            "Wawp may list a group you were removed from for a short while: check a flag "
+            "again after the next sync before acting."
+        )
+        return "\n".join(out)
+
     def to_json(self) -> dict[str, Any]:
         """The stable document of `explorer audit --json` (docs/housekeeping.md)."""
         return {
@@ -219,11 +252,10 @@ def audit(
         allow = lists[inst.id]
         result = InstanceAudit(inst.id, inst.label, allow_list=_describe(allow))
         report.instances.append(result)
-        types = ", ".join(AUDITED_TYPES)
         rows = (
             _from_crawl(cfg, inst)
             if live
-            else _from_index(cfg, f"instance_id = {quote(inst.id)} AND chat_type IN [{types}]")
+            else _from_index(cfg, f"{instance_id_is(inst.id)} AND {chat_type_in(AUDITED_TYPES)}")
         )
         judge_groups(result, allow, rows, inactive_days, now)
     return report
@@ -283,6 +315,20 @@ class ZombieReport:
     generated_at: int
     chats: list[Finding] = field(default_factory=list)
 
+    def summary(self, limit: int = 50, colour: bool = False) -> str:
+        """Counts per instance and type, then a table of at most ``limit`` chats."""
+        kind = f"{self.chat_type} " if self.chat_type else ""
+        out = [f"Zombie {kind}chats (no activity for {self.days}+ days), read from "
+               f"{self.source_detail}"]  # fmt: skip
+        for inst, by_type in sorted(self.counts().items()):
+            parts = ", ".join(
+                f"{t} {c['zombies']} ({c['archived']} archived)" for t, c in sorted(by_type.items())
+            )
+            out.append(f"  {inst}: {parts}")
+        if not self.chats:
+            return "\n".join([*out, "None found."])
+        return "\n".join([*out, "", *_table(self.chats, limit, colour)])
+
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         """instance -> type -> {"zombies": n, "archived": m}."""
         out: dict[str, dict[str, dict[str, int]]] = {}
@@ -315,28 +361,19 @@ def zombies(
     live: bool = False, now: float | None = None,
 ) -> ZombieReport:  # fmt: skip
     """Chats with no activity for ``days`` days (or none recorded), oldest first."""
-    from explorer.chats import CHAT_TYPES
-
     now = time.time() if now is None else now
     if days < 0:
         raise QueryError("days", f"must be >= 0, got {days}")
-    if chat_type is not None and chat_type not in CHAT_TYPES:
-        raise QueryError("chat_type", f"must be one of {', '.join(CHAT_TYPES)}, got {chat_type!r}")
+    # the same filter as `explorer search --inactive-days`; it also checks chat_type
+    clauses = Filters(chat_type, instance, inactive_days=days).expressions(now)
     report = ZombieReport(
         "live" if live else "index", describe_source(cfg, live), days, chat_type, int(now)
     )
-    cutoff = int(now - days * DAY)
     if live:
         rows: Iterator[dict[str, Any]] = (
             row for inst in _pick(cfg, instance) for row in _from_crawl(cfg, inst)
         )
     else:
-        clauses = [f"(last_activity < {cutoff} OR last_activity IS NULL)"]
-        if chat_type:
-            clauses.append(f"chat_type = {chat_type}")
-        if instance:
-            value = quote(instance)
-            clauses.append(f"(instance_id = {value} OR instance_label = {value})")
         rows = _from_index(cfg, " AND ".join(clauses))
     for row in rows:
         if chat_type and row["chat_type"] != chat_type:

@@ -18,14 +18,9 @@ from meilisearch.errors import (
 )
 
 from explorer.config import MeiliSettings
-from explorer.errors import (
-    AUTH_CODES,
-    MeiliError,
-    MeiliTaskFailed,
-    meili_refused,
-    meili_unreachable,
-)
-from explorer.filters import quote
+from explorer.errors import MeiliError, MeiliTaskFailed
+from explorer.filters import instance_id_is
+from explorer.meili import PAGE, error, pages, unreachable
 from explorer.secrets import redact
 
 T = TypeVar("T")
@@ -44,32 +39,43 @@ def connect(settings: MeiliSettings, *, timeout: float = 30.0) -> meilisearch.Cl
     return meilisearch.Client(settings.url, key, timeout=int(timeout))
 
 
-def describe(exc: MeilisearchError, url: str) -> str:
-    """One line for any client error: what Meilisearch said, or why we could not ask."""
+def translate(exc: MeilisearchError, url: str, index: str | None = None) -> MeiliError:
+    """The official client's exception as the one-line :class:`MeiliError` of
+    :func:`explorer.meili.error`, without the key a URL may carry."""
     if isinstance(exc, MeilisearchCommunicationError):
-        return meili_unreachable(url)
+        return unreachable(url)
     if isinstance(exc, MeilisearchTimeoutError):
-        return f"Meilisearch at {url} timed out: {exc.message}"
+        return MeiliError(redact(f"Meilisearch at {url} timed out: {exc.message}"))
     if isinstance(exc, MeilisearchApiError):
-        code = f" [{exc.code}]" if exc.code else ""
-        if exc.status_code in (401, 403) or exc.code in AUTH_CODES:
-            return meili_refused(url, exc.code)
-        return f"Meilisearch at {url}: {exc.message}{code}"
-    return f"Meilisearch at {url}: {exc.message}"
+        found = error(url, status=exc.status_code, code=exc.code, message=exc.message, index=index)
+        return MeiliError(redact(str(found)))
+    return MeiliError(redact(f"Meilisearch at {url}: {exc.message}"))
 
 
 @contextmanager
-def meili_errors(url: str) -> Iterator[None]:
-    """Turn client exceptions into one-line :class:`MeiliError` without their URLs' keys."""
+def meili_errors(url: str, index: str | None = None) -> Iterator[None]:
+    """Turn client exceptions into one-line :class:`MeiliError` (see :func:`translate`)."""
     try:
         yield
     except MeilisearchError as exc:
-        raise MeiliError(redact(describe(exc, url))) from None
+        raise translate(exc, url, index) from None
 
 
 def call(url: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     with meili_errors(url):
         return fn(*args, **kwargs)
+
+
+def get_all(
+    client: meilisearch.Client, url: str, path: str, *, limit: int = PAGE
+) -> Iterator[dict[str, Any]]:
+    """Every item of a paginated GET list such as ``indexes`` or ``keys``."""
+
+    def page(limit: int, offset: int) -> dict[str, Any]:
+        reply: dict[str, Any] = call(url, client.http.get, f"{path}?limit={limit}&offset={offset}")
+        return reply
+
+    return pages(page, limit=limit)
 
 
 ADMIN_PROBES: tuple[tuple[str, str], ...] = (
@@ -97,9 +103,9 @@ def check_server(settings: MeiliSettings) -> str:
             if exc.status_code in (401, 403):
                 missing.append(action)
             else:
-                raise MeiliError(describe(exc, url)) from None
+                raise translate(exc, url) from None
         except MeilisearchError as exc:
-            raise MeiliError(describe(exc, url)) from None
+            raise translate(exc, url) from None
     if missing:
         raise MeiliError(
             f"Meilisearch at {url}: the API key lacks permission {', '.join(missing)} "
@@ -109,6 +115,7 @@ def check_server(settings: MeiliSettings) -> str:
 
 
 TERMINAL = ("succeeded", "failed", "canceled")
+DOCUMENTS_PAGE = 1000
 
 
 class IndexStore:
@@ -134,9 +141,9 @@ class IndexStore:
         except MeilisearchApiError as exc:
             if exc.code == "index_not_found":
                 return False
-            raise MeiliError(describe(exc, self.url)) from None
+            raise translate(exc, self.url) from None
         except MeilisearchError as exc:
-            raise MeiliError(describe(exc, self.url)) from None
+            raise translate(exc, self.url) from None
         return True
 
     def count(self, uid: str) -> int | None:
@@ -147,21 +154,15 @@ class IndexStore:
 
     def build_indexes(self) -> list[str]:
         prefix = f"{self.live}__build_"
-        found: list[str] = []
-        offset = 0
-        while True:
-            page = call(self.url, self.client.http.get, f"indexes?limit=100&offset={offset}")
-            found += [r["uid"] for r in page["results"] if r["uid"].startswith(prefix)]
-            offset += 100
-            if offset >= page["total"]:
-                return sorted(found)
+        indexes = get_all(self.client, self.url, "indexes")
+        return sorted(r["uid"] for r in indexes if r["uid"].startswith(prefix))
 
     def newest_activity(self, uid: str, instance_id: str) -> int | None:
         """The latest ``last_activity`` of an instance's chats in the index."""
         body = {
             "q": "",
             "limit": 1,
-            "filter": f"instance_id = {quote(instance_id)} AND last_activity EXISTS",
+            "filter": f"{instance_id_is(instance_id)} AND last_activity EXISTS",
             "sort": ["last_activity:desc"],
             "attributesToRetrieve": ["last_activity"],
         }
@@ -175,28 +176,18 @@ class IndexStore:
 
     def documents(self, uid: str) -> Iterator[dict[str, Any]]:
         """Every document with every field (hidden helper fields included)."""
-        offset = 0
-        while True:
-            page = call(
-                self.url,
-                self.client.http.get,
-                f"indexes/{uid}/documents?limit=1000&offset={offset}",
-            )
-            yield from page["results"]
-            offset += len(page["results"])
-            if not page["results"] or offset >= page["total"]:
-                return
+        return get_all(self.client, self.url, f"indexes/{uid}/documents", limit=DOCUMENTS_PAGE)
 
     def fetch(self, uid: str, filter_: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         """Every document matching ``filter_`` (no maxTotalHits cap, unlike search)."""
-        offset = 0
-        while True:
-            body = {"filter": filter_, "fields": fields, "limit": 1000, "offset": offset}
-            page = call(self.url, self.client.http.post, f"indexes/{uid}/documents/fetch", body)
-            yield from page["results"]
-            offset += len(page["results"])
-            if not page["results"] or offset >= page["total"]:
-                return
+
+        def page(limit: int, offset: int) -> dict[str, Any]:
+            body = {"filter": filter_, "fields": fields, "limit": limit, "offset": offset}
+            path = f"indexes/{uid}/documents/fetch"
+            reply: dict[str, Any] = call(self.url, self.client.http.post, path, body)
+            return reply
+
+        return pages(page, limit=DOCUMENTS_PAGE)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -233,9 +224,9 @@ class IndexStore:
         except MeilisearchApiError as exc:
             if exc.code == "index_not_found":
                 return
-            raise MeiliError(describe(exc, self.url)) from None
+            raise translate(exc, self.url) from None
         except MeilisearchError as exc:
-            raise MeiliError(describe(exc, self.url)) from None
+            raise translate(exc, self.url) from None
         self.wait([self._task_uid(reply)], allow={"index_not_found"})
 
     def start_swap(self, build: str) -> int:
@@ -296,100 +287,3 @@ class IndexStore:
                     )
                 time.sleep(delay)
                 delay = min(delay * 1.5, 0.5)
-
-
-def create_key(
-    settings: MeiliSettings,
-    actions: list[str],
-    description: str,
-    expires_at: Any,
-    *,
-    with_uid: bool = False,
-) -> str:
-    """Create a key on the live index only; returns its value (``"uid value"`` with uid)."""
-    client = connect(settings)
-    body = {
-        "description": description,
-        "actions": actions,
-        "indexes": [settings.index],
-        "expiresAt": expires_at.isoformat().replace("+00:00", "Z") if expires_at else None,
-    }
-    reply = call(settings.url, client.http.post, "keys", body)
-    return f"{reply['uid']} {reply['key']}" if with_uid else str(reply["key"])
-
-
-KEY_PREFIX = "WhatsApp Explorer"
-
-
-def explorer_keys(settings: MeiliSettings) -> list[dict[str, Any]]:
-    """The keys this tool created (their description starts with :data:`KEY_PREFIX`)."""
-    client = connect(settings)
-    found: list[dict[str, Any]] = []
-    offset = 0
-    while True:
-        page = call(settings.url, client.http.get, f"keys?limit=100&offset={offset}")
-        found += [k for k in page["results"] if (k.get("description") or "").startswith(KEY_PREFIX)]
-        offset += 100
-        if offset >= page["total"]:
-            return found
-
-
-def revoke_key(settings: MeiliSettings, key_or_uid: str) -> dict[str, Any]:
-    """Delete one of this tool's keys; refuses any other (the admin keys, other tools')."""
-    mine = {k["uid"]: k for k in explorer_keys(settings)}
-    mine.update({k["key"]: k for k in list(mine.values())})
-    target = mine.get(key_or_uid)
-    if target is None:
-        raise MeiliError(
-            f"no WhatsApp Explorer key {key_or_uid[:8]}… on {settings.url} "
-            "(see `explorer keys list`; other keys are not this tool's to revoke)"
-        )
-    client = connect(settings)
-    call(settings.url, client.http.delete, f"keys/{target['uid']}")
-    return target
-
-
-def admin_key(settings: MeiliSettings) -> str:
-    """The server's "Default Admin API Key" (needs the master key): all actions, no keys."""
-    client = connect(settings)
-    reply = call(settings.url, client.http.get, "keys?limit=100")
-    for key in reply.get("results", []):
-        if key.get("name") == "Default Admin API Key":
-            return str(key["key"])
-    raise MeiliError(f"Meilisearch at {settings.url}: no default admin key found")
-
-
-def tenant_token(
-    settings: MeiliSettings, key_uid: str, key: str, instance_id: str, expires_at: Any
-) -> str:
-    """A JWT signed with a search key whose searches always filter to one instance."""
-    client = connect(settings)
-    rules = {settings.index: {"filter": f"instance_id = {quote(instance_id)}"}}
-    with meili_errors(settings.url):
-        token: str = client.generate_tenant_token(
-            api_key_uid=key_uid, search_rules=rules, api_key=key, expires_at=expires_at
-        )
-    return token
-
-
-def index_stats(settings: MeiliSettings) -> dict[str, Any]:
-    client = connect(settings)
-    body = {"q": "", "limit": 0, "facets": ["chat_type", "instance_id"]}
-    try:
-        reply = client.http.post(f"indexes/{settings.index}/search", body)
-    except MeilisearchApiError as exc:
-        if exc.code == "index_not_found":
-            raise MeiliError(
-                f"index {settings.index!r} does not exist yet: run `explorer reindex`"
-            ) from None
-        raise MeiliError(describe(exc, settings.url)) from None
-    except MeilisearchError as exc:
-        raise MeiliError(describe(exc, settings.url)) from None
-    facets = reply.get("facetDistribution", {})
-    # estimatedTotalHits stops at maxTotalHits; facet counts cover every document
-    return {
-        "index": settings.index,
-        "documents": sum(facets.get("chat_type", {}).values()),
-        "chat_type": facets.get("chat_type", {}),
-        "instance_id": facets.get("instance_id", {}),
-    }

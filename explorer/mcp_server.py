@@ -37,9 +37,10 @@ from explorer import __version__
 from explorer.chats import CHAT_TYPES, MalformedChat, normalize_jid
 from explorer.config import DEFAULT_INDEX, Config, MeiliSettings
 from explorer.errors import ExplorerError, MeiliError, QueryError, meili_unreachable
+from explorer.filters import Filters, flag_is
 from explorer.output import relative
 from explorer.phones import phone_query
-from explorer.query import PHONE_FIELDS, Filters, Searcher
+from explorer.query import PHONE_FIELDS, Searcher
 from explorer.secrets import Secret, redact
 
 if TYPE_CHECKING:
@@ -195,12 +196,6 @@ def _bounded(limit: int) -> None:
         raise QueryError("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
 
 
-def _chat_type(value: str | None) -> str | None:
-    if value is not None and value not in CHAT_TYPES:
-        raise QueryError("chat_type", f"must be one of {', '.join(CHAT_TYPES)}, got {value!r}")
-    return value
-
-
 class Explorer:
     """The index as the tools see it: one Searcher for the server's life."""
 
@@ -219,7 +214,7 @@ class Explorer:
         if len(query) > MAX_QUERY:
             raise QueryError("query", f"must be at most {MAX_QUERY} characters, got {len(query)}")
         _bounded(limit)
-        filters = Filters(_chat_type(chat_type), instance, archived, None, None, inactive_days)
+        filters = Filters(chat_type, instance, archived, None, None, inactive_days)
         result = self.searcher.search(
             query, filters, sort=[sort] if sort else None, limit=limit, highlight=False
         )
@@ -278,11 +273,11 @@ class Explorer:
         if days < 0:
             raise QueryError("days", f"must be >= 0, got {days}")
         _bounded(limit)
-        filters = Filters(_chat_type(chat_type), instance, inactive_days=days)
+        filters = Filters(chat_type, instance, inactive_days=days)
         result = self.searcher.search(
             "", filters, sort=["last_activity:asc"], limit=limit, highlight=False
         )
-        archived = self._count(filters.expressions() + ["archived = true"])
+        archived = self._count([*filters.expressions(), flag_is("archived", True)])
         now = time.time()
         return {
             "days": days,
@@ -368,21 +363,18 @@ class Explorer:
 
     def index_status(self) -> dict[str, Any]:
         """What `explorer stats` shows, as far as the key can see."""
-        from explorer.index import index_stats
-        from explorer.reindex import last_report
-        from explorer.sync import load_state
+        from explorer.stats import stats
 
-        stats = index_stats(self.cfg.meilisearch)
+        report = stats(self.cfg)
         labels = self.searcher.known_instances()
-        last = last_report(self.cfg) or {}
-        syncs = load_state(self.cfg).get("instances", {})
+        last = report.last_reindex or {}
         return {
-            "index": stats["index"],
-            "documents": stats["documents"],
-            "by_type": stats["chat_type"],
+            "index": report.index,
+            "documents": report.documents,
+            "by_type": report.chat_type,
             "by_instance": {
                 iid: {"label": labels.get(iid), "documents": n}
-                for iid, n in sorted(stats["instance_id"].items())
+                for iid, n in sorted(report.instance_id.items())
             },
             "last_reindex": {
                 "finished_at": _iso(int(last["finished_at"])) if last.get("finished_at") else None,
@@ -392,7 +384,9 @@ class Explorer:
             if last
             else None,
             "last_sync": {
-                iid: _iso(int(info["at"])) for iid, info in syncs.items() if info.get("at")
+                iid: _iso(int(info["at"]))
+                for iid, info in report.last_sync.items()
+                if info.get("at")
             },
             "note": "last reindex and sync are read from this machine's state directory",
         }

@@ -14,7 +14,7 @@ import ctypes
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 PR_SET_PDEATHSIG = 1
@@ -33,12 +33,20 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def stop_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C."""
+def stop_signals(stop: threading.Event | None = None) -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C.
+
+    With ``stop``, they set that event instead: a loop that checks it (``explorer
+    schedule``) finishes the job in hand and returns rather than abandoning it. Blocks
+    nest; leaving one restores the handlers it found.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS}
+    on_signal: Callable[[int, FrameType | None], None] = _interrupt
+    if stop is not None:
+        on_signal = lambda signum, frame: stop.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         yield
     finally:

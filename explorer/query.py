@@ -1,88 +1,33 @@
 """Searching the live index: filters, phone-number queries, and a small Python API.
 
-This path is latency-sensitive (a CLI search should answer in well under 300 ms including
-process start), so it talks to Meilisearch with httpx directly instead of importing the
-official client, and sends ``Accept-Encoding: identity``: on keep-alive connections a
-compressed reply stalls ~40 ms (see docs/schema.md and the Meilisearch notes).
+A person waits on this path (`explorer search` is a whole process per query), so it talks
+to Meilisearch with httpx directly rather than importing the official client, which would
+add its import time to every search. It sends ``Accept-Encoding: identity`` because Meilisearch's
+compressed replies on a kept-alive connection each stall before they arrive, longer than
+the search itself takes.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
 
-from explorer.chats import CHAT_TYPES
 from explorer.config import Config, MeiliSettings, load_config
-from explorer.errors import (
-    AUTH_CODES,
-    MeiliError,
-    QueryError,
-    meili_refused,
-    meili_unreachable,
-)
-from explorer.filters import quote
+from explorer.errors import QueryError
+from explorer.filters import Filters
+from explorer.meili import SEARCH_NEED, error, unreachable
 from explorer.phones import phone_query
+
+__all__ = ["Filters", "SearchResult", "Searcher", "search"]
 
 SORTABLE: Final = ("last_activity", "name", "display_name")
 PHONE_FIELDS: Final = ["phone_digits", "phone_variants", "jid", "lid"]
 FACETS: Final = ("chat_type", "instance_id")
 HL_PRE: Final = "\x01"
 HL_POST: Final = "\x02"
-DAY: Final = 86_400
-
-
-@dataclass(frozen=True)
-class Filters:
-    chat_type: str | None = None
-    instance: str | None = None
-    archived: bool | None = None
-    pinned: bool | None = None
-    muted: bool | None = None
-    inactive_days: int | None = None
-    active_since: str | None = None  # YYYY-MM-DD or an ISO datetime
-
-    def expressions(self, now: float | None = None) -> list[str]:
-        """Meilisearch filter clauses (ANDed); raises QueryError on a bad value."""
-        now = time.time() if now is None else now
-        out = []
-        if self.chat_type is not None:
-            if self.chat_type not in CHAT_TYPES:
-                raise QueryError(
-                    "chat_type", f"must be one of {', '.join(CHAT_TYPES)}, got {self.chat_type!r}"
-                )
-            out.append(f"chat_type = {self.chat_type}")
-        if self.instance is not None:
-            value = quote(self.instance)
-            out.append(f"(instance_id = {value} OR instance_label = {value})")
-        for name in ("archived", "pinned", "muted"):
-            flag = getattr(self, name)
-            if flag is not None:
-                out.append(f"{name} = true" if flag else f"{name} != true")
-        if self.inactive_days is not None:
-            if self.inactive_days < 0:
-                raise QueryError("inactive_days", f"must be >= 0, got {self.inactive_days}")
-            cutoff = int(now - self.inactive_days * DAY)
-            out.append(f"(last_activity < {cutoff} OR last_activity IS NULL)")
-        if self.active_since is not None:
-            out.append(f"last_activity >= {parse_date(self.active_since)}")
-        return out
-
-
-def parse_date(value: str) -> int:
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise QueryError(
-            "active_since", f"must be a date like 2026-01-31 or 2026-01-31T08:00, got {value!r}"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp())
 
 
 def parse_sort(value: str) -> str:
@@ -240,18 +185,14 @@ class Searcher:
         try:
             resp = self._http.post(f"/indexes/{index}/search", content=json.dumps(body))
         except httpx.HTTPError:
-            raise MeiliError(meili_unreachable(url)) from None
+            raise unreachable(url) from None
         data = _json(resp)
         if resp.status_code != 200:
-            message = data.get("message", resp.text[:200]) if isinstance(data, dict) else ""
-            code = data.get("code", "") if isinstance(data, dict) else ""
-            if code == "index_not_found":
-                raise MeiliError(f"index {index!r} does not exist yet: run `explorer reindex`")
-            if resp.status_code in (401, 403) or code in AUTH_CODES:
-                raise MeiliError(meili_refused(url, code, "a search key is enough to search"))
-            raise MeiliError(
-                f"Meilisearch at {url}: search failed: {message} [{code or resp.status_code}]"
-            )
+            reply = data if isinstance(data, dict) else {}
+            raise error(
+                url, status=resp.status_code, code=reply.get("code"),
+                message=reply.get("message") or resp.text[:200], index=index, need=SEARCH_NEED,
+            )  # fmt: skip
         return data
 
 

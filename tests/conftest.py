@@ -205,3 +205,33 @@ def read_until(
         if found:
             return found, lines
     return None, lines
+
+
+# -- the fast tier ------------------------------------------------------------------------------
+
+# What `make test-fast` leaves out: tests that start a real Meilisearch (the `meili` fixture) or
+# drive programs outside Python (Chromium, nginx, docker-compose, `explorer demo`). The whole
+# suite (`make test`, what CI runs) still runs everything.
+EXTERNAL_FIXTURES = frozenset({"meili", "browser", "nginx"})
+EXTERNAL_MODULES = frozenset({
+    "tests.test_agent_page", "tests.test_demo", "tests.test_deploy", "tests.test_door",
+    "tests.test_meilisearch_server",
+})  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "external: starts Meilisearch, Chromium, nginx or a subprocess server "
+        "(left out by `make test-fast`)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if (
+            EXTERNAL_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or getattr(module, "__name__", "") in EXTERNAL_MODULES
+        ):
+            item.add_marker(pytest.mark.external)

@@ -16,7 +16,7 @@ from explorer.config import MeiliSettings, load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.sandbox_options import SandboxOptions
-from explorer.index import create_key, tenant_token
+from explorer.keys import create_agent_key, create_search_key
 from explorer.reindex import reindex
 from explorer.serve import AgentPage
 from tests.browser import Browser
@@ -47,8 +47,7 @@ def world(meili: MeiliServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     sb.stop()
     client = meilisearch.Client(meili.url, meili.master_key)
     docs = [dict(d) for d in client.index(INDEX).get_documents({"limit": 10_000}).results]
-    key = create_key(cfg.meilisearch, ["search", "indexes.get", "stats.get", "version"],
-                     "agent page test", None)  # fmt: skip
+    key = create_agent_key(cfg.meilisearch, label="agent page test").key
     page = AgentPage(cfg.meilisearch, port=0).start()
     yield {"cfg": cfg, "docs": docs, "key": key, "page": page, "meili": meili}
     page.stop()
@@ -209,9 +208,7 @@ def test_a_wrong_key_and_an_unreachable_meilisearch_say_so(
 
 
 def test_a_tenant_token_sees_only_its_instance(world: dict[str, Any], browser: Browser) -> None:
-    uid_key = create_key(world["cfg"].meilisearch, ["search"], "tenant test", None, with_uid=True)
-    uid, value = uid_key.split(" ", 1)
-    token = tenant_token(world["cfg"].meilisearch, uid, value, B, None)
+    token = create_search_key(world["cfg"].meilisearch, instance_id=B).tenant_token
     sign_in(browser, world, key=token)
     assert browser.evaluate("document.body.dataset.view") == "finder"
     assert "Lagos" in browser.evaluate("document.getElementById('who').textContent")

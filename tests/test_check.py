@@ -75,3 +75,22 @@ def test_check_unreachable_wawp(token: str, meili: MeiliServer) -> None:
     assert result.exit_code == 1
     assert "connection failed" in result.output
     assert token not in result.output
+
+
+def test_check_json_gives_each_target_its_verdict(
+    sandbox: Sandbox, token: str, meili: MeiliServer
+) -> None:
+    import json
+
+    env = env_for(sandbox, token, meili, WAWP_INSTANCE_ID="INST00000001,NOSUCHINST99")
+    result = CliRunner().invoke(cli, ["check", "--json"], env=env)
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    verdicts = {(c["kind"], c["target"]): c["ok"] for c in report["checks"]}
+    assert report["ok"] is False
+    assert verdicts == {
+        ("wawp", "INST00000001"): True,
+        ("wawp", "NOSUCHINST99"): False,
+        ("meilisearch", meili.url): True,
+    }
+    assert token not in result.output

@@ -8,52 +8,54 @@ from pathlib import Path
 import click
 
 from explorer.cli import cli
+from explorer.dev.cli_reference import render
 from explorer.documents import INDEX_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def shown_commands(readme: str) -> set[str]:
-    """Command paths (``keys create-agent``) the README shows being run in a code block."""
-    shown = set()
-    fence: str | None = None
-    for line in readme.splitlines():
-        if line.startswith("```"):
-            fence = line[3:].strip() if fence is None else None
-            continue
-        if fence not in ("sh", "bash", "console"):
-            continue
-        found = re.match(r"\s*(?:\$ )?(?:\S*/)?explorer ([a-z][a-z-]*(?: [a-z][a-z-]*)?)", line)
-        if found:
-            words = found.group(1).split()
-            shown.add(words[0])
-            shown.add(" ".join(words))
-    return shown
-
-
-def missing_commands(readme: str) -> list[str]:
-    shown = shown_commands(readme)
-    missing = []
-    for name, command in cli.commands.items():
-        if name not in shown:
-            missing.append(name)
+def all_commands(
+    group: click.Group = cli, prefix: str = "explorer"
+) -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix} {name}", command))
         if isinstance(command, click.Group):
-            missing += [f"{name} {sub}" for sub in command.commands if f"{name} {sub}" not in shown]
-    return missing
+            found += all_commands(command, f"{prefix} {name}")
+    return found
 
 
-def test_every_command_is_shown_running_in_the_readme_and_has_help() -> None:
-    assert missing_commands(README) == []
-    for command in cli.commands.values():
-        assert command.help
+def test_the_cli_reference_is_generated_from_the_current_help() -> None:
+    written = (ROOT / "docs/cli.md").read_text()
+    assert written == render(), "docs/cli.md is stale: run `make docs`"
 
 
-def test_the_readme_check_notices_a_command_without_an_example() -> None:
-    without_sync = "\n".join(line for line in README.splitlines() if "explorer sync" not in line)
-    assert missing_commands(without_sync) == ["sync"]
-    prose_only = README.replace("```sh\nexplorer keys create-agent", "```text\nkeys create-agent")
-    assert "keys create-agent" in missing_commands(prose_only)
+def test_every_command_has_help_and_a_section_in_the_reference() -> None:
+    reference = render()
+    for path, command in all_commands():
+        assert command.help, path
+        if not command.hidden:
+            assert f"\n## {path}\n" in reference, path
+
+
+def test_the_reference_shows_each_commands_options() -> None:
+    section = render().split("\n## explorer search\n")[1].split("\n## ")[0]
+    for option in ("--inactive-days", "--sort", "--json", "--groups"):
+        assert option in section
+
+
+def test_the_readme_links_the_reference_and_the_deeper_docs() -> None:
+    for doc in ("docs/cli.md", "docs/architecture.md", "docs/development.md",
+                "docs/sandbox.md", "docs/benchmarks.md", "docs/schema.md"):  # fmt: skip
+        assert f"]({doc})" in README, doc
+        assert (ROOT / doc).is_file(), doc
+
+
+def test_the_readme_is_a_short_read() -> None:
+    assert len(README.splitlines()) < 260
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b", README), "dated notes belong in docs/"
+    assert not re.search(r"\d µs", README), "measurements belong in docs/benchmarks.md"
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -77,8 +79,9 @@ def test_schema_doc_lists_every_field_and_setting() -> None:
 def test_benchmark_commands_run_as_written() -> None:
     import subprocess
 
-    commands = sorted(set(re.findall(r"^(\S*python\S* benchmarks/\w+\.py)", README, re.M)))
-    assert len(commands) == 6, commands
+    benchmarks = (ROOT / "docs/benchmarks.md").read_text()
+    commands = sorted(set(re.findall(r"^(\S*python\S* benchmarks/\w+\.py)", benchmarks, re.M)))
+    assert len(commands) >= 6, commands
     for command in commands:
         assert command.startswith(".venv/bin/python "), command
         out = subprocess.run(

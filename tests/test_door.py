@@ -229,13 +229,13 @@ def test_the_meilisearch_ui_through_the_door_loads_everything_it_asks_for(
     from urllib.parse import urlsplit
 
     from explorer.config import MeiliSettings
-    from explorer.index import create_key
+    from explorer.keys import create_agent_key
     from explorer.secrets import Secret
     from tests.browser import Browser
 
     meili = door["meili"]
     settings = MeiliSettings(url=meili.url, api_key=Secret(meili.master_key), index=INDEX)
-    key = create_key(settings, ["search", "indexes.get", "stats.get", "version"], "door ui", None)
+    key = create_agent_key(settings, label="door ui").key
     door["client"].wait_for_task(
         door["client"]
         .index(INDEX)

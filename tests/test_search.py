@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from explorer.config import load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.sandbox_options import SandboxOptions
-from explorer.query import Filters, Searcher
+from explorer.query import Filters
 from explorer.reindex import reindex
 from tests.conftest import register_secret
 
@@ -346,22 +348,20 @@ def test_stats(world: dict[str, Any]) -> None:
     assert "by chat_type" in human.stdout and "last reindex:" in human.stdout
 
 
+def test_a_fresh_build_has_no_settings_drift_and_says_so_in_json(world: dict[str, Any]) -> None:
+    from explorer.settings import index_settings
+
+    report = index_settings(world["cfg"].meilisearch)
+    assert report.ok and report.drift == {} and not report.applied
+    out = CliRunner().invoke(cli, ["settings", "--json"], env=world["env"])
+    assert out.exit_code == 0
+    assert json.loads(out.stdout) == {"index": "search_world", "drift": {}, "applied": False}
+
+
 def test_search_on_a_missing_index_says_so(world: dict[str, Any]) -> None:
     env = {**world["env"], "EXPLORER_INDEX": "nope_not_here"}
     result = CliRunner().invoke(cli, ["search", "x"], env=env)
     assert result.exit_code == 1 and "does not exist yet" in result.output
-
-
-def test_searcher_filters_compose() -> None:
-    f = Filters(chat_type="group", instance='we"ird', archived=False, inactive_days=1)
-    exprs = f.expressions(now=1_000_000)
-    assert exprs == [
-        "chat_type = group",
-        '(instance_id = "we\\"ird" OR instance_label = "we\\"ird")',
-        "archived != true",
-        "(last_activity < 913600 OR last_activity IS NULL)",
-    ]
-    assert Searcher  # the class is importable for tools
 
 
 def test_matches_are_highlighted_on_a_terminal_only(world: dict[str, Any]) -> None:
@@ -450,15 +450,82 @@ def test_json_log_format_makes_the_error_line_json(world: dict[str, Any]) -> Non
         assert json.loads(lines[-1])["exit_code"] == result.exit_code
 
 
-QUERY_CASES = json.loads((Path(__file__).parent / "data/query_cases.json").read_text())["cases"]
+# -- one table of cases for the Python side and the agent page's JavaScript ---------------------
+
+DATA = Path(__file__).parent / "data"
+QUERY_CASES = json.loads((DATA / "query_cases.json").read_text())["cases"]
+FILTER_TABLE = json.loads((DATA / "filter_cases.json").read_text())
+FILTER_CASES = FILTER_TABLE["cases"]
+QUERY_JS = Path(explorer.__file__).parent / "web" / "query.js"
+PAGE_NAMES = {"chat_type": "type", "inactive_days": "inactive"}  # the page's names
+
+
+def run_query_js(program: str, data: Any) -> Any:
+    """Run ``program`` (a JS module body that sees ``q``, query.js's exports, and ``data``)
+    under Node and return what it prints as JSON."""
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("Node.js is not installed (`make tools` installs it)")
+    source = (
+        f"import * as q from {json.dumps(QUERY_JS.as_uri())};\n"
+        "const data = JSON.parse(require_stdin());\n"
+        f"console.log(JSON.stringify((() => {{ {program} }})()));\n"
+        "function require_stdin() { return fs.readFileSync(0, 'utf8'); }\n"
+        "import fs from 'node:fs';\n"
+    )
+    out = subprocess.run(
+        [node, "--input-type=module", "-e", source], input=json.dumps(data),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 @pytest.mark.parametrize("case", QUERY_CASES, ids=lambda c: c["input"] or "empty")
 def test_query_preparation_matches_the_shared_table(case: dict[str, Any]) -> None:
-    """The agent page's JavaScript is held to the same table (tests/test_agent_page.py)."""
     from explorer.phones import phone_query
 
     assert phone_query(case["input"]) == case["digits"]
+
+
+def test_the_page_prepares_queries_by_the_same_table() -> None:
+    inputs = [c["input"] for c in QUERY_CASES]
+    got = run_query_js("return data.map((text) => q.phoneQuery(text));", inputs)
+    assert got == [c["digits"] for c in QUERY_CASES]
+
+
+@pytest.mark.parametrize("case", FILTER_CASES, ids=lambda c: json.dumps(c["filters"]))
+def test_filters_match_the_shared_table(case: dict[str, Any]) -> None:
+    assert Filters(**case["filters"]).expressions(now=case["now"]) == case["clauses"]
+
+
+@pytest.mark.parametrize("case", FILTER_TABLE["errors"], ids=lambda c: json.dumps(c["filters"]))
+def test_a_bad_filter_names_its_argument(case: dict[str, Any]) -> None:
+    with pytest.raises(explorer.QueryError) as info:
+        Filters(**case["filters"]).expressions()
+    assert info.value.param == case["param"]
+
+
+def test_the_page_writes_the_same_filters_as_the_table() -> None:
+    cases = [c for c in FILTER_CASES if "python_only" not in c]
+    assert len(cases) >= 6
+    page = [
+        {"f": {PAGE_NAMES.get(k, k): v for k, v in c["filters"].items()}, "now": c["now"] * 1000}
+        for c in cases
+    ]
+    got = run_query_js("return data.map((c) => q.filterClauses(c.f, c.now));", page)
+    assert got == [c["clauses"] for c in cases]
+
+
+def test_the_page_leaves_out_the_facet_it_counts() -> None:
+    f = {"type": "group", "instance": "Lagos", "archived": True}
+    got = run_query_js(
+        "return ['type', 'instance', 'archived'].map((s) => q.filterClauses(data, 0, s));", f
+    )
+    assert [len(clauses) for clauses in got] == [2, 2, 2]
+    assert not any(c.startswith("chat_type") for c in got[0])
+    assert not any("instance_id" in c for c in got[1])
+    assert "archived = true" not in got[2]
 
 
 def test_agent_keys_are_listed_and_revoked(world: dict[str, Any], meili: MeiliServer) -> None:

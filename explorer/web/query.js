@@ -40,14 +40,20 @@ export function quote(value) {
 }
 
 export const DAY = 86400;
+const FLAGS = ["archived", "pinned", "muted"];
 
-// Filter clauses (ANDed) for the page's controls; `skip` leaves one facet's own filter out
-// so that facet can show counts for its other values.
+// Filter clauses (ANDed) for the page's controls, written as explorer/filters.py writes
+// them: both are held to tests/data/filter_cases.json. `now` is in milliseconds (Date.now());
+// `skip` leaves one facet's own filter out so that facet can show counts for its other values.
 export function filterClauses(f, now, skip = null) {
   const out = [];
   if (f.type && skip !== "type") out.push(`chat_type = ${quote(f.type)}`);
-  if (f.instance && skip !== "instance") out.push(`instance_id = ${quote(f.instance)}`);
-  for (const flag of ["archived", "pinned", "muted"]) {
+  if (f.instance && skip !== "instance") {
+    const value = quote(f.instance);
+    out.push(`(instance_id = ${value} OR instance_label = ${value})`);
+  }
+  // The page's controls only narrow: an unticked flag and 0 days mean "any".
+  for (const flag of FLAGS) {
     if (f[flag] && skip !== flag) out.push(`${flag} = true`);
   }
   if (f.inactive) {
