@@ -37,7 +37,7 @@ from explorer.config import load_config  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.sandbox import Sandbox  # noqa: E402
 from explorer.dev.sandbox_options import SandboxOptions  # noqa: E402
-from explorer.index import create_key  # noqa: E402
+from explorer.keys import create_search_key  # noqa: E402
 from explorer.query import Searcher  # noqa: E402
 from explorer.reindex import reindex  # noqa: E402
 
@@ -82,7 +82,7 @@ def main() -> None:
         docs = [dict(d) for d in client.index("mcpbench").get_documents({"limit": 10**7}).results]
         by_key = {(d["instance_id"], d["jid"]): d for d in docs}
         queries = build_queries(docs, args.queries_per_kind)
-        key = create_key(cfg.meilisearch, ["search"], "WhatsApp Explorer search (benchmark)", None)
+        key = create_search_key(cfg.meilisearch).secret
         server_env = {**env, "MEILI_API_KEY": key, "EXPLORER_CONFIG": str(config)}
         cli_hits = {}
         with Searcher(cfg.meilisearch) as searcher:
