@@ -53,7 +53,6 @@ MAX_QUERY: Final = 200  # characters; Meilisearch reads only the first 10 words 
 MAX_GROUPS: Final = 1000  # groups per type and instance an audit can read (maxTotalHits)
 MIN_TOKEN: Final = 16  # characters of the HTTP transport's bearer token
 PROBE_INDEX: Final = "explorer-no-such-index-probe"  # the agent page's probe (web/app.js)
-DAY: Final = 86_400
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)  # fmt: skip
 
