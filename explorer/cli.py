@@ -630,10 +630,16 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --http: address.")
 @click.option("--port", default=8702, show_default=True, type=click.IntRange(0, 65535),
               help="With --http: port.")  # fmt: skip
-@click.option("--key-file", type=click.Path(dir_okay=False),
-              help="File with the Meilisearch search key or tenant token [env MEILI_API_KEY].")
-@click.option("--token-file", type=click.Path(dir_okay=False),
-              help="With --http: file with the clients' bearer token [env EXPLORER_MCP_TOKEN].")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False),
+    help="File with the Meilisearch search key or tenant token [env MEILI_API_KEY].",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="With --http: file with the clients' bearer token [env EXPLORER_MCP_TOKEN].",
+)
 @click.pass_context
 def mcp_cmd(
     ctx: click.Context, use_http: bool, host: str, port: int, key_file: str | None,
