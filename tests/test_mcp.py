@@ -485,3 +485,24 @@ def test_http_transport_on_a_busy_port_is_one_line(world: dict[str, Any]) -> Non
         .splitlines()[-1]
         .startswith(f"Error: cannot listen on 127.0.0.1:{port}")
     )
+
+
+def test_key_file_and_token_from_the_environment_are_used(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    from explorer.mcp_server import prepare
+
+    key_file = tmp_path / "search-key"
+    key_file.write_text(world["key"] + "\n")
+    env = {k: v for k, v in world["env"].items() if k != "MEILI_API_KEY"}
+    cfg = load_config(env["EXPLORER_CONFIG"], env=env)
+    launch = prepare(cfg, key_file=str(key_file), http=True, env={"EXPLORER_MCP_TOKEN": BEARER})
+    try:
+        assert launch.token is not None and launch.token.reveal() == BEARER
+        assert not launch.scope.tenant_token and set(launch.scope.instances) == {A, B}
+        assert "with a search key; instances: INSTMCP0000A (Cairo)" in launch.banner("stdio")
+    finally:
+        launch.close()
+    (tmp_path / "empty").write_text("\n")
+    result = CliRunner().invoke(cli, ["mcp", "--key-file", str(tmp_path / "empty")], env=env)
+    assert result.exit_code == 2 and "the Meilisearch key file is empty" in result.stderr
