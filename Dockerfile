@@ -12,6 +12,8 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/explorer --create-home expl
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY explorer ./explorer
+# explorer/schema.md (the MCP server's schema resource) links to docs/schema.md
+COPY docs/schema.md ./docs/schema.md
 RUN pip install . && rm -rf /app/build
 
 USER explorer

@@ -573,10 +573,12 @@ def keys_create_search(
 ) -> None:
     """A search-only key for other tools, on the live index only. Printed once."""
     from explorer.keys import create_search_key
+    from explorer.mcp_server import paste_line
 
+    cfg = get_config(ctx)
     with _usage_errors(hint="; --force mints a token for it anyway"):
         new = create_search_key(
-            get_config(ctx).meilisearch,
+            cfg.meilisearch,
             instance_id=instance_id,
             expires_in_days=expires_in_days,
             force=force,
@@ -586,6 +588,7 @@ def keys_create_search(
         click.echo(
             f"A tenant token: searches with it only ever see instance {instance_id}.", err=True
         )
+    click.echo(f"For an AI assistant (docs/mcp.md): {paste_line(cfg, new.secret)}", err=True)
 
 
 @cli.command("serve")
@@ -620,6 +623,46 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
         pass
     finally:
         page.close()
+
+
+@cli.command("mcp")
+@click.option("--http", "use_http", is_flag=True, help="Streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --http: address.")
+@click.option("--port", default=8702, show_default=True, type=click.IntRange(0, 65535),
+              help="With --http: port.")  # fmt: skip
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False),
+    help="File with the Meilisearch search key or tenant token [env MEILI_API_KEY].",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="With --http: file with the clients' bearer token [env EXPLORER_MCP_TOKEN].",
+)
+@click.pass_context
+def mcp_cmd(
+    ctx: click.Context, use_http: bool, host: str, port: int, key_file: str | None,
+    token_file: str | None,
+) -> None:  # fmt: skip
+    """Serve the index to AI assistants over the Model Context Protocol (read-only).
+
+    Tools: search_chats, get_chat, zombie_chats, audit_groups, index_status; the index
+    schema as a resource. Stdio by default (what Claude Desktop, Claude Code and VS Code
+    launch); --http serves streamable HTTP at http://HOST:PORT/mcp behind a bearer token.
+    Refuses (exit 3) a Meilisearch key that can do more than search: make one with
+    `explorer keys create-search`. See docs/mcp.md.
+    """
+    from explorer.mcp_server import prepare
+
+    launch = prepare(get_config(ctx), key_file=key_file, http=use_http, token_file=token_file)
+    click.echo(launch.banner(launch.listen(host, port) if use_http else "stdio"), err=True)
+    try:
+        launch.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        launch.close()
 
 
 @keys_group.command("list")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,23 +257,33 @@ def audit(
             if live
             else _from_index(cfg, f"{instance_id_is(inst.id)} AND {chat_type_in(AUDITED_TYPES)}")
         )
-        for row in rows:
-            if row["chat_type"] not in AUDITED_TYPES:
-                continue
-            result.groups += 1
-            finding = _finding(row)
-            if allow.admits(row["jid"], row.get("name")):
-                result.allowed += 1
-            else:
-                finding.reasons.append("not on the allow-list")
-            if inactive_days is not None:
-                silent = _silent(row.get("last_activity"), inactive_days, now)
-                if silent:
-                    finding.reasons.append(silent)
-            if finding.reasons:
-                result.flagged.append(finding)
-        result.flagged.sort(key=lambda f: ((f.name or "").casefold(), f.jid))
+        judge_groups(result, allow, rows, inactive_days, now)
     return report
+
+
+def judge_groups(
+    result: InstanceAudit, allow: AllowList, rows: Iterable[dict[str, Any]],
+    inactive_days: int | None, now: float,
+) -> None:  # fmt: skip
+    """Count one instance's groups and channels into ``result`` and flag what the allow-list
+    does not admit (or, with ``inactive_days``, what has been silent that long), wherever the
+    rows come from: the index, a crawl, or the searches of :mod:`explorer.mcp_server`."""
+    for row in rows:
+        if row["chat_type"] not in AUDITED_TYPES:
+            continue
+        result.groups += 1
+        finding = _finding(row)
+        if allow.admits(row["jid"], row.get("name")):
+            result.allowed += 1
+        else:
+            finding.reasons.append("not on the allow-list")
+        if inactive_days is not None:
+            silent = _silent(row.get("last_activity"), inactive_days, now)
+            if silent:
+                finding.reasons.append(silent)
+        if finding.reasons:
+            result.flagged.append(finding)
+    result.flagged.sort(key=lambda f: ((f.name or "").casefold(), f.jid))
 
 
 def _describe(allow: AllowList) -> str:

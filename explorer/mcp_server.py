@@ -1,0 +1,672 @@
+"""`explorer mcp`: a read-only Model Context Protocol server over the chat index.
+
+AI assistants (Claude, VS Code, hosted agents) get the searches agents have and nothing
+more. Read-only holds by construction, not by promise: the server talks to Meilisearch with
+a search key or a tenant token and refuses to start with a key that could write or read the
+index settings (:func:`check_key`), so no tool, prompt or bug can change the index. Nothing
+here talks to Wawp, so it needs no Wawp token either.
+
+The tools' names, descriptions and input schemas are a contract (docs/mcp.md): add, never
+rename. Each answer is bounded (``limit`` has a maximum, long lists become counts plus the
+first rows) so that an assistant's context is not flooded, and every failure comes back as a
+tool error with the same one line the CLI prints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+
+import httpx
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import AnyHttpUrl, Field
+from starlette.applications import Starlette
+
+from explorer import __version__
+from explorer.chats import CHAT_TYPES, MalformedChat, normalize_jid
+from explorer.config import DEFAULT_INDEX, Config, MeiliSettings
+from explorer.errors import ExplorerError, MeiliError, QueryError, meili_unreachable
+from explorer.filters import Filters, flag_is
+from explorer.output import relative
+from explorer.phones import phone_query
+from explorer.query import PHONE_FIELDS, Searcher
+from explorer.secrets import Secret, redact
+
+if TYPE_CHECKING:
+    from explorer.server import HttpServer
+
+NAME: Final = "whatsapp-explorer"
+SCHEMA_URI: Final = "explorer://schema"
+MAX_LIMIT: Final = 50  # rows in one answer: enough to act on, little enough for a context
+MAX_QUERY: Final = 200  # characters; Meilisearch reads only the first 10 words anyway
+MAX_GROUPS: Final = 1000  # groups per type and instance an audit can read (maxTotalHits)
+MIN_TOKEN: Final = 16  # characters of the HTTP transport's bearer token
+PROBE_INDEX: Final = "explorer-no-such-index-probe"  # the agent page's probe (web/app.js)
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                            open_world_hint=False)  # fmt: skip
+
+
+class KeyTooPowerful(ExplorerError):
+    """The Meilisearch key can do more than search: refused (exit 3, a safety check)."""
+
+    exit_code = 3
+
+
+# -- the key -----------------------------------------------------------------------------
+
+# What a key must not be able to do, each probed without changing anything: a write route
+# with an empty body is refused with 403 for a key without the action, and answered 400
+# ``missing_payload`` (no task enqueued) for one with it.
+_PROBES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("read the index settings", "GET", "/indexes/{index}/settings"),
+    ("add or replace documents", "POST", "/indexes/{index}/documents"),
+    ("delete documents", "POST", "/indexes/{index}/documents/delete-batch"),
+    ("change the index settings", "PATCH", "/indexes/{index}/settings"),
+    ("create indexes", "POST", "/indexes"),
+    ("read API keys", "GET", "/keys?limit=1"),
+)
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """What the key may see: the whole index, or (a tenant token) some instances."""
+
+    tenant_token: bool
+    instances: dict[str, str | None]  # id -> label, as far as the key can see
+
+
+def check_key(settings: MeiliSettings, *, timeout: float = 10.0) -> KeyScope:
+    """Refuse a key that can do more than search; return what it can see.
+
+    The agent page refuses a key that may search every index (web/app.js, ``looksPowerful``:
+    a search of an index that does not exist answers ``index_not_found`` instead of 403);
+    this is the same probe, plus one per write and settings action, because a server that
+    acts on a model's behalf must not hold a key that can change anything.
+    """
+    if not settings.api_key:
+        raise KeyTooPowerful(
+            "no Meilisearch key: set MEILI_API_KEY (or --key-file) to a search key, made with "
+            "`explorer keys create-search`; the MCP server never runs with the master key "
+            "or without one"
+        )
+    index = settings.index
+    headers = {
+        "Authorization": f"Bearer {settings.api_key.reveal()}",
+        "Content-Type": "application/json",
+        "Accept-Encoding": "identity",
+    }
+    with Searcher(settings, timeout=timeout) as searcher:
+        instances = searcher.known_instances()  # reachability, the key, the index: one line each
+    powers = []
+    with httpx.Client(base_url=settings.url, headers=headers, timeout=timeout) as http:
+        try:
+            probe = http.post(f"/indexes/{PROBE_INDEX}/search", content=b'{"limit":0}')
+            if probe.status_code != 403:
+                powers.append("search every index on the server")
+            for action, method, path in _PROBES:
+                reply = http.request(method, path.format(index=index), content=b"")
+                if reply.status_code not in (401, 403):
+                    powers.append(action)
+        except httpx.HTTPError:
+            raise MeiliError(meili_unreachable(settings.url)) from None
+    if powers:
+        raise KeyTooPowerful(
+            f"the Meilisearch key can {', '.join(powers)}: the MCP server only runs with a "
+            f"search key; create one with `explorer keys create-search` (or a tenant token for "
+            f"one instance with `explorer keys create-search --instance ID`) and set "
+            f"MEILI_API_KEY to it"
+        )
+    token = settings.api_key.reveal()
+    return KeyScope(token.startswith("eyJ") and token.count(".") == 2, instances)
+
+
+def read_secret_file(path: str, what: str) -> Secret:
+    """The first line of a file holding a secret (a key or a token)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise KeyFileError(f"{path}: cannot read the {what}: {reason}") from None
+    if not value:
+        raise KeyFileError(f"{path}: the {what} file is empty")
+    return Secret(value)
+
+
+class KeyFileError(ExplorerError):
+    exit_code = 2
+
+
+class ListenError(ExplorerError):
+    exit_code = 2
+
+
+# -- results -----------------------------------------------------------------------------
+
+
+def _iso(ts: Any) -> str | None:
+    if not isinstance(ts, int):
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def compact(hit: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """The few fields an assistant needs to name a chat and open it."""
+    link = hit.get("wa_link")
+    return {
+        "name": hit.get("display_name") or hit.get("name") or hit.get("jid"),
+        "phone": hit.get("phone_display"),
+        "jid": hit.get("jid"),
+        "type": hit.get("chat_type"),
+        "instance": hit.get("instance_label") or hit.get("instance_id"),
+        "instance_id": hit.get("instance_id"),
+        "last_activity": _iso(hit.get("last_activity")),
+        "last_activity_words": relative(hit.get("last_activity"), now)
+        if isinstance(hit.get("last_activity"), int)
+        else "no activity recorded",
+        "unread": hit.get("unread_count"),
+        "archived": hit.get("archived"),
+        "wa_me": f"https://{link}" if link else None,
+    }
+
+
+def _full(hit: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in hit.items() if not k.startswith("_")}
+
+
+# -- the tools' bodies (plain functions: the CLI, tests and benchmarks can call them) --------
+
+T = TypeVar("T")
+
+
+def _bounded(limit: int) -> None:
+    if isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+        raise QueryError("limit", f"must be between 1 and {MAX_LIMIT}, got {limit}")
+
+
+class Explorer:
+    """The index as the tools see it: one Searcher for the server's life."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.searcher = Searcher(cfg.meilisearch)
+
+    def close(self) -> None:
+        self.searcher.close()
+
+    def search_chats(
+        self, query: str = "", chat_type: str | None = None, instance: str | None = None,
+        archived: bool | None = None, inactive_days: int | None = None,
+        sort: str | None = None, limit: int = 10,
+    ) -> dict[str, Any]:  # fmt: skip
+        if len(query) > MAX_QUERY:
+            raise QueryError("query", f"must be at most {MAX_QUERY} characters, got {len(query)}")
+        _bounded(limit)
+        filters = Filters(chat_type, instance, archived, None, None, inactive_days)
+        result = self.searcher.search(
+            query, filters, sort=[sort] if sort else None, limit=limit, highlight=False
+        )
+        now = time.time()
+        return {
+            "query": query,
+            "phone_query": result.phone_digits,
+            "total": result.total,
+            "total_exact": result.total_exact,
+            "by_type": result.facets.get("chat_type", {}),
+            "by_instance": result.facets.get("instance_id", {}),
+            "shown": len(result.hits),
+            "chats": [compact(h, now) for h in result.hits],
+        }
+
+    def get_chat(self, jid_or_phone: str) -> dict[str, Any]:
+        text = jid_or_phone.strip()
+        if not text or len(text) > MAX_QUERY:
+            raise QueryError(
+                "jid_or_phone", f"must be a JID or a phone number, got {jid_or_phone[:40]!r}"
+            )
+        if "@" in text:
+            try:
+                jid, _ = normalize_jid(text)
+            except MalformedChat as exc:
+                raise QueryError("jid_or_phone", str(exc)) from None
+            hits = self._raw({"q": jid, "attributesToSearchOn": ["jid", "lid"], "limit": 20})
+            found = [h for h in hits if jid in (h.get("jid"), h.get("lid"))]
+        else:
+            digits = phone_query(text)
+            if digits is None:
+                raise QueryError(
+                    "jid_or_phone",
+                    f"must be a JID (…@c.us, …@g.us, …@lid) or a phone number, got {text!r}: "
+                    "search_chats finds chats by name",
+                )
+            hits = self._raw({"q": digits, "attributesToSearchOn": PHONE_FIELDS, "limit": 20})
+            found = [
+                h for h in hits
+                if digits in (h.get("phone_digits"), *(h.get("phone_variants") or ()))
+                or (h.get("phone_digits") or "").endswith(digits)
+            ]  # fmt: skip
+        if not found:
+            raise QueryError(
+                "jid_or_phone",
+                f"{text!r}: no chat with that JID or phone number in index "
+                f"{self.cfg.meilisearch.index!r} (search_chats finds chats by name)",
+            )
+        return {"found": len(found), "chats": [_full(h) for h in found[:5]]}
+
+    def zombie_chats(
+        self, days: int = 90, chat_type: str | None = None, instance: str | None = None,
+        limit: int = 20,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Counts are exact (facets cover every match); the list is the oldest ``limit``."""
+        if days < 0:
+            raise QueryError("days", f"must be >= 0, got {days}")
+        _bounded(limit)
+        filters = Filters(chat_type, instance, inactive_days=days)
+        result = self.searcher.search(
+            "", filters, sort=["last_activity:asc"], limit=limit, highlight=False
+        )
+        archived = self._count([*filters.expressions(), flag_is("archived", True)])
+        now = time.time()
+        return {
+            "days": days,
+            "chat_type": chat_type,
+            "instance": instance,
+            "total": result.total,
+            "archived": archived,
+            "by_type": result.facets.get("chat_type", {}),
+            "by_instance": result.facets.get("instance_id", {}),
+            "shown": len(result.hits),
+            "oldest": [compact(h, now) for h in result.hits],
+            "source": self._source(),
+        }
+
+    def audit_groups(
+        self, inactive_days: int | None = None, instance: str | None = None, limit: int = 20
+    ) -> dict[str, Any]:
+        """`explorer audit` from the index, through searches (a search key cannot fetch
+        documents): the same allow-list and the same judgement (housekeeping.judge_groups)."""
+        from explorer.housekeeping import (
+            AUDITED_TYPES,
+            AuditReport,
+            InstanceAudit,
+            _describe,
+            judge_groups,
+            load_allow_list,
+        )
+
+        if inactive_days is not None and inactive_days < 0:
+            raise QueryError("inactive_days", f"must be >= 0, got {inactive_days}")
+        _bounded(limit)
+        known = self.searcher.known_instances()
+        if instance is not None:
+            self.searcher.check_instance(instance)
+            known = {i: label for i, label in known.items() if instance in (i, label)}
+        configured = {inst.id: inst for inst in self.cfg.wawp.instances}
+        now = time.time()
+        report = AuditReport("index", self._source(), inactive_days, int(now))
+        truncated: dict[str, int] = {}
+        for iid, label in sorted(known.items()):
+            inst = configured.get(iid)
+            allow = load_allow_list(self.cfg.audit_for(inst) if inst else self.cfg.audit)
+            result = InstanceAudit(iid, label, allow_list=_describe(allow))
+            rows: list[dict[str, Any]] = []
+            for kind in AUDITED_TYPES:
+                found = self.searcher.search(
+                    "", Filters(kind, iid), sort=["name:asc"], limit=MAX_GROUPS, highlight=False
+                )
+                rows += found.hits
+                if found.total > len(found.hits):
+                    truncated[f"{iid} {kind}"] = found.total
+            judge_groups(result, allow, rows, inactive_days, now)
+            report.instances.append(result)
+        flagged = report.flagged
+        return {
+            "source": report.source_detail,
+            "inactive_days": inactive_days,
+            "flagged_total": len(flagged),
+            "instances": [
+                {k: v for k, v in asdict(i).items() if k != "flagged"} | {"flagged": len(i.flagged)}
+                for i in report.instances
+            ],
+            "shown": min(limit, len(flagged)),
+            "flagged": [
+                {
+                    "name": f.name,
+                    "jid": f.jid,
+                    "type": f.chat_type,
+                    "instance": f.instance_label or f.instance_id,
+                    "last_activity": _iso(f.last_activity),
+                    "last_activity_words": relative(f.last_activity, now),
+                    "archived": f.archived,
+                    "why": "; ".join(f.reasons),
+                }
+                for f in flagged[:limit]
+            ],  # fmt: skip
+            "incomplete": [
+                f"{where}: {total} in the index, the first {MAX_GROUPS} by name were judged "
+                "(`explorer audit` reads them all)"
+                for where, total in truncated.items()
+            ],
+        }
+
+    def index_status(self) -> dict[str, Any]:
+        """What `explorer stats` shows, as far as the key can see."""
+        from explorer.stats import stats
+
+        report = stats(self.cfg)
+        labels = self.searcher.known_instances()
+        last = report.last_reindex or {}
+        return {
+            "index": report.index,
+            "documents": report.documents,
+            "by_type": report.chat_type,
+            "by_instance": {
+                iid: {"label": labels.get(iid), "documents": n}
+                for iid, n in sorted(report.instance_id.items())
+            },
+            "last_reindex": {
+                "finished_at": _iso(int(last["finished_at"])) if last.get("finished_at") else None,
+                "chats": last.get("chats"),
+                "seconds": last.get("seconds"),
+            }
+            if last
+            else None,
+            "last_sync": {
+                iid: _iso(int(info["at"]))
+                for iid, info in report.last_sync.items()
+                if info.get("at")
+            },
+            "note": "last reindex and sync are read from this machine's state directory",
+        }
+
+    def _raw(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        hits: list[dict[str, Any]] = self.searcher._post(body).get("hits", [])
+        return hits
+
+    def _count(self, expressions: list[str]) -> int:
+        data = self.searcher._post(
+            {"q": "", "limit": 0, "filter": expressions, "facets": ["chat_type"]}
+        )
+        return sum((data.get("facetDistribution") or {}).get("chat_type", {}).values())
+
+    def _source(self) -> str:
+        from explorer.housekeeping import describe_source
+
+        return describe_source(self.cfg, live=False)
+
+
+# -- the MCP server ----------------------------------------------------------------------
+
+
+def _tool(fn: Callable[..., T]) -> Callable[..., T]:
+    """Library errors become tool errors with the CLI's one line (redacted)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except ExplorerError as exc:
+            raise ToolError(redact(str(exc))) from None
+
+    return wrapper
+
+
+INSTRUCTIONS: Final = (
+    "Read-only search over a business's WhatsApp chat list (names, phone numbers, groups, "
+    "last activity), indexed from the Wawp API. Find chats with search_chats (typos and any "
+    "phone format work), open one with get_chat, and report on housekeeping with "
+    "zombie_chats and audit_groups. Nothing here sends messages or changes anything. The "
+    f"index fields are described in the resource {SCHEMA_URI}."
+)
+
+_Limit = Annotated[int, Field(description=f"Rows to return, 1 to {MAX_LIMIT}.",
+                              json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})]  # fmt: skip
+_ChatType = Annotated[
+    str | None,
+    Field(
+        description="Only this kind of chat.",
+        json_schema_extra={"enum": [*CHAT_TYPES, None]},
+    ),
+]
+_Instance = Annotated[
+    str | None, Field(description="Only this Wawp instance (its id or its label).")
+]
+
+
+def build_server(cfg: Config, token: Secret | None = None) -> tuple[MCPServer[Any], Explorer]:
+    """The MCP server and the index it reads (close the latter when done).
+
+    With ``token``, HTTP requests need it as a bearer token. The SDK's bearer check comes
+    with OAuth settings; without a resource URL it publishes no OAuth metadata and only
+    checks the token.
+    """
+    ex = Explorer(cfg)
+    auth = verifier = None
+    if token is not None:
+        auth = AuthSettings(issuer_url=AnyHttpUrl("http://127.0.0.1"), resource_server_url=None)
+        verifier = StaticToken(token)
+    server: MCPServer[Any] = MCPServer(
+        NAME, title="WhatsApp Explorer", version=__version__, instructions=INSTRUCTIONS,
+        log_level="WARNING", auth=auth, token_verifier=verifier,
+    )  # fmt: skip
+
+    @server.tool(annotations=READ_ONLY)
+    @_tool
+    def search_chats(
+        query: Annotated[str, Field(description=(
+            "Words of a chat's name (typos, accents and any script are fine), a phone "
+            "number in any format (+20 123 456 7890, 00201234567890, 0123 456 7890, the "
+            "last 7 digits), or a JID. Empty: list chats by the filters alone. At most "
+            f"{MAX_QUERY} characters."))] = "",
+        chat_type: _ChatType = None,
+        instance: _Instance = None,
+        archived: Annotated[bool | None, Field(
+            description="true: only archived chats; false: only chats not archived.")] = None,
+        inactive_days: Annotated[int | None, Field(
+            description="Only chats with no activity for this many days (or none recorded).",
+            json_schema_extra={"minimum": 0})] = None,
+        sort: Annotated[str | None, Field(description=(
+            "ATTRIBUTE:asc or ATTRIBUTE:desc with ATTRIBUTE one of last_activity, name, "
+            "display_name; default: relevance."))] = None,
+        limit: _Limit = 10,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Find WhatsApp chats by name or phone number, like `explorer search`.
+
+        Returns the total number of matches (with counts per type and instance) and up to
+        `limit` chats, best first: name, formatted phone, JID, type, instance, last
+        activity (ISO date and in words), unread count and a wa.me link.
+        """
+        return ex.search_chats(query, chat_type, instance, archived, inactive_days, sort, limit)
+
+    @server.tool(annotations=READ_ONLY)
+    @_tool
+    def get_chat(
+        jid_or_phone: Annotated[str, Field(description=(
+            "A chat's JID (201234567890@c.us, …@g.us, …@lid, …@newsletter) or a phone "
+            "number in any format."))],
+    ) -> dict[str, Any]:  # fmt: skip
+        """One chat's full index document (every field of the schema resource).
+
+        A chat is listed once per Wawp instance it is in, so `found` may be more than 1.
+        A JID or number not in the index is an error that says so.
+        """
+        return ex.get_chat(jid_or_phone)
+
+    @server.tool(annotations=READ_ONLY)
+    @_tool
+    def zombie_chats(
+        days: Annotated[int, Field(description="No activity for at least this many days.",
+                                   json_schema_extra={"minimum": 0})] = 90,
+        chat_type: _ChatType = None,
+        instance: _Instance = None,
+        limit: _Limit = 20,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Zombie chats, like `explorer zombies`: no activity for `days` days or none recorded.
+
+        Exact counts (total, archived, per type and instance) and the oldest `limit` chats.
+        It archives nothing.
+        """
+        return ex.zombie_chats(days, chat_type, instance, limit)
+
+    @server.tool(annotations=READ_ONLY)
+    @_tool
+    def audit_groups(
+        inactive_days: Annotated[int | None, Field(
+            description="Also flag allowed groups silent for this many days.",
+            json_schema_extra={"minimum": 0})] = None,
+        instance: _Instance = None,
+        limit: _Limit = 20,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Bot self-audit, like `explorer audit`: groups and channels an instance is in that
+        its allow-list (audit.allowed_groups in the config) does not admit.
+
+        Per instance: groups, allowed, flagged; then up to `limit` flagged groups with why.
+        It leaves no group.
+        """
+        return ex.audit_groups(inactive_days, instance, limit)
+
+    @server.tool(annotations=READ_ONLY)
+    @_tool
+    def index_status() -> dict[str, Any]:
+        """What the index holds, like `explorer stats`: chats per type and per instance,
+        the last reindex and the last sync of each instance."""
+        return ex.index_status()
+
+    @server.resource(SCHEMA_URI, name="schema", title="The chats index: fields and settings",
+                     mime_type="text/markdown")  # fmt: skip
+    def schema() -> str:
+        """What every field of a chat document means (docs/schema.md)."""
+        return read_schema()
+
+    return server, ex
+
+
+def read_schema() -> str:
+    """docs/schema.md as installed with the package (explorer/schema.md links to it)."""
+    return (files("explorer") / "schema.md").read_text(encoding="utf-8")
+
+
+# -- the HTTP transport ----------------------------------------------------------------------
+
+
+class StaticToken:
+    """The SDK's bearer check with one shared token (compared in constant time)."""
+
+    def __init__(self, token: Secret) -> None:
+        self._token = token.reveal().encode()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if hmac.compare_digest(token.encode(), self._token):
+            return AccessToken(token="", client_id="explorer-mcp", scopes=[])
+        return None
+
+
+def check_token(token: Secret | None) -> Secret:
+    if not token:
+        raise KeyFileError(
+            "the HTTP transport needs a bearer token of its own: set EXPLORER_MCP_TOKEN or "
+            "pass --token-file (for example: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))' > mcp-token)"
+        )
+    value = token.reveal()
+    if len(value) < MIN_TOKEN or any(ord(c) <= 32 or ord(c) > 126 for c in value):
+        raise KeyFileError(
+            f"the MCP bearer token must be at least {MIN_TOKEN} printable characters without "
+            "spaces (make one with python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
+
+
+@dataclass
+class Launch:
+    """A checked configuration, ready to serve over stdio or HTTP."""
+
+    cfg: Config
+    scope: KeyScope
+    token: Secret | None = None
+
+    def __post_init__(self) -> None:
+        self.server, self.explorer = build_server(self.cfg, token=self.token)
+        self.http: HttpServer | None = None
+
+    def banner(self, where: str) -> str:
+        seen = ", ".join(
+            f"{i} ({label})" if label else i for i, label in sorted(self.scope.instances.items())
+        )
+        kind = "a tenant token" if self.scope.tenant_token else "a search key"
+        return (
+            f"MCP server (read-only) on {where} for index {self.cfg.meilisearch.index!r} at "
+            f"{self.cfg.meilisearch.url} with {kind}; instances: {seen or 'none yet'}"
+        )
+
+    def http_app(self, host: str) -> Starlette:
+        """The streamable HTTP transport's ASGI app at /mcp (stateless, JSON replies)."""
+        return self.server.streamable_http_app(stateless_http=True, json_response=True, host=host)
+
+    def listen(self, host: str, port: int) -> str:
+        """Bind the HTTP transport now (so a busy port fails before anything is served, and
+        port 0 gets a real one) on the shared production server; returns the /mcp URL."""
+        from explorer.server import HttpServer
+
+        try:
+            self.http = HttpServer(self.http_app(host), host, port)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        return self.http.url + "mcp"
+
+    def serve(self) -> None:
+        """Until Ctrl-C or SIGTERM: HTTP if :meth:`listen` was called, else stdio."""
+        if self.http is not None:
+            self.http.serve_forever()
+        else:
+            self.server.run()
+
+    def close(self) -> None:
+        self.explorer.close()
+
+
+def prepare(
+    cfg: Config, *, key_file: str | None = None, http: bool = False,
+    token_file: str | None = None, env: Mapping[str, str] | None = None,
+) -> Launch:  # fmt: skip
+    """Check the key (and, for HTTP, the bearer token) before anything is served."""
+    env = os.environ if env is None else env
+    if key_file:
+        key = read_secret_file(key_file, "Meilisearch key")
+        cfg = replace(cfg, meilisearch=replace(cfg.meilisearch, api_key=key))
+    token = None
+    if http:
+        if token_file:
+            token = read_secret_file(token_file, "MCP bearer token")
+        elif env.get("EXPLORER_MCP_TOKEN"):
+            token = Secret(env["EXPLORER_MCP_TOKEN"])
+        token = check_token(token)
+    return Launch(cfg, check_key(cfg.meilisearch), token)
+
+
+def paste_line(cfg: Config, key: str) -> str:
+    """The one command that registers this server with Claude Code (docs/mcp.md has the
+    other clients), with the key just made and the absolute path of `explorer`, because
+    desktop assistants do not start in the virtualenv."""
+    import shlex
+    import shutil
+    import sys
+
+    exe = shutil.which("explorer") or str(Path(sys.executable).with_name("explorer"))
+    env = [f"MEILI_URL={cfg.meilisearch.url}", f"MEILI_API_KEY={key}"]
+    if cfg.meilisearch.index != DEFAULT_INDEX:
+        env.append(f"EXPLORER_INDEX={cfg.meilisearch.index}")
+    flags = " ".join(f"--env {shlex.quote(e)}" for e in env)
+    return f"claude mcp add whatsapp-explorer {flags} -- {shlex.quote(exe)} mcp"
