@@ -440,12 +440,50 @@ def _instance_option(value: str) -> tuple[str, str]:
     is_flag=True,
     help="Render every chat before serving, so serving costs little CPU (benchmarks).",
 )
+@click.option(
+    "--lid-share",
+    default=0.08,
+    show_default=True,
+    type=click.FloatRange(0, 0.76),
+    help="Share of chats listed under a LID (a hidden number).",
+)
+@click.option(
+    "--lid-known",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of LIDs whose number /v2/lids knows (the rest: pn null, not listed).",
+)
+@click.option(
+    "--lid-pairs",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of known LID people who also have a chat under their phone JID.",
+)
+@click.option(
+    "--merge/--no-merge",
+    "merges",
+    default=True,
+    show_default=True,
+    help="Whether NOWEB/GOWS list such a person once (WAHA merge); WEBJS never does.",
+)
+@click.option("--lids-404", is_flag=True, help="/v2/lids answers 404 (no LID routes).")
+@click.option(
+    "--lids-fail",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="The first N /v2/lids page requests answer 500.",
+)
 def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
     """Run a Wawp-compatible sandbox server with synthetic chats.
 
-    Serves GET /v2/chats and /v2/session/info like Wawp, plus GET /_sandbox/ids (the
-    JIDs a complete crawl must yield) and POST /_sandbox/mutate (add, delete, rename or
-    touch chats). Faults are off unless asked for. Runs until Ctrl-C.
+    Serves GET /v2/chats, /v2/lids (list, count, one LID, by number) and
+    /v2/session/info like Wawp, plus GET /_sandbox/ids (the JIDs a complete, merged index
+    holds; ?format=json for LIDs, phones and listed ids) and POST /_sandbox/mutate (add,
+    delete, rename, touch chats, learn LIDs). Faults are off unless asked for. Runs until
+    Ctrl-C.
     """
     from explorer.dev.sandbox import Sandbox
     from explorer.dev.sandbox_options import SandboxOptions

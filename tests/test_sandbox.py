@@ -281,10 +281,10 @@ def test_latency_is_the_time_to_the_reply_including_the_work(
     store = sb.store(INST)
     slow_item = store.item
 
-    def item(i: int) -> bytes:
+    def item(i: int, merged: bool = False) -> bytes:
         if i == store.order("id")[0]:
             time.sleep(0.2)  # the page takes 200 ms to build
-        return slow_item(i)
+        return slow_item(i, merged)
 
     monkeypatch.setattr(store, "item", item)
     started = time.monotonic()
