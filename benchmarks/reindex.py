@@ -42,7 +42,7 @@ from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.synthetic import Generator, render  # noqa: E402
 from explorer.documents import to_document  # noqa: E402
 from explorer.index import IndexStore  # noqa: E402
-from explorer.reindex import few_collections, reindex  # noqa: E402
+from explorer.reindex import reindex  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
 
 LATENCY = 0.1
@@ -97,7 +97,7 @@ def stages(n: int, repeats: int = 3) -> None:
     """Client CPU per chat by stage, without HTTP (the end-to-end figure includes it).
 
     Page by page, as reindex works (a page is decoded, normalised, built and encoded
-    while it is in the CPU's caches), with the collector tuned as reindex tunes it. Each
+    while it is in the CPU's caches). Each
     stage's best of ``repeats`` runs: a shared machine only ever adds time."""
     gen = Generator(1, INSTANCE, 1_764_000_000)
     print(f"Client CPU per chat by stage ({n:,} chats per shape, no HTTP, best of {repeats}):")
@@ -109,21 +109,20 @@ def stages(n: int, repeats: int = 3) -> None:
         best: dict[str, float] = {}
         for _ in range(repeats):
             took = dict.fromkeys(("decode", "normalise", "document", "encode"), 0.0)
-            with few_collections():
-                for body in pages:
-                    t0 = time.process_time()
-                    raws = orjson.loads(body)
-                    t1 = time.process_time()
-                    chats = [c for raw in raws if (c := normalize_chat(raw, INSTANCE))]
-                    t2 = time.process_time()
-                    docs = [to_document(c, label="Bench", crawled_at=1) for c in chats]
-                    t3 = time.process_time()
-                    orjson.dumps(docs)
-                    t4 = time.process_time()
-                    took["decode"] += t1 - t0
-                    took["normalise"] += t2 - t1
-                    took["document"] += t3 - t2
-                    took["encode"] += t4 - t3
+            for body in pages:
+                t0 = time.process_time()
+                raws = orjson.loads(body)
+                t1 = time.process_time()
+                chats = [c for raw in raws if (c := normalize_chat(raw, INSTANCE))]
+                t2 = time.process_time()
+                docs = [to_document(c, label="Bench", crawled_at=1) for c in chats]
+                t3 = time.process_time()
+                orjson.dumps(docs)
+                t4 = time.process_time()
+                took["decode"] += t1 - t0
+                took["normalise"] += t2 - t1
+                took["document"] += t3 - t2
+                took["encode"] += t4 - t3
             best = {k: min(v, best.get(k, v)) for k, v in took.items()}
         text = ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in best.items())
         print(f"  {shape:6}: {text}; sum {sum(best.values()) / n * 1e6:.1f} µs")

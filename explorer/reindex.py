@@ -13,7 +13,6 @@ build index continues from the checkpoints instead of starting over.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import threading
 import time
@@ -128,12 +127,9 @@ class _Batcher:
     """Collects one instance's documents into batches; after each batch is accepted by
     Meilisearch, records the crawl checkpoint that covers it.
 
-    Each page's documents are encoded as they arrive, while they are still in the CPU's
-    caches, and only their JSON is kept until the batch goes. Normalising, building and
-    encoding 50,000 WEBJS chats took 10.5 µs a chat so, against 12.5-14.6 with batches of
-    5,000 dicts encoded at the end (encoding 0.8 against 1.6 µs; the rest was freeing dicts
-    gone cold). The bytes also take two fifths of the dicts' memory (3.1 against 7.8 MB
-    for 5,000 chats).
+    Each page's documents are encoded as they arrive and only their JSON is kept until the
+    batch goes: the bytes take far less memory than the dicts would, and encoding a page
+    while it is fresh is cheaper than encoding a cold batch of dicts at the end.
     """
 
     def __init__(
@@ -153,8 +149,7 @@ class _Batcher:
         self.size = size
         self.notify = notify
         # Each page's documents as one JSON array, and the separators: the batch's body is
-        # then one join of views into them. Joining and then adding the brackets made two
-        # more 3 MB copies a batch, 3.5 ms against 0.07 (0.7 µs a chat).
+        # then one join of views into them, with no further copies of a batch-sized body.
         self.parts: list[bytes | memoryview] = [b"["]
         self.count = 0
         self.checkpoint: Checkpoint | None = None
@@ -230,168 +225,181 @@ def reindex(
     progress: Progress | None = None,
     after_batch: Callable[[int], None] | None = None,
 ) -> ReindexReport:
+    """Build a new index from every instance and swap it live, resuming a build that an
+    earlier run left behind. Raises before the swap when the build fails or is too small."""
     instances = cfg.require_instances()
-    store = IndexStore(cfg.meilisearch)
     live = cfg.meilisearch.index
     directory = state_dir(cfg)
     started = time.monotonic()
-    report = ReindexReport(live_index=live)
-    notify = progress or (lambda *_: None)
     with index_lock(directory, live):
-        state = State(directory / f"reindex-{live}.json")
-        if restart:
-            state.clear()
-        builds = store.build_indexes()
-        if state.load() and state.data.get("build") in builds and not restart:
-            build = state.data["build"]
-            report.resumed = True
-            if state.data.get("phase") == "swap" and _swap_happened(store, state):
-                # Died between the swap and the clean-up: the new data is already live.
-                report.new_count = store.count(live)
-                return _finish(store, state, report, directory, started)
+        run = _Run(
+            cfg=cfg,
+            store=IndexStore(cfg.meilisearch),
+            state=State(directory / f"reindex-{live}.json"),
+            report=ReindexReport(live_index=live),
+            notify=progress or (lambda *_: None),
+            after_batch=after_batch,
+        )
+        if _start_or_resume(run, restart=restart) == "swapped":
+            # Died between the swap and the clean-up: the new data is already live.
+            run.report.new_count = run.store.count(live)
         else:
-            state.clear()
-            build = f"{live}__build_{_build_name()}"
-            state.data = {
-                "version": STATE_VERSION,
-                "build": build,
-                "crawled_at": int(time.time()),
-                "checkpoints": {},
-                "done": [],
-                "tasks": [],
-                "handed": {},
-            }
-        for leftover in builds:
-            if leftover != build:
-                store.delete(leftover)
-        if not report.resumed:
-            store.create(build)
-            store.apply_settings(build, INDEX_SETTINGS)
-            state.save()
-        data = state.data
-        try:
-            crawl_started = time.monotonic()
-            with few_collections():
-                _crawl_all(cfg, instances, store, build, state, report, notify, after_batch)
-            wait_started = time.monotonic()
-            report.crawl_seconds = wait_started - crawl_started
-            notify("waiting", build, len(data["tasks"]))
-            log.info("build %s: waiting for %d Meilisearch tasks", build, len(data["tasks"]))
-            store.wait(data["tasks"])
-            report.wait_seconds = time.monotonic() - wait_started
-            expected = sum(data["handed"].values())
-            report.new_count = store.count(build)
-            if report.new_count != expected:
-                raise MeiliTaskFailed(
-                    f"index {build} holds {report.new_count} documents but the crawl handed "
-                    f"on {expected}; not swapping"
-                )
-        except MeiliTaskFailed:
-            # A failed task would fail again on resume: start clean next time. (Meilisearch
-            # being unreachable keeps the state: the next run resumes once it is back.)
-            store.delete(build)
-            state.clear()
-            raise
-        report.old_count = store.count(live)
-        try:
-            _gate(report, cfg.reindex.min_ratio, force)
-        except SafetyCheckFailed:
-            store.delete(build)
-            state.clear()
-            raise
-        data["phase"] = "swap"
-        state.save()
-        log.info("swapping %s into %s", build, live)
-        task = store.start_swap(build)
-        data["swap_task"] = task
-        state.save()
-        store.wait([task])
-        log.info("swapped; deleting the previous index")
-        return _finish(store, state, report, directory, started)
+            with _discarded_on(run, MeiliTaskFailed):
+                # A failed task would fail again on resume: start clean next time.
+                # (Meilisearch being unreachable keeps the state: the next run resumes
+                # once it is back.)
+                _crawl_into_build(run, instances)
+                _wait_for_build(run)
+            with _discarded_on(run, SafetyCheckFailed):
+                run.report.old_count = run.store.count(live)
+                _gate(run.report, cfg.reindex.min_ratio, force)
+            _swap(run)
+        return _finish(run, directory, started)
 
 
-_gc_lock = threading.Lock()
-_gc_users = 0
-_gc_threshold: tuple[int, int, int] | None = None
+@dataclass
+class _Run:
+    """What every step of one reindex works on."""
+
+    cfg: Config
+    store: IndexStore
+    state: State
+    report: ReindexReport
+    notify: Progress
+    after_batch: Callable[[int], None] | None
+
+    @property
+    def build(self) -> str:
+        return str(self.state.data["build"])
+
+
+def _start_or_resume(run: _Run, *, restart: bool) -> str:
+    """Pick up the build an earlier run left (``"resumed"``, or ``"swapped"`` when it had
+    already gone live), or create a fresh one (``"fresh"``). Other leftover builds go."""
+    store, state, report = run.store, run.state, run.report
+    if restart:
+        state.clear()
+    builds = store.build_indexes()
+    if state.load() and state.data.get("build") in builds and not restart:
+        report.resumed = True
+        if state.data.get("phase") == "swap" and _swap_happened(store, state):
+            return "swapped"
+    else:
+        state.clear()
+        state.data = {
+            "version": STATE_VERSION,
+            "build": f"{report.live_index}__build_{_build_name()}",
+            "crawled_at": int(time.time()),
+            "checkpoints": {},
+            "done": [],
+            "tasks": [],
+            "handed": {},
+        }
+    for leftover in builds:
+        if leftover != run.build:
+            store.delete(leftover)
+    if report.resumed:
+        return "resumed"
+    store.create(run.build)
+    store.apply_settings(run.build, INDEX_SETTINGS)
+    state.save()
+    return "fresh"
 
 
 @contextlib.contextmanager
-def few_collections(threshold: int = 20_000) -> Iterator[None]:
-    """Fewer runs of the cyclic garbage collector while a crawl streams chats.
-
-    A chat allocates a dozen containers and reference counting frees nearly all of them;
-    they form no cycles. CPython's default collects every 700 net allocations and now
-    and then walks the whole heap, phonenumbers' metadata included: 2.4 µs of CPU a chat
-    (measured with gc.callbacks), for nothing found. Here the heap as it stands is frozen
-    (never walked) and young objects are collected every 20,000 net allocations, which
-    the steady state of a crawl (batches sent, pages dropped) does not reach. Process-wide
-    settings, so restored on the way out, by the last user when crawls overlap.
-    """
-    global _gc_users, _gc_threshold
-    with _gc_lock:
-        if _gc_users == 0:
-            _gc_threshold = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(threshold, *_gc_threshold[1:])
-        _gc_users += 1
+def _discarded_on(run: _Run, error: type[ExplorerError]) -> Iterator[None]:
+    """On ``error``, drop the build and its state (the next run starts clean), re-raise."""
     try:
         yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0 and _gc_threshold is not None:
-                gc.set_threshold(*_gc_threshold)
-                gc.unfreeze()
+    except error:
+        run.store.delete(run.build)
+        run.state.clear()
+        raise
 
 
-def _crawl_all(
-    cfg: Config,
-    instances: tuple[Instance, ...],
-    store: IndexStore,
-    build: str,
-    state: State,
-    report: ReindexReport,
-    notify: Progress,
-    after_batch: Callable[[int], None] | None,
-) -> None:
+def _crawl_into_build(run: _Run, instances: tuple[Instance, ...]) -> None:
+    started = time.monotonic()
+    _crawl_all(run, instances)
+    run.report.crawl_seconds = time.monotonic() - started
+
+
+def _wait_for_build(run: _Run) -> None:
+    """Wait for every batch sent, then require the build to hold what the crawl handed on."""
+    started = time.monotonic()
+    build, tasks = run.build, run.state.data["tasks"]
+    run.notify("waiting", build, len(tasks))
+    log.info("build %s: waiting for %d Meilisearch tasks", build, len(tasks))
+    run.store.wait(tasks)
+    run.report.wait_seconds = time.monotonic() - started
+    expected = sum(run.state.data["handed"].values())
+    run.report.new_count = run.store.count(build)
+    if run.report.new_count != expected:
+        raise MeiliTaskFailed(
+            f"index {build} holds {run.report.new_count} documents but the crawl handed "
+            f"on {expected}; not swapping"
+        )
+
+
+def _swap(run: _Run) -> None:
+    """Swap the build live, recording first that a swap is under way and then its task, so
+    a run that dies meanwhile can tell whether it happened (:func:`_swap_happened`)."""
+    data = run.state.data
+    data["phase"] = "swap"
+    run.state.save()
+    log.info("swapping %s into %s", run.build, run.report.live_index)
+    task = run.store.start_swap(run.build)
+    data["swap_task"] = task
+    run.state.save()
+    run.store.wait([task])
+    log.info("swapped; deleting the previous index")
+
+
+def _crawl_all(run: _Run, instances: tuple[Instance, ...]) -> None:
     """Crawl every instance not done yet into the build: one at a time for one instance,
     in parallel under one shared request budget (:func:`pace_for`) for several. Each keeps
     its own checkpoints; the first failure stops the others at their next page and is
     raised, so the report says which instance failed while the others' checkpoints stay."""
-    data = state.data
-    todo = [i for i in instances if i.id not in data["done"]]
-    pace = pace_for(cfg)
+    todo = [i for i in instances if i.id not in run.state.data["done"]]
+    pace = pace_for(run.cfg)
     cancel = threading.Event()
     workers = min(len(todo), pace.limit)
-    share = _Share(pace.limit, cfg.wawp.concurrency, workers, len(todo))
+    share = _Share(pace.limit, run.cfg.wawp.concurrency, workers, len(todo))
 
     def one(inst: Instance) -> CrawlStats:
-        cp_json = data["checkpoints"].get(inst.id)
-        resume = Checkpoint.from_json(cp_json) if cp_json else None
-        batcher = _Batcher(
-            inst.id, store, build, state, cfg.reindex.batch_size, notify, after_batch
-        )
-        try:
-            stats = _crawl_instance(
-                cfg, inst, resume, batcher.on_page, data["crawled_at"], pace, cancel, share.now
-            )
-        finally:
-            share.finished()
-        batcher.flush()
-        with state.lock:
-            data["done"].append(inst.id)
-            state.save()
-            report.absorb(stats)
-        return stats
+        return _crawl_one(run, inst, pace, cancel, share)
 
     try:
         if workers <= 1:
             for inst in todo:
                 one(inst)
         else:
-            _in_parallel(todo, one, workers, cancel, report)
+            _in_parallel(todo, one, workers, cancel, run.report)
     finally:
-        report.pace = pace.stats
+        run.report.pace = pace.stats
+
+
+def _crawl_one(
+    run: _Run, inst: Instance, pace: Pace, cancel: threading.Event, share: _Share
+) -> CrawlStats:
+    """Crawl one instance from its checkpoint into the build, then mark it done."""
+    state = run.state
+    cp_json = state.data["checkpoints"].get(inst.id)
+    resume = Checkpoint.from_json(cp_json) if cp_json else None
+    size = run.cfg.reindex.batch_size
+    batcher = _Batcher(inst.id, run.store, run.build, state, size, run.notify, run.after_batch)
+    crawled_at = state.data["crawled_at"]
+    try:
+        stats = _crawl_instance(
+            run.cfg, inst, resume, batcher.on_page, crawled_at, pace, cancel, share.now
+        )
+    finally:
+        share.finished()
+    batcher.flush()
+    with state.lock:
+        state.data["done"].append(inst.id)
+        state.save()
+        run.report.absorb(stats)
+    return stats
 
 
 def _in_parallel(
@@ -449,20 +457,18 @@ class _Share:
             self.left -= 1
 
 
-def _finish(
-    store: IndexStore, state: State, report: ReindexReport, directory: Path, started: float
-) -> ReindexReport:
+def _finish(run: _Run, directory: Path, started: float) -> ReindexReport:
     """After the swap: drop the build (it now holds the previous data), record the run.
 
     The record matters beyond `explorer stats`: sync re-applies everything active since
     ``crawled_at`` of the last swapped-in build.
     """
-    build = state.data["build"]
-    report.build_index = build
-    report.crawled_at = state.data["crawled_at"]
+    report = run.report
+    report.build_index = run.build
+    report.crawled_at = run.state.data["crawled_at"]
     report.swapped = True
-    store.delete(build)
-    state.clear()
+    run.store.delete(run.build)
+    run.state.clear()
     report.seconds = time.monotonic() - started
     report.finished_at = int(time.time())
     write_json(directory / f"last-reindex-{report.live_index}.json", report.to_json())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from explorer.errors import MeiliError, WawpProtocolError
 from explorer.index import IndexStore
 from explorer.reindex import Progress, last_report
 from explorer.state import index_lock, read_json, state_dir, write_json
+from explorer.wawp import WawpClient
 
 log = logging.getLogger("explorer.sync")
 
@@ -168,13 +170,13 @@ def sync(
     margin: int = MARGIN_SECONDS,
     progress: Progress | None = None,
 ) -> SyncReport:
+    """Upsert every instance's chats active since its watermark into the live index."""
     instances = cfg.require_instances()
     store = IndexStore(cfg.meilisearch)
     live = cfg.meilisearch.index
     notify = progress or (lambda *_: None)
     started = time.monotonic()
     report = SyncReport(live_index=live)
-    limit = cfg.wawp.page_size
     with index_lock(state_dir(cfg), live, wait=wait):
         if not store.exists(live):
             raise MeiliError(f"index {live!r} does not exist yet: run `explorer reindex` first")
@@ -183,36 +185,52 @@ def sync(
         for inst in instances:
             result = InstanceSync(inst.id)
             report.instances.append(result)
-            mark = _watermark(cfg, store, inst, state)
-            result.watermark_before = mark
-            now = int(time.time())
-            news = _News(floor=mark - margin, newest=mark)
-            with open_client(cfg, inst) as client:
-                # Overlapping pages: equal timestamps have no stable order upstream.
-                source = PageSource(
-                    client,
-                    page_size=limit,
-                    overlap=cfg.wawp.overlap,
-                    sort_by="conversationTimestamp",
-                    sort_order="desc",
-                )
-                try:
-                    first = _newest_first(source)
-                    for _, items in source.walk(0, first, stop_when=news.exhausted):
-                        chats = news.take(items, inst.id, result)
-                        if chats:
-                            docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
-                            tasks.append(store.add(live, docs))
-                            result.upserted += len(docs)
-                            notify("sent", inst.id, len(docs))
-                finally:
-                    source.close()
-                result.requests = client.requests_made
-            newest = news.newest
-            result.watermark_after = newest
-            state.setdefault("instances", {})[inst.id] = {"watermark": newest, "at": now}
+            tasks += _sync_instance(cfg, store, inst, state, margin, notify, result)
         store.wait(tasks)
         write_json(_state_path(cfg), state)
     report.seconds = time.monotonic() - started
     report.finished_at = int(time.time())
     return report
+
+
+def _sync_instance(
+    cfg: Config,
+    store: IndexStore,
+    inst: Instance,
+    state: dict[str, Any],
+    margin: int,
+    notify: Progress,
+    result: InstanceSync,
+) -> list[int]:
+    """Send one instance's news to the live index and move its watermark in ``state`` to
+    the newest activity seen. Returns the Meilisearch tasks to wait for."""
+    mark = _watermark(cfg, store, inst, state)
+    result.watermark_before = mark
+    now = int(time.time())
+    news = _News(floor=mark - margin, newest=mark)
+    tasks = []
+    with open_client(cfg, inst) as client:
+        with closing(_newest_first_source(cfg, client)) as source:
+            first = _newest_first(source)
+            for _, items in source.walk(0, first, stop_when=news.exhausted):
+                chats = news.take(items, inst.id, result)
+                if chats:
+                    docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
+                    tasks.append(store.add(cfg.meilisearch.index, docs))
+                    result.upserted += len(docs)
+                    notify("sent", inst.id, len(docs))
+        result.requests = client.requests_made
+    result.watermark_after = news.newest
+    state.setdefault("instances", {})[inst.id] = {"watermark": news.newest, "at": now}
+    return tasks
+
+
+def _newest_first_source(cfg: Config, client: WawpClient) -> PageSource:
+    # Overlapping pages: equal timestamps have no stable order upstream.
+    return PageSource(
+        client,
+        page_size=cfg.wawp.page_size,
+        overlap=cfg.wawp.overlap,
+        sort_by="conversationTimestamp",
+        sort_order="desc",
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import time
@@ -22,7 +21,7 @@ from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.documents import doc_id
 from explorer.errors import MeiliError, SafetyCheckFailed
-from explorer.reindex import dry_run, few_collections, last_report, reindex
+from explorer.reindex import dry_run, last_report, reindex
 from explorer.state import IndexBusy, index_lock, state_dir
 from tests.conftest import explorer_env, ground_truth
 
@@ -527,15 +526,3 @@ def test_the_summary_says_what_was_skipped(
     assert report.skipped == 1
     assert "1 skipped (status@broadcast)" in report.summary() and "0 merged" in report.summary()
 
-
-def test_collections_are_spaced_out_during_a_crawl_and_restored_after_overlapping_ones() -> None:
-    before = gc.get_threshold()
-    frozen = gc.get_freeze_count()
-    with few_collections(threshold=12_345):
-        assert gc.get_threshold()[0] == 12_345
-        assert gc.get_freeze_count() > frozen
-        with few_collections(threshold=12_345):
-            pass
-        assert gc.get_threshold()[0] == 12_345  # the outer crawl is still running
-    assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == frozen
