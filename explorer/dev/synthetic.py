@@ -438,7 +438,7 @@ def merged_listing(spec: ChatSpec, known: bool) -> ChatSpec:
     """How an engine that merges lists a LID person: under the phone JID when it knows
     the number (NOWEB then names the LID beside it), else under the LID."""
     if spec.server != "lid" or not known or spec.pn is None:
-        return spec
+        return unmerged_listing(spec, known)
     return replace(spec, server="c.us", user=spec.pn, pn_jid=False)
 
 
