@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -526,6 +527,11 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
 @click.option("--pinned/--not-pinned", default=None, help="Only pinned / unpinned chats.")
 @click.option("--muted/--not-muted", default=None, help="Only muted / unmuted chats.")
 @click.option(
+    "--number-hidden/--number-known",
+    default=None,
+    help="Only people whose number a LID hides (unresolved) / the others.",
+)
+@click.option(
     "--inactive-days",
     type=click.IntRange(0),
     help="Chats with no activity for N days (or none recorded): the zombie list.",
@@ -551,6 +557,7 @@ def search_cmd(
     archived: bool | None,
     pinned: bool | None,
     muted: bool | None,
+    number_hidden: bool | None,
     inactive_days: int | None,
     active_since: str | None,
     sort: tuple[str, ...],
@@ -582,6 +589,7 @@ def search_cmd(
     chat_type = next(iter(chosen.values()), None)
     cfg = get_config(ctx)
     filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
+    filters = replace(filters, number_hidden=number_hidden)
     try:
         with Searcher(cfg.meilisearch) as searcher:
             result = searcher.search(

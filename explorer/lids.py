@@ -387,6 +387,25 @@ class Merger:
             self.seen[chat.jid] = chat
 
 
+# The document fields :func:`chat_from_document` reads.
+DOCUMENT_FIELDS: Final = (
+    "instance_id",
+    "jid",
+    "chat_type",
+    "name",
+    "phone",
+    "lid",
+    "last_activity",
+    "archived",
+    "pinned",
+    "muted",
+    "unread_count",
+    "engine_shape",
+    "username",
+    "listings",
+)
+
+
 def chat_from_document(doc: dict[str, Any]) -> Chat:
     """The :class:`Chat` a document was made from (sync and a resumed reindex merge into
     documents already written)."""

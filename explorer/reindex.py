@@ -29,7 +29,7 @@ from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
 from explorer.filters import quote
 from explorer.index import TERMINAL, IndexStore, dumps
-from explorer.lids import LidMap, Merger, chat_from_document, read_lid_map
+from explorer.lids import DOCUMENT_FIELDS, LidMap, Merger, chat_from_document, read_lid_map
 from explorer.pace import Pace, PaceStats
 from explorer.state import index_lock, read_json, state_dir, write_json
 from explorer.wawp import WawpClient
@@ -255,6 +255,9 @@ def _crawl_instance(
             for chats, checkpoint in people.rest():
                 docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in chats]
                 on_page(docs, checkpoint, people.counts())
+            # The map's requests and retries count too (it may have finished last).
+            crawler.stats.requests = client.requests_made
+            crawler.stats.retries = client.retries_made
         finally:
             people.stop()
     return crawler.stats
@@ -293,8 +296,9 @@ class People:
         if self.lids is not None:
             return
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lid-map")
-        self._future = self._pool.submit(read_lid_map, client, concurrency=concurrency,
-                                         stop=self._stop)  # fmt: skip
+        self._future = self._pool.submit(
+            read_lid_map, client, concurrency=concurrency, stop=self._stop
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -560,11 +564,8 @@ def _people_of(run: _Run, inst: Instance, resume: Checkpoint | None) -> People:
     people = People(inst.id, lids, counts=run.state.data.get("lids", {}).get(inst.id), on_map=save)
     # What the first part wrote must be indexed before it can be read back.
     run.store.wait(list(run.state.data["tasks"]))
-    fields = ["instance_id", "jid", "chat_type", "name", "phone", "lid", "last_activity",
-              "archived", "pinned", "muted", "unread_count", "engine_shape", "username",
-              "listings"]  # fmt: skip
-    docs = run.store.fetch(run.build, f"instance_id = {quote(inst.id)} AND chat_type = individual",
-                           fields)  # fmt: skip
+    where = f"instance_id = {quote(inst.id)} AND chat_type = individual"
+    docs = run.store.fetch(run.build, where, list(DOCUMENT_FIELDS))
     people.remember(chat_from_document(d) for d in docs if d.get("listings"))
     return people
 
