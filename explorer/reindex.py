@@ -109,12 +109,18 @@ class ReindexReport:
         text += f"{self.live_index}: {old} -> {self.new_count if not self.dry_run else self.chats}"
         text += f"; {self.seconds:.1f}s" + (" (resumed)" if self.resumed else "")
         if self.lid_chats or self.lid_pairs_merged:
-            text += (
-                f"\nLIDs: {self.lid_chats} chats under a LID, {self.lids_resolved} resolved "
-                f"to a phone number, {self.lid_pairs_merged} pairs merged"
+            text = text.replace(
+                "; ",
+                f"; {self.lid_chats} under a LID ({self.lids_resolved} resolved, "
+                f"{self.lid_pairs_merged} pairs merged); ",
+                1,
             )
-        for instance, why in sorted(self.lids_unavailable.items()):
-            text += f"\nLIDs could not be resolved on {instance} ({why}); indexed as they are"
+        # One line per instance whose Wawp serves no LID map, before the summary line.
+        lines = [
+            f"LIDs could not be resolved on {instance} ({why}); indexed as they are"
+            for instance, why in sorted(self.lids_unavailable.items())
+        ]
+        return "\n".join([*lines, text])
         return text
 
     def to_json(self) -> dict[str, Any]:
