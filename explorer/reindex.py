@@ -106,7 +106,7 @@ class ReindexReport:
         )
         if self.dry_run:
             text += f"would add {self.added}, remove {self.removed}, change {self.changed}; "
-        text += f"{self.live_index}: {old} -> {self.new_count if not self.dry_run else self.chats}"
+        text += f"{self.live_index}: {old} -> {self.new_count}"
         text += f"; {self.seconds:.1f}s" + (" (resumed)" if self.resumed else "")
         if self.lid_chats or self.lid_pairs_merged:
             text = text.replace(
@@ -715,6 +715,7 @@ def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
     report.added = sum(1 for i in new_prints if i not in live_prints)
     report.changed = sum(1 for i, p in new_prints.items() if live_prints.get(i, p) != p)
     report.removed = len(set(live_prints) - set(new_prints))
+    report.new_count = len(new_prints)  # documents: a merged pair is one
     report.seconds = time.monotonic() - started
     return report
 
