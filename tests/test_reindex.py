@@ -492,12 +492,12 @@ def test_one_chat_under_two_raw_ids_is_one_document_and_the_count_check_holds(
 
     sb = make_sandbox(chats=200)
     cfg = config_for(sb)
-    real_page = WawpClient.chats_of
+    real_page = WawpClient.chats_page
     aliased: list[str] = []
 
-    def aliasing_page(self: WawpClient, reply: Any, **kw: Any) -> list[Any]:
+    def aliasing_page(self: WawpClient, **kw: Any) -> list[Any]:
         # Some engines list a chat under x@c.us and again under x@s.whatsapp.net.
-        items = real_page(self, reply, **kw)
+        items = real_page(self, **kw)
         out = []
         for n, item in enumerate(items):
             out.append(item)
@@ -510,7 +510,7 @@ def test_one_chat_under_two_raw_ids_is_one_document_and_the_count_check_holds(
                 aliased.append(jid)
         return out
 
-    monkeypatch.setattr(WawpClient, "chats_of", aliasing_page)
+    monkeypatch.setattr(WawpClient, "chats_page", aliasing_page)
     report = reindex(cfg)
     assert aliased and report.swapped
     assert report.merged >= len(set(aliased)) > 0
