@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from explorer.chats import Chat
 from explorer.phones import phone_forms
 
 SCHEMA_VERSION: Final = 3
 HIDDEN_NUMBER: Final = "hidden number"  # what people see where a LID hides the number
-K = TypeVar("K")
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
 TYPE_WORDS: Final = {
     "individual": "individual contact person",
@@ -35,40 +33,12 @@ def _escape_char(ch: str) -> str:
     return _ESCAPES.get(ch) or "".join(f"_x{b:02x}" for b in ch.encode())
 
 
-# ASCII, the usual case, in one C call (built from the general rule, so they cannot differ).
-_ASCII: Final = {i: _escape_char(chr(i)) for i in range(128)}
-
-
 def _escape(text: str) -> str:
-    if text.isascii():
-        return text.translate(_ASCII)
     return "".join(map(_escape_char, text))
 
 
-class _Remembered(dict[K, str]):
-    """``fn``'s results by argument, computed on the first miss: a dict lookup on a hit,
-    which ``functools.lru_cache`` costs twice over. Forgotten wholesale past ``limit``
-    entries, which only a bad feed reaches."""
-
-    def __init__(self, fn: Callable[[K], str], limit: int) -> None:
-        super().__init__()
-        self.fn, self.limit = fn, limit
-
-    def __missing__(self, key: K) -> str:
-        if len(self) >= self.limit:
-            self.clear()
-        value = self[key] = self.fn(key)
-        return value
-
-
-_PARTS: Final[_Remembered[str]] = _Remembered(_escape, 1024)  # instance ids and JID servers: few
-
-
 def doc_id(instance_id: str, jid: str) -> str:
-    user, at, server = jid.rpartition("@")
-    if at and user.isascii() and user.isalnum():  # the usual JID: digits@server
-        return f"{_PARTS[instance_id]}__{user}_a{_PARTS[server]}"
-    return f"{_PARTS[instance_id]}__{_escape(jid)}"
+    return f"{_escape(instance_id)}__{_escape(jid)}"
 
 
 def display_name(chat: Chat) -> str:
@@ -81,22 +51,11 @@ def display_name(chat: Chat) -> str:
     return _nameless(chat, chat.jid.endswith("@lid"))
 
 
-def _date(day: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
-
-
-# Dates by day since 1970 (chats cluster on the same days; ~270 years of them at most).
-_DAYS: Final[_Remembered[int]] = _Remembered(_date, 100_000)
-_MINUTES: Final = tuple(f"{m // 60:02d}:{m % 60:02d} UTC" for m in range(1440))
-
-
 def _when(ts: int | None) -> str | None:
-    """``2026-11-25 07:59 UTC``. Unix time has no leap seconds, so a day is 86,400 s and
-    only the date needs the calendar (remembered: chats cluster on the same days)."""
+    """``2026-11-25 07:59 UTC``."""
     if ts is None:
         return None
-    day, second = divmod(ts, 86_400)
-    return f"{_DAYS[day]} {_MINUTES[second // 60]}"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
 def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, Any]:
@@ -119,7 +78,7 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         if hidden:
             display = HIDDEN_NUMBER
     return {
-        "display_name": chat.name or phone or _nameless(chat, hidden),
+        "display_name": display_name(chat),
         "phone_display": display,
         "chat_type": chat.chat_type,
         "instance_label": label,
