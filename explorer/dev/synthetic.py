@@ -267,6 +267,10 @@ class Generator:
     def _lid(self, i: int) -> str:
         return f"2{(i * 982_451_653 + self.seed) % 10**14:014d}"
 
+    def pn(self, i: int) -> str:
+        """The phone digits behind LID chat ``i``."""
+        return self._phone(i, 20)[1]
+
     def known(self, i: int) -> bool:
         """Whether Wawp knows the number behind LID chat ``i`` (before any is learnt)."""
         return self._h(i, 21) % 10_000 < self.lid_known
@@ -315,7 +319,7 @@ class Generator:
             name = self._person(i, script)
         elif kind == "lid":
             name = self._person(i, "latin")
-            cc, pn, _ = self._phone(i, 20)
+            cc, pn, _ = self._phone(i, 20)  # as pn(i)
             lid = user
             if self._h(i, 23) % 2 and name:
                 username = f"{name.split()[0].lower()}.{self._h(i, 26) % 1000}"
