@@ -182,7 +182,8 @@ def read_lid_map(
         if not _unavailable(exc):
             raise
         lids.unavailable = f"/v2/lids answered {exc.status}"
-        log.warning(
+        # Info, not a warning: reindex and sync say it in their summary, once.
+        log.info(
             "Wawp instance %s: LIDs cannot be resolved (%s); LID chats are indexed under their LID",
             client.instance_id,
             lids.unavailable,
