@@ -211,10 +211,11 @@ def test_an_instance_without_the_lids_route_is_indexed_as_today(
     assert (report.lids_resolved > 0) == (shape == "noweb")
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 def test_a_lid_map_page_that_fails_is_retried(
-    setup: Callable[..., Any], meili: MeiliServer, index_name: str
+    setup: Callable[..., Any], meili: MeiliServer, index_name: str, shape: str
 ) -> None:
-    sb, cfg = setup(chats=3000, lids_fail=2)
+    sb, cfg = setup(chats=1500, lids_fail=2, shape=shape, merges=False)
     report = reindex(cfg)
     assert report.retries >= 2 and sb.lid_requests >= 2 + 1
     assert set(documents(meili, index_name)) == ground_truth(sb)
@@ -272,7 +273,9 @@ def test_among_equal_matches_the_most_recently_active_comes_first(
     assert stamps == sorted(stamps, reverse=True)
 
 
-def test_reindex_json_counts_lids(setup: Callable[..., Any], token: str) -> None:
+def test_the_cli_counts_lids_and_finds_a_resolved_one_by_number(
+    setup: Callable[..., Any], token: str
+) -> None:
     sb, cfg = setup(merges=False)
     key = cfg.meilisearch.api_key
     assert key is not None
@@ -281,6 +284,10 @@ def test_reindex_json_counts_lids(setup: Callable[..., Any], token: str) -> None
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
     assert out["lid_chats"] > out["lids_resolved"] > 0 and out["lid_pairs_merged"] > 0
+    person = resolved_lids(sb)[0]
+    typed = forms(person["phone"])["spaced"]
+    found = CliRunner().invoke(cli, ["search", typed, "--json", "--limit", "5"], env=env)
+    assert person["jid"] in [h["jid"] for h in json.loads(found.output)["hits"]], typed
 
 
 def _person(jid: str, name: str, ts: int, unread: int) -> Chat:
