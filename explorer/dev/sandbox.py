@@ -79,6 +79,7 @@ class ChatStore:
         self._twins: set[int] | None = None
         self._lids: dict[str, int] | None = None  # LID digits -> chat number
         self._known: list[int] | None = None  # chat numbers of known LIDs, in order
+        self._mappings: dict[int, dict[str, str | None]] = {}
         self.session_started = time.monotonic()
 
     @property
@@ -132,6 +133,8 @@ class ChatStore:
         for i in self.live(merged):
             self.item(i, merged)
         self.order("id", merged)
+        for i in self.known_lids():  # the LID map too: its pages then cost no CPU either
+            self.mapping(i)
 
     def twins(self) -> set[int]:
         """LID people who also have a chat under their phone JID."""
@@ -280,9 +283,14 @@ class ChatStore:
             return self._known
 
     def mapping(self, i: int) -> dict[str, str | None]:
-        spec = self.spec(i)
-        pn = f"{spec.pn}@c.us" if spec.pn and self.known(i) else None
-        return {"lid": f"{spec.lid}@lid", "pn": pn}
+        """LID chat ``i``'s ``{"lid", "pn"}``, ``pn`` null while Wawp does not know it."""
+        known = self.known(i)
+        cached = self._mappings.get(i)
+        if cached is None or (cached["pn"] is not None) != known:
+            spec = self.spec(i)
+            pn = f"{spec.pn}@c.us" if spec.pn and known else None
+            cached = self._mappings[i] = {"lid": f"{spec.lid}@lid", "pn": pn}
+        return cached
 
     def learn(self, lid: str) -> None:
         """Wawp learns the number behind ``lid`` (a contact saved, a group admin right)."""
