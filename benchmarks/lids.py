@@ -159,15 +159,17 @@ def main() -> None:
             shape=args.shape, prerender=True, extra=(*world, "--lids-404")))  # fmt: skip
         truth = people(url)
         lid_requests = map_requests(url)
+        reports: list[ReindexReport] = []
         runs: list[float] = []
         runs404: list[float] = []
         for k in range(args.repeats):  # alternately: a shared machine's load drifts
             done, seconds = run(url, meili, f"lids{k}", Path(tmp))
-            report = done if k == 0 else report
+            reports.append(done)
             runs.append(seconds)
             without, seconds_without = run(url404, meili, f"nolids{k}", Path(tmp))
             runs404.append(seconds_without)
         seconds, seconds_without = statistics.median(runs), statistics.median(runs404)
+        report = reports[0]
         listed_lid = [p for p in truth if any(j.endswith("@lid") for j in p["listed"])]
         resolvable = [p for p in listed_lid if p["phone"]]
         print(f"\nreindex: {report.summary()}")
