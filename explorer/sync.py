@@ -265,7 +265,7 @@ def _lid_map(cfg: Config, inst: Instance, state: dict[str, Any], result: Instanc
     """The instance's LID map: the copy kept from the last run while ``/v2/lids/count``
     says the same, else read again (and kept). One request when nothing changed."""
     path = state_dir(cfg) / f"sync-{cfg.meilisearch.index}-lids-{inst.id}.json"
-    own = state.setdefault("instances", {}).setdefault(inst.id, {})
+    counts = state.setdefault("lid_counts", {})  # apart: the watermark's entry is rewritten
     with open_client(cfg, inst) as client:
         try:
             count = client.lids_count()
@@ -274,12 +274,12 @@ def _lid_map(cfg: Config, inst: Instance, state: dict[str, Any], result: Instanc
                 raise
             count = None
         saved = read_json(path)
-        if saved and count is not None and own.get("lid_count") == count:
+        if saved and count is not None and counts.get(inst.id) == count:
             lids = LidMap.from_json(saved)
         else:
             lids = read_lid_map(client, concurrency=cfg.wawp.concurrency)
             write_json(path, lids.to_json())
-            own["lid_count"] = count
+            counts[inst.id] = count
         result.lid_requests = client.requests_made
     result.lids_unavailable = lids.unavailable
     return lids
