@@ -356,9 +356,12 @@ class Merger:
     """Pairs within one instance's crawl, whatever order they come in.
 
     Only people whose LID and phone are both known can be listed twice, so only those are
-    remembered (by identity); the rest pass straight through. :meth:`take` returns what
-    to write now: the chat itself the first time, the merged chat when its other half
-    comes (written again under the same document id, it replaces the first).
+    remembered (by identity), and only while their other half can still come: the crawl
+    goes through the ids in order (``direction``), so a half whose partner's id is
+    already behind it has nothing to wait for, and a merged person is complete. The rest
+    pass straight through. :meth:`take` returns what to write now: the chat itself the
+    first time, the merged chat when its other half comes (written again under the same
+    document id, it replaces the first).
     """
 
     seen: dict[str, Chat] = field(default_factory=dict)
@@ -366,26 +369,40 @@ class Merger:
     resolved: int = 0  # ...of which the number is known
     merged: int = 0  # people listed under both ids, now one chat
 
-    def take(self, chat: Chat, lids: LidMap | None) -> Chat:
+    def take(self, chat: Chat, lids: LidMap | None, direction: int = 0) -> Chat:
+        """``direction``: +1 or -1 as the crawl walks the ids, 0 when unknown (sync)."""
         if chat.jid.endswith("@lid"):
             self.lid_chats += 1
         chat = resolve(chat, lids)
-        if chat.phone and chat.lid and chat.listings and chat.listings[0][0].endswith("@lid"):
-            self.resolved += 1
         if not chat.listings:
             return chat
-        known = self.seen.get(chat.jid)
+        listed = chat.listings[0][0]
+        if chat.phone and listed.endswith("@lid"):
+            self.resolved += 1
+        known = self.seen.pop(chat.jid, None)
         if known is not None:
             before = len(known.listings or ())
             chat = merge(known, chat)
             self.merged += len(chat.listings or ()) > before
+            return chat  # both halves seen: nothing more to wait for
+        if direction and not _ahead(chat, listed, direction):
+            return chat
         self.seen[chat.jid] = chat
         return chat
 
     def remember(self, chat: Chat) -> None:
-        """A chat written before a resume, which a later half must merge into."""
-        if chat.listings:
+        """A half written before a resume, which its later other half must merge into."""
+        if chat.listings and len(chat.listings) == 1:
             self.seen[chat.jid] = chat
+
+
+def _ahead(chat: Chat, listed: str, direction: int) -> bool:
+    """Whether the other id of a person listed under ``listed`` comes later in a crawl
+    through the raw ids (NOWEB spells phone JIDs ``@s.whatsapp.net``)."""
+    server = "s.whatsapp.net" if chat.engine_shape == "noweb" else "c.us"
+    phone = f"{chat.jid.partition('@')[0]}@{server}"
+    other, own = (phone, listed) if listed.endswith("@lid") else (f"{chat.lid}@lid", phone)
+    return other > own if direction > 0 else other < own
 
 
 # The document fields :func:`chat_from_document` reads.

@@ -337,7 +337,7 @@ class People:
         out = []
         merger = self.merger
         for chats, cp in self._pending:
-            people = [merger.take(c, self.lids) for c in chats]
+            people = [merger.take(c, self.lids, cp.direction) for c in chats]
             out.append((people, replace(cp, handed=cp.handed - merger.merged)))
         self._pending = []
         return out
