@@ -411,12 +411,50 @@ def _instance_option(value: str) -> tuple[str, str]:
     is_flag=True,
     help="Render every chat before serving, so serving costs little CPU (benchmarks).",
 )
+@click.option(
+    "--lid-share",
+    default=0.08,
+    show_default=True,
+    type=click.FloatRange(0, 0.76),
+    help="Share of chats listed under a LID (a hidden number).",
+)
+@click.option(
+    "--lid-known",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of LIDs whose number /v2/lids knows (the rest: pn null, not listed).",
+)
+@click.option(
+    "--lid-pairs",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of known LID people who also have a chat under their phone JID.",
+)
+@click.option(
+    "--merge/--no-merge",
+    "merges",
+    default=True,
+    show_default=True,
+    help="Whether NOWEB/GOWS list such a person once (WAHA merge); WEBJS never does.",
+)
+@click.option("--lids-404", is_flag=True, help="/v2/lids answers 404 (no LID routes).")
+@click.option(
+    "--lids-fail",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="The first N /v2/lids page requests answer 500.",
+)
 def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
     """Run a Wawp-compatible sandbox server with synthetic chats.
 
-    Serves GET /v2/chats and /v2/session/info like Wawp, plus GET /_sandbox/ids (the
-    JIDs a complete crawl must yield) and POST /_sandbox/mutate (add, delete, rename or
-    touch chats). Faults are off unless asked for. Runs until Ctrl-C.
+    Serves GET /v2/chats, /v2/lids (list, count, one LID, by number) and
+    /v2/session/info like Wawp, plus GET /_sandbox/ids (the JIDs a complete, merged index
+    holds; ?format=json for LIDs, phones and listed ids) and POST /_sandbox/mutate (add,
+    delete, rename, touch chats, learn LIDs). Faults are off unless asked for. Runs until
+    Ctrl-C.
     """
     from explorer.dev.sandbox import Sandbox
     from explorer.dev.sandbox_options import SandboxOptions
@@ -459,6 +497,11 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
 @click.option("--pinned/--not-pinned", default=None, help="Only pinned / unpinned chats.")
 @click.option("--muted/--not-muted", default=None, help="Only muted / unmuted chats.")
 @click.option(
+    "--number-hidden/--number-known",
+    default=None,
+    help="Only people whose number a LID hides (unresolved) / the others.",
+)
+@click.option(
     "--inactive-days",
     type=click.IntRange(0),
     help="Chats with no activity for N days (or none recorded): the zombie list.",
@@ -484,6 +527,7 @@ def search_cmd(
     archived: bool | None,
     pinned: bool | None,
     muted: bool | None,
+    number_hidden: bool | None,
     inactive_days: int | None,
     active_since: str | None,
     sort: tuple[str, ...],
@@ -513,7 +557,9 @@ def search_cmd(
         raise click.UsageError(f"{' and '.join(chosen)} contradict each other: pick one type")
     chat_type = next(iter(chosen.values()), None)
     cfg = get_config(ctx)
-    filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
+    filters = Filters(
+        chat_type, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
+    )
     with _usage_errors(), Searcher(cfg.meilisearch) as searcher:
         result = searcher.search(
             query, filters, sort=list(sort), limit=limit, offset=offset, highlight=not as_json

@@ -16,7 +16,8 @@ from typing import Any, Final
 from explorer.chats import Chat
 from explorer.phones import phone_forms
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
+HIDDEN_NUMBER: Final = "hidden number"  # what people see where a LID hides the number
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
 TYPE_WORDS: Final = {
     "individual": "individual contact person",
@@ -41,12 +42,13 @@ def doc_id(instance_id: str, jid: str) -> str:
 
 
 def display_name(chat: Chat) -> str:
-    """What an agent recognises: the name, else the formatted number, else the JID."""
+    """What an agent recognises: the name, else the number, else the username, else
+    "hidden number" for an unresolved LID, else the JID."""
     if chat.name:
         return chat.name
     if chat.phone:
         return chat.phone
-    return chat.jid
+    return _nameless(chat, chat.jid.endswith("@lid"))
 
 
 def _when(ts: int | None) -> str | None:
@@ -65,11 +67,16 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
     person reads (name, phone, type, instance, last activity) follow it.
     """
     phone = chat.phone
+    hidden = False
     if phone:
         digits: str | None = phone[1:]
         display, variants = phone_forms(phone)
     else:
         digits, display, variants = None, None, []
+        # A LID nobody resolved: never its digits formatted as if they were a number.
+        hidden = chat.jid.endswith("@lid")
+        if hidden:
+            display = HIDDEN_NUMBER
     return {
         "display_name": display_name(chat),
         "phone_display": display,
@@ -86,6 +93,8 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "phone_digits": digits,
         "phone_variants": variants,
         "lid": chat.lid,
+        "username": chat.username,
+        "phone_hidden": hidden,
         # No scheme: the web UI loads any http(s) value as an image, which told wa.me which
         # customers agents looked at. Prepend https:// where a link is wanted.
         "wa_link": f"wa.me/{digits}" if digits else None,
@@ -96,7 +105,22 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "type_words": TYPE_WORDS[chat.chat_type],
         "engine_shape": chat.engine_shape,
         "crawled_at": crawled_at,
+        "listings": _listings(chat),
     }
+
+
+def _nameless(chat: Chat, hidden: bool) -> str:
+    """What to call a chat with neither name nor number: its username, "hidden number"
+    for a LID, else its JID."""
+    if chat.username:
+        return "@" + chat.username
+    return HIDDEN_NUMBER if hidden else chat.jid
+
+
+def _listings(chat: Chat) -> list[dict[str, Any]] | None:
+    if not chat.listings:
+        return None
+    return [{"jid": j, "last_activity": t, "unread_count": u} for j, t, u in chat.listings]
 
 
 def fingerprint(doc: dict[str, Any]) -> str:
@@ -119,6 +143,7 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "phone_variants",
         "jid",
         "lid",
+        "username",
         "instance_label",
         "type_words",
     ],
@@ -134,6 +159,7 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
                 "archived",
                 "pinned",
                 "muted",
+                "phone_hidden",
             ],
             "features": {"facetSearch": False, "filter": {"equality": True, "comparison": False}},
         },
@@ -157,6 +183,8 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "phone",
         "phone_digits",
         "lid",
+        "username",
+        "phone_hidden",
         "wa_link",
         "last_activity",
         "archived",
@@ -166,7 +194,18 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "engine_shape",
         "crawled_at",
     ],
-    "rankingRules": ["words", "typo", "proximity", "attribute", "sort", "exactness"],
+    # Among equally good matches the most recently active chat first: an agent looking
+    # for "Liam" wants the one who wrote today, not a namesake silent for months. Last,
+    # after exactness: before it, recall in benchmarks/search.py dropped (exact names).
+    "rankingRules": [
+        "words",
+        "typo",
+        "proximity",
+        "attribute",
+        "sort",
+        "exactness",
+        "last_activity:desc",
+    ],
     "typoTolerance": {
         "enabled": True,
         "minWordSizeForTypos": {"oneTypo": 4, "twoTypos": 8},

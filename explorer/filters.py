@@ -18,7 +18,7 @@ from explorer.chats import CHAT_TYPES
 from explorer.errors import QueryError
 
 DAY: Final = 86_400
-FLAGS: Final = ("archived", "pinned", "muted")
+FLAGS: Final = ("archived", "pinned", "muted", "phone_hidden")
 
 
 def quote(value: str) -> str:
@@ -91,6 +91,7 @@ class Filters:
     muted: bool | None = None
     inactive_days: int | None = None
     active_since: str | None = None  # YYYY-MM-DD or an ISO datetime
+    number_hidden: bool | None = None  # people behind a LID nobody resolved (or the others)
 
     def expressions(self, now: float | None = None) -> list[str]:
         """Meilisearch filter clauses (ANDed); raises QueryError on a bad value."""
@@ -100,8 +101,8 @@ class Filters:
             out.append(chat_type_is(self.chat_type))
         if self.instance is not None:
             out.append(instance_is(self.instance))
-        for name in FLAGS:
-            value = getattr(self, name)
+        flags = (self.archived, self.pinned, self.muted, self.number_hidden)
+        for name, value in zip(FLAGS, flags, strict=True):
             if value is not None:
                 out.append(flag_is(name, value))
         if self.inactive_days is not None:

@@ -217,6 +217,7 @@ def search(
     sort: list[str] | None = None,
     limit: int = 20,
     offset: int = 0,
+    number_hidden: bool | None = None,
 ) -> SearchResult:
     """Search the live index with the same filters as `explorer search`.
 
@@ -224,7 +225,9 @@ def search(
     >>> search("ahmed", chat_type="individual", sort=["last_activity:desc"]).hits
     """
     cfg = config or load_config()
-    filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
+    filters = Filters(
+        chat_type, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
+    )
     with Searcher(cfg.meilisearch) as searcher:
         return searcher.search(
             query, filters, sort=sort, limit=limit, offset=offset, highlight=False

@@ -16,19 +16,23 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from explorer.chats import Chat
 from explorer.config import Config, Instance
 from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from, pace_for
 from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
+from explorer.filters import quote
 from explorer.index import TERMINAL, IndexStore, dumps
+from explorer.lids import DOCUMENT_FIELDS, LidMap, Merger, chat_from_document, read_lid_map
 from explorer.pace import Pace, PaceStats
 from explorer.state import index_lock, read_json, state_dir, write_json
+from explorer.wawp import WawpClient
 
 log = logging.getLogger("explorer.reindex")
 
@@ -64,6 +68,17 @@ class ReindexReport:
     pace: PaceStats | None = None
     crawl_seconds: float = 0.0  # crawling (and sending batches)
     wait_seconds: float = 0.0  # then waiting for Meilisearch to finish indexing
+    lid_chats: int = 0  # chats listed under a LID (a hidden number)
+    lids_resolved: int = 0  # ...whose number the LID map or the chat itself gave
+    lid_pairs_merged: int = 0  # people listed under a LID and a phone JID, one document
+    lids_unavailable: dict[str, str] = field(default_factory=dict)  # instance -> why
+
+    def absorb_lids(self, instance_id: str, counts: dict[str, Any]) -> None:
+        self.lid_chats += int(counts.get("lid_chats", 0))
+        self.lids_resolved += int(counts.get("resolved", 0))
+        self.lid_pairs_merged += int(counts.get("merged", 0))
+        if counts.get("unavailable"):
+            self.lids_unavailable[instance_id] = str(counts["unavailable"])
 
     def absorb(self, stats: CrawlStats) -> None:
         self.chats += stats.chats
@@ -91,8 +106,21 @@ class ReindexReport:
         )
         if self.dry_run:
             text += f"would add {self.added}, remove {self.removed}, change {self.changed}; "
-        text += f"{self.live_index}: {old} -> {self.new_count if not self.dry_run else self.chats}"
+        text += f"{self.live_index}: {old} -> {self.new_count}"
         text += f"; {self.seconds:.1f}s" + (" (resumed)" if self.resumed else "")
+        if self.lid_chats or self.lid_pairs_merged:
+            text = text.replace(
+                "; ",
+                f"; {self.lid_chats} under a LID ({self.lids_resolved} resolved, "
+                f"{self.lid_pairs_merged} pairs merged); ",
+                1,
+            )
+        # One line per instance whose Wawp serves no LID map, before the summary line.
+        lines = [
+            f"LIDs could not be resolved on {instance} ({why}); indexed as they are"
+            for instance, why in sorted(self.lids_unavailable.items())
+        ]
+        return "\n".join([*lines, text])
         return text
 
     def to_json(self) -> dict[str, Any]:
@@ -153,9 +181,16 @@ class _Batcher:
         self.parts: list[bytes | memoryview] = [b"["]
         self.count = 0
         self.checkpoint: Checkpoint | None = None
+        self.lid_counts: dict[str, Any] | None = None  # as of the checkpoint
         self.after_batch = after_batch
 
-    def on_page(self, docs: list[dict[str, Any]], checkpoint: Checkpoint) -> None:
+    def on_page(
+        self,
+        docs: list[dict[str, Any]],
+        checkpoint: Checkpoint,
+        lid_counts: dict[str, Any] | None = None,
+    ) -> None:
+        self.lid_counts = lid_counts
         if docs:
             if self.count:
                 self.parts.append(b",")
@@ -183,6 +218,8 @@ class _Batcher:
         if self.checkpoint is not None:
             data["checkpoints"][self.instance_id] = self.checkpoint.to_json()
             data["handed"][self.instance_id] = self.checkpoint.handed
+            if self.lid_counts is not None:
+                data.setdefault("lids", {})[self.instance_id] = self.lid_counts
         self.state.save()
         if self.after_batch:
             self.after_batch(len(data["tasks"]))
@@ -193,24 +230,126 @@ def _build_name() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
 
 
+OnPage = Callable[[list[dict[str, Any]], Checkpoint, dict[str, Any]], None]
+
+
 def _crawl_instance(
     cfg: Config,
     inst: Instance,
     resume: Checkpoint | None,
-    on_page: Callable[[list[dict[str, Any]], Checkpoint], None],
+    on_page: OnPage,
     crawled_at: int,
     pace: Pace | None = None,
     cancel: threading.Event | None = None,
     window: Callable[[], int] | None = None,
+    people: People | None = None,
 ) -> CrawlStats:
+    """Crawl one instance and hand on its documents, page by page, with the checkpoint
+    that covers them and the LID counts as of that checkpoint. The LID map is read
+    alongside the crawl (:class:`People`)."""
+    people = people or People(inst.id)
     with open_client(cfg, inst, pace=pace) as client:
-        crawler = Crawler(client, options_from(cfg.wawp), window=window)
-        for page in crawler.pages(resume=resume):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(inst.id)
-            docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in page.chats]
-            on_page(docs, page.checkpoint)
+        people.start(client, cfg.wawp.concurrency)
+        try:
+            crawler = Crawler(client, options_from(cfg.wawp), window=window)
+            for page in crawler.pages(resume=resume):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(inst.id)
+                for chats, checkpoint in people.take(page.chats, page.checkpoint):
+                    docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in chats]
+                    on_page(docs, checkpoint, people.counts())
+            for chats, checkpoint in people.rest():
+                docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in chats]
+                on_page(docs, checkpoint, people.counts())
+            # The map's requests and retries count too (it may have finished last).
+            crawler.stats.requests = client.requests_made
+            crawler.stats.retries = client.retries_made
+        finally:
+            people.stop()
     return crawler.stats
+
+
+class People:
+    """One instance's chats as people: LID chats resolved to their phone identity and a
+    person listed twice merged (:mod:`explorer.lids`).
+
+    The LID map is read on a thread of its own while the crawl runs, through the same
+    client, so under the same request budget and retries. Pages that come before the map
+    is complete wait here with their checkpoints (the crawl keeps fetching meanwhile) and
+    go on in order once it is; a map given at the start (a resumed build) is used at once.
+    The checkpoints handed on count documents, not chats: a merged pair is one.
+    """
+
+    def __init__(
+        self,
+        instance_id: str,
+        lids: LidMap | None = None,
+        *,
+        counts: dict[str, Any] | None = None,
+        on_map: Callable[[LidMap], None] | None = None,
+    ) -> None:
+        self.instance_id = instance_id
+        self.lids = lids
+        self.merger = Merger()
+        self.base = dict(counts or {})  # counts saved before a resume
+        self.on_map = on_map
+        self._pending: list[tuple[list[Chat], Checkpoint]] = []
+        self._future: Future[LidMap] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
+
+    def start(self, client: WawpClient, concurrency: int) -> None:
+        if self.lids is not None:
+            return
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lid-map")
+        self._future = self._pool.submit(
+            read_lid_map, client, concurrency=concurrency, stop=self._stop
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def remember(self, chats: Iterable[Chat]) -> None:
+        """People written before a resume, for their other half to merge into."""
+        for chat in chats:
+            self.merger.remember(chat)
+
+    def take(
+        self, chats: list[Chat], checkpoint: Checkpoint
+    ) -> list[tuple[list[Chat], Checkpoint]]:
+        self._pending.append((chats, checkpoint))
+        if self.lids is None and not (self._future is not None and self._future.done()):
+            return []
+        return self._release()
+
+    def rest(self) -> list[tuple[list[Chat], Checkpoint]]:
+        return self._release()
+
+    def _release(self) -> list[tuple[list[Chat], Checkpoint]]:
+        if self.lids is None:
+            assert self._future is not None
+            self.lids = self._future.result()  # the map's failure is the crawl's
+            if self.on_map is not None:
+                self.on_map(self.lids)
+        out = []
+        merger = self.merger
+        for chats, cp in self._pending:
+            people = [merger.take(c, self.lids, cp.direction) for c in chats]
+            out.append((people, replace(cp, handed=cp.handed - merger.merged)))
+        self._pending = []
+        return out
+
+    def counts(self) -> dict[str, Any]:
+        m, base = self.merger, self.base
+        return {
+            "lid_chats": base.get("lid_chats", 0) + m.lid_chats,
+            "resolved": base.get("resolved", 0) + m.resolved,
+            "merged": base.get("merged", 0) + m.merged,
+            "unavailable": self.lids.unavailable if self.lids is not None else None,
+        }
 
 
 class Cancelled(Exception):
@@ -300,6 +439,7 @@ def _start_or_resume(run: _Run, *, restart: bool) -> str:
             store.delete(leftover)
     if report.resumed:
         return "resumed"
+    _forget_lid_maps(run)
     store.create(run.build)
     store.apply_settings(run.build, INDEX_SETTINGS)
     state.save()
@@ -388,9 +528,10 @@ def _crawl_one(
     size = run.cfg.reindex.batch_size
     batcher = _Batcher(inst.id, run.store, run.build, state, size, run.notify, run.after_batch)
     crawled_at = state.data["crawled_at"]
+    people = _people_of(run, inst, resume)
     try:
         stats = _crawl_instance(
-            run.cfg, inst, resume, batcher.on_page, crawled_at, pace, cancel, share.now
+            run.cfg, inst, resume, batcher.on_page, crawled_at, pace, cancel, share.now, people
         )
     finally:
         share.finished()
@@ -399,7 +540,40 @@ def _crawl_one(
         state.data["done"].append(inst.id)
         state.save()
         run.report.absorb(stats)
+        run.report.absorb_lids(inst.id, people.counts())
     return stats
+
+
+def _lid_map_path(run: _Run, instance_id: str) -> Path:
+    return state_dir(run.cfg) / f"reindex-{run.report.live_index}-lids-{instance_id}.json"
+
+
+def _forget_lid_maps(run: _Run) -> None:
+    """LID maps saved for a build that is gone (a fresh build reads them again)."""
+    for path in state_dir(run.cfg).glob(f"reindex-{run.report.live_index}-lids-*.json"):
+        path.unlink(missing_ok=True)
+
+
+def _people_of(run: _Run, inst: Instance, resume: Checkpoint | None) -> People:
+    """The LID step of one instance. A resumed crawl goes on with the map its first part
+    used (saved beside the state once read, so documents written before and after agree)
+    and with the people already written that a later half must merge into."""
+    path = _lid_map_path(run, inst.id)
+
+    def save(lids: LidMap) -> None:
+        write_json(path, lids.to_json())
+
+    if resume is None:
+        return People(inst.id, on_map=save)
+    saved = read_json(path)
+    lids = LidMap.from_json(saved) if saved else None
+    people = People(inst.id, lids, counts=run.state.data.get("lids", {}).get(inst.id), on_map=save)
+    # What the first part wrote must be indexed before it can be read back.
+    run.store.wait(list(run.state.data["tasks"]))
+    where = f"instance_id = {quote(inst.id)} AND chat_type = individual"
+    docs = run.store.fetch(run.build, where, list(DOCUMENT_FIELDS))
+    people.remember(chat_from_document(d) for d in docs if d.get("listings"))
+    return people
 
 
 def _in_parallel(
@@ -469,6 +643,7 @@ def _finish(run: _Run, directory: Path, started: float) -> ReindexReport:
     report.swapped = True
     run.store.delete(run.build)
     run.state.clear()
+    _forget_lid_maps(run)
     report.seconds = time.monotonic() - started
     report.finished_at = int(time.time())
     write_json(directory / f"last-reindex-{report.live_index}.json", report.to_json())
@@ -524,24 +699,23 @@ def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
     if report.old_count:
         for doc in store.documents(live):
             live_prints[doc["id"]] = fingerprint(doc)
-    added = changed = 0
-    seen: set[str] = set()
+    new_prints: dict[str, str] = {}  # by id: a merged pair's second half replaces the first
     for inst in instances:
 
-        def on_page(docs: list[dict[str, Any]], cp: Checkpoint, inst_id: str = inst.id) -> None:
-            nonlocal added, changed
+        def on_page(
+            docs: list[dict[str, Any]], cp: Checkpoint, lids: Any, inst_id: str = inst.id
+        ) -> None:
             for doc in docs:
-                seen.add(doc["id"])
-                old = live_prints.get(doc["id"])
-                if old is None:
-                    added += 1
-                elif old != fingerprint(doc):
-                    changed += 1
+                new_prints[doc["id"]] = fingerprint(doc)
             notify("chats", inst_id, len(docs))
 
-        report.absorb(_crawl_instance(cfg, inst, None, on_page, int(time.time())))
-    report.added, report.changed = added, changed
-    report.removed = len(set(live_prints) - seen)
+        people = People(inst.id)
+        report.absorb(_crawl_instance(cfg, inst, None, on_page, int(time.time()), people=people))
+        report.absorb_lids(inst.id, people.counts())
+    report.added = sum(1 for i in new_prints if i not in live_prints)
+    report.changed = sum(1 for i, p in new_prints.items() if live_prints.get(i, p) != p)
+    report.removed = len(set(live_prints) - set(new_prints))
+    report.new_count = len(new_prints)  # documents: a merged pair is one
     report.seconds = time.monotonic() - started
     return report
 

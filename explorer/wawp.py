@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -233,6 +233,26 @@ class WawpClient:
         assert items is not None  # _interpret(want_list=True) guarantees it
         return items
 
+    def lids_page(
+        self, *, offset: int, limit: int, stop: threading.Event | None = None
+    ) -> list[Any]:
+        """One page of the instance's LID map: raw ``{"lid", "pn"}`` objects."""
+        page = {"limit": limit, "offset": offset}
+        body = self._call("/v2/lids", page, want_list=True, stop=stop)
+        items = extract_items(body)
+        assert items is not None  # _interpret(want_list=True) guarantees it
+        return items
+
+    def lids_count(self) -> int | None:
+        """``/v2/lids/count``: how many mappings the instance knows (None: no number)."""
+        body = self._call("/v2/lids/count", {})
+        count = body.get("count") if isinstance(body, dict) else body
+        return count if type(count) is int and count >= 0 else None
+
+    def lid(self, lid: str) -> Any:
+        """``/v2/lids/{lid}``: ``{"lid", "pn"}``, ``pn`` null when the number is unknown."""
+        return self._call(f"/v2/lids/{quote(lid, safe='')}", {})
+
     # -- machinery -----------------------------------------------------------------------
 
     def _where(self, path: str) -> str:
@@ -383,6 +403,8 @@ class WawpClient:
             )
         if status == 422 and parsed and not _session_not_ready(body):
             raise self._error(WawpRequestError, path, f"422 {detail}", 422)
+        if status == 501:  # the route is not implemented here: asking again will not help
+            raise self._error(WawpRequestError, path, f"501 {detail}", 501)
         retry_after = parse_retry_after(reply.retry_after)
         if status in RETRY_STATUSES or status >= 500:
             return _Retry(f"HTTP {status} {detail}", retry_after)

@@ -40,7 +40,7 @@ export function quote(value) {
 }
 
 export const DAY = 86400;
-const FLAGS = ["archived", "pinned", "muted"];
+const FLAGS = ["archived", "pinned", "muted", "phone_hidden"];
 
 // Filter clauses (ANDed) for the page's controls, written as explorer/filters.py writes
 // them: both are held to tests/data/filter_cases.json. `now` is in milliseconds (Date.now());
