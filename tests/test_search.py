@@ -457,7 +457,8 @@ QUERY_CASES = json.loads((DATA / "query_cases.json").read_text())["cases"]
 FILTER_TABLE = json.loads((DATA / "filter_cases.json").read_text())
 FILTER_CASES = FILTER_TABLE["cases"]
 QUERY_JS = Path(explorer.__file__).parent / "web" / "query.js"
-PAGE_NAMES = {"chat_type": "type", "inactive_days": "inactive", "number_hidden": "phone_hidden"}  # the page's names
+# the page's names
+PAGE_NAMES = {"chat_type": "type", "inactive_days": "inactive", "number_hidden": "phone_hidden"}
 
 
 def run_query_js(program: str, data: Any) -> Any:
