@@ -440,6 +440,15 @@ def _instance_option(value: str) -> tuple[str, str]:
     is_flag=True,
     help="Render every chat before serving, so serving costs little CPU (benchmarks).",
 )
+@click.option("--webhook-url", help="POST the events mutations imply here (explorer listen).")
+@click.option("--webhook-hmac-key", envvar="EXPLORER_WEBHOOK_HMAC_KEY",
+              help="Sign them as WAHA does [env EXPLORER_WEBHOOK_HMAC_KEY].")  # fmt: skip
+@click.option("--webhook-duplicates", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of events sent twice.")  # fmt: skip
+@click.option("--webhook-delay-ms", default=0.0, type=click.FloatRange(0),
+              help="Random delay before each event, 0..N ms.")  # fmt: skip
+@click.option("--webhook-reorder", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of events sent after the next one.")  # fmt: skip
 def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
     """Run a Wawp-compatible sandbox server with synthetic chats.
 
@@ -675,6 +684,36 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
         pass
     finally:
         page.close()
+
+
+@cli.command("listen")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8701, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--insecure-no-signature",
+    is_flag=True,
+    help="Accept unsigned events on a non-loopback address (behind a trusted proxy only).",
+)
+@click.pass_context
+def listen_cmd(ctx: click.Context, host: str, port: int, insecure_no_signature: bool) -> None:
+    """Apply Wawp's webhooks to the live index as they arrive (docs/webhooks.md).
+
+    Register http(s)://HOST:PORT/webhooks/wawp with Wawp (/v2/session/webhook). Events
+    are queued durably in the state directory before they are acknowledged, then written
+    to Meilisearch within about a second. GET /healthz and /metrics for monitoring.
+    Runs until Ctrl-C or SIGTERM.
+    """
+    from explorer.listen import check_exposure, run_listener
+
+    cfg = get_config(ctx)
+    check_exposure(cfg, host, insecure_no_signature)
+
+    def ready(url: str) -> None:
+        click.echo(f"Listening for Wawp webhooks on {url}/webhooks/wawp (index "
+                   f"{cfg.meilisearch.index!r} at {cfg.meilisearch.url}); Ctrl-C stops it.",
+                   err=True)  # fmt: skip
+
+    run_listener(cfg, host, port, ready=ready)
 
 
 @keys_group.command("list")

@@ -41,6 +41,13 @@ class SandboxOptions:
     fault_seed: int = 0
     rate_limit: float = 0.0  # chat-list requests per second the account may make (0: none)
     prerender: bool = False  # render every chat before serving (benchmarks)
+    # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
+    webhook_url: str | None = None
+    webhook_hmac_key: str | None = None
+    webhook_duplicates: float = 0.0  # share of events sent twice
+    webhook_delay_ms: float = 0.0  # random delay before each, 0..N ms
+    webhook_reorder: float = 0.0  # share held back and sent after the next one
+    webhook_retry_seconds: float = 2.0  # constant delay between attempts, as WAHA's default
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:

@@ -1,0 +1,494 @@
+"""`explorer listen`: Wawp's webhooks applied to the live index within seconds.
+
+A request is answered 2xx only once its event is in the journal (:mod:`explorer.journal`);
+an applier thread then takes what gathered over a short window, merges the updates per
+chat (:mod:`explorer.events`), reads those chats' current documents, and writes one
+partial update for the lot, waiting until Meilisearch has applied it before dropping the
+events from the journal. Meilisearch down: the queue grows (bounded: past it, 503 so the
+sender retries) and drains when it is back. A crash replays what was queued.
+
+Polling stays the safety net: there is no event for a contact renamed or a chat deleted,
+and events can be missed while a session is down, so `session.status` back to WORKING
+starts a catch-up sync of that instance, and the nightly reindex remains the source of
+truth. A reindex builds its index from a crawl that started before the swap; what listen
+wrote since then is written again after the swap (the journal's ``touched`` table), as
+sync re-applies what it wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from explorer.chats import normalize_chat
+from explorer.config import Config, Instance
+from explorer.documents import to_document
+from explorer.errors import ConfigError, ExplorerError, MeiliError, MeiliTaskFailed
+from explorer.events import (
+    APPLIED,
+    BadEvent,
+    Event,
+    LidResolver,
+    Update,
+    envelope_of,
+    event_id,
+    read_event,
+)
+from explorer.index import IndexStore, call
+from explorer.journal import Journal, Queued, journal_path
+from explorer.metrics import new_registry, routes
+from explorer.reindex import last_report
+from explorer.state import read_json, state_dir
+
+log = logging.getLogger("explorer.listen")
+
+WINDOW = 0.1  # seconds events gather before a write: a burst in one chat is one write
+BATCH = 5000  # events per write at most
+RETAIN = 3600.0  # seconds what listen wrote is kept for re-applying after a swap (at least)
+MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before it started
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_FIELDS = ["id", "last_activity", "name", "archived", "unread_count"]
+
+
+class InsecureListen(ConfigError):
+    """A non-loopback address without a key or secret, and no --insecure-no-signature."""
+
+
+def check_exposure(cfg: Config, host: str, insecure: bool) -> None:
+    hooks = cfg.webhooks
+    if host in LOOPBACK or hooks.hmac_key or hooks.secret or insecure:
+        return
+    raise InsecureListen(
+        f"refusing to listen on {host} without a signature key: set webhooks.hmac_key "
+        "(or EXPLORER_WEBHOOK_HMAC_KEY) or webhooks.secret, or pass --insecure-no-signature"
+    )
+
+
+class ListenMetrics:
+    def __init__(self, cfg: Config, journal: Journal) -> None:
+        self.registry = new_registry(cfg)
+        r = self.registry
+        self.received = Counter("explorer_webhook_events_received", "Events accepted into the journal.", ["event"], registry=r)  # noqa: E501
+        self.rejected = Counter("explorer_webhook_requests_rejected", "Requests refused, by reason.", ["reason"], registry=r)  # noqa: E501
+        self.duplicates = Counter("explorer_webhook_events_duplicate", "Events already accepted once.", registry=r)  # noqa: E501
+        self.applied = Counter("explorer_webhook_events_applied", "Events applied to the index.", ["event"], registry=r)  # noqa: E501
+        self.ignored = Counter("explorer_webhook_events_ignored", "Events counted and ignored.", ["event"], registry=r)  # noqa: E501
+        self.writes = Counter("explorer_webhook_index_writes", "Partial-update batches written.", registry=r)  # noqa: E501
+        self.catch_ups = Counter("explorer_webhook_catch_up_syncs", "Catch-up syncs started.", registry=r)  # noqa: E501
+        self.latency = Histogram(
+            "explorer_webhook_apply_latency_seconds",
+            "From an event accepted to its change applied in Meilisearch.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        depth = Gauge("explorer_webhook_queue_depth", "Events waiting in the journal.", registry=r)
+        depth.set_function(lambda: journal.depth)
+        self.meili_up = Gauge("explorer_webhook_meilisearch_up", "1 while writes succeed.", registry=r)  # noqa: E501
+        self.meili_up.set(1)
+
+
+class Sessions:
+    """Which configured instance an envelope's ``session`` names: its id, or the session
+    name ``/v2/session/info`` reports for it (learnt at start, and again when an unknown
+    name shows up, at most every ``refresh_every`` seconds)."""
+
+    def __init__(self, cfg: Config, refresh_every: float = 30.0) -> None:
+        self.cfg = cfg
+        self.names = {inst.id: inst.id for inst in cfg.wawp.instances}
+        self.refresh_every = refresh_every
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        from explorer.crawl import open_client
+        from explorer.wawp import RetryPolicy
+
+        self._last = time.monotonic()
+        for inst in self.cfg.wawp.instances:
+            try:
+                with open_client(self.cfg, inst, timeout=5, retry=RetryPolicy(5)) as client:
+                    name = client.session_info().get("name")
+            except ExplorerError as exc:
+                log.warning("session name of %s unknown: %s", inst.id, exc)
+                continue
+            if isinstance(name, str) and name:
+                self.names[name] = inst.id
+
+    def instance(self, session: str) -> str | None:
+        found = self.names.get(session)
+        if found is None and time.monotonic() - self._last > self.refresh_every:
+            with self._lock:
+                if time.monotonic() - self._last > self.refresh_every:
+                    threading.Thread(target=self.refresh, daemon=True).start()
+                    self._last = time.monotonic()
+        return found
+
+
+def _verify(body: bytes, headers: Any, key: str) -> str | None:
+    """None when ``body`` carries a valid WAHA signature; else why not."""
+    given = headers.get("x-webhook-hmac")
+    if not given:
+        return "missing signature"
+    algorithm = (headers.get("x-webhook-hmac-algorithm") or "sha512").lower()
+    if algorithm != "sha512":
+        return f"unsupported signature algorithm {algorithm[:20]!r}"
+    expected = hmac.new(key.encode(), body, hashlib.sha512).hexdigest()
+    return None if hmac.compare_digest(expected, given.strip().lower()) else "bad signature"
+
+
+class Listener:
+    """The receiver (a Starlette app), the journal and the applier thread."""
+
+    def __init__(self, cfg: Config, *, resolve: LidResolver | None = None) -> None:
+        self.cfg = cfg
+        self.journal = Journal(journal_path(cfg), max_queue=cfg.webhooks.max_queue)
+        self.metrics = ListenMetrics(cfg, self.journal)
+        self.sessions = Sessions(cfg)
+        self.resolve = resolve or LidResolver()
+        self.labels = {inst.id: inst.label for inst in cfg.wawp.instances}
+        self.store = IndexStore(cfg.meilisearch, timeout=120)
+        self.stop = threading.Event()
+        self.meili_ok = True
+        self._syncing: set[str] = set()
+        self._applier = threading.Thread(target=self._apply_loop, name="applier", daemon=True)
+        self._pruned = 0.0
+        self._swap_checked = 0.0
+        self.app = Starlette(
+            routes=[
+                Route("/webhooks/wawp", self._receive, methods=["POST"]),
+                Route("/webhooks/wawp/{secret}", self._receive, methods=["POST"]),
+                *routes(self.metrics.registry, self._health),
+            ]
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Listener:
+        self.sessions.refresh()
+        self._applier.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.journal.arrived.set()
+        if self._applier.is_alive():
+            self._applier.join(timeout=30)
+        self.journal.close()
+
+    def _health(self) -> tuple[bool, dict[str, Any]]:
+        full = self.journal.depth >= self.journal.max_queue
+        return not full and self._applier.is_alive(), {
+            "queue_depth": self.journal.depth,
+            "meilisearch": "ok" if self.meili_ok else "unreachable",
+        }
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _refuse(self, status: int, reason: str, detail: str, request: Request) -> Response:
+        self.metrics.rejected.labels(reason).inc()
+        client = request.client.host if request.client else "?"
+        log.warning("webhook refused (%d %s) from %s: %s", status, reason, client, detail)
+        return JSONResponse({"error": detail}, status_code=status)
+
+    async def _body(self, request: Request) -> bytes | None:
+        """The raw body, or None past the size limit (read no further than the limit)."""
+        limit = self.cfg.webhooks.max_body
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks = bytearray()
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > limit:
+                return None
+        return bytes(chunks)
+
+    async def _receive(self, request: Request) -> Response:
+        hooks = self.cfg.webhooks
+        secret = request.path_params.get("secret")
+        by_path = False
+        if secret is not None:
+            if not hooks.secret or not hmac.compare_digest(
+                secret.encode(), hooks.secret.reveal().encode()
+            ):
+                return self._refuse(401, "bad_secret", "unknown webhook path secret", request)
+            by_path = True
+        try:
+            body = await self._body(request)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        if body is None:
+            return self._refuse(413, "too_large", f"body over {hooks.max_body} bytes", request)
+        if hooks.hmac_key and not by_path:
+            problem = _verify(body, request.headers, hooks.hmac_key.reveal())
+            if problem:
+                return self._refuse(401, problem.split()[0], problem, request)
+        elif hooks.secret and not by_path:
+            return self._refuse(401, "missing_signature", "unsigned request", request)
+        try:
+            envelope = envelope_of(orjson.loads(body))
+            instance = self.sessions.instance(envelope["session"])
+            if instance is None:
+                detail = f"unknown session {envelope['session'][:60]!r}"
+                return self._refuse(404, "unknown_session", detail, request)
+            eid = event_id(envelope, body)
+            read_event(envelope, instance, eid)  # refuse now what could never be applied
+        except orjson.JSONDecodeError as exc:
+            return self._refuse(400, "malformed", f"malformed JSON: {exc}", request)
+        except BadEvent as exc:
+            return self._refuse(400, "malformed", str(exc), request)
+        outcome = await self.journal.append(eid, instance, body)
+        if outcome == "full":
+            self.metrics.rejected.labels("queue_full").inc()
+            log.warning("webhook refused (503): the queue holds %d events", self.journal.depth)
+            return JSONResponse({"error": "queue full, retry later"}, status_code=503,
+                                headers={"Retry-After": "5"})  # fmt: skip
+        if outcome == "duplicate":
+            self.metrics.duplicates.inc()
+        else:
+            self.metrics.received.labels(envelope["event"]).inc()
+        return JSONResponse({"status": outcome, "id": eid})
+
+    # -- applying ------------------------------------------------------------------------
+
+    def _apply_loop(self) -> None:
+        delay = 0.5
+        while not self.stop.is_set():
+            self.journal.arrived.wait(1.0)
+            if self.stop.is_set():
+                return
+            try:
+                self._maintain()
+                if self.journal.depth:
+                    self.stop.wait(WINDOW)
+                    self.journal.arrived.clear()
+                    self.apply_queued(self.journal.batch(BATCH))
+                else:
+                    self.journal.arrived.clear()
+                if not self.meili_ok:
+                    log.info("Meilisearch is back: applying queued events")
+                self.meili_ok, delay = True, 0.5
+                self.metrics.meili_up.set(1)
+            except MeiliError as exc:
+                if self.meili_ok:
+                    log.warning("cannot write to Meilisearch (events stay queued): %s", exc)
+                self.meili_ok = False
+                self.metrics.meili_up.set(0)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                self.journal.arrived.set()  # try again even if nothing new arrives
+            except Exception:
+                log.exception("the applier failed; retrying")
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                self.journal.arrived.set()
+
+    def apply_queued(self, batch: list[Queued]) -> None:
+        if not batch:
+            return
+        updates: dict[str, Update] = {}
+        events: list[tuple[Queued, Event | None]] = []
+        for item in batch:
+            try:
+                envelope = envelope_of(orjson.loads(item.body))
+                event = read_event(envelope, item.instance_id, event_id(envelope, item.body),
+                                   self.resolve)  # fmt: skip
+            except (orjson.JSONDecodeError, BadEvent) as exc:
+                log.warning("dropping an unreadable queued event: %s", exc)
+                events.append((item, None))
+                continue
+            events.append((item, event))
+            for update in event.updates:
+                known = updates.get(update.doc_id)
+                if known is None:
+                    updates[update.doc_id] = update
+                else:
+                    known.merge(update)
+            if event.catch_up:
+                self._catch_up(item.instance_id)
+        previous = self.journal.touched_rows(list(updates))
+        for doc, data in previous.items():
+            merged = Update.from_json(data)
+            merged.merge(updates[doc])
+            updates[doc] = merged
+        try:
+            self.write(list(updates.values()))
+        except MeiliTaskFailed as exc:
+            # Deterministic: the same write would fail again. Drop it, say so, go on.
+            log.error("dropping %d events Meilisearch refused: %s", len(batch), exc)
+            self.metrics.rejected.labels("index_refused").inc(len(batch))
+            self.journal.done([q.seq for q, _ in events], [], None)
+            return
+        now = time.time()
+        last = None
+        for item, read in events:
+            if read is None:
+                continue
+            if read.kind in APPLIED:
+                self.metrics.applied.labels(read.kind).inc()
+            else:
+                self.metrics.ignored.labels(read.kind).inc()
+            self.metrics.latency.observe(max(0.0, now - item.received))
+            last = {"id": read.id, "event": read.kind, "session": read.session,
+                    "instance_id": item.instance_id, "applied_at": now}  # fmt: skip
+        touched = [(doc, u.to_json()) for doc, u in updates.items()]
+        self.journal.done([q.seq for q, _ in events], touched, last)
+
+    def write(self, updates: list[Update]) -> None:
+        """One partial update (and one deletion) for these chats; waits until applied."""
+        if not updates:
+            return
+        live = self.cfg.meilisearch.index
+        http = self.store.client.http
+        current = {
+            d["id"]: d
+            for d in call(self.store.url, http.post, f"indexes/{live}/documents/fetch",
+                          {"ids": [u.doc_id for u in updates], "fields": _FIELDS,
+                           "limit": len(updates)})["results"]  # fmt: skip
+        }
+        docs: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for update in updates:
+            if update.member is False:
+                gone.append(update.doc_id)
+                continue
+            doc = self.document(update, current.get(update.doc_id))
+            if doc is not None:
+                docs.append(doc)
+        tasks = []
+        if docs:
+            reply = call(self.store.url, http.put, f"indexes/{live}/documents?primaryKey=id", docs)
+            tasks.append(self.store._task_uid(reply))
+        if gone:
+            reply = call(self.store.url, http.post, f"indexes/{live}/documents/delete-batch", gone)
+            tasks.append(self.store._task_uid(reply))
+        self.store.wait(tasks)
+        self.metrics.writes.inc()
+
+    def document(self, u: Update, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The fields to write for ``u``: a whole document for a chat the index does not
+        know, else only what the events say that is newer than what the index holds."""
+        known = current is not None
+        have = current or {}
+        have_activity = have.get("last_activity")
+        activity = u.activity
+        if isinstance(have_activity, int) and (activity is None or activity < have_activity):
+            activity = have_activity
+        newest_other = max(u.incoming_at or 0, have_activity or 0)
+        raw: dict[str, Any] = {
+            "id": u.jid,
+            "name": u.name if u.name is not None else have.get("name") if known else u.hint_name,
+            "timestamp": activity,
+            "archived": u.archived if u.archived is not None else have.get("archived"),
+        }
+        if u.read_at is not None and u.read_at >= newest_other:
+            raw["unreadCount"] = 0  # a message sent from this account: the chat was read
+        chat = normalize_chat(raw, u.instance_id)
+        if chat is None:
+            return None
+        full = to_document(chat, label=self.labels.get(u.instance_id), crawled_at=int(time.time()))
+        full["engine_shape"] = u.engine
+        if not known:
+            return full
+        partial: dict[str, Any] = {"id": full["id"]}
+        if activity is not None and activity != have_activity:
+            partial.update(last_activity=full["last_activity"], last_active=full["last_active"])
+        if u.name is not None and u.name != have.get("name"):
+            partial.update(name=full["name"], display_name=full["display_name"])
+        if u.archived is not None and u.archived != have.get("archived"):
+            partial["archived"] = full["archived"]
+        if "unreadCount" in raw and have.get("unread_count") != 0:
+            partial["unread_count"] = 0
+        return partial if len(partial) > 1 else None
+
+    # -- the safety net: catch-up syncs, swaps -------------------------------------------
+
+    def _catch_up(self, instance_id: str) -> None:
+        if instance_id in self._syncing:
+            return
+        inst = next((i for i in self.cfg.wawp.instances if i.id == instance_id), None)
+        if inst is None:
+            return
+        self._syncing.add(instance_id)
+        self.metrics.catch_ups.inc()
+        threading.Thread(target=self._sync_one, args=(inst,), daemon=True).start()
+
+    def _sync_one(self, inst: Instance) -> None:
+        from explorer.sync import sync
+
+        one = replace(self.cfg, wawp=replace(self.cfg.wawp, instances=(inst,)))
+        try:
+            log.info("session %s is WORKING again: catch-up sync", inst.id)
+            report = sync(one, wait=600)
+            log.info("%s", report.summary())
+        except ExplorerError as exc:
+            log.warning("catch-up sync of %s failed: %s", inst.id, exc)
+        finally:
+            self._syncing.discard(inst.id)
+
+    def _maintain(self) -> None:
+        """After a swap, write again what listen wrote since the build's crawl started;
+        now and then, forget what no build can need any more."""
+        now = time.monotonic()
+        if now - self._swap_checked >= 1.0:
+            self._swap_checked = now
+            last = last_report(self.cfg) or {}
+            handled = self.journal.meta("swap_handled")
+            if last.get("finished_at") and last.get("finished_at") != handled:
+                since = float(last.get("crawled_at") or 0) - MARGIN
+                rows = [Update.from_json(r) for r in self.journal.touched_since(since)]
+                log.info("a reindex swapped in a new index: writing %d chats again", len(rows))
+                for start in range(0, len(rows), BATCH):
+                    self.write(rows[start : start + BATCH])
+                self.journal.set_meta("swap_handled", last["finished_at"])
+        if now - self._pruned >= 60:
+            self._pruned = now
+            cutoff = time.time() - RETAIN
+            building = read_json(state_dir(self.cfg) / f"reindex-{self.cfg.meilisearch.index}.json")
+            if building.get("crawled_at"):
+                cutoff = min(cutoff, float(building["crawled_at"]) - MARGIN)
+            self.journal.prune(cutoff)
+
+
+def run_listener(
+    cfg: Config, host: str, port: int, *, ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn's own handling)."""
+    cfg.require_instances()
+    listener = Listener(cfg).start()
+    try:
+        _serve(listener.app, host, port, ready)
+    finally:
+        listener.close()
+
+
+def _serve(app: Any, host: str, port: int, ready: Callable[[str], None] | None) -> None:
+    """Temporary: until the shared runner (explorer.server) lands."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
+                            timeout_keep_alive=30, limit_concurrency=200)  # fmt: skip
+    server = uvicorn.Server(config)
+    if ready is not None:
+        original = server.startup
+
+        async def startup(sockets: Any = None) -> None:
+            await original(sockets)
+            port_ = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+            ready(f"http://{host}:{port_}")
+
+        server.startup = startup  # type: ignore[method-assign]
+    server.run()
