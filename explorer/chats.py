@@ -51,6 +51,7 @@ class Chat:
     muted: bool | None
     unread_count: int | None
     engine_shape: str
+    username: str | None = None  # WhatsApp username (without "@"), where the engine gives one
 
     @property
     def is_group(self) -> bool:
@@ -265,6 +266,8 @@ def normalize_chat(
         lid = user
     if lid is None and isinstance(raw.get("lidJid"), str) and raw["lidJid"].endswith("@lid"):
         lid = raw["lidJid"].partition("@")[0].split(":", 1)[0] or None
+    elif lid is not None and "pnJid" in raw:  # NOWEB: the number behind a LID
+        phone = _pn_phone(raw["pnJid"])
     name = clean_name(raw.get("name")) or clean_name(raw.get("displayName"))
     return Chat(  # by position, in the order of Chat's fields: keywords cost 0.3 µs a chat
         instance_id,
@@ -279,4 +282,22 @@ def normalize_chat(
         _muted(raw, time.time() if now is None else now),
         _unread(raw),
         engine_shape(raw, value),
+        _username(raw.get("username")),
     )
+
+
+def _pn_phone(value: Any) -> str | None:
+    """``+digits`` from NOWEB's ``pnJid`` (``digits@s.whatsapp.net`` or ``@c.us``)."""
+    if not isinstance(value, str):
+        return None
+    user, _, server = value.rpartition("@")
+    user = user.split(":", 1)[0]
+    if server in ("s.whatsapp.net", "c.us") and user.isascii() and user.isdigit():
+        return f"+{user}" if 7 <= len(user) <= 15 else None
+    return None
+
+
+def _username(value: Any) -> str | None:
+    """A username as people type it, without the leading ``@`` (searchable either way)."""
+    name = clean_name(value)
+    return name.lstrip("@") or None if name else None

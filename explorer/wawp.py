@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -237,6 +237,26 @@ class WawpClient:
         assert items is not None  # _interpret(want_list=True) guarantees it
         return items
 
+    def lids_page(
+        self, *, offset: int, limit: int, stop: threading.Event | None = None
+    ) -> list[Any]:
+        """One page of the instance's LID map: raw ``{"lid", "pn"}`` objects."""
+        body = self._call("/v2/lids", {"limit": limit, "offset": offset}, want_list=True,
+                          stop=stop)  # fmt: skip
+        items = extract_items(body)
+        assert items is not None  # _interpret(want_list=True) guarantees it
+        return items
+
+    def lids_count(self) -> int | None:
+        """``/v2/lids/count``: how many mappings the instance knows (None: no number)."""
+        body = self._call("/v2/lids/count", {})
+        count = body.get("count") if isinstance(body, dict) else body
+        return count if type(count) is int and count >= 0 else None
+
+    def lid(self, lid: str) -> Any:
+        """``/v2/lids/{lid}``: ``{"lid", "pn"}``, ``pn`` null when the number is unknown."""
+        return self._call(f"/v2/lids/{quote(lid, safe='')}", {})
+
     # -- machinery -----------------------------------------------------------------------
 
     def _where(self, path: str) -> str:
@@ -373,6 +393,10 @@ class WawpClient:
         if status == 422 and parsed and not _session_not_ready(body):
             raise WawpRequestError(
                 f"{self._where(path)}: 422 {detail}", instance_id=self.instance_id, status=422
+            )
+        if status == 501:  # the route is not implemented here: asking again will not help
+            raise WawpRequestError(
+                f"{self._where(path)}: 501 {detail}", instance_id=self.instance_id, status=501
             )
         if status in RETRY_STATUSES or status >= 500:
             return _Retry(f"HTTP {status} {detail}", retry_after)

@@ -1,0 +1,386 @@
+"""LIDs: the privacy ids WhatsApp shows instead of phone numbers, and who is behind them.
+
+A LID (``176369157804064@lid``) hides a person's number. Wawp (WAHA underneath) knows
+some of them: ``GET /v2/lids`` lists the instance's known ``{"lid", "pn"}`` pairs,
+``/v2/lids/count`` counts them and ``/v2/lids/{lid}`` looks one up, with ``pn`` null
+when the number is unknown. NOWEB chat objects may also carry ``pnJid`` beside a LID id
+or ``lidJid`` beside a phone id. A mapping unknown today can be known tomorrow.
+
+This module turns that into one rule used by reindex, sync and the webhook listener:
+a person's identity is their phone JID when it is known, else their LID
+(:func:`identity_of`, :func:`resolve`), and a person listed under both ids is one
+chat (:func:`merge`). It knows nothing of Meilisearch.
+
+An instance whose Wawp answers 404, 403 or 501 on ``/v2/lids`` has no map: it is
+indexed as before, LID chats under their LID, and :attr:`LidMap.unavailable` says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from explorer.chats import Chat
+from explorer.errors import WawpAuthError, WawpError, WawpNotFound, WawpRequestError
+from explorer.wawp import WawpClient
+
+log = logging.getLogger("explorer.lids")
+
+# Mappings are small (two JIDs), so a page holds many; a server that caps pages lower is
+# detected from the count and followed.
+PAGE_SIZE: Final = 1000
+NO_MAP_STATUSES: Final = frozenset({403, 404, 405, 501})
+HIDDEN_NUMBER: Final = "hidden number"
+
+
+# -- JIDs ------------------------------------------------------------------------------
+
+
+def lid_jid(value: Any) -> str | None:
+    """``123@lid`` from ``123@lid``, ``123:31@lid`` (device suffix) or bare digits."""
+    if not isinstance(value, str):
+        return None
+    user, at, server = value.strip().rpartition("@")
+    if not at:
+        user, server = server, "lid"
+    if server.lower() != "lid":
+        return None
+    user = user.split(":", 1)[0].split(".", 1)[0]
+    return f"{user}@lid" if user.isascii() and user.isdigit() else None
+
+
+def phone_jid(value: Any) -> str | None:
+    """``2012…@c.us`` from a phone JID in either spelling (``@s.whatsapp.net``), with a
+    device suffix or not; None for anything that is not 7-15 digits on a user server."""
+    if not isinstance(value, str):
+        return None
+    user, at, server = value.strip().rpartition("@")
+    if not at or server.lower() not in ("c.us", "s.whatsapp.net"):
+        return None
+    user = user.split(":", 1)[0].split(".", 1)[0]
+    if user.isascii() and user.isdigit() and 7 <= len(user) <= 15:
+        return f"{user}@c.us"
+    return None
+
+
+def phone_of_jid(jid: str) -> str:
+    """``+2012…`` from ``2012…@c.us``."""
+    return "+" + jid.partition("@")[0]
+
+
+# -- the map ---------------------------------------------------------------------------
+
+
+@dataclass
+class LidMap:
+    """One instance's known LID -> phone JID mappings (both in canonical form).
+
+    ``unavailable`` is the reason the instance has no map (its Wawp does not serve
+    ``/v2/lids``), None when the map was read; an unavailable map resolves nothing.
+    """
+
+    instance_id: str
+    phones: dict[str, str] = field(default_factory=dict)  # "123@lid" -> "2012…@c.us"
+    unavailable: str | None = None
+    unknown: int = 0  # listed LIDs whose number Wawp does not know (pn null)
+    _lids: dict[str, str] | None = field(default=None, repr=False)
+
+    def add(self, lid: str, phone: str) -> None:
+        self.phones[lid] = phone
+        if self._lids is not None:
+            self._lids[phone] = lid
+
+    def phone_of(self, lid: str) -> str | None:
+        """The phone JID behind ``lid`` (``123@lid``), if known."""
+        return self.phones.get(lid)
+
+    def lid_of(self, phone: str) -> str | None:
+        """The LID of a phone JID (``2012…@c.us``), if known."""
+        if self._lids is None:
+            self._lids = {pn: lid for lid, pn in self.phones.items()}
+        return self._lids.get(phone)
+
+    def __len__(self) -> int:
+        return len(self.phones)
+
+    def __contains__(self, lid: object) -> bool:
+        return lid in self.phones
+
+    def update(self, pairs: Iterable[Any]) -> None:
+        """Add the mappings among raw ``{"lid", "pn"}`` objects; others are counted or
+        ignored (a map entry we cannot read is no reason to fail a crawl)."""
+        for item in pairs:
+            pair = parse_pair(item)
+            if pair is None:
+                continue
+            lid, phone = pair
+            if phone is None:
+                self.unknown += 1
+            else:
+                self.add(lid, phone)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "phones": self.phones,
+            "unavailable": self.unavailable,
+            "unknown": self.unknown,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LidMap:
+        phones = data.get("phones")
+        return cls(
+            instance_id=str(data.get("instance_id", "")),
+            phones={str(k): str(v) for k, v in phones.items()} if isinstance(phones, dict) else {},
+            unavailable=data.get("unavailable"),
+            unknown=int(data.get("unknown", 0)),
+        )
+
+
+def parse_pair(item: Any) -> tuple[str, str | None] | None:
+    """``(lid jid, phone jid or None)`` from one ``{"lid", "pn"}`` object, else None."""
+    if not isinstance(item, dict):
+        return None
+    lid = lid_jid(item.get("lid"))
+    if lid is None:
+        return None
+    return lid, phone_jid(item.get("pn"))
+
+
+def _unavailable(exc: WawpError) -> bool:
+    """Wawp does not serve the map here: not an error, the instance is indexed as before."""
+    if isinstance(exc, WawpNotFound | WawpAuthError | WawpRequestError):
+        return exc.status in NO_MAP_STATUSES
+    return False
+
+
+def read_lid_map(
+    client: WawpClient,
+    *,
+    page_size: int = PAGE_SIZE,
+    concurrency: int = 2,
+    stop: threading.Event | None = None,
+) -> LidMap:
+    """Every mapping Wawp knows for the client's instance, through the client's retries
+    and request budget (its :class:`~explorer.pace.Pace`).
+
+    The first page says whether the instance has a map at all (404/403/501: an
+    unavailable map, logged once, never raised). With the count, the remaining pages are
+    fetched ``concurrency`` at a time; pages then continue one by one until a short one,
+    so mappings added while reading are not cut off by a stale count. Other failures
+    (retries exhausted, a body that is no list) raise as the chat crawl's would.
+    """
+    lids = LidMap(client.instance_id)
+    try:
+        first = client.lids_page(offset=0, limit=page_size, stop=stop)
+    except WawpError as exc:
+        if not _unavailable(exc):
+            raise
+        lids.unavailable = f"/v2/lids answered {exc.status}"
+        log.warning(
+            "Wawp instance %s: LIDs cannot be resolved (%s); LID chats are indexed under their LID",
+            client.instance_id,
+            lids.unavailable,
+        )
+        return lids
+    lids.update(first)
+    if len(first) < page_size:
+        count = _count(client) if first else None
+        if count is None or count <= len(first):
+            return lids
+        page_size = len(first)  # the server caps pages: follow its size
+        log.info("Wawp instance %s: /v2/lids caps pages at %d", client.instance_id, page_size)
+    else:
+        count = _count(client)
+    offset = page_size
+    if count is not None and count > offset:
+        offsets = list(range(offset, count, page_size))
+        with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="wawp-lids") as pool:
+            pages = list(
+                pool.map(lambda o: client.lids_page(offset=o, limit=page_size, stop=stop), offsets)
+            )
+        for page in pages:
+            lids.update(page)
+        offset = offsets[-1] + page_size
+        if len(pages[-1]) < page_size:
+            return lids
+    while True:
+        page = client.lids_page(offset=offset, limit=page_size, stop=stop)
+        lids.update(page)
+        if len(page) < page_size:
+            return lids
+        offset += page_size
+
+
+def _count(client: WawpClient) -> int | None:
+    """``/v2/lids/count``, or None when the server does not say (the pages still tell)."""
+    try:
+        return client.lids_count()
+    except WawpError as exc:
+        if not _unavailable(exc):
+            raise
+        return None
+
+
+def lookup_lid(client: WawpClient, lid: str) -> str | None:
+    """The phone JID behind one LID (``GET /v2/lids/{lid}``), None when Wawp does not know
+    it or serves no map. For a LID met between reindexes (a webhook), not for crawls."""
+    canonical = lid_jid(lid)
+    if canonical is None:
+        raise ValueError(f"not a LID: {lid!r}")
+    try:
+        body = client.lid(canonical)
+    except WawpError as exc:
+        if _unavailable(exc):
+            return None
+        raise
+    pair = parse_pair(body)
+    return pair[1] if pair is not None and pair[0] == canonical else None
+
+
+# -- identities ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a chat is: ``jid`` is its phone JID when known, else the JID it was listed
+    under (its LID); ``lid`` and ``phone`` are whatever is known of the two."""
+
+    jid: str
+    phone: str | None  # phone JID (…@c.us)
+    lid: str | None  # LID JID (…@lid)
+
+    @property
+    def hidden(self) -> bool:
+        """A LID whose number nobody knows (yet)."""
+        return self.phone is None and self.lid is not None
+
+
+def identity_of(
+    jid: str,
+    lids: LidMap | None = None,
+    *,
+    pn_jid: str | None = None,
+    lid: str | None = None,
+) -> Identity:
+    """The identity of a chat listed under ``jid`` (canonical: ``@c.us``, ``@lid``, …),
+    with ``pn_jid`` / ``lid`` hints from the chat object itself (NOWEB's ``pnJid`` and
+    ``lidJid``), and the instance's map. Non-person JIDs (groups, channels) are their own
+    identity."""
+    if jid.endswith("@lid"):
+        own_lid = lid_jid(jid) or jid
+        phone = phone_jid(pn_jid) or (lids.phone_of(own_lid) if lids else None)
+        return Identity(phone or own_lid, phone, own_lid)
+    if jid.endswith("@c.us"):
+        own = phone_jid(jid)
+        known_lid = lid_jid(lid) or (lids.lid_of(jid) if lids else None)
+        return Identity(jid, own, known_lid)
+    return Identity(jid, None, None)
+
+
+def resolve(chat: Chat, lids: LidMap | None) -> Chat:
+    """``chat`` under its identity: a LID chat whose number is known becomes its phone
+    JID's chat (``phone`` set, ``lid`` kept); a phone chat learns its LID. Unchanged
+    when nothing is known."""
+    if chat.chat_type != "individual":
+        return chat
+    hint_lid = f"{chat.lid}@lid" if chat.lid else None
+    pn = None
+    if chat.jid.endswith("@lid") and chat.phone:
+        pn = chat.phone[1:] + "@c.us"  # from the chat object's own pnJid
+    who = identity_of(chat.jid, lids, pn_jid=pn, lid=hint_lid)
+    phone = phone_of_jid(who.phone) if who.phone else chat.phone
+    lid = who.lid.partition("@")[0] if who.lid else chat.lid
+    if who.jid == chat.jid and phone == chat.phone and lid == chat.lid:
+        return chat
+    return replace(chat, jid=who.jid, phone=phone, lid=lid)
+
+
+def hidden(chat: Chat) -> bool:
+    """A person whose number is hidden behind a LID nobody resolved."""
+    return chat.phone is None and chat.jid.endswith("@lid")
+
+
+def merge(a: Chat, b: Chat) -> Chat:
+    """One chat for one person listed twice (under a LID and under a phone JID): the
+    latest activity, the unread counts added up, the best name, both ids."""
+    newer, older = (a, b) if (a.last_activity or 0) >= (b.last_activity or 0) else (b, a)
+    unread = None
+    if a.unread_count is not None or b.unread_count is not None:
+        unread = (a.unread_count or 0) + (b.unread_count or 0)
+    return replace(
+        newer,
+        jid=a.jid if a.phone else b.jid,
+        phone=a.phone or b.phone,
+        lid=a.lid or b.lid,
+        name=best_name(newer.name, older.name),
+        username=newer.username or older.username,
+        last_activity=newer.last_activity
+        if newer.last_activity is not None
+        else older.last_activity,
+        archived=_first(newer.archived, older.archived),
+        pinned=True if a.pinned or b.pinned else _first(newer.pinned, older.pinned),
+        muted=_first(newer.muted, older.muted),
+        unread_count=unread,
+    )
+
+
+def best_name(*names: str | None) -> str | None:
+    """The first name that holds a letter (a saved or pushed name), else the first name
+    at all: WEBJS names a chat without a contact by its formatted number."""
+    for name in names:
+        if name and any(ch.isalpha() for ch in name):
+            return name
+    return next((n for n in names if n), None)
+
+
+def _first(*values: bool | None) -> bool | None:
+    return next((v for v in values if v is not None), None)
+
+
+# -- merging a stream --------------------------------------------------------------------
+
+
+@dataclass
+class Merger:
+    """Pairs within one instance's crawl, whatever order they come in.
+
+    Only people whose LID and phone are both known can be listed twice, so only those are
+    remembered (by identity); the rest pass straight through. :meth:`take` returns what
+    to write now: the chat itself the first time, the merged chat when its other half
+    comes (written again under the same document id, it replaces the first).
+    """
+
+    seen: dict[str, tuple[frozenset[str], Chat]] = field(default_factory=dict)
+    lid_chats: int = 0  # chats listed under a LID
+    resolved: int = 0  # ...of which the number is known
+    merged: int = 0  # people listed under both ids, now one chat
+
+    def take(self, chat: Chat, lids: LidMap | None) -> Chat:
+        listed = chat.jid
+        chat = resolve(chat, lids)
+        if listed.endswith("@lid"):
+            self.lid_chats += 1
+            if chat.phone:
+                self.resolved += 1
+        if not (chat.phone and chat.lid):
+            return chat
+        known = self.seen.get(chat.jid)
+        if known is None or listed in known[0]:  # new, or the same listing again
+            self.seen[chat.jid] = (frozenset({listed}), chat)
+            return chat
+        self.merged += 1
+        chat = merge(known[1], chat)
+        self.seen[chat.jid] = (known[0] | {listed}, chat)
+        return chat
+
+    def remember(self, chat: Chat, listed: Iterable[str]) -> None:
+        """A chat already written (before a resume) that a later half must merge into;
+        ``listed``: the JIDs it was listed under."""
+        if chat.phone and chat.lid:
+            self.seen[chat.jid] = (frozenset(listed), chat)
