@@ -898,6 +898,9 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     stats = index_stats(cfg.meilisearch)
     stats["last_reindex"] = last_report(cfg)
     stats["last_sync"] = load_state(cfg).get("instances", {})
+    from explorer.journal import journal_status
+
+    stats["webhooks"] = journal_status(cfg)
     if as_json:
         click.echo(json.dumps(stats))
         return
@@ -918,6 +921,12 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     for inst, info in sorted(stats["last_sync"].items()):
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(info.get("at") or 0))
         click.echo(f"  last sync of {inst}: {when}")
+    hooks = stats["webhooks"]
+    if hooks:
+        last = hooks["last_event"] or {}
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last.get("applied_at") or 0))
+        click.echo(f"  webhooks: {hooks['queue_depth']} queued; last applied: "
+                   + (f"{last['event']} from {last['session']} at {when}" if last else "none"))
 
 
 def _print_hits(result: Any) -> None:

@@ -11,6 +11,7 @@ Envelope (docs/webhooks.md): ``{id, timestamp (ms), event, session, engine, me, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -35,6 +36,7 @@ class Update:
     instance_id: str
     jid: str
     engine: str = "unknown"
+    lid: str | None = None  # the LID digits when the event named the chat by its LID
     activity: int | None = None  # newest message time
     incoming_at: int | None = None  # newest message from the other side
     read_at: int | None = None  # newest message sent from this account: all read then
@@ -63,6 +65,7 @@ class Update:
             self.member, self.member_at = other.member, other.member_at
         if self.engine == "unknown":
             self.engine = other.engine
+        self.lid = self.lid or other.lid
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -107,33 +110,32 @@ def envelope_of(data: Any) -> dict[str, Any]:
     return data
 
 
-def _chat(value: Any, resolve: LidResolver) -> tuple[str, str] | None:
+# (instance id, LID JID) -> the phone JID behind it, None while unknown.
+LidResolver = Callable[[str, str], str | None]
+
+
+def no_lids(instance_id: str, lid: str) -> str | None:
+    return None
+
+
+def _chat(value: Any) -> tuple[str, str] | None:
     if not isinstance(value, str):
         return None
     try:
         jid, chat_type = normalize_jid(value)
     except MalformedChat:
         return None
-    if jid == "status@broadcast":
-        return None
-    if jid.endswith("@lid"):
-        jid = resolve(jid)
-        chat_type = "individual"
-    return jid, chat_type
-
-
-class LidResolver:
-    """A LID to the phone JID the crawl would index it under (itself while unknown)."""
-
-    def __call__(self, jid: str) -> str:
-        return jid
+    return None if jid == "status@broadcast" else (jid, chat_type)
 
 
 def read_event(
     envelope: dict[str, Any], instance_id: str, eid: str, resolve: LidResolver | None = None
 ) -> Event:
-    """The updates one event implies (none for events the index does not care about)."""
-    resolve = resolve or LidResolver()
+    """The updates one event implies (none for events the index does not care about).
+
+    A chat named by its LID is the chat of the phone number behind it when ``resolve``
+    knows it, as the crawl indexes it (:mod:`explorer.lids`), with the LID kept."""
+    resolve = resolve or no_lids
     kind = envelope["event"]
     payload = envelope.get("payload")
     payload = payload if isinstance(payload, dict) else {}
@@ -143,11 +145,15 @@ def read_event(
     event = Event(eid, kind, envelope["session"], [])
 
     def update(jid: str, **fields: Any) -> None:
-        event.updates.append(Update(instance_id, jid, engine, **fields))
+        lid = None
+        if jid.endswith("@lid"):
+            lid = jid.partition("@")[0]
+            jid = resolve(instance_id, jid) or jid
+        event.updates.append(Update(instance_id, jid, engine, lid, **fields))
 
     if kind == "message.any":
         mine = payload.get("fromMe") is True
-        chat = _chat(payload.get("to") if mine else payload.get("from"), resolve)
+        chat = _chat(payload.get("to") if mine else payload.get("from"))
         if chat is None:
             raise BadEvent("message.any without a usable chat id in payload.from/to")
         jid, chat_type = chat
@@ -165,7 +171,7 @@ def read_event(
         update(jid, **fields)
     elif kind in ("group.v2.join", "group.v2.leave", "group.v2.update"):
         group = payload.get("group")
-        chat = _chat(group.get("id") if isinstance(group, dict) else None, resolve)
+        chat = _chat(group.get("id") if isinstance(group, dict) else None)
         if chat is None or chat[1] != "group":
             raise BadEvent(f"{kind} without a group id in payload.group.id")
         assert isinstance(group, dict)
@@ -178,7 +184,7 @@ def read_event(
         elif subject is not None:
             update(chat[0], name=subject, name_at=when)
     elif kind == "chat.archive":
-        chat = _chat(payload.get("id"), resolve)
+        chat = _chat(payload.get("id"))
         if chat is None or not isinstance(payload.get("archived"), bool):
             raise BadEvent("chat.archive without payload.id and payload.archived")
         update(chat[0], archived=payload["archived"], archived_at=when)

@@ -41,7 +41,6 @@ from explorer.events import (
     APPLIED,
     BadEvent,
     Event,
-    LidResolver,
     Update,
     envelope_of,
     event_id,
@@ -81,13 +80,33 @@ class ListenMetrics:
     def __init__(self, cfg: Config, journal: Journal) -> None:
         self.registry = new_registry(cfg)
         r = self.registry
-        self.received = Counter("explorer_webhook_events_received", "Events accepted into the journal.", ["event"], registry=r)  # noqa: E501
-        self.rejected = Counter("explorer_webhook_requests_rejected", "Requests refused, by reason.", ["reason"], registry=r)  # noqa: E501
-        self.duplicates = Counter("explorer_webhook_events_duplicate", "Events already accepted once.", registry=r)  # noqa: E501
-        self.applied = Counter("explorer_webhook_events_applied", "Events applied to the index.", ["event"], registry=r)  # noqa: E501
-        self.ignored = Counter("explorer_webhook_events_ignored", "Events counted and ignored.", ["event"], registry=r)  # noqa: E501
-        self.writes = Counter("explorer_webhook_index_writes", "Partial-update batches written.", registry=r)  # noqa: E501
-        self.catch_ups = Counter("explorer_webhook_catch_up_syncs", "Catch-up syncs started.", registry=r)  # noqa: E501
+        self.received = Counter(
+            "explorer_webhook_events_received",
+            "Events accepted into the journal.",
+            ["event"],
+            registry=r,
+        )  # noqa: E501
+        self.rejected = Counter(
+            "explorer_webhook_requests_rejected",
+            "Requests refused, by reason.",
+            ["reason"],
+            registry=r,
+        )  # noqa: E501
+        self.duplicates = Counter(
+            "explorer_webhook_events_duplicate", "Events already accepted once.", registry=r
+        )  # noqa: E501
+        self.applied = Counter(
+            "explorer_webhook_events_applied", "Events applied to the index.", ["event"], registry=r
+        )  # noqa: E501
+        self.ignored = Counter(
+            "explorer_webhook_events_ignored", "Events counted and ignored.", ["event"], registry=r
+        )  # noqa: E501
+        self.writes = Counter(
+            "explorer_webhook_index_writes", "Partial-update batches written.", registry=r
+        )  # noqa: E501
+        self.catch_ups = Counter(
+            "explorer_webhook_catch_up_syncs", "Catch-up syncs started.", registry=r
+        )  # noqa: E501
         self.latency = Histogram(
             "explorer_webhook_apply_latency_seconds",
             "From an event accepted to its change applied in Meilisearch.",
@@ -96,8 +115,50 @@ class ListenMetrics:
         )
         depth = Gauge("explorer_webhook_queue_depth", "Events waiting in the journal.", registry=r)
         depth.set_function(lambda: journal.depth)
-        self.meili_up = Gauge("explorer_webhook_meilisearch_up", "1 while writes succeed.", registry=r)  # noqa: E501
+        self.meili_up = Gauge(
+            "explorer_webhook_meilisearch_up", "1 while writes succeed.", registry=r
+        )  # noqa: E501
         self.meili_up.set(1)
+
+
+class WawpLids:
+    """LIDs met in events, resolved one by one with ``/v2/lids/{lid}``
+    (:func:`explorer.lids.lookup_lid`) and remembered: an answer for a day, "unknown"
+    (or no answer) for ten minutes, since a mapping can appear later."""
+
+    def __init__(self, cfg: Config, limit: int = 100_000) -> None:
+        self.cfg = cfg
+        self.limit = limit
+        self._known: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._clients: dict[str, Any] = {}
+
+    def __call__(self, instance_id: str, lid: str) -> str | None:
+        from explorer.lids import lookup_lid
+
+        key = (instance_id, lid)
+        hit = self._known.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        phone: str | None = None
+        try:
+            phone = lookup_lid(self._client(instance_id), lid)
+        except (ExplorerError, ValueError) as exc:
+            log.debug("LID %s of %s not resolved: %s", lid, instance_id, exc)
+        if len(self._known) >= self.limit:
+            self._known.clear()
+        self._known[key] = (time.monotonic() + (86_400 if phone else 600), phone)
+        return phone
+
+    def _client(self, instance_id: str) -> Any:
+        from explorer.crawl import open_client
+        from explorer.wawp import RetryPolicy
+
+        client = self._clients.get(instance_id)
+        if client is None:
+            inst = next(i for i in self.cfg.wawp.instances if i.id == instance_id)
+            client = open_client(self.cfg, inst, timeout=5, retry=RetryPolicy(10))
+            self._clients[instance_id] = client
+        return client
 
 
 class Sessions:
@@ -137,27 +198,29 @@ class Sessions:
         return found
 
 
-def _verify(body: bytes, headers: Any, key: str) -> str | None:
-    """None when ``body`` carries a valid WAHA signature; else why not."""
+def _verify(body: bytes, headers: Any, key: str) -> tuple[str, str] | None:
+    """None when ``body`` carries a valid WAHA signature; else (reason, detail)."""
     given = headers.get("x-webhook-hmac")
     if not given:
-        return "missing signature"
+        return "missing_signature", "no X-Webhook-Hmac header"
     algorithm = (headers.get("x-webhook-hmac-algorithm") or "sha512").lower()
     if algorithm != "sha512":
-        return f"unsupported signature algorithm {algorithm[:20]!r}"
+        return "bad_algorithm", f"unsupported signature algorithm {algorithm[:20]!r}"
     expected = hmac.new(key.encode(), body, hashlib.sha512).hexdigest()
-    return None if hmac.compare_digest(expected, given.strip().lower()) else "bad signature"
+    if hmac.compare_digest(expected, given.strip().lower()):
+        return None
+    return "bad_signature", "the signature does not match the body"
 
 
 class Listener:
     """The receiver (a Starlette app), the journal and the applier thread."""
 
-    def __init__(self, cfg: Config, *, resolve: LidResolver | None = None) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.journal = Journal(journal_path(cfg), max_queue=cfg.webhooks.max_queue)
         self.metrics = ListenMetrics(cfg, self.journal)
         self.sessions = Sessions(cfg)
-        self.resolve = resolve or LidResolver()
+        self.resolve = WawpLids(cfg)
         self.labels = {inst.id: inst.label for inst in cfg.wawp.instances}
         self.store = IndexStore(cfg.meilisearch, timeout=120)
         self.stop = threading.Event()
@@ -235,7 +298,7 @@ class Listener:
         if hooks.hmac_key and not by_path:
             problem = _verify(body, request.headers, hooks.hmac_key.reveal())
             if problem:
-                return self._refuse(401, problem.split()[0], problem, request)
+                return self._refuse(401, *problem, request)
         elif hooks.secret and not by_path:
             return self._refuse(401, "missing_signature", "unsigned request", request)
         try:
@@ -355,9 +418,12 @@ class Listener:
         http = self.store.client.http
         current = {
             d["id"]: d
-            for d in call(self.store.url, http.post, f"indexes/{live}/documents/fetch",
-                          {"ids": [u.doc_id for u in updates], "fields": _FIELDS,
-                           "limit": len(updates)})["results"]  # fmt: skip
+            for d in call(
+                self.store.url,
+                http.post,
+                f"indexes/{live}/documents/fetch",
+                {"ids": [u.doc_id for u in updates], "fields": _FIELDS, "limit": len(updates)},
+            )["results"]  # fmt: skip
         }
         docs: list[dict[str, Any]] = []
         gone: list[str] = []
@@ -390,6 +456,7 @@ class Listener:
         newest_other = max(u.incoming_at or 0, have_activity or 0)
         raw: dict[str, Any] = {
             "id": u.jid,
+            "lidJid": f"{u.lid}@lid" if u.lid else None,
             "name": u.name if u.name is not None else have.get("name") if known else u.hint_name,
             "timestamp": activity,
             "archived": u.archived if u.archived is not None else have.get("archived"),
