@@ -1,0 +1,370 @@
+"""The one HTTP server `explorer` listens with: the agents' door (``serve``), the webhook
+receiver (``listen``) and the MCP server's HTTP transport (``mcp --http``).
+
+An ASGI app (Starlette) runs on uvicorn with its h11 protocol: strict HTTP/1.1 framing
+(``Content-Length: -1`` or ``abc``, a bad chunk size or a header over ``max_head`` bytes is
+a 400 and the connection closes), an asyncio loop instead of a thread per connection, a
+real listen backlog, a keep-alive timeout and a cap on connections (503 past it). uvicorn
+rather than hypercorn or granian: it is the server Starlette and the MCP SDK document and
+test with, it runs in-process on a socket we bind (tests and ``demo`` start it on port 0
+in a thread), and its protocol class can be extended, which the two gaps below need.
+
+What uvicorn leaves open, and this module closes:
+
+- **Slow request heads.** uvicorn's only timer runs between requests (keep-alive), and any
+  byte received cancels it: a client that connects and sends nothing, or trickles a header
+  byte every few seconds, holds its connection forever. :class:`_Protocol` gives every
+  request head a deadline from the connection (or its first byte) to the blank line.
+- **Bodies.** uvicorn reads whatever body the framing announces. :class:`_Guard` counts
+  the bytes the app actually receives (chunked or not) against ``max_body``, refuses an
+  announced ``Content-Length`` over it before reading, and gives the whole body a deadline.
+  A response sent while the client is still sending a body nobody will read closes the
+  connection, so that body is never parsed as a next request.
+- **Logs.** A malformed request, a timed-out head or body, or an exception in the app is
+  one line naming the client and what was wrong; never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("explorer.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server tolerates from its clients. Defaults suit a door for people and
+    bots on a LAN; every figure is per server."""
+
+    max_body: int = 64 * 1024  # bytes of request body the app may read
+    max_head: int = 16 * 1024  # bytes of request line and headers
+    head_timeout: float = 10.0  # seconds from connect (or a request's first byte) to its headers
+    body_timeout: float = 30.0  # seconds for the whole request body
+    idle_timeout: float = 5.0  # seconds a kept-alive connection may wait for its next request
+    max_connections: int = 1000  # open connections; past it requests get 503
+    backlog: int = 1024  # connections the kernel queues before we accept them
+    shutdown_timeout: int = 5  # seconds in-flight requests get on stop
+
+
+class _Config(uvicorn.Config):
+    """uvicorn's config, carrying the head deadline to the protocol it instantiates."""
+
+    head_timeout: float = 10.0
+
+
+class _OneLine(logging.Filter):
+    """uvicorn's own records on our protocol's logger: its generic 400 line is replaced
+    by ours (with the client and the reason), and a traceback becomes its last line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Invalid HTTP request received.":
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage().strip()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = None
+        return True
+
+
+_http_log = logging.getLogger("explorer.server.http")
+_http_log.addFilter(_OneLine())
+
+
+class _Connection(h11.Connection):
+    """h11's connection, remembering why it refused a request (for the log line)."""
+
+    error = ""
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.error = str(exc)
+            raise
+
+
+def _addr(pair: Any) -> str:
+    return f"{pair[0]}:{pair[1]}" if pair else "a client"
+
+
+def _client(protocol: H11Protocol) -> str:
+    return _addr(protocol.client)
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on every request head and one-line logs."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.logger = _http_log
+        self.access_log = False  # agents' searches and webhook senders are nobody's log
+        self.conn: _Connection = _Connection(
+            h11.SERVER, config.h11_max_incomplete_event_size or 16 * 1024
+        )
+        self._head_timeout = float(getattr(config, "head_timeout", 10.0))
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self.conn.their_state is h11.IDLE
+        if waiting:
+            self._head_bytes += len(data)
+            self._arm_head_timer()  # a no-op if the head's deadline is already running
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the head arrived (or the request failed)
+            self._disarm_head_timer()
+            self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            # Answered before the body was read (refused): stop here rather than read,
+            # and wait for, a body nobody wants, and never parse it as a next request.
+            self.transport.close()
+        super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # h11 quotes the offending line after a colon: it may hold a key, so not that part
+        reason = self.conn.error.split(":", 1)[0] or "malformed request"
+        _http_log.warning("refused a malformed request from %s: %s", _client(self), reason)
+        text = f"Bad request: {reason}\n".encode("ascii", "replace").decode("ascii")
+        self._disarm_head_timer()
+        super().send_400_response(text)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self._head_bytes:
+            _http_log.warning(
+                "closed a connection from %s: request headers not complete within %g s",
+                _client(self), self._head_timeout,
+            )  # fmt: skip
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: 40\r\nconnection: close\r\n\r\n"
+                b"Request headers took too long to arrive\n\n"
+            )
+        self.transport.close()  # a connection that never said anything just goes
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class _Guard:
+    """Body limits and one-line errors around any ASGI app (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        refused = False
+        where = f"{scope.get('method')} {scope.get('path')}"
+        client = _addr(scope.get("client"))
+
+        async def refuse(status: int, message: str) -> None:
+            nonlocal refused, started
+            log.warning("refused %s from %s: %s", where, client, message)
+            refused = True
+            if not started:
+                started = True
+                await _reply(send, status, message + "\n")
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return  # we answered already; the app is finding out
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        declared = _header(scope, b"content-length")
+        if declared is not None and int(declared) > self.limits.max_body:
+            await refuse(413, f"Request body over {self.limits.max_body} bytes")
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.body_timeout
+        received = 0
+        body_done = False
+
+        async def guarded_receive() -> Message:
+            nonlocal received, body_done
+            if refused:
+                return {"type": "http.disconnect"}
+            if body_done:
+                return await receive()  # waiting for a disconnect: no deadline
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    message = await receive()
+            except TimeoutError:
+                await refuse(
+                    408, f"Request body not complete within {self.limits.body_timeout:g} s"
+                )
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limits.max_body:
+                    await refuse(413, f"Request body over {self.limits.max_body} bytes")
+                    return {"type": "http.disconnect"}
+                body_done = not message.get("more_body", False)
+            return message
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception as exc:
+            if refused:
+                return  # the app choked on the disconnect we handed it: expected
+            log.error("%s from %s failed: %s: %s", where, client, type(exc).__name__, exc)
+            if not started:
+                await _reply(send, 500, "Internal error: see the server's log\n")
+
+
+async def _reply(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """Bind and listen now, so the address is known (port 0) and connections queue in the
+    backlog even before the loop runs. Raises OSError (address in use, bad host)."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.create_server((host, port), family=family, backlog=backlog)
+    return sock
+
+
+class _Uvicorn(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class HttpServer:
+    """An ASGI app served on ``host:port`` with :class:`Limits`: ``start()`` in a thread
+    (tests, the demo) or ``serve_forever()`` in the main thread (Ctrl-C / SIGTERM stop it).
+    Binding happens here, so a busy port is an OSError before anything runs."""
+
+    def __init__(
+        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, limits: Limits = Limits()
+    ) -> None:
+        self.limits = limits
+        self.socket = listening_socket(host, port, limits.backlog)
+        config = _Config(
+            _Guard(app, limits),
+            http=_Protocol,
+            ws="none",
+            lifespan="auto",
+            log_config=None,
+            access_log=False,
+            backlog=limits.backlog,
+            limit_concurrency=limits.max_connections,
+            timeout_keep_alive=max(1, round(limits.idle_timeout)),
+            timeout_graceful_shutdown=limits.shutdown_timeout,
+            h11_max_incomplete_event_size=limits.max_head,
+            server_header=False,
+            date_header=True,
+        )
+        config.head_timeout = limits.head_timeout
+        self._server = _Uvicorn(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        host = "127.0.0.1" if host == "0.0.0.0" else host
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+    def start(self) -> HttpServer:
+        """Serve in a daemon thread; returns once the server accepts requests."""
+        self._thread = threading.Thread(target=self._run, name="explorer-http", daemon=True)
+        self._thread.start()
+        while not self._server.ready.wait(0.05):
+            if not self._thread.is_alive():
+                raise RuntimeError("the HTTP server stopped while starting: see the log")
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until SIGINT or SIGTERM (uvicorn re-raises the signal
+        once connections are drained, so Ctrl-C still ends in KeyboardInterrupt)."""
+        self._run()
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=self.limits.shutdown_timeout + 5)
+        self.socket.close()
+
+
+def healthz() -> Any:
+    """``GET /healthz`` answering ``ok``: for load balancers and compose healthchecks."""
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def ok(_: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    return Route("/healthz", ok, methods=["GET", "HEAD"])

@@ -1,0 +1,237 @@
+"""The shared HTTP server (explorer/server.py), probed over raw sockets: framing, body
+limits, slow clients, and what reaches the log."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from explorer.server import HttpServer, Limits, healthz
+
+LIMITS = Limits(max_body=1000, head_timeout=1.0, body_timeout=1.0, idle_timeout=1.0)
+SAFETY = 15.0  # a client-side bound, so that a broken server fails the test instead of hanging
+seen: list[bytes] = []
+
+
+async def echo(request: Request) -> PlainTextResponse:
+    body = await request.body()
+    seen.append(body)
+    return PlainTextResponse(f"read {len(body)} bytes\n")
+
+
+async def refuse(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("no\n", status_code=403)  # without reading the body
+
+
+async def boom(request: Request) -> PlainTextResponse:
+    raise ValueError("something inside broke")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[HttpServer]:
+    app = Starlette(
+        routes=[
+            Route("/echo", echo, methods=["POST"]),
+            Route("/refuse", refuse, methods=["POST"]),
+            Route("/boom", boom),
+            healthz(),
+        ]
+    )
+    srv = HttpServer(app, limits=LIMITS).start()
+    yield srv
+    srv.stop()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Read until the server closes (a reset counts: it closed with our bytes unread)."""
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def exchange(server: HttpServer, data: bytes, *, close_after: bool = False) -> bytes:
+    """Send raw bytes, then read until the server closes the connection."""
+    port = server.socket.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as sock:
+        try:
+            sock.sendall(data)
+            if close_after:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may refuse before we finish sending: its answer is what counts
+        return read_all(sock)
+
+
+def statuses(reply: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)]
+
+
+def one_line_records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    records = [r for r in caplog.records if r.name.startswith("explorer.server")]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
+    return [r.getMessage() for r in records]
+
+
+def test_health_answers(server: HttpServer) -> None:
+    reply = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert statuses(reply) == [200] and reply.endswith(b"ok\n")
+
+
+@pytest.mark.parametrize("length", [b"-1", b"abc", b"1, 2", b"+5"])
+def test_a_bad_content_length_is_a_400_with_one_log_line(
+    server: HttpServer, caplog: pytest.LogCaptureFixture, length: bytes
+) -> None:
+    caplog.set_level(logging.WARNING)
+    before = len(seen)
+    reply = exchange(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: "
+        + length
+        + b"\r\n\r\n"
+        + b"x" * 200_000,
+    )
+    assert statuses(reply) == [400]
+    assert len(seen) == before  # the app never saw it
+    lines = one_line_records(caplog)
+    assert len(lines) == 1 and "malformed request" in lines[0] and "Content-Length" in lines[0]
+
+
+def test_an_announced_body_over_the_limit_is_refused_unread(server: HttpServer) -> None:
+    before = len(seen)
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = smuggled * 100  # what a naive server would read as further requests
+    head = f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    reply = exchange(server, head + body)
+    assert statuses(reply) == [413]
+    assert len(seen) == before
+
+
+def test_a_chunked_body_is_counted_as_read(server: HttpServer) -> None:
+    chunk = b"1f4\r\n" + b"x" * 500 + b"\r\n"
+    small = exchange(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close"
+        b"\r\n\r\n" + chunk + b"0\r\n\r\n",
+    )
+    assert statuses(small) == [200] and small.endswith(b"read 500 bytes\n")
+    before = len(seen)
+    big = exchange(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunk * 10
+        + b"0\r\n\r\n"
+        + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    assert statuses(big) == [413]
+    assert len(seen) == before
+
+
+def test_a_refused_requests_body_is_not_answered_as_a_second_request(server: HttpServer) -> None:
+    inner = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    head = f"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: {len(inner)}\r\n\r\n".encode()
+    assert statuses(exchange(server, head + inner, close_after=True)) == [403]
+    # the same body sent after the answer: still one answer
+    port = server.socket.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as sock:
+        sock.sendall(head)
+        first = sock.recv(65536)
+        with contextlib.suppress(OSError):  # the server may have closed already
+            sock.sendall(inner)
+        rest = read_all(sock)
+    assert statuses(first + rest) == [403]
+
+
+def test_keep_alive_still_works_for_well_formed_requests(server: HttpServer) -> None:
+    body = b'{"q": "x"}'
+    one = f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    reply = exchange(
+        server, one + one + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert statuses(reply) == [200, 200, 200]
+
+
+def test_a_slowloris_head_is_closed_within_the_head_timeout(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Header bytes trickled slower than the deadline: the server answers 408 and closes,
+    although every byte arrives well inside the keep-alive timeout of the one before."""
+    caplog.set_level(logging.WARNING)
+    port = server.socket.getsockname()[1]
+    closed = threading.Event()
+    reply = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        sock.settimeout(LIMITS.head_timeout / 4)
+        for _ in range(int(SAFETY / (LIMITS.head_timeout / 4))):
+            try:
+                sock.sendall(b"X-a: b\r\n")
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue  # nothing yet: trickle on
+            except OSError:
+                closed.set()
+                break
+            reply += chunk
+            if not chunk:
+                closed.set()
+                break
+    assert closed.is_set(), "the server kept a trickling connection open"
+    assert statuses(reply) in ([408], [])
+    assert any("not complete within 1 s" in line for line in one_line_records(caplog))
+
+
+def test_a_silent_connection_is_closed(server: HttpServer) -> None:
+    assert exchange(server, b"") == b""  # returns only because the server closed it
+
+
+def test_a_slow_body_is_a_408(server: HttpServer) -> None:
+    port = server.socket.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+        reply = read_all(sock)
+    assert statuses(reply) == [408]
+
+
+def test_an_exception_in_the_app_is_a_500_and_one_log_line(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    reply = exchange(server, b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert statuses(reply) == [500]
+    assert b"something inside broke" not in reply
+    lines = one_line_records(caplog)
+    assert len(lines) == 1 and "ValueError: something inside broke" in lines[0]
+
+
+def test_a_malformed_header_line_is_logged_without_its_content(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    reply = exchange(
+        server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization Bearer s3cret\r\n\r\n"
+    )
+    assert statuses(reply) == [400]
+    lines = one_line_records(caplog)
+    assert len(lines) == 1 and "s3cret" not in lines[0] and b"s3cret" not in reply
+
+
+def test_a_busy_port_is_an_os_error(server: HttpServer) -> None:
+    port = server.socket.getsockname()[1]
+    with pytest.raises(OSError):
+        HttpServer(Starlette(), port=port)
