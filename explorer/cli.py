@@ -713,7 +713,10 @@ def listen_cmd(ctx: click.Context, host: str, port: int, insecure_no_signature: 
                    f"{cfg.meilisearch.index!r} at {cfg.meilisearch.url}); Ctrl-C stops it.",
                    err=True)  # fmt: skip
 
-    run_listener(cfg, host, port, ready=ready)
+    from contextlib import suppress
+
+    with suppress(KeyboardInterrupt):  # Ctrl-C or SIGTERM: uvicorn drained connections
+        run_listener(cfg, host, port, ready=ready)
 
 
 @keys_group.command("list")

@@ -50,6 +50,7 @@ from explorer.index import IndexStore, call
 from explorer.journal import Journal, Queued, journal_path
 from explorer.metrics import new_registry, routes
 from explorer.reindex import last_report
+from explorer.secrets import redact
 from explorer.state import read_json, state_dir
 
 log = logging.getLogger("explorer.listen")
@@ -266,19 +267,6 @@ class Listener:
         log.warning("webhook refused (%d %s) from %s: %s", status, reason, client, detail)
         return JSONResponse({"error": detail}, status_code=status)
 
-    async def _body(self, request: Request) -> bytes | None:
-        """The raw body, or None past the size limit (read no further than the limit)."""
-        limit = self.cfg.webhooks.max_body
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return None
-        chunks = bytearray()
-        async for chunk in request.stream():
-            chunks += chunk
-            if len(chunks) > limit:
-                return None
-        return bytes(chunks)
-
     async def _receive(self, request: Request) -> Response:
         hooks = self.cfg.webhooks
         secret = request.path_params.get("secret")
@@ -290,11 +278,9 @@ class Listener:
                 return self._refuse(401, "bad_secret", "unknown webhook path secret", request)
             by_path = True
         try:
-            body = await self._body(request)
+            body = await request.body()  # the server holds it to webhooks.max_body (413)
         except ClientDisconnect:
             return Response(status_code=400)
-        if body is None:
-            return self._refuse(413, "too_large", f"body over {hooks.max_body} bytes", request)
         if hooks.hmac_key and not by_path:
             problem = _verify(body, request.headers, hooks.hmac_key.reveal())
             if problem:
@@ -530,32 +516,52 @@ class Listener:
             self.journal.prune(cutoff)
 
 
+class _Hide(logging.Filter):
+    """Masks the URL secret in what the server logs of a refused request's path."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = redact(message, self.secret), None
+        return True
+
+
 def run_listener(
     cfg: Config, host: str, port: int, *, ready: Callable[[str], None] | None = None
 ) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn's own handling)."""
+    """Serve until SIGINT or SIGTERM, on the shared server (explorer.server): its limits
+    (body size, head and body deadlines, connections) are the receiver's."""
+    from explorer.server import HttpServer, Limits
+
     cfg.require_instances()
-    listener = Listener(cfg).start()
+    if cfg.webhooks.secret:
+        hide = _Hide(cfg.webhooks.secret.reveal())
+        for name in ("explorer.server", "explorer.server.http", "explorer.listen"):
+            logging.getLogger(name).addFilter(hide)
+    listener = Listener(cfg)
+    reasons = {413: "too_large", 408: "too_slow"}
     try:
-        _serve(listener.app, host, port, ready)
+        server = HttpServer(
+            listener.app, host, port,
+            Limits(max_body=cfg.webhooks.max_body, idle_timeout=30.0, body_timeout=30.0),
+            on_refuse=lambda status: listener.metrics.rejected.labels(
+                reasons.get(status, str(status))).inc(),
+        )  # fmt: skip
+    except OSError as exc:
+        listener.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    try:
+        listener.start()
+        if ready is not None:
+            ready(server.url.rstrip("/"))
+        server.serve_forever()
     finally:
         listener.close()
 
 
-def _serve(app: Any, host: str, port: int, ready: Callable[[str], None] | None) -> None:
-    """Temporary: until the shared runner (explorer.server) lands."""
-    import uvicorn
-
-    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
-                            timeout_keep_alive=30, limit_concurrency=200)  # fmt: skip
-    server = uvicorn.Server(config)
-    if ready is not None:
-        original = server.startup
-
-        async def startup(sockets: Any = None) -> None:
-            await original(sockets)
-            port_ = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-            ready(f"http://{host}:{port_}")
-
-        server.startup = startup  # type: ignore[method-assign]
-    server.run()
+class ListenError(ExplorerError):
+    """The address cannot be listened on."""
