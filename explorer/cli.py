@@ -1038,11 +1038,19 @@ def _parse_at(ctx: click.Context, param: click.Parameter, value: str) -> Any:
 )
 @click.option("--sync-every", type=click.IntRange(60), help="Also run sync every N seconds.")
 @click.option("--run-now", is_flag=True, help="Reindex once at start, then keep the schedule.")
+@click.option("--timezone", envvar="EXPLORER_TIMEZONE",
+              help="IANA zone of --reindex-at [env EXPLORER_TIMEZONE; default $TZ, else the "
+                   "system's].")  # fmt: skip
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve GET /metrics and /healthz on this port.")  # fmt: skip
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("--max-runs", type=click.IntRange(1), hidden=True)
 @click.pass_context
 def schedule_cmd(
-    ctx: click.Context, reindex_at: Any, sync_every: int | None, run_now: bool, max_runs: int | None
-) -> None:
+    ctx: click.Context, reindex_at: Any, sync_every: int | None, run_now: bool,
+    max_runs: int | None,
+    timezone: str | None, metrics_port: int | None, metrics_host: str,
+) -> None:  # fmt: skip
     """Stay running and reindex daily (and sync in between): cron for containers.
 
     Failures are logged and the loop goes on; use --log-format json for log shippers.
@@ -1050,16 +1058,21 @@ def schedule_cmd(
     import signal
     import threading
 
-    from explorer.schedule import run_schedule
+    from explorer.schedule import ScheduleMetrics, run_schedule, zone_named
 
     cfg = get_config(ctx)
     cfg.require_instances()
+    zone = zone_named(timezone)
+    metrics = ScheduleMetrics(cfg)
+    if metrics_port is not None:
+        metrics.serve(metrics_host, metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         code = run_schedule(
             cfg, at=reindex_at, sync_every=sync_every, run_now=run_now,
-            max_runs=max_runs, stop=stop,
+            max_runs=max_runs, stop=stop, zone=zone, on_next=metrics.on_next,
+            on_run=metrics.on_run,
         )  # fmt: skip
     except KeyboardInterrupt:
         code = 0
