@@ -100,6 +100,86 @@ class _Connection(h11.Connection):
             raise
 
 
+class _Lingering(asyncio.Transport):
+    """The connection's transport, closing the way nginx's ``lingering_close`` does.
+
+    Closing a socket that still has unread client bytes makes the kernel answer with a
+    reset, and a reset can destroy the answer (a 413, a 400) before the client reads it.
+    So a close sends FIN after the answer, then keeps reading and dropping whatever the
+    client still sends, for ``LINGER`` seconds or ``LINGER_BYTES`` at most, or until it
+    closes its side."""
+
+    LINGER = 2.0
+    LINGER_BYTES = 1024 * 1024
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self.lingering = False
+        self.dropped = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            return
+        self.lingering = True
+        if self._transport.can_write_eof():
+            self._transport.write_eof()  # FIN once the answer is written
+            self._transport.resume_reading()
+            self._timer = self._loop.call_later(self.LINGER, self.abort)
+        else:
+            self._transport.close()
+
+    def drop(self, data: bytes) -> None:
+        self.dropped += len(data)
+        if self.dropped > self.LINGER_BYTES:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        if not self.lingering:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+
 def _addr(pair: Any) -> str:
     return f"{pair[0]}:{pair[1]}" if pair else "a client"
 
@@ -123,14 +203,19 @@ class _Protocol(H11Protocol):
         self._head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._lingering = _Lingering(transport, self.loop)
+        super().connection_made(self._lingering)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._lingering.abort()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering.lingering:
+            self._lingering.drop(data)  # closing: what the client still sends goes nowhere
+            return
         waiting = self.conn.their_state is h11.IDLE
         if waiting:
             self._head_bytes += len(data)
