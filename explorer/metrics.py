@@ -56,9 +56,9 @@ class StateCollector(Collector):
         from explorer.index import index_stats
 
         try:
-            counts: dict[str, int] | None = dict(index_stats(self.cfg.meilisearch)["instance_id"])
+            counts = dict(index_stats(self.cfg.meilisearch)["instance_id"])
         except ExplorerError:
-            counts = None  # Meilisearch down: the metric is absent, the scrape still works
+            return None  # Meilisearch down, no index yet: no samples, the scrape still works
         self._docs = (time.monotonic(), counts)
         return counts
 
