@@ -448,3 +448,31 @@ def test_stats_shows_the_last_event_and_the_queue(world: Callable[..., World]) -
     hooks = json.loads(result.output)["webhooks"]
     assert hooks["queue_depth"] == 0
     assert hooks["last_event"]["event"] == "message.any"
+
+
+def test_compose_runs_the_listener_with_the_shared_state() -> None:
+    import yaml
+
+    from tests.test_deploy import compose, parse_invocation
+
+    result = compose("config")
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    listener = services["listener"]
+    assert parse_invocation(listener["command"]) == "listen"
+    assert "/healthz" in " ".join(listener["healthcheck"]["test"])
+    assert [str(p).split(":")[0] for p in listener["ports"]] == ["127.0.0.1"]  # TLS in front
+    assert listener["volumes"] == services["explorer"]["volumes"]  # journal beside the state
+    assert parse_invocation(services["explorer"]["command"]) == "schedule"
+
+
+def test_systemd_listen_unit_is_a_valid_invocation() -> None:
+    import re
+    import shlex
+
+    from tests.test_deploy import ROOT, parse_invocation
+
+    text = (ROOT / "deploy/systemd/explorer-listen.service").read_text()
+    exec_start = re.search(r"^ExecStart=(\S+) (.*)$", text, re.M)
+    assert exec_start is not None
+    assert parse_invocation(shlex.split(exec_start.group(2))) == "listen"
