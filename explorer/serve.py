@@ -5,36 +5,59 @@ Meilisearch, both POST: ``/multi-search`` and ``/indexes/<index>/search``, with 
 own key from the request (never logged, never stored). Anything else is 403, as at the
 compose door (deploy/nginx/agent-ui.conf).
 
+**Pinned to the configured index.** A search of any other index, in the path, in a
+multi-search query's ``indexUid`` or in ``federation.facetsByIndex``, is sent to Meilisearch
+under a decoy name that exists nowhere (``explorer-door-<random>``), and the answer is given
+back with the name the client asked for. So no other index's data passes, whatever the key
+(a master key gets "not found", an agent key "cannot access"), and the page can still tell
+a key that covers every index from an agent's key, which is how it refuses admin keys.
+Searches on another Meilisearch (``federationOptions.remote``) are refused outright.
+The multi-search body is parsed and sent on re-encoded, so Meilisearch reads exactly what
+the door checked (no duplicate-key games).
+
 Why a door and not the browser talking to Meilisearch directly: a browser cannot ask for an
 uncompressed reply, and Meilisearch's compressed replies on a kept-alive connection stall
 about 40 ms each (the same stall :mod:`explorer.query` avoids). Here the upstream request
 asks for ``identity``, and the page's Content-Security-Policy can be
 ``connect-src 'self'``. The key rides in the URL fragment to the page, which browsers never
 send to a server.
+
+The HTTP side (timeouts, body limit, framing, connection cap) is :mod:`explorer.server`.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import mimetypes
 import re
-import threading
-from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from explorer.config import MeiliSettings
-from explorer.errors import meili_unreachable
+from explorer.server import HttpServer, Limits
+
+log = logging.getLogger("explorer.serve")
 
 WEB = Path(str(files("explorer") / "web"))
 FILES = ("index.html", "app.js", "query.js", "app.css")
-SEARCH_ROUTE = re.compile(r"^/(multi-search|indexes/[A-Za-z0-9_-]+/search)$")
-MAX_BODY = 64 * 1024
+SEARCH_ROUTE = re.compile(r"^/(?:multi-search|indexes/([A-Za-z0-9_-]+)/search)$")
+# What Meilisearch accepts as an index uid: any other string names no index, and is
+# passed on for Meilisearch to refuse in its own words.
+INDEX_UID = re.compile(r"[A-Za-z0-9_-]{1,512}")
+DECOY = "explorer-door-"
+DOOR_LIMITS = Limits(max_body=64 * 1024)
+JSON = "application/json"
 
 
 def security_headers() -> dict[str, str]:
@@ -50,111 +73,197 @@ def security_headers() -> dict[str, str]:
     }
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "explorer-serve"
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class Refused(Exception):
+    """A request the door answers itself, in Meilisearch's error shape."""
 
-    def __init__(
-        self, *args: Any, config: bytes, upstream: httpx.Client, meili_url: str, **kw: Any
-    ) -> None:
-        self._config = config
-        self._upstream = upstream
-        self._meili_url = meili_url
-        self._security = security_headers()
-        super().__init__(*args, **kw)
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass  # nothing secret reaches us, but agents' searches are nobody's log either
 
-    def _reply(self, status: int, body: bytes, ctype: str, head: bool = False) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in self._security.items():
-            self.send_header(k, v)
-        self.end_headers()
-        if not head:
-            self.wfile.write(body)
+class Pinned:
+    """Decoy names for the indexes a request asked for other than ``index``."""
 
-    def _serve(self, head: bool) -> None:
-        path = urlsplit(self.path).path
+    def __init__(self, index: str) -> None:
+        self.index = index
+        self.asked: dict[str, str] = {}  # decoy -> the name the client sent
+
+    def uid(self, name: Any) -> Any:
+        if not isinstance(name, str) or name == self.index or not INDEX_UID.fullmatch(name):
+            return name
+        decoy = DECOY + uuid.uuid4().hex
+        self.asked[decoy] = name
+        return decoy
+
+    def multi_search(self, payload: Any) -> Any:
+        """The multi-search body with every other index replaced by a decoy (in place)."""
+        if not isinstance(payload, dict):
+            return payload  # Meilisearch refuses it: it names no index
+        queries = payload.get("queries")
+        for query in queries if isinstance(queries, list) else ():
+            if not isinstance(query, dict):
+                continue
+            if "indexUid" in query:
+                query["indexUid"] = self.uid(query["indexUid"])
+            options = query.get("federationOptions")
+            if isinstance(options, dict) and options.get("remote") is not None:
+                raise Refused(
+                    403, "remote_not_allowed",
+                    f"This door searches the index `{self.index}` here only, not on remotes.",
+                )  # fmt: skip
+        federation = payload.get("federation")
+        if isinstance(federation, dict) and isinstance(federation.get("facetsByIndex"), dict):
+            federation["facetsByIndex"] = {
+                self.uid(name): facets for name, facets in federation["facetsByIndex"].items()
+            }
+        return payload
+
+    def answer(self, body: bytes) -> bytes:
+        """Meilisearch's error about a decoy, told with the client's names and why."""
+        for decoy, name in self.asked.items():
+            body = body.replace(decoy.encode(), name.encode())
+        try:
+            error = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            error["message"] += f" This door searches only the index `{self.index}`."
+            return orjson.dumps(error)
+        return body
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    body = {"message": message, "code": code, "type": "invalid_request"}
+    return Response(orjson.dumps(body), status, security_headers(), media_type=JSON)
+
+
+class Door:
+    """The page's files and the pinned search door, as a Starlette app."""
+
+    def __init__(self, meili: MeiliSettings) -> None:
+        self.meili = meili
+        self.config = orjson.dumps({"meili": "", "index": meili.index})
+        self.upstream: httpx.AsyncClient | None = None
+        self.security = security_headers()
+
+    @asynccontextmanager
+    async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        # One pool per running server, made on its loop: searches reuse kept-alive
+        # connections, and a burst waits for a free one rather than failing.
+        async with httpx.AsyncClient(
+            base_url=self.meili.url,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        ) as client:
+            self.upstream = client
+            yield
+        self.upstream = None
+
+    def app(self) -> Starlette:
+        methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        return Starlette(
+            routes=[Route("/{path:path}", self.dispatch, methods=methods)],
+            lifespan=self.lifespan,
+        )
+
+    async def dispatch(self, request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return self.page(request)
+        if request.method != "POST":
+            return _error(403, "read_only", "This door is read-only: it passes on searches only.")
+        try:
+            return await self.search(request)
+        except Refused as refused:
+            return _error(refused.status, refused.code, refused.message)
+
+    def page(self, request: Request) -> Response:
+        path = request.url.path
         name = "index.html" if path in ("/", "/index.html") else path.lstrip("/")
         if name == "config.json":
-            return self._reply(200, self._config, "application/json", head)
+            return Response(self.config, 200, self.security, media_type=JSON)
         if name not in FILES:
-            return self._reply(404, b"not found\n", "text/plain; charset=utf-8", head)
+            return Response(b"not found\n", 404, self.security, media_type="text/plain")
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if ctype.startswith("text/") or name.endswith(".js"):
-            ctype = ("text/javascript" if name.endswith(".js") else ctype) + "; charset=utf-8"
-        self._reply(200, (WEB / name).read_bytes(), ctype, head)
+        if name.endswith(".js"):
+            ctype = "text/javascript"
+        return Response((WEB / name).read_bytes(), 200, self.security, media_type=ctype)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self._serve(head=False)
-
-    def do_HEAD(self) -> None:  # noqa: N802 - stdlib naming
-        self._serve(head=True)
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        """Searches only: the path as the browser sent it must be one of the two routes."""
-        path, _, query = self.path.partition("?")
-        if not SEARCH_ROUTE.match(path) or query:
-            return self._reply(403, b'{"message":"not a search route"}', "application/json")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.close_connection = True
-            return self._reply(413, b'{"message":"request too large"}', "application/json")
-        body = self.rfile.read(length)
-        headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-        if self.headers.get("Authorization"):
-            headers["Authorization"] = self.headers["Authorization"]
+    async def search(self, request: Request) -> Response:
+        """Searches only: the path exactly as the client sent it must be one of the two."""
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1")
+        route = SEARCH_ROUTE.match(raw_path)
+        if route is None or request.scope.get("query_string"):
+            raise Refused(403, "not_a_search", "This door passes on searches only.")
+        headers = {"Content-Type": JSON, "Accept-Encoding": "identity"}
+        auth = dict(request.scope["headers"]).get(b"authorization")
+        if auth is not None:
+            if not auth.isascii():
+                raise Refused(
+                    400, "invalid_authorization_header",
+                    "The Authorization header must be ASCII: `Bearer <key>`.",
+                )  # fmt: skip
+            headers["Authorization"] = auth.decode("ascii")
         try:
-            resp = self._upstream.post(path, content=body, headers=headers)
-        except httpx.HTTPError:
-            message = json.dumps({"message": meili_unreachable(self._meili_url),
-                                  "code": "meili_unreachable"})  # fmt: skip
-            return self._reply(502, message.encode(), "application/json")
-        ctype = resp.headers.get("Content-Type", "application/json")
-        self._reply(resp.status_code, resp.content, ctype)
-
-    def _refuse(self) -> None:
-        self._reply(403, b'{"message":"read-only"}', "application/json")
-
-    do_PUT = do_PATCH = do_DELETE = _refuse  # noqa: N815
+            body = await request.body()
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening (or the server refused it)
+        pinned = Pinned(self.meili.index)
+        if route.group(1) is None:
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise Refused(400, "malformed_payload", f"The body is not JSON: {exc}") from None
+            body = orjson.dumps(pinned.multi_search(payload))
+            path = "/multi-search"
+        else:
+            path = f"/indexes/{pinned.uid(route.group(1))}/search"
+        assert self.upstream is not None, "the door's lifespan did not run"
+        try:
+            resp = await self.upstream.post(path, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            log.warning("Meilisearch at %s did not answer in time: %s", self.meili.url, exc)
+            raise Refused(504, "meili_timeout", "Meilisearch did not answer in time.") from None
+        except httpx.HTTPError as exc:
+            log.warning("Meilisearch at %s is unreachable: %s", self.meili.url, exc)
+            raise Refused(
+                502, "meili_unreachable",
+                "Meilisearch cannot be reached from this door: tell its administrator.",
+            ) from None  # fmt: skip
+        content = resp.content
+        if pinned.asked and resp.status_code >= 400:
+            content = pinned.answer(content)
+        ctype = resp.headers.get("Content-Type", JSON)
+        return Response(content, resp.status_code, self.security, media_type=ctype)
 
 
 class AgentPage:
-    """The page and its search door, for the Meilisearch and index in ``meili``."""
+    """The page and its search door, for the Meilisearch and index in ``meili``.
 
-    def __init__(self, meili: MeiliSettings, host: str = "127.0.0.1", port: int = 8700) -> None:
-        config = json.dumps({"meili": "", "index": meili.index}).encode()
-        self.upstream = httpx.Client(
-            base_url=meili.url, timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-        )  # fmt: skip
-        handler = partial(_Handler, config=config, upstream=self.upstream, meili_url=meili.url)
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+    Binds at once (an OSError if the address is taken); ``start()`` serves in a thread,
+    ``serve_forever()`` in this one."""
+
+    def __init__(
+        self,
+        meili: MeiliSettings,
+        host: str = "127.0.0.1",
+        port: int = 8700,
+        limits: Limits = DOOR_LIMITS,
+    ) -> None:
+        self.server = HttpServer(Door(meili).app(), host, port, limits)
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        name = host.decode() if isinstance(host, bytes) else host
-        return f"http://{name}:{port}/"
+        return self.server.url
 
     def start(self) -> AgentPage:
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        self.server.start()
         return self
 
     def serve_forever(self) -> None:
         self.server.serve_forever()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.close()
+        self.server.stop()
 
     def close(self) -> None:
-        self.server.server_close()
-        self.upstream.close()
+        self.server.socket.close()

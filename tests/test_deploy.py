@@ -142,3 +142,23 @@ def test_dockerfile_runs_as_non_root() -> None:
 def test_unknown_option_is_caught_by_the_validator() -> None:
     with pytest.raises(click.UsageError):
         parse_invocation(["reindex", "--no-such-flag"])
+
+
+def test_compose_door_loads_njs_and_mounts_what_agent_ui_conf_names() -> None:
+    """The index pinning runs in njs: the image's nginx must load it and find door.js."""
+    result = compose("config")
+    assert result.returncode == 0, result.stderr
+    ui = yaml.safe_load(result.stdout)["services"]["agent-ui"]
+    pairs = [
+        (v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
+        for v in ui["volumes"]
+    ]
+    mounts = {str(target): Path(str(source)) for source, target in pairs}
+    assert all(source.exists() for source in mounts.values()), mounts
+    main = (ROOT / "deploy/nginx/nginx.conf").read_text()
+    assert mounts["/etc/nginx/nginx.conf"].read_text() == main
+    assert re.search(r"^load_module modules/ngx_http_js_module\.so;", main, re.M)
+    assert "include /etc/nginx/conf.d/*.conf;" in main
+    server = mounts["/etc/nginx/conf.d/default.conf"].read_text()
+    assert "js_import door from /etc/nginx/door.js;" in server
+    assert "/etc/nginx/door.js" in mounts

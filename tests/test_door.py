@@ -1,15 +1,20 @@
-"""The agent door (deploy/nginx/agent-ui.conf) run by a real nginx in front of a real
-Meilisearch, probed with the master key: only the read routes answer, whatever the trick."""
+"""Both agent doors in front of a real Meilisearch, probed with the master key: the compose
+door (deploy/nginx/agent-ui.conf + door.js, run by a real nginx) and `explorer serve`
+(explorer/serve.py). Only the read routes answer, whatever the trick; only the configured
+index is searched; hostile framing, slow clients and bursts are handled."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import logging
 import os
 import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +27,24 @@ from explorer.dev.meili_server import MeiliServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX = "chats"
+OTHER = "door_other"  # another index on the same server: no door may search it
+SECRET_WORD = "Zanzibarian"
+SECRET = b"Zanzibarian chat"  # the other index's document, as a hit would show it
+PROBE = "explorer-no-such-index-probe"  # what the agent page probes admin keys with
+NJS = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # Debian's libnginx-mod-http-js
 
 
-def nginx_config(tmp: Path, upstream: str, port: int) -> Path:
-    """The project's server block, with only its addresses and the page's folder substituted."""
+def nginx_config(tmp: Path, upstream: str, port: int, header_timeout: str = "10s") -> Path:
+    """The project's server block, with only its addresses, the page's folder, door.js's path
+    (and, for the slow-client test, the head timeout) substituted."""
     server = (ROOT / "deploy/nginx/agent-ui.conf").read_text()
+    server = server.replace(
+        "client_header_timeout 10s;", f"client_header_timeout {header_timeout};"
+    )
     server = server.replace("meilisearch:7700", upstream)
     server = server.replace("listen 8080;", f"listen 127.0.0.1:{port};")
     server = server.replace("/usr/share/explorer/web/", f"{ROOT / 'explorer/web'}/")
+    server = server.replace("/etc/nginx/door.js", str(ROOT / "deploy/nginx/door.js"))
     temp = tmp / "temp"
     temp.mkdir(mode=0o777)
     temps = "".join(
@@ -38,8 +53,8 @@ def nginx_config(tmp: Path, upstream: str, port: int) -> Path:
     )
     main = tmp / "nginx.conf"
     main.write_text(
-        f"worker_processes 1;\ndaemon off;\npid {tmp / 'nginx.pid'};\n"
-        f"error_log {tmp / 'error.log'} warn;\nevents {{ worker_connections 64; }}\n"
+        f"load_module {NJS};\nworker_processes 1;\ndaemon off;\npid {tmp / 'nginx.pid'};\n"
+        f"error_log {tmp / 'error.log'} warn;\nevents {{ worker_connections 1024; }}\n"
         f"http {{\n include /etc/nginx/mime.types;\n access_log off;\n{temps}{server}\n}}\n"
     )
     return main
@@ -47,31 +62,44 @@ def nginx_config(tmp: Path, upstream: str, port: int) -> Path:
 
 @pytest.fixture(scope="module")
 def door(meili: MeiliServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert os.path.exists(binary), "nginx is missing: `make test` installs Debian's nginx"
     client = meilisearch.Client(meili.url, meili.master_key)
     client.wait_for_task(client.create_index(INDEX, {"primaryKey": "id"}).task_uid)
     docs = [{"id": f"d{i}", "display_name": f"Chat {i}", "chat_type": "group"} for i in range(20)]
     client.wait_for_task(client.index(INDEX).add_documents(docs).task_uid)
-    tmp = tmp_path_factory.mktemp("door")
-    port = free_port()
-    conf = nginx_config(tmp, f"127.0.0.1:{meili.port}", port)
-    proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(conf)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "nginx did not start"
-            time.sleep(0.05)
-    yield {"port": port, "meili": meili, "client": client}
-    proc.terminate()
-    proc.wait(timeout=10)
-    if proc.stderr:
-        proc.stderr.close()
+    secret = [{"id": "s1", "display_name": SECRET.decode()}]
+    client.wait_for_task(client.create_index(OTHER, {"primaryKey": "id"}).task_uid)
+    client.wait_for_task(client.index(OTHER).add_documents(secret).task_uid)
+    with nginx(tmp_path_factory.mktemp("door"), f"127.0.0.1:{meili.port}", "2s") as port:
+        yield {"port": port, "meili": meili, "client": client}
     client.wait_for_task(client.delete_index(INDEX).task_uid)
+    client.wait_for_task(client.delete_index(OTHER).task_uid)
+
+
+@contextlib.contextmanager
+def nginx(tmp: Path, upstream: str, header_timeout: str = "10s") -> Iterator[int]:
+    """A real nginx running the project's door for ``upstream``; yields its port."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert os.path.exists(binary), "nginx is missing: `make test` installs Debian's nginx"
+    assert os.path.exists(NJS), "njs is missing: `make test` installs libnginx-mod-http-js"
+    port = free_port()
+    conf = nginx_config(tmp, upstream, port, header_timeout)
+    proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
 
 
 def send(port: int, method: str, target: str, key: str | None, body: Any = None,
@@ -258,3 +286,324 @@ def test_the_meilisearch_ui_through_the_door_loads_everything_it_asks_for(
         ]  # fmt: skip
     assert hosts == {urlsplit(base).netloc}, hosts
     assert failed == [], failed
+
+
+# -- both doors: explorer serve and nginx, probed the same way ----------------------------
+
+
+@pytest.fixture(scope="module")
+def page(door: dict[str, Any]) -> Iterator[int]:
+    """`explorer serve`'s door for the same Meilisearch and index, with a 1 s head deadline."""
+    from dataclasses import replace
+
+    from explorer.config import MeiliSettings
+    from explorer.serve import DOOR_LIMITS, AgentPage
+
+    settings = MeiliSettings(url=door["meili"].url, index=INDEX)
+    served = AgentPage(settings, port=0, limits=replace(DOOR_LIMITS, head_timeout=1.0)).start()
+    yield served.server.socket.getsockname()[1]
+    served.stop()
+
+
+@pytest.fixture(params=["serve", "nginx"])
+def port(request: pytest.FixtureRequest, door: dict[str, Any]) -> int:
+    """Each probe below runs against both doors."""
+    return int(request.getfixturevalue("page") if request.param == "serve" else door["port"])
+
+
+def raw(port: int, head: bytes, body: bytes = b"", *, close: bool = True) -> bytes:
+    """Send a request exactly as written; read until the door closes the connection.
+
+    The body goes only after the head, and only if no answer came first: a door may
+    refuse on the head alone."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.2)
+        try:
+            first = sock.recv(65536)
+        except TimeoutError:
+            first = b""
+        sock.settimeout(30)
+        if not first and body:
+            with contextlib.suppress(OSError):
+                sock.sendall(body)
+        if close:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+        out = first
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                return out
+            if not chunk:
+                return out
+            out += chunk
+
+
+def statuses(reply: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)]
+
+
+def master_head(door: dict[str, Any], method: str, target: str, extra: str = "") -> bytes:
+    return (
+        f"{method} {target} HTTP/1.1\r\nHost: door\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {door['meili'].master_key}\r\n{extra}\r\n"
+    ).encode()
+
+
+def meili_answered(reply: bytes) -> bool:
+    """Meilisearch's own answers carry hits, or an error with a documentation link."""
+    return b'"hits"' in reply or b'"link"' in reply
+
+
+def test_200_concurrent_searches_are_all_answered(door: dict[str, Any], port: int) -> None:
+    """A support team's burst: every search is answered, none left in a full backlog."""
+    count = 200
+    barrier = threading.Barrier(count, timeout=60)
+    answers: list[tuple[int, int] | str] = []
+    master = door["meili"].master_key
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+            body = json.dumps({"q": "chat", "limit": 3})
+            headers = {"Authorization": f"Bearer {master}", "Content-Type": "application/json"}
+            conn.request("POST", f"/indexes/{INDEX}/search", body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            answers.append((resp.status, len(json.loads(data)["hits"])))
+            conn.close()
+        except Exception as exc:  # noqa: BLE001 - counted, and shown if any
+            answers.append(repr(exc))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == count
+    assert [a for a in answers if a != (200, 3)] == []
+
+
+def test_content_length_minus_one_is_refused_and_the_body_never_read(
+    door: dict[str, Any], port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    head = master_head(door, "POST", f"/indexes/{INDEX}/search", "Content-Length: -1\r\n")
+    reply = raw(port, head, b'{"q": "chat"}' + b" " * 5_000_000)
+    assert statuses(reply) == [400] and not meili_answered(reply)
+    assert_one_line_logs(caplog)
+
+
+def test_content_length_abc_is_a_clean_400(
+    door: dict[str, Any], port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    head = master_head(door, "POST", f"/indexes/{INDEX}/search", "Content-Length: abc\r\n")
+    reply = raw(port, head, b'{"q": "chat"}')
+    assert statuses(reply) == [400] and not meili_answered(reply)
+    assert_one_line_logs(caplog)
+
+
+def test_a_non_ascii_authorization_header_is_a_clean_4xx(
+    door: dict[str, Any], port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    body = b'{"q": "chat"}'
+    head = (
+        f"POST /indexes/{INDEX}/search HTTP/1.1\r\nHost: door\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    ).encode() + "Authorization: Bearer clé-ünïcode\r\n\r\n".encode()
+    reply = raw(port, head + body)
+    codes = statuses(reply)
+    assert len(codes) == 1 and 400 <= codes[0] < 500 and b'"hits"' not in reply
+    assert_one_line_logs(caplog)
+
+
+def assert_one_line_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """What the door logged about it: at most a line per request, and no traceback."""
+    records = [r for r in caplog.records if r.name.startswith(("explorer", "uvicorn"))]
+    assert [r.getMessage() for r in records if r.exc_info or "\n" in r.getMessage()] == []
+    assert len([r for r in records if r.levelno >= logging.WARNING]) <= 1
+
+
+def test_a_body_over_the_limit_is_refused_whatever_its_framing(
+    door: dict[str, Any], port: int
+) -> None:
+    inner = master_head(door, "GET", "/keys")  # what a lax server would answer next
+    big = inner * (70_000 // len(inner) + 1)
+    announced = master_head(door, "POST", "/multi-search", f"Content-Length: {len(big)}\r\n")
+    assert statuses(raw(port, announced, big)) == [413]
+    chunks = b"".join(
+        b"%x\r\n" % len(inner) + inner + b"\r\n" for _ in range(70_000 // len(inner) + 1)
+    )
+    chunked = master_head(door, "POST", "/multi-search", "Transfer-Encoding: chunked\r\n")
+    assert statuses(raw(port, chunked + chunks + b"0\r\n\r\n")) == [413]
+
+
+def test_a_chunked_search_is_read_as_one_request(door: dict[str, Any], port: int) -> None:
+    """Both halves of a chunked body make one search, and the connection stays in step."""
+    body = json.dumps({"q": "chat", "limit": 2}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {door['meili'].master_key}",
+               "Content-Type": "application/json", "Transfer-Encoding": "chunked"}  # fmt: skip
+    for _ in range(2):
+        conn.request("POST", f"/indexes/{INDEX}/search", body=iter([body[:5], body[5:]]),
+                     headers=headers, encode_chunked=True)  # fmt: skip
+        resp = conn.getresponse()
+        assert resp.status == 200 and len(json.loads(resp.read())["hits"]) == 2
+    conn.close()
+
+
+def test_a_refused_requests_body_is_not_answered_as_a_second_request(
+    door: dict[str, Any], port: int
+) -> None:
+    inner = master_head(door, "GET", "/keys")
+    for target in ("/keys", f"/indexes/{INDEX}/documents"):
+        outer = master_head(door, "POST", target, f"Content-Length: {len(inner)}\r\n") + inner
+        reply = raw(port, outer)
+        assert statuses(reply) == [403], (target, reply[:300])
+        assert b'"results"' not in reply
+
+
+def search(port: int, door: dict[str, Any], target: str, body: Any) -> tuple[int, bytes]:
+    status, _, data = send(port, "POST", target, door["meili"].master_key, body)
+    return status, data
+
+
+def test_another_index_is_not_searched_even_with_the_master_key(
+    door: dict[str, Any], port: int
+) -> None:
+    for target, body in [
+        (f"/indexes/{OTHER}/search", {"q": SECRET_WORD}),
+        ("/multi-search", {"queries": [{"indexUid": OTHER, "q": SECRET_WORD}]}),
+        ("/multi-search", {"queries": [{"indexUid": INDEX, "q": "chat"},
+                                       {"indexUid": OTHER, "q": SECRET_WORD}]}),
+        ("/multi-search", {"federation": {}, "queries": [{"indexUid": INDEX, "q": "chat"},
+                                                         {"indexUid": OTHER, "q": SECRET_WORD}]}),
+        ("/multi-search", {"federation": {"facetsByIndex": {OTHER: ["display_name"]}},
+                           "queries": [{"indexUid": INDEX, "q": SECRET_WORD}]}),
+    ]:  # fmt: skip
+        status, data = search(port, door, target, body)
+        # refused in Meilisearch's words (multi-search says 400 for a missing index)
+        assert status in (400, 403, 404) and SECRET not in data, (target, body, data)
+        message = json.loads(data)["message"]
+        assert OTHER in message and f"only the index `{INDEX}`" in message, message
+        assert "explorer-door-" not in message
+    status, data = search(
+        port,
+        door,
+        "/multi-search",
+        {
+            "federation": {},
+            "queries": [
+                {"indexUid": INDEX, "q": "chat", "federationOptions": {"remote": "elsewhere"}}
+            ],
+        },
+    )
+    assert status == 403 and json.loads(data)["code"] == "remote_not_allowed"
+
+
+def test_duplicate_keys_cannot_smuggle_another_index(door: dict[str, Any], port: int) -> None:
+    """The door parses the body and sends on what it parsed: Meilisearch reads that."""
+    for body in (
+        f'{{"queries": [{{"indexUid": "{INDEX}", "indexUid": "{OTHER}", "q": "{SECRET_WORD}"}}]}}',
+        f'{{"queries": [{{"indexUid": "{OTHER}", "indexUid": "{INDEX}", "q": "{SECRET_WORD}"}}]}}',
+        f'{{"queries": [{{"indexUid": "{OTHER}", "q": "{SECRET_WORD}"}}], "queries": []}}',
+    ):
+        status, _, data = send(port, "POST", "/multi-search", door["meili"].master_key,
+                               raw=body.encode())  # fmt: skip
+        assert SECRET not in data, (body, status, data)
+
+
+def test_the_configured_index_is_searched_in_every_form(door: dict[str, Any], port: int) -> None:
+    status, data = search(port, door, f"/indexes/{INDEX}/search", {"q": "chat", "limit": 2})
+    assert status == 200 and len(json.loads(data)["hits"]) == 2
+    status, data = search(
+        port,
+        door,
+        "/multi-search",
+        {
+            "federation": {},
+            "queries": [{"indexUid": INDEX, "q": "chat 1"}, {"indexUid": INDEX, "q": "chat 2"}],
+        },
+    )
+    assert status == 200 and json.loads(data)["hits"], data
+
+
+def test_admin_keys_still_stand_out_from_agent_keys(door: dict[str, Any], port: int) -> None:
+    """How the agent page refuses an admin key: a key that covers every index gets "not
+    found" for a made-up index, an agent key "cannot access"; through both doors."""
+    from explorer.config import MeiliSettings
+    from explorer.index import create_key
+    from explorer.secrets import Secret
+
+    settings = MeiliSettings(url=door["meili"].url, api_key=Secret(door["meili"].master_key),
+                             index=INDEX)  # fmt: skip
+    agent = door.setdefault(
+        "agent_key",
+        create_key(settings, ["search", "indexes.get", "stats.get", "version"], "door", None),
+    )
+    probe = {"queries": [{"indexUid": PROBE, "q": "", "limit": 0}]}
+    status, _, data = send(port, "POST", "/multi-search", door["meili"].master_key, probe)
+    assert status == 400 and json.loads(data)["code"] == "index_not_found"
+    status, _, data = send(port, "POST", "/multi-search", agent, probe)
+    assert status == 403 and json.loads(data)["code"] == "invalid_api_key"
+    status, _, data = send(port, "POST", f"/indexes/{INDEX}/search", agent, {"q": "chat"})
+    assert status == 200 and json.loads(data)["hits"]
+
+
+def test_the_nginx_door_lists_only_the_configured_index(door: dict[str, Any]) -> None:
+    master = door["meili"].master_key
+    status, _, data = send(door["port"], "GET", "/indexes", master)
+    assert status == 200 and [i["uid"] for i in json.loads(data)["results"]] == [INDEX]
+    status, _, data = send(door["port"], "GET", "/stats", master)
+    assert status == 200 and list(json.loads(data)["indexes"]) == [INDEX]
+
+
+def test_a_dead_meilisearch_is_a_502_that_names_no_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from explorer.config import MeiliSettings
+    from explorer.serve import AgentPage
+
+    dead = f"127.0.0.1:{free_port()}"
+    served = AgentPage(MeiliSettings(url=f"http://{dead}", index=INDEX), port=0).start()
+    try:
+        with nginx(tmp_path, dead) as nginx_port:
+            for port in (served.server.socket.getsockname()[1], nginx_port):
+                for target, body in ((f"/indexes/{INDEX}/search", {"q": "x"}),
+                                     ("/multi-search", {"queries": []})):  # fmt: skip
+                    status, _, data = send(port, "POST", target, "some-key", body)
+                    assert status == 502, (port, target, status, data)
+                    assert dead.encode() not in data and b"127.0.0.1" not in data, data
+                    assert json.loads(data)["code"] == "meili_unreachable"
+            status, _, data = send(nginx_port, "GET", "/version", "some-key")
+            assert status == 502 and dead.encode() not in data
+    finally:
+        served.stop()
+    assert any(dead in r.getMessage() for r in caplog.records)  # the operator's log says where
+
+
+def test_a_slowloris_connection_is_closed_within_the_head_timeout(port: int) -> None:
+    """A header byte every 200 ms, each in time for a keep-alive timer, never the end of the
+    head: the door closes it (1 s for this serve, 2 s for this nginx), long before our 60 s."""
+    closed = False
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(f"POST /indexes/{INDEX}/search HTTP/1.1\r\nHost: door\r\nX-Slow: ".encode())
+        sock.settimeout(0.2)
+        for _ in range(300):
+            try:
+                sock.sendall(b"z")
+                if not sock.recv(65536):
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+            # an answer (a 408) before the close: read on until the close
+    assert closed, "the door kept a trickling connection open for a minute"
