@@ -664,11 +664,12 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
     Meilisearch through this server, which passes on nothing but searches. Runs until
     Ctrl-C.
     """
+    from explorer.metrics import new_registry, routes
     from explorer.serve import AgentPage
 
     cfg = get_config(ctx)
     try:
-        page = AgentPage(cfg.meilisearch, host, port)
+        page = AgentPage(cfg.meilisearch, host, port, extra=routes(new_registry(cfg)))
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(

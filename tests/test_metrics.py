@@ -107,3 +107,45 @@ def test_schedule_exports_its_runs_and_next_reindex(
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_serve_exports_the_index_state_beside_the_door(
+    make_sandbox: Callable[..., Sandbox], token: str, meili: MeiliServer, index_name: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    from explorer.config import load_config
+    from explorer.reindex import reindex
+
+    sb = make_sandbox(chats=40)
+    path = tmp_path / "explorer.toml"
+    path.write_text("[wawp]\nwarmup_seconds = 0\n")
+    env = explorer_env(sb, token, meili.url, meili.master_key, index_name,
+                       EXPLORER_CONFIG=str(path))  # fmt: skip
+    cfg = load_config(path, env=env)
+    reindex(cfg)
+    port = free_port()
+    argv = [sys.executable, "-m", "explorer.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> Families | None:
+            try:
+                return scrape(url)
+            except httpx.HTTPError:
+                return None
+
+        m = wait_until(up, "serve's metrics")
+        indexed = meilisearch.Client(meili.url, meili.master_key).index(index_name).get_stats()
+        assert value(m, "explorer_documents", instance=SANDBOX_INSTANCE) == (
+            indexed.number_of_documents
+        )
+        assert (
+            value(m, "explorer_last_reindex_timestamp_seconds") == last_report(cfg)["finished_at"]
+        )  # type: ignore[index]
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{url}/").status_code == 200  # the page is still there
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -190,12 +190,17 @@ class WebhookSender:
         self.flush(timeout=5)
         for _ in self._threads:
             self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=5)
 
     def _work(self) -> None:
         while True:
             event = self._queue.get()
             try:
                 if event is None:
+                    conn = getattr(self._local, "conn", None)
+                    if conn is not None:
+                        conn.close()
                     return
                 self._deliver(event)
             finally:
@@ -239,6 +244,8 @@ class WebhookSender:
             try:
                 status = self._post(body, headers)
             except (OSError, http.client.HTTPException):
+                if getattr(self._local, "conn", None) is not None:
+                    self._local.conn.close()
                 self._local.conn = None
                 status = 0  # refused or reset: the receiver is down, retry
             with self._lock:
