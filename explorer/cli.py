@@ -929,8 +929,10 @@ def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     if hooks:
         last = hooks["last_event"] or {}
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last.get("applied_at") or 0))
-        click.echo(f"  webhooks: {hooks['queue_depth']} queued; last applied: "
-                   + (f"{last['event']} from {last['session']} at {when}" if last else "none"))
+        click.echo(
+            f"  webhooks: {hooks['queue_depth']} queued; last applied: "
+            + (f"{last['event']} from {last['session']} at {when}" if last else "none")
+        )
 
 
 def _print_hits(result: Any) -> None:
