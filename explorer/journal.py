@@ -160,10 +160,13 @@ class Journal:
 
     # -- applying (the applier thread) ----------------------------------------------------
 
-    def batch(self, limit: int) -> list[Queued]:
+    def batch(self, limit: int, *, after: int = 0) -> list[Queued]:
+        """The oldest queued events, those after ``after`` (a seq)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, instance_id, received, body FROM inbox ORDER BY seq LIMIT ?", (limit,)
+                "SELECT seq, instance_id, received, body FROM inbox WHERE seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (after, limit),
             ).fetchall()
         return [Queued(*row) for row in rows]
 

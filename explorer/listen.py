@@ -22,8 +22,9 @@ import hmac
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -55,8 +56,9 @@ from explorer.state import read_json, state_dir
 
 log = logging.getLogger("explorer.listen")
 
-WINDOW = 0.1  # seconds events gather before a write: a burst in one chat is one write
+WINDOW = 0.1  # seconds between writes at least: what arrives meanwhile is one write
 BATCH = 5000  # events per write at most
+MAX_FLIGHTS = 4  # writes sent and not yet applied
 RETAIN = 3600.0  # seconds what listen wrote is kept for re-applying after a swap (at least)
 MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before it started
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -213,6 +215,16 @@ def _verify(body: bytes, headers: Any, key: str) -> tuple[str, str] | None:
     return "bad_signature", "the signature does not match the body"
 
 
+@dataclass
+class _Flight:
+    """A write sent to Meilisearch: its events (dropped from the journal once applied) and
+    the merged update per chat it wrote (kept for re-applying after a swap)."""
+
+    events: list[tuple[Queued, Event | None]]
+    touched: list[tuple[str, str]]
+    tasks: list[int] = field(default_factory=list)
+
+
 class Listener:
     """The receiver (a Starlette app), the journal and the applier thread."""
 
@@ -230,6 +242,10 @@ class Listener:
         self._applier = threading.Thread(target=self._apply_loop, name="applier", daemon=True)
         self._pruned = 0.0
         self._swap_checked = 0.0
+        self._flights: deque[_Flight] = deque()  # writes sent, not yet applied, in order
+        self._overlay: dict[str, tuple[_Flight, str]] = {}  # what those writes hold per chat
+        self._taken = 0  # the last journal seq sent
+        self._submitted = 0.0
         self.app = Starlette(
             routes=[
                 Route("/webhooks/wawp", self._receive, methods=["POST"]),
@@ -316,38 +332,65 @@ class Listener:
     def _apply_loop(self) -> None:
         delay = 0.5
         while not self.stop.is_set():
-            self.journal.arrived.wait(1.0)
+            if not self._flights:
+                self.journal.arrived.wait(1.0)
             if self.stop.is_set():
                 return
             try:
                 self._maintain()
-                if self.journal.depth:
-                    self.stop.wait(WINDOW)
-                    self.journal.arrived.clear()
-                    self.apply_queued(self.journal.batch(BATCH))
-                else:
-                    self.journal.arrived.clear()
+                self._settle()
+                self._submit_next()
                 if not self.meili_ok:
                     log.info("Meilisearch is back: applying queued events")
                 self.meili_ok, delay = True, 0.5
                 self.metrics.meili_up.set(1)
+                if self._flights:
+                    self.stop.wait(0.025)  # Meilisearch is indexing: look again soon
             except MeiliError as exc:
                 if self.meili_ok:
                     log.warning("cannot write to Meilisearch (events stay queued): %s", exc)
                 self.meili_ok = False
                 self.metrics.meili_up.set(0)
+                self._reset()
                 self.stop.wait(delay)
                 delay = min(delay * 2, 5.0)
                 self.journal.arrived.set()  # try again even if nothing new arrives
             except Exception:
                 log.exception("the applier failed; retrying")
+                self._reset()
                 self.stop.wait(delay)
                 delay = min(delay * 2, 5.0)
                 self.journal.arrived.set()
 
-    def apply_queued(self, batch: list[Queued]) -> None:
-        if not batch:
+    def _reset(self) -> None:
+        """Forget what is in flight: it is submitted again from the journal (writes are
+        idempotent: merging an update twice changes nothing)."""
+        self._flights.clear()
+        self._overlay.clear()
+        self._taken = 0
+
+    def _submit_next(self) -> None:
+        """Take the events queued after those in flight and send their write, without
+        waiting for the ones before it: Meilisearch applies tasks in order and batches
+        consecutive ones, and this loop prepares the next write meanwhile."""
+        waiting = self.journal.depth - sum(len(f.events) for f in self._flights)
+        if waiting <= 0:
+            if not self._flights:
+                self.journal.arrived.clear()
             return
+        if len(self._flights) >= MAX_FLIGHTS:
+            return
+        since = time.monotonic() - self._submitted
+        if since < WINDOW:  # let a burst gather: one write for many events
+            self.stop.wait(WINDOW - since)
+        self.journal.arrived.clear()
+        batch = self.journal.batch(BATCH, after=self._taken)
+        if batch:
+            self._flights.append(self.submit_queued(batch))
+            self._taken = batch[-1].seq
+            self._submitted = time.monotonic()
+
+    def submit_queued(self, batch: list[Queued]) -> _Flight:
         updates: dict[str, Update] = {}
         events: list[tuple[Queued, Event | None]] = []
         for item in batch:
@@ -368,22 +411,39 @@ class Listener:
                     known.merge(update)
             if event.catch_up:
                 self._catch_up(item.instance_id)
-        previous = self.journal.touched_rows(list(updates))
+        previous = self.journal.touched_rows([d for d in updates if d not in self._overlay])
+        previous.update({d: self._overlay[d][1] for d in updates if d in self._overlay})
         for doc, data in previous.items():
             merged = Update.from_json(data)
             merged.merge(updates[doc])
             updates[doc] = merged
-        try:
-            self.write(list(updates.values()))
-        except MeiliTaskFailed as exc:
-            # Deterministic: the same write would fail again. Drop it, say so, go on.
-            log.error("dropping %d events Meilisearch refused: %s", len(batch), exc)
-            self.metrics.rejected.labels("index_refused").inc(len(batch))
-            self.journal.done([q.seq for q, _ in events], [], None)
-            return
+        flight = _Flight(events, [(doc, u.to_json()) for doc, u in updates.items()])
+        for doc, data in flight.touched:
+            self._overlay[doc] = (flight, data)
+        flight.tasks = self.submit(list(updates.values()))
+        return flight
+
+    def _settle(self) -> None:
+        """Record the writes Meilisearch has applied, oldest first."""
+        while self._flights:
+            flight = self._flights[0]
+            try:
+                if not self._finished(flight.tasks):
+                    return
+            except MeiliTaskFailed as exc:
+                # Deterministic: the same write would fail again. Drop it, say so, go on.
+                log.error("dropping %d events Meilisearch refused: %s", len(flight.events), exc)
+                self.metrics.rejected.labels("index_refused").inc(len(flight.events))
+                self.journal.done([q.seq for q, _ in flight.events], [], None)
+                self._reset()  # the writes after it merged its updates: send them again
+                return
+            self._flights.popleft()
+            self._record(flight)
+
+    def _record(self, flight: _Flight) -> None:
         now = time.time()
         last = None
-        for item, read in events:
+        for item, read in flight.events:
             if read is None:
                 continue
             if read.kind in APPLIED:
@@ -393,13 +453,19 @@ class Listener:
             self.metrics.latency.observe(max(0.0, now - item.received))
             last = {"id": read.id, "event": read.kind, "session": read.session,
                     "instance_id": item.instance_id, "applied_at": now}  # fmt: skip
-        touched = [(doc, u.to_json()) for doc, u in updates.items()]
-        self.journal.done([q.seq for q, _ in events], touched, last)
+        self.journal.done([q.seq for q, _ in flight.events], flight.touched, last)
+        for doc, _ in flight.touched:
+            if self._overlay.get(doc, (None,))[0] is flight:
+                del self._overlay[doc]
 
     def write(self, updates: list[Update]) -> None:
-        """One partial update (and one deletion) for these chats; waits until applied."""
+        """:meth:`submit`, waiting until Meilisearch has applied it."""
+        self._wait(self.submit(updates))
+
+    def submit(self, updates: list[Update]) -> list[int]:
+        """One partial update (and one deletion) for these chats; the task uids."""
         if not updates:
-            return
+            return []
         live = self.cfg.meilisearch.index
         http = self.store.client.http
         current = {
@@ -427,9 +493,24 @@ class Listener:
         if gone:
             reply = call(self.store.url, http.post, f"indexes/{live}/documents/delete-batch", gone)
             tasks.append(self.store._task_uid(reply))
-        self._wait(tasks)
         self.metrics.writes.inc()
         log.debug("wrote %d chats (%d docs, %d gone)", len(updates), len(docs), len(gone))
+        return tasks
+
+    def _finished(self, tasks: list[int]) -> bool:
+        """Whether Meilisearch has applied all of ``tasks``; raises if one failed."""
+        if not tasks:
+            return True
+        ids = ",".join(map(str, tasks))
+        reply = call(self.store.url, self.store.client.http.get,
+                     f"tasks?uids={ids}&limit={len(tasks)}")  # fmt: skip
+        done = [t for t in reply["results"] if t["status"] in TERMINAL]
+        for task in done:
+            if task["status"] != "succeeded":
+                error = task.get("error") or {}
+                raise MeiliTaskFailed(f"Meilisearch task {task['uid']} {task['status']}: "
+                                      f"{error.get('message', 'no message')}")  # fmt: skip
+        return len(done) == len(tasks)
 
     def _wait(self, tasks: list[int]) -> None:
         """Until Meilisearch has applied ``tasks``: polled every 25 ms, since the event's

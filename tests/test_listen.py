@@ -443,6 +443,7 @@ def test_stats_shows_the_last_event_and_the_queue(world: Callable[..., World]) -
     w = world()
     w.hooks.send(message(SESSION, "4915100000400@c.us", 1_765_000_000))
     wait_until(lambda: w.doc("4915100000400@c.us"), "the event applied")
+    wait_until(lambda: w.metrics()["explorer_webhook_queue_depth"] == 0, "the journal settled")
     result = CliRunner().invoke(cli, ["stats", "--json"], env=w.env)
     assert result.exit_code == 0, result.output
     hooks = json.loads(result.output)["webhooks"]
