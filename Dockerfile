@@ -10,17 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --home-dir /var/lib/explorer --create-home explorer
 
 WORKDIR /app
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml README.md ./
 COPY explorer ./explorer
-# A C compiler for the install only: setup.py compiles the per-chat modules with mypyc
-# (less CPU a chat). Without one the install falls back to plain Python; pip failing
-# still fails the build.
-RUN set -e; \
-    apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
-        || echo "no C compiler: the per-chat modules stay plain Python"; \
-    pip install .; \
-    apt-get purge -y --auto-remove gcc libc6-dev || true; \
-    rm -rf /var/lib/apt/lists/* /app/build
+RUN pip install . && rm -rf /app/build
 
 USER explorer
 VOLUME ["/var/lib/explorer"]

@@ -9,14 +9,13 @@ test: lint meilisearch tools
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff format --check explorer tests benchmarks docs/*.py setup.py
-	$(VENV)/bin/ruff check explorer tests benchmarks docs/*.py setup.py
+	$(VENV)/bin/ruff format --check explorer tests benchmarks docs/*.py
+	$(VENV)/bin/ruff check explorer tests benchmarks docs/*.py
 	$(VENV)/bin/mypy
 
 install: $(VENV)/.installed
 
-# setup.py compiles the per-chat modules: a change to them is a new build.
-$(VENV)/.installed: pyproject.toml setup.py explorer/chats.py explorer/documents.py explorer/phones.py
+$(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@

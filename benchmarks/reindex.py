@@ -42,7 +42,7 @@ from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.synthetic import Generator, render  # noqa: E402
 from explorer.documents import to_document  # noqa: E402
 from explorer.index import IndexStore  # noqa: E402
-from explorer.reindex import few_collections, reindex  # noqa: E402
+from explorer.reindex import reindex  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
 
 LATENCY = 0.1
@@ -84,20 +84,11 @@ def run_reindex(
     )
 
 
-def build_kind() -> str:
-    """Which per-chat modules this run uses (setup.py compiles them where it can)."""
-    import explorer.chats
-
-    if str(explorer.chats.__file__).endswith(".py"):
-        return "plain Python (no compiler at install, or EXPLORER_PURE_PYTHON=1)"
-    return "compiled by mypyc"
-
-
 def stages(n: int, repeats: int = 3) -> None:
     """Client CPU per chat by stage, without HTTP (the end-to-end figure includes it).
 
     Page by page, as reindex works (a page is decoded, normalised, built and encoded
-    while it is in the CPU's caches), with the collector tuned as reindex tunes it. Each
+    while it is in the CPU's caches). Each
     stage's best of ``repeats`` runs: a shared machine only ever adds time."""
     gen = Generator(1, INSTANCE, 1_764_000_000)
     print(f"Client CPU per chat by stage ({n:,} chats per shape, no HTTP, best of {repeats}):")
@@ -109,21 +100,20 @@ def stages(n: int, repeats: int = 3) -> None:
         best: dict[str, float] = {}
         for _ in range(repeats):
             took = dict.fromkeys(("decode", "normalise", "document", "encode"), 0.0)
-            with few_collections():
-                for body in pages:
-                    t0 = time.process_time()
-                    raws = orjson.loads(body)
-                    t1 = time.process_time()
-                    chats = [c for raw in raws if (c := normalize_chat(raw, INSTANCE))]
-                    t2 = time.process_time()
-                    docs = [to_document(c, label="Bench", crawled_at=1) for c in chats]
-                    t3 = time.process_time()
-                    orjson.dumps(docs)
-                    t4 = time.process_time()
-                    took["decode"] += t1 - t0
-                    took["normalise"] += t2 - t1
-                    took["document"] += t3 - t2
-                    took["encode"] += t4 - t3
+            for body in pages:
+                t0 = time.process_time()
+                raws = orjson.loads(body)
+                t1 = time.process_time()
+                chats = [c for raw in raws if (c := normalize_chat(raw, INSTANCE))]
+                t2 = time.process_time()
+                docs = [to_document(c, label="Bench", crawled_at=1) for c in chats]
+                t3 = time.process_time()
+                orjson.dumps(docs)
+                t4 = time.process_time()
+                took["decode"] += t1 - t0
+                took["normalise"] += t2 - t1
+                took["document"] += t3 - t2
+                took["encode"] += t4 - t3
             best = {k: min(v, best.get(k, v)) for k, v in took.items()}
         text = ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in best.items())
         print(f"  {shape:6}: {text}; sum {sum(best.values()) / n * 1e6:.1f} µs")
@@ -154,11 +144,13 @@ def drop_index(meili: MeiliServer, uid: str) -> None:
 
 
 def meili_tasks(meili: MeiliServer, since: str) -> tuple[float, int]:
-    """Seconds Meilisearch spent on document batches enqueued after ``since``."""
+    """Seconds Meilisearch spent on document batches enqueued after ``since``, and how many
+    batches (tasks it processed together share one batch and its duration: counted once)."""
     import httpx
 
     headers = {"Authorization": f"Bearer {meili.master_key}"}
-    total, count, start = 0.0, 0, None
+    busy: dict[int, float] = {}
+    start = None
     while True:
         params: dict[str, Any] = {"types": "documentAdditionOrUpdate", "afterEnqueuedAt": since,
                                   "limit": 1000}  # fmt: skip
@@ -167,11 +159,19 @@ def meili_tasks(meili: MeiliServer, since: str) -> tuple[float, int]:
         page = httpx.get(f"{meili.url}/tasks", params=params, headers=headers).json()
         for task in page["results"]:
             duration = task.get("duration") or "PT0S"
-            total += float(duration.removeprefix("PT").removesuffix("S") or 0)
-            count += 1
+            batch = task.get("batchUid")
+            key = -1 - task["uid"] if batch is None else batch
+            busy[key] = float(duration.removeprefix("PT").removesuffix("S") or 0)
         start = page.get("next")
         if start is None:
-            return total, count
+            return sum(busy.values()), len(busy)
+
+
+def meili_cpu(meili: MeiliServer) -> float:
+    """CPU seconds (user + system, every thread) the Meilisearch process has used so far."""
+    assert meili.proc is not None
+    fields = Path(f"/proc/{meili.proc.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -183,7 +183,6 @@ def main() -> None:
         child(*args.child)
         return
     sizes = (10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000)
-    print(f"Per-chat modules (chats, documents, phones): {build_kind()}\n")
     stages(20_000 if args.quick else 100_000)
     with tempfile.TemporaryDirectory() as tmp, MeiliServer(Path(tmp) / "meili") as meili:
         end_to_end(meili, tmp, 50_000 if args.quick else 100_000)
@@ -193,7 +192,9 @@ def main() -> None:
             with sandbox(n, LATENCY * 1000) as (url, _):
                 crawl = run_child(url, 8)
                 since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                cpu_before = meili_cpu(meili)
                 full = run_reindex(url, meili, f"bench{n}", str(Path(tmp) / "state"))
+                meili_cpu_s = meili_cpu(meili) - cpu_before
                 meili_busy, batches = meili_tasks(meili, since)
                 sequential = (
                     run_reindex(url, meili, f"seq{n}", str(Path(tmp) / "state"), concurrency=1)
@@ -212,8 +213,12 @@ def main() -> None:
                 f"= {limit:.1f} s; reindex / limit: {full['seconds'] / limit:.2f}x\n"
                 f"  client: peak RSS {full['peak_rss_mb']:.0f} MB, "
                 f"{full['cpu_seconds'] / full['chats'] * 1e6:.1f} µs CPU per chat\n"
-                f"  Meilisearch: {meili_busy:.1f} s indexing in {batches} batches; "
-                f"peak RSS so far {rss_of(meili.proc.pid)[1] if meili.proc else 0:.0f} MB"
+                f"  Meilisearch: {meili_busy:.1f} s indexing in {batches} batches, "
+                f"{meili_cpu_s:.1f} s CPU; peak RSS so far "
+                f"{rss_of(meili.proc.pid)[1] if meili.proc else 0:.0f} MB\n"
+                f"  Meilisearch indexing time per 100,000 chats: "
+                f"{meili_busy * 100_000 / full['chats']:.1f} s, "
+                f"{meili_cpu_s * 100_000 / full['chats']:.1f} s CPU"
             )
             if sequential:
                 print(

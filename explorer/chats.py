@@ -52,6 +52,9 @@ class Chat:
     unread_count: int | None
     engine_shape: str
     username: str | None = None  # WhatsApp username (without "@"), where the engine gives one
+    # A person listed under two ids, merged (explorer.lids.merge): each listing's JID,
+    # activity and unread count, so a later sync can merge again without counting twice.
+    listings: tuple[tuple[str, int | None, int | None], ...] | None = None
 
     @property
     def is_group(self) -> bool:
@@ -72,21 +75,8 @@ def raw_id(raw: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-_CANONICAL: Final = frozenset(KINDS) - {"s.whatsapp.net"}
-
-
 def normalize_jid(value: str) -> tuple[str, str]:
     """``(canonical jid, chat_type)``; raises MalformedChat. ``status@broadcast`` passes."""
-    user, _, server = value.rpartition("@")
-    if user.isascii() and user.isdigit() and len(user) <= 128:  # digits: nothing to clean
-        if server in _CANONICAL:
-            return value, KINDS[server]  # already canonical: a known lower-case server
-        if server == "s.whatsapp.net":  # NOWEB's spelling of every contact
-            return f"{user}@c.us", "individual"
-    return _normalize_jid(value)
-
-
-def _normalize_jid(value: str) -> tuple[str, str]:
     text = value.strip()
     user, sep, server = text.rpartition("@")
     server = server.lower()
@@ -97,16 +87,9 @@ def _normalize_jid(value: str) -> tuple[str, str]:
         user = user.split(":", 1)[0].split(".", 1)[0]
         if server == "s.whatsapp.net":
             server = "c.us"
-    if not user or len(user) > 128 or not _plain(user):
+    if not user or len(user) > 128 or any(ch.isspace() or ord(ch) < 32 for ch in user):
         raise MalformedChat(f"not a WhatsApp JID: {_show(value)}")
     return f"{user}@{server}", KINDS[server]
-
-
-def _plain(user: str) -> bool:
-    """No whitespace or control character (printable text without spaces has none)."""
-    if user.isprintable() and " " not in user:
-        return True
-    return not any(ch.isspace() or ord(ch) < 32 for ch in user)
 
 
 def _show(value: Any) -> str:
@@ -184,20 +167,6 @@ def clean_name(value: Any) -> str | None:
     """Printable, trimmed, bounded; empty becomes None."""
     if not isinstance(value, str):
         return None
-    if (
-        # Printable text holds no whitespace but the ASCII space: every other character
-        # str.split() breaks on is a control or a separator (Cc, Zs, Zl, Zp).
-        value.isprintable()
-        and value[:1] != " "
-        and value[-1:] != " "
-        and "  " not in value
-        and 0 < len(value) <= MAX_NAME
-    ):
-        return value  # nothing to clean
-    return _clean_name(value)
-
-
-def _clean_name(value: str) -> str | None:
     text = value
     if not value.isprintable():  # printable text has no Cc, Zl, Zp or Cs character
         text = "".join(

@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -440,6 +441,42 @@ def _instance_option(value: str) -> tuple[str, str]:
     is_flag=True,
     help="Render every chat before serving, so serving costs little CPU (benchmarks).",
 )
+@click.option(
+    "--lid-share",
+    default=0.08,
+    show_default=True,
+    type=click.FloatRange(0, 0.76),
+    help="Share of chats listed under a LID (a hidden number).",
+)
+@click.option(
+    "--lid-known",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of LIDs whose number /v2/lids knows (the rest: pn null, not listed).",
+)
+@click.option(
+    "--lid-pairs",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of known LID people who also have a chat under their phone JID.",
+)
+@click.option(
+    "--merge/--no-merge",
+    "merges",
+    default=True,
+    show_default=True,
+    help="Whether NOWEB/GOWS list such a person once (WAHA merge); WEBJS never does.",
+)
+@click.option("--lids-404", is_flag=True, help="/v2/lids answers 404 (no LID routes).")
+@click.option(
+    "--lids-fail",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="The first N /v2/lids page requests answer 500.",
+)
 @click.option("--webhook-url", help="POST the events mutations imply here (explorer listen).")
 @click.option("--webhook-hmac-key", envvar="EXPLORER_WEBHOOK_HMAC_KEY",
               help="Sign them as WAHA does [env EXPLORER_WEBHOOK_HMAC_KEY].")  # fmt: skip
@@ -452,9 +489,11 @@ def _instance_option(value: str) -> tuple[str, str]:
 def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
     """Run a Wawp-compatible sandbox server with synthetic chats.
 
-    Serves GET /v2/chats and /v2/session/info like Wawp, plus GET /_sandbox/ids (the
-    JIDs a complete crawl must yield) and POST /_sandbox/mutate (add, delete, rename or
-    touch chats). Faults are off unless asked for. Runs until Ctrl-C.
+    Serves GET /v2/chats, /v2/lids (list, count, one LID, by number) and
+    /v2/session/info like Wawp, plus GET /_sandbox/ids (the JIDs a complete, merged index
+    holds; ?format=json for LIDs, phones and listed ids) and POST /_sandbox/mutate (add,
+    delete, rename, touch chats, learn LIDs). Faults are off unless asked for. Runs until
+    Ctrl-C.
     """
     from explorer.dev.sandbox import Sandbox
     from explorer.dev.sandbox_options import SandboxOptions
@@ -497,6 +536,11 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
 @click.option("--pinned/--not-pinned", default=None, help="Only pinned / unpinned chats.")
 @click.option("--muted/--not-muted", default=None, help="Only muted / unmuted chats.")
 @click.option(
+    "--number-hidden/--number-known",
+    default=None,
+    help="Only people whose number a LID hides (unresolved) / the others.",
+)
+@click.option(
     "--inactive-days",
     type=click.IntRange(0),
     help="Chats with no activity for N days (or none recorded): the zombie list.",
@@ -522,6 +566,7 @@ def search_cmd(
     archived: bool | None,
     pinned: bool | None,
     muted: bool | None,
+    number_hidden: bool | None,
     inactive_days: int | None,
     active_since: str | None,
     sort: tuple[str, ...],
@@ -553,6 +598,7 @@ def search_cmd(
     chat_type = next(iter(chosen.values()), None)
     cfg = get_config(ctx)
     filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
+    filters = replace(filters, number_hidden=number_hidden)
     try:
         with Searcher(cfg.meilisearch) as searcher:
             result = searcher.search(

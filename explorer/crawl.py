@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from explorer.chats import Chat, MalformedChat, normalize_chat, raw_id
 from explorer.config import Config, Instance, WawpSettings
 from explorer.errors import CrawlStalled, WawpProtocolError
 from explorer.pace import Pace
-from explorer.wawp import ChatsReply, RetryPolicy, WawpClient
+from explorer.wawp import RetryPolicy, WawpClient
 
 log = logging.getLogger("explorer.crawl")
 
@@ -118,17 +118,8 @@ class PageSource:
 
     The pool keeps the window's worth of requests in flight whatever the reader is doing
     (each finished request tops the window up), and up to a window's worth of pages wait
-    for the reader. The reader then takes pages in bursts: when the next page is not there
-    yet, it sleeps until a window's worth are (or :attr:`GATHER_SECONDS` pass), and decodes them
-    itself. Between replies 100 ms apart a 2-core VM runs other work, and a page handled
-    after such a pause cost 1.5 times as much CPU as one handled right after another (19.5
-    against 12.6 µs a chat, WEBJS, measured); the threads that wait on the sockets only
-    receive bytes.
+    for the reader, so a reader busy with a page never leaves the connections idle.
     """
-
-    # At most this long for the rest of a burst once the next page is late: a page that
-    # is retrying must not hold the reader (and so, once pages waiting fill up, the window).
-    GATHER_SECONDS = 0.15
 
     def __init__(
         self,
@@ -153,12 +144,11 @@ class PageSource:
         self._stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.RLock()  # requests finishing top the window up themselves
-        self._ahead: deque[tuple[int, Future[ChatsReply]]] = deque()
+        self._ahead: deque[tuple[int, Future[list[Any]]]] = deque()
         self._next: int | None = None  # the offset to request next
         self._end: int | None = None  # a page found short: the list ends there
         self._in_flight = 0
         self._filling = False
-        self._full_bytes: int | None = None  # the smallest body of a full page seen
         self._generation = 0  # requests from before a reset say nothing of where the list ends
 
     @property
@@ -166,10 +156,8 @@ class PageSource:
         return self.limit - self.overlap
 
     def fetch(self, offset: int) -> list[Any]:
-        return self.client.chats_of(self._request(offset), stop=self._stop)
-
-    def _request(self, offset: int) -> ChatsReply:
-        return self.client.request_chats(
+        """The page at ``offset``, requested now on the caller's thread."""
+        return self.client.chats_page(
             offset=offset,
             limit=self.limit,
             sort_by=self.sort_by,
@@ -204,17 +192,7 @@ class PageSource:
                 fut = self._submit(offset)
                 self._next = offset + self.stride
             self._fill()
-            batch = [fut, *(f for _, f in list(self._ahead)[: self.concurrency - 1])]
-        if not fut.done() and len(batch) > 1:
-            # Wake once for several pages: see the class docstring.
-            wait(batch, timeout=self.GATHER_SECONDS)
-        reply = fut.result()
-        items = self.client.chats_of(reply, stop=self._stop)
-        if not self.is_last(items):
-            size = len(reply.reply.content)
-            if self._full_bytes is None or size < self._full_bytes:
-                self._full_bytes = size
-        return items
+        return fut.result()
 
     def _fill(self) -> None:
         """Keep the window's worth of requests in flight (called with the lock held, by the
@@ -238,26 +216,24 @@ class PageSource:
         finally:
             self._filling = False
 
-    def _submit(self, offset: int) -> Future[ChatsReply]:
+    def _submit(self, offset: int) -> Future[list[Any]]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="wawp-page")
         self._in_flight += 1
-        fut = self._pool.submit(self._request, offset)
+        fut = self._pool.submit(self.fetch, offset)
         generation = self._generation
         fut.add_done_callback(lambda f: self._finished(offset, generation, f))
         return fut
 
-    def _finished(self, offset: int, generation: int, fut: Future[ChatsReply]) -> None:
+    def _finished(self, offset: int, generation: int, fut: Future[list[Any]]) -> None:
         with self._lock:
             self._in_flight -= 1
-            count = None
-            if generation == self._generation and not fut.cancelled() and not fut.exception():
-                size = len(fut.result().reply.content)
-                if self._full_bytes is None or size < self._full_bytes:
-                    # Smaller than every full page so far: maybe the last one. Decoding it
-                    # here is cheap (it is small, and rare), and no request goes past it.
-                    count = fut.result().count()
-            if count is not None and count < self.limit:
+            if (
+                generation == self._generation
+                and not fut.cancelled()
+                and fut.exception() is None
+                and self.is_last(fut.result())
+            ):
                 # The list ends here: nothing beyond is worth a request.
                 self._end = offset if self._end is None else min(self._end, offset)
             self._fill()
@@ -391,123 +367,149 @@ class Crawler:
         return items
 
     def pages(self, resume: Checkpoint | None = None) -> Iterator[Page]:
+        """Every chat once, page by page, each page with the checkpoint that resumes after it."""
         started = self._clock()
-        stats = self.stats
-        source = self.source
-        last_key = resume.last_key if resume else None
-        offset = resume.next_offset if resume else 0
-        handed = resume.handed if resume else 0
-        recent = _Recent(self.RECENT, resume.recent if resume else ())
-        if resume:
-            self.direction = resume.direction
-            source.sort_order = "asc" if resume.direction > 0 else "desc"
-        stalls = 0
+        cursor = self._cursor(resume)
         try:
-            items: list[Any] | None = self._first_page(offset, resuming=resume is not None)
+            items: list[Any] | None = self._first_page(cursor.offset, resuming=resume is not None)
             while True:
                 if items is None:
-                    items = source.get(offset)
-                stats.pages += 1
+                    items = self.source.get(cursor.offset)
+                self.stats.pages += 1
                 keyed = [(raw_id(it), it) for it in items]
-                keys = [k for k, _ in keyed if k is not None]
-                self._observe_order(keys)
-                # Without overlap (pages of one chat, or overlap = 0 by choice) nothing can
-                # show a hole: the churn guarantee needs overlap >= 1 (see the module doc).
-                connected = (
-                    offset == 0
-                    or last_key is None
-                    or source.overlap == 0
-                    or (bool(keys) and not self._after(keys[0], last_key))
-                )
-                if not connected:
-                    # A hole: deletions moved chats we have not seen below this offset.
-                    stats.step_backs += 1
-                    if stats.step_backs > self.opts.max_step_backs:
-                        raise CrawlStalled(
-                            f"Wawp instance {self.client.instance_id}: the chat list keeps "
-                            f"shifting; gave up after {stats.step_backs} step-backs",
-                            instance_id=self.client.instance_id,
-                        )
-                    source.reset()
-                    offset = max(0, offset - source.stride)
+                self._observe_order([k for k, _ in keyed if k is not None])
+                if not self._connected(cursor, keyed):
+                    self._step_back(cursor)
                     items = None
                     continue
-                fresh: list[Chat] = []
-                new_last = last_key
-                expected_overlap = source.overlap if offset > 0 else 0
-                # This loop runs for every chat: _after() is inlined, names are local, and
-                # the clock (for mute expiry) is read once a page.
-                ascending = self.direction > 0
-                instance = self.client.instance_id
-                now = time.time()
-                by_type = stats.by_type
-                for position, (key, raw) in enumerate(keyed):
-                    if key is None:
-                        stats.note_malformed(f"offset {offset}: chat without a usable id")
-                        continue
-                    if new_last is not None and (key <= new_last if ascending else key >= new_last):
-                        if position < expected_overlap:
-                            stats.overlap_rereads += 1
-                        else:
-                            stats.duplicates += 1
-                        continue
-                    new_last = key
-                    try:
-                        chat = normalize_chat(raw, instance, now=now, key=key)
-                    except MalformedChat as exc:
-                        stats.note_malformed(f"offset {offset}: {exc}")
-                        continue
-                    if chat is None:
-                        stats.skipped += 1
-                        continue
-                    if not recent.add(chat.jid):
-                        # Documents are keyed by the canonical JID: one document, not two.
-                        stats.merged += 1
-                        log.info(
-                            "Wawp instance %s: %r is %s again; merged into one document",
-                            self.client.instance_id,
-                            key,
-                            chat.jid,
-                        )
-                        continue
-                    fresh.append(chat)
-                    by_type[chat.chat_type] = by_type.get(chat.chat_type, 0) + 1
-                progressed = new_last != last_key
-                last_key = new_last
-                handed += len(fresh)
-                stats.chats += len(fresh)
-                end = source.is_last(items)
-                next_offset = offset + source.stride
-                yield Page(
-                    self.client.instance_id,
-                    fresh,
-                    Checkpoint(
-                        self.client.instance_id,
-                        next_offset,
-                        last_key,
-                        self.direction,
-                        handed,
-                        recent.items(),
-                    ),
-                )
-                if end:
+                page, progressed = self._hand_on(cursor, keyed)
+                yield page
+                if self.source.is_last(items):
                     return
-                stalls = 0 if progressed else stalls + 1
-                if stalls >= self.opts.stall_pages:
-                    raise CrawlStalled(
-                        f"Wawp instance {self.client.instance_id}: {stalls} full pages in a row "
-                        f"brought no new chat (around offset {offset}); the server seems to "
-                        "ignore offset",
-                        instance_id=self.client.instance_id,
-                    )
-                offset = next_offset
+                self._check_progress(cursor, progressed)
+                cursor.offset = page.checkpoint.next_offset
                 items = None
         finally:
-            source.close()
-            stats.requests = self.client.requests_made
-            stats.retries = self.client.retries_made
-            stats.page_size = source.limit
-            stats.seconds = self._clock() - started
+            self.source.close()
+            self._final_stats(started)
+
+    def _cursor(self, resume: Checkpoint | None) -> _Cursor:
+        """Where the crawl starts: the beginning, or where a checkpoint left it."""
+        if resume is None:
+            return _Cursor(0, None, 0, _Recent(self.RECENT))
+        self.direction = resume.direction
+        self.source.sort_order = "asc" if resume.direction > 0 else "desc"
+        return _Cursor(
+            resume.next_offset, resume.last_key, resume.handed, _Recent(self.RECENT, resume.recent)
+        )
+
+    def _connected(self, cursor: _Cursor, keyed: list[tuple[str | None, Any]]) -> bool:
+        """Whether this page leaves no hole after the last chat handed on (module doc).
+        Without overlap (pages of one chat, or overlap = 0 by choice) nothing can show a
+        hole: the churn guarantee needs overlap >= 1."""
+        if cursor.offset == 0 or cursor.last_key is None or self.source.overlap == 0:
+            return True
+        first = next((k for k, _ in keyed if k is not None), None)
+        return first is not None and not self._after(first, cursor.last_key)
+
+    def _step_back(self, cursor: _Cursor) -> None:
+        """A hole: deletions moved chats we have not seen below this offset; ask again a
+        stride earlier."""
+        self.stats.step_backs += 1
+        if self.stats.step_backs > self.opts.max_step_backs:
+            raise CrawlStalled(
+                f"Wawp instance {self.client.instance_id}: the chat list keeps shifting; "
+                f"gave up after {self.stats.step_backs} step-backs",
+                instance_id=self.client.instance_id,
+            )
+        self.source.reset()
+        cursor.offset = max(0, cursor.offset - self.source.stride)
+
+    def _hand_on(self, cursor: _Cursor, keyed: list[tuple[str | None, Any]]) -> tuple[Page, bool]:
+        """The page's new chats, normalised, and whether any came after the last one handed
+        on. Runs for every chat: _after() is inlined, names are local, and the clock (for
+        mute expiry) is read once a page."""
+        stats = self.stats
+        fresh: list[Chat] = []
+        last_key = new_last = cursor.last_key
+        expected_overlap = self.source.overlap if cursor.offset > 0 else 0
+        ascending = self.direction > 0
+        instance = self.client.instance_id
+        now = time.time()
+        by_type = stats.by_type
+        recent = cursor.recent
+        for position, (key, raw) in enumerate(keyed):
+            if key is None:
+                stats.note_malformed(f"offset {cursor.offset}: chat without a usable id")
+                continue
+            if new_last is not None and (key <= new_last if ascending else key >= new_last):
+                if position < expected_overlap:
+                    stats.overlap_rereads += 1
+                else:
+                    stats.duplicates += 1
+                continue
+            new_last = key
+            try:
+                chat = normalize_chat(raw, instance, now=now, key=key)
+            except MalformedChat as exc:
+                stats.note_malformed(f"offset {cursor.offset}: {exc}")
+                continue
+            if chat is None:
+                stats.skipped += 1
+                continue
+            if not recent.add(chat.jid):
+                # Documents are keyed by the canonical JID: one document, not two.
+                stats.merged += 1
+                log.info(
+                    "Wawp instance %s: %r is %s again; merged into one document",
+                    instance,
+                    key,
+                    chat.jid,
+                )
+                continue
+            fresh.append(chat)
+            by_type[chat.chat_type] = by_type.get(chat.chat_type, 0) + 1
+        cursor.last_key = new_last
+        cursor.handed += len(fresh)
+        stats.chats += len(fresh)
+        checkpoint = Checkpoint(
+            instance,
+            cursor.offset + self.source.stride,
+            new_last,
+            self.direction,
+            cursor.handed,
+            recent.items(),
+        )
+        return Page(instance, fresh, checkpoint), new_last != last_key
+
+    def _check_progress(self, cursor: _Cursor, progressed: bool) -> None:
+        """Full pages that bring nothing new, again and again: the server ignores offset."""
+        cursor.stalls = 0 if progressed else cursor.stalls + 1
+        if cursor.stalls >= self.opts.stall_pages:
+            raise CrawlStalled(
+                f"Wawp instance {self.client.instance_id}: {cursor.stalls} full pages in a row "
+                f"brought no new chat (around offset {cursor.offset}); the server seems to "
+                "ignore offset",
+                instance_id=self.client.instance_id,
+            )
+
+    def _final_stats(self, started: float) -> None:
+        stats = self.stats
+        stats.requests = self.client.requests_made
+        stats.retries = self.client.retries_made
+        stats.page_size = self.source.limit
+        stats.seconds = self._clock() - started
+
+
+@dataclass
+class _Cursor:
+    """Where a crawl stands between pages: what :class:`Checkpoint` saves, plus the stall count."""
+
+    offset: int
+    last_key: str | None
+    handed: int
+    recent: _Recent
+    stalls: int = 0
 
 
 class _Recent:
@@ -551,7 +553,8 @@ def open_client(
     retry: RetryPolicy | None = None,
     pace: Pace | None = None,
 ) -> WawpClient:
-    """The one way to build a client from the configuration (``check`` tightens limits)."""
+    """The one way to build a client from the configuration (``check`` tightens limits).
+    Its pool holds a connection per request the crawl keeps in flight, no more."""
     w = config.wawp
     return WawpClient(
         w.base_url,
@@ -559,7 +562,7 @@ def open_client(
         config.token_for(instance),
         timeout=w.timeout if timeout is None else timeout,
         retry=retry or RetryPolicy(budget_seconds=w.retry_budget_seconds),
-        max_connections=max(4, w.concurrency * 2),
+        max_connections=w.concurrency,
         pace=pace,
     )
 

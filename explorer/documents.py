@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from explorer.chats import Chat
 from explorer.phones import phone_forms
 
-SCHEMA_VERSION: Final = 2
-K = TypeVar("K")
+SCHEMA_VERSION: Final = 3
+HIDDEN_NUMBER: Final = "hidden number"  # what people see where a LID hides the number
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
 TYPE_WORDS: Final = {
     "individual": "individual contact person",
@@ -34,67 +33,29 @@ def _escape_char(ch: str) -> str:
     return _ESCAPES.get(ch) or "".join(f"_x{b:02x}" for b in ch.encode())
 
 
-# ASCII, the usual case, in one C call (built from the general rule, so they cannot differ).
-_ASCII: Final = {i: _escape_char(chr(i)) for i in range(128)}
-
-
 def _escape(text: str) -> str:
-    if text.isascii():
-        return text.translate(_ASCII)
     return "".join(map(_escape_char, text))
 
 
-class _Remembered(dict[K, str]):
-    """``fn``'s results by argument, computed on the first miss: a dict lookup on a hit,
-    which ``functools.lru_cache`` costs twice over. Forgotten wholesale past ``limit``
-    entries, which only a bad feed reaches."""
-
-    def __init__(self, fn: Callable[[K], str], limit: int) -> None:
-        super().__init__()
-        self.fn, self.limit = fn, limit
-
-    def __missing__(self, key: K) -> str:
-        if len(self) >= self.limit:
-            self.clear()
-        value = self[key] = self.fn(key)
-        return value
-
-
-_PARTS: Final[_Remembered[str]] = _Remembered(_escape, 1024)  # instance ids and JID servers: few
-
-
 def doc_id(instance_id: str, jid: str) -> str:
-    user, at, server = jid.rpartition("@")
-    if at and user.isascii() and user.isalnum():  # the usual JID: digits@server
-        return f"{_PARTS[instance_id]}__{user}_a{_PARTS[server]}"
-    return f"{_PARTS[instance_id]}__{_escape(jid)}"
+    return f"{_escape(instance_id)}__{_escape(jid)}"
 
 
 def display_name(chat: Chat) -> str:
-    """What an agent recognises: the name, else the formatted number, else the JID."""
+    """What an agent recognises: the name, else the number, else the username, else
+    "hidden number" for an unresolved LID, else the JID."""
     if chat.name:
         return chat.name
     if chat.phone:
         return chat.phone
-    return chat.jid
-
-
-def _date(day: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
-
-
-# Dates by day since 1970 (chats cluster on the same days; ~270 years of them at most).
-_DAYS: Final[_Remembered[int]] = _Remembered(_date, 100_000)
-_MINUTES: Final = tuple(f"{m // 60:02d}:{m % 60:02d} UTC" for m in range(1440))
+    return _nameless(chat, chat.jid.endswith("@lid"))
 
 
 def _when(ts: int | None) -> str | None:
-    """``2026-11-25 07:59 UTC``. Unix time has no leap seconds, so a day is 86,400 s and
-    only the date needs the calendar (remembered: chats cluster on the same days)."""
+    """``2026-11-25 07:59 UTC``."""
     if ts is None:
         return None
-    day, second = divmod(ts, 86_400)
-    return f"{_DAYS[day]} {_MINUTES[second // 60]}"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
 def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, Any]:
@@ -106,13 +67,18 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
     person reads (name, phone, type, instance, last activity) follow it.
     """
     phone = chat.phone
+    hidden = False
     if phone:
         digits: str | None = phone[1:]
         display, variants = phone_forms(phone)
     else:
         digits, display, variants = None, None, []
+        # A LID nobody resolved: never its digits formatted as if they were a number.
+        hidden = chat.jid.endswith("@lid")
+        if hidden:
+            display = HIDDEN_NUMBER
     return {
-        "display_name": chat.name or phone or chat.jid,  # display_name(), inlined
+        "display_name": display_name(chat),
         "phone_display": display,
         "chat_type": chat.chat_type,
         "instance_label": label,
@@ -127,6 +93,8 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "phone_digits": digits,
         "phone_variants": variants,
         "lid": chat.lid,
+        "username": chat.username,
+        "phone_hidden": hidden,
         # No scheme: the web UI loads any http(s) value as an image, which told wa.me which
         # customers agents looked at. Prepend https:// where a link is wanted.
         "wa_link": f"wa.me/{digits}" if digits else None,
@@ -137,7 +105,22 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "type_words": TYPE_WORDS[chat.chat_type],
         "engine_shape": chat.engine_shape,
         "crawled_at": crawled_at,
+        "listings": _listings(chat),
     }
+
+
+def _nameless(chat: Chat, hidden: bool) -> str:
+    """What to call a chat with neither name nor number: its username, "hidden number"
+    for a LID, else its JID."""
+    if chat.username:
+        return "@" + chat.username
+    return HIDDEN_NUMBER if hidden else chat.jid
+
+
+def _listings(chat: Chat) -> list[dict[str, Any]] | None:
+    if not chat.listings:
+        return None
+    return [{"jid": j, "last_activity": t, "unread_count": u} for j, t, u in chat.listings]
 
 
 def fingerprint(doc: dict[str, Any]) -> str:
@@ -158,6 +141,7 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "phone_variants",
         "jid",
         "lid",
+        "username",
         "instance_label",
         "type_words",
     ],
@@ -173,6 +157,7 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
                 "archived",
                 "pinned",
                 "muted",
+                "phone_hidden",
             ],
             "features": {"facetSearch": False, "filter": {"equality": True, "comparison": False}},
         },
@@ -196,6 +181,8 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "phone",
         "phone_digits",
         "lid",
+        "username",
+        "phone_hidden",
         "wa_link",
         "last_activity",
         "archived",
@@ -205,7 +192,18 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "engine_shape",
         "crawled_at",
     ],
-    "rankingRules": ["words", "typo", "proximity", "attribute", "sort", "exactness"],
+    # Among equally good matches the most recently active chat first: an agent looking
+    # for "Liam" wants the one who wrote today, not a namesake silent for months. Last,
+    # after exactness: before it, recall in benchmarks/search.py dropped (exact names).
+    "rankingRules": [
+        "words",
+        "typo",
+        "proximity",
+        "attribute",
+        "sort",
+        "exactness",
+        "last_activity:desc",
+    ],
     "typoTolerance": {
         "enabled": True,
         "minWordSizeForTypos": {"oneTypo": 4, "twoTypos": 8},

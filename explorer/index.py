@@ -198,6 +198,20 @@ class IndexStore:
             if not page["results"] or offset >= page["total"]:
                 return
 
+    def fetch_ids(self, uid: str, ids: list[str]) -> list[dict[str, Any]]:
+        """The documents among ``ids`` that exist, every field (sync merges into them)."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 1000):
+            body = {"ids": ids[start : start + 1000], "limit": 1000}
+            page = call(self.url, self.client.http.post, f"indexes/{uid}/documents/fetch", body)
+            found += page["results"]
+        return found
+
+    def delete_ids(self, uid: str, ids: list[str]) -> int:
+        """Enqueue the deletion of documents by id; returns the task uid."""
+        reply = call(self.url, self.client.http.post, f"indexes/{uid}/documents/delete-batch", ids)
+        return self._task_uid(reply)
+
     # -- writing --------------------------------------------------------------------------
 
     def _task_uid(self, reply: Any) -> int:

@@ -182,7 +182,8 @@ def read_lid_map(
         if not _unavailable(exc):
             raise
         lids.unavailable = f"/v2/lids answered {exc.status}"
-        log.warning(
+        # Info, not a warning: reindex and sync say it in their summary, once.
+        log.info(
             "Wawp instance %s: LIDs cannot be resolved (%s); LID chats are indexed under their LID",
             client.instance_id,
             lids.unavailable,
@@ -285,8 +286,9 @@ def identity_of(
 
 def resolve(chat: Chat, lids: LidMap | None) -> Chat:
     """``chat`` under its identity: a LID chat whose number is known becomes its phone
-    JID's chat (``phone`` set, ``lid`` kept); a phone chat learns its LID. Unchanged
-    when nothing is known."""
+    JID's chat (``phone`` set, ``lid`` kept); a phone chat learns its LID. A chat with
+    both ids gets its listing recorded (:attr:`Chat.listings`), for :func:`merge`.
+    Unchanged when nothing is known."""
     if chat.chat_type != "individual":
         return chat
     hint_lid = f"{chat.lid}@lid" if chat.lid else None
@@ -296,9 +298,10 @@ def resolve(chat: Chat, lids: LidMap | None) -> Chat:
     who = identity_of(chat.jid, lids, pn_jid=pn, lid=hint_lid)
     phone = phone_of_jid(who.phone) if who.phone else chat.phone
     lid = who.lid.partition("@")[0] if who.lid else chat.lid
-    if who.jid == chat.jid and phone == chat.phone and lid == chat.lid:
+    if not (phone and lid):
         return chat
-    return replace(chat, jid=who.jid, phone=phone, lid=lid)
+    listings = chat.listings or ((chat.jid, chat.last_activity, chat.unread_count),)
+    return replace(chat, jid=who.jid, phone=phone, lid=lid, listings=listings)
 
 
 def hidden(chat: Chat) -> bool:
@@ -308,11 +311,14 @@ def hidden(chat: Chat) -> bool:
 
 def merge(a: Chat, b: Chat) -> Chat:
     """One chat for one person listed twice (under a LID and under a phone JID): the
-    latest activity, the unread counts added up, the best name, both ids."""
+    latest activity, the unread counts added up, the best name, both ids. A listing met
+    again (a later sync) replaces its earlier self instead of counting twice."""
     newer, older = (a, b) if (a.last_activity or 0) >= (b.last_activity or 0) else (b, a)
-    unread = None
-    if a.unread_count is not None or b.unread_count is not None:
-        unread = (a.unread_count or 0) + (b.unread_count or 0)
+    by_jid = {jid: (ts, unread) for jid, ts, unread in (a.listings or ())}
+    by_jid.update({jid: (ts, unread) for jid, ts, unread in (b.listings or ())})
+    listings = tuple((jid, ts, unread) for jid, (ts, unread) in sorted(by_jid.items()))
+    stamps = [ts for _, ts, _ in listings if ts is not None]
+    counts = [u for _, _, u in listings if u is not None]
     return replace(
         newer,
         jid=a.jid if a.phone else b.jid,
@@ -320,13 +326,12 @@ def merge(a: Chat, b: Chat) -> Chat:
         lid=a.lid or b.lid,
         name=best_name(newer.name, older.name),
         username=newer.username or older.username,
-        last_activity=newer.last_activity
-        if newer.last_activity is not None
-        else older.last_activity,
+        last_activity=max(stamps) if stamps else None,
         archived=_first(newer.archived, older.archived),
         pinned=True if a.pinned or b.pinned else _first(newer.pinned, older.pinned),
         muted=_first(newer.muted, older.muted),
-        unread_count=unread,
+        unread_count=sum(counts) if counts else None,
+        listings=listings or None,
     )
 
 
@@ -356,31 +361,73 @@ class Merger:
     comes (written again under the same document id, it replaces the first).
     """
 
-    seen: dict[str, tuple[frozenset[str], Chat]] = field(default_factory=dict)
+    seen: dict[str, Chat] = field(default_factory=dict)
     lid_chats: int = 0  # chats listed under a LID
     resolved: int = 0  # ...of which the number is known
     merged: int = 0  # people listed under both ids, now one chat
 
     def take(self, chat: Chat, lids: LidMap | None) -> Chat:
-        listed = chat.jid
-        chat = resolve(chat, lids)
-        if listed.endswith("@lid"):
+        if chat.jid.endswith("@lid"):
             self.lid_chats += 1
-            if chat.phone:
-                self.resolved += 1
-        if not (chat.phone and chat.lid):
+        chat = resolve(chat, lids)
+        if chat.phone and chat.lid and chat.listings and chat.listings[0][0].endswith("@lid"):
+            self.resolved += 1
+        if not chat.listings:
             return chat
         known = self.seen.get(chat.jid)
-        if known is None or listed in known[0]:  # new, or the same listing again
-            self.seen[chat.jid] = (frozenset({listed}), chat)
-            return chat
-        self.merged += 1
-        chat = merge(known[1], chat)
-        self.seen[chat.jid] = (known[0] | {listed}, chat)
+        if known is not None:
+            before = len(known.listings or ())
+            chat = merge(known, chat)
+            self.merged += len(chat.listings or ()) > before
+        self.seen[chat.jid] = chat
         return chat
 
-    def remember(self, chat: Chat, listed: Iterable[str]) -> None:
-        """A chat already written (before a resume) that a later half must merge into;
-        ``listed``: the JIDs it was listed under."""
-        if chat.phone and chat.lid:
-            self.seen[chat.jid] = (frozenset(listed), chat)
+    def remember(self, chat: Chat) -> None:
+        """A chat written before a resume, which a later half must merge into."""
+        if chat.listings:
+            self.seen[chat.jid] = chat
+
+
+# The document fields :func:`chat_from_document` reads.
+DOCUMENT_FIELDS: Final = (
+    "instance_id",
+    "jid",
+    "chat_type",
+    "name",
+    "phone",
+    "lid",
+    "last_activity",
+    "archived",
+    "pinned",
+    "muted",
+    "unread_count",
+    "engine_shape",
+    "username",
+    "listings",
+)
+
+
+def chat_from_document(doc: dict[str, Any]) -> Chat:
+    """The :class:`Chat` a document was made from (sync and a resumed reindex merge into
+    documents already written)."""
+    listings = doc.get("listings")
+    return Chat(
+        instance_id=doc["instance_id"],
+        jid=doc["jid"],
+        chat_type=doc["chat_type"],
+        name=doc.get("name"),
+        phone=doc.get("phone"),
+        lid=doc.get("lid"),
+        last_activity=doc.get("last_activity"),
+        archived=doc.get("archived"),
+        pinned=doc.get("pinned"),
+        muted=doc.get("muted"),
+        unread_count=doc.get("unread_count"),
+        engine_shape=doc.get("engine_shape") or "unknown",
+        username=doc.get("username"),
+        listings=tuple(
+            (str(x["jid"]), x.get("last_activity"), x.get("unread_count")) for x in listings
+        )
+        if isinstance(listings, list) and listings
+        else None,
+    )

@@ -86,7 +86,7 @@ def hits_table(hits: list[dict[str, Any]], *, colour: bool) -> list[str]:
     rows = [
         [
             str((hit.get("_formatted") or {}).get("display_name") or hit.get("display_name") or ""),
-            pretty_phone(hit.get("phone")),
+            "hidden number" if hit.get("phone_hidden") else pretty_phone(hit.get("phone")),
             str(hit.get("chat_type", "")),
             relative(hit.get("last_activity")),
             str(hit.get("instance_label") or hit.get("instance_id") or ""),

@@ -121,64 +121,84 @@ class Pace:
                 self.stats.throttled += 1
                 if retry_after:
                     self._resume_at = max(self._resume_at, self._clock() + retry_after)
-            usual = self._usual
-            slow = (
-                not throttled
-                and usual is not None
-                and seconds > usual * self.SLOW_FACTOR
-                and seconds > usual + self.SLOW_MARGIN
-            )
+            slow = not throttled and self._is_slow(seconds)
             if slow:
                 self.stats.slow += 1
             elif not throttled:
-                # Follows the reply time down at once, up slowly: a floor of normal.
-                self._usual = (
-                    seconds if usual is None else min(seconds, usual * 0.98 + seconds * 0.02)
-                )
+                self._follow_usual(seconds)
             if not self.adaptive:
                 return
             now = self._clock()
-            if not throttled and not slow:
-                self._successes.append(now)
-            while self._successes and now - self._successes[0] > 1.0:
-                self._successes.popleft()
+            self._count_successes(now, good=not throttled and not slow)
             if throttled or slow:
-                if now - self._last_cut >= self.HOLD:  # one cut per hold: the same storm
-                    # A rate limit shows as the replies of the last second: aim just under
-                    # that rate (when the pipe was busy enough to show it), else halve.
-                    # Halving a window already near the rate sawtoothed well below it:
-                    # 1.5x the time the limit allows, against 40 requests/s.
-                    target = self._window / 2
-                    if throttled and len(self._successes) >= 5 and self._usual:
-                        self._ceiling = len(self._successes) * self._usual
-                        target = min(self._window * 0.9, self._ceiling * 0.9)
-                    self._window = max(self.FLOOR, target)
-                    self._last_cut = now
-                    self.stats.cuts += 1
-                    self._record(now)
-                # Rate limits count per second or more, not per round trip: grow again only
-                # once the API has had that long at the smaller window.
-                self._hold_until = now + max(self.HOLD, retry_after or 0.0)
-            elif (
-                self._window < self.limit
-                and now >= self._hold_until
-                and now - self._last_growth >= self.GROW_EVERY
-            ):
-                before = self._window
-                grown = min(float(self.limit), before + max(0.1, before * 0.1))
-                if self._ceiling is not None and grown > self._ceiling * 0.95:
-                    # Near a rate limit we have measured, every probe past it costs a
-                    # Retry-After for the whole run: go just under it and stay, probing
-                    # again only after PROBE_EVERY calm seconds (limits do change).
-                    if now - self._last_cut >= self.PROBE_EVERY:
-                        self._ceiling = None
-                    else:
-                        grown = max(before, self._ceiling * 0.95)
-                self._last_growth = now
-                if grown != before:
-                    self._window = grown
-                    self._record(now)
-                    self._cond.notify_all()
+                self._cut(now, throttled=throttled, retry_after=retry_after)
+            else:
+                self._grow(now)
+
+    def _is_slow(self, seconds: float) -> bool:
+        """Whether a reply took so much longer than usual that it shows congestion."""
+        usual = self._usual
+        return (
+            usual is not None
+            and seconds > usual * self.SLOW_FACTOR
+            and seconds > usual + self.SLOW_MARGIN
+        )
+
+    def _follow_usual(self, seconds: float) -> None:
+        """Follow a good reply's time down at once, up slowly: a floor of normal."""
+        usual = self._usual
+        self._usual = seconds if usual is None else min(seconds, usual * 0.98 + seconds * 0.02)
+
+    def _count_successes(self, now: float, *, good: bool) -> None:
+        """Keep the good replies of the last second: their rate shows a rate limit."""
+        if good:
+            self._successes.append(now)
+        while self._successes and now - self._successes[0] > 1.0:
+            self._successes.popleft()
+
+    def _cut(self, now: float, *, throttled: bool, retry_after: float | None) -> None:
+        """Narrow the window after a 429 or a congested reply, once per hold period."""
+        if now - self._last_cut >= self.HOLD:  # one cut per hold: the same storm
+            # A rate limit shows as the replies of the last second: aim just under that
+            # rate (when the pipe was busy enough to show it), else halve. Halving a
+            # window already near the rate sawtoothed well below it.
+            target = self._window / 2
+            if throttled and len(self._successes) >= 5 and self._usual:
+                self._ceiling = len(self._successes) * self._usual
+                target = min(self._window * 0.9, self._ceiling * 0.9)
+            self._window = max(self.FLOOR, target)
+            self._last_cut = now
+            self.stats.cuts += 1
+            self._record(now)
+        # Rate limits count per second or more, not per round trip: grow again only once
+        # the API has had that long at the smaller window.
+        self._hold_until = now + max(self.HOLD, retry_after or 0.0)
+
+    def _grow(self, now: float) -> None:
+        """Widen the window by a tenth, at most every GROW_EVERY seconds once the hold is
+        over, up to ``limit``, and only to just under a measured rate limit until
+        PROBE_EVERY calm seconds have passed."""
+        if (
+            self._window >= self.limit
+            or now < self._hold_until
+            or now - self._last_growth < self.GROW_EVERY
+        ):
+            return
+        before = self._window
+        grown = min(float(self.limit), before + max(0.1, before * 0.1))
+        if self._ceiling is not None and grown > self._ceiling * 0.95:
+            # Near a rate limit we have measured, every probe past it costs a Retry-After
+            # for the whole run: go just under it and stay, probing again only after
+            # PROBE_EVERY calm seconds (limits do change).
+            if now - self._last_cut >= self.PROBE_EVERY:
+                self._ceiling = None
+            else:
+                grown = max(before, self._ceiling * 0.95)
+        self._last_growth = now
+        if grown != before:
+            self._window = grown
+            self._record(now)
+            self._cond.notify_all()
 
     def _record(self, now: float) -> None:
         self.stats.history.append((round(now - self._started, 3), round(self._window, 2)))

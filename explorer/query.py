@@ -45,6 +45,7 @@ class Filters:
     muted: bool | None = None
     inactive_days: int | None = None
     active_since: str | None = None  # YYYY-MM-DD or an ISO datetime
+    number_hidden: bool | None = None  # people behind a LID nobody resolved (or the others)
 
     def expressions(self, now: float | None = None) -> list[str]:
         """Meilisearch filter clauses (ANDed); raises QueryError on a bad value."""
@@ -70,6 +71,8 @@ class Filters:
             out.append(f"(last_activity < {cutoff} OR last_activity IS NULL)")
         if self.active_since is not None:
             out.append(f"last_activity >= {parse_date(self.active_since)}")
+        if self.number_hidden is not None:
+            out.append("phone_hidden = true" if self.number_hidden else "phone_hidden != true")
         return out
 
 
@@ -276,6 +279,7 @@ def search(
     sort: list[str] | None = None,
     limit: int = 20,
     offset: int = 0,
+    number_hidden: bool | None = None,
 ) -> SearchResult:
     """Search the live index with the same filters as `explorer search`.
 
@@ -283,7 +287,9 @@ def search(
     >>> search("ahmed", chat_type="individual", sort=["last_activity:desc"]).hits
     """
     cfg = config or load_config()
-    filters = Filters(chat_type, instance, archived, pinned, muted, inactive_days, active_since)
+    filters = Filters(
+        chat_type, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
+    )
     with Searcher(cfg.meilisearch) as searcher:
         return searcher.search(
             query, filters, sort=sort, limit=limit, offset=offset, highlight=False

@@ -13,23 +13,26 @@ build index continues from the checkpoints instead of starting over.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from explorer.chats import Chat
 from explorer.config import Config, Instance
 from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from, pace_for
 from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
+from explorer.filters import quote
 from explorer.index import TERMINAL, IndexStore, dumps
+from explorer.lids import DOCUMENT_FIELDS, LidMap, Merger, chat_from_document, read_lid_map
 from explorer.pace import Pace, PaceStats
 from explorer.state import index_lock, read_json, state_dir, write_json
+from explorer.wawp import WawpClient
 
 log = logging.getLogger("explorer.reindex")
 
@@ -65,6 +68,17 @@ class ReindexReport:
     pace: PaceStats | None = None
     crawl_seconds: float = 0.0  # crawling (and sending batches)
     wait_seconds: float = 0.0  # then waiting for Meilisearch to finish indexing
+    lid_chats: int = 0  # chats listed under a LID (a hidden number)
+    lids_resolved: int = 0  # ...whose number the LID map or the chat itself gave
+    lid_pairs_merged: int = 0  # people listed under a LID and a phone JID, one document
+    lids_unavailable: dict[str, str] = field(default_factory=dict)  # instance -> why
+
+    def absorb_lids(self, instance_id: str, counts: dict[str, Any]) -> None:
+        self.lid_chats += int(counts.get("lid_chats", 0))
+        self.lids_resolved += int(counts.get("resolved", 0))
+        self.lid_pairs_merged += int(counts.get("merged", 0))
+        if counts.get("unavailable"):
+            self.lids_unavailable[instance_id] = str(counts["unavailable"])
 
     def absorb(self, stats: CrawlStats) -> None:
         self.chats += stats.chats
@@ -92,8 +106,21 @@ class ReindexReport:
         )
         if self.dry_run:
             text += f"would add {self.added}, remove {self.removed}, change {self.changed}; "
-        text += f"{self.live_index}: {old} -> {self.new_count if not self.dry_run else self.chats}"
+        text += f"{self.live_index}: {old} -> {self.new_count}"
         text += f"; {self.seconds:.1f}s" + (" (resumed)" if self.resumed else "")
+        if self.lid_chats or self.lid_pairs_merged:
+            text = text.replace(
+                "; ",
+                f"; {self.lid_chats} under a LID ({self.lids_resolved} resolved, "
+                f"{self.lid_pairs_merged} pairs merged); ",
+                1,
+            )
+        # One line per instance whose Wawp serves no LID map, before the summary line.
+        lines = [
+            f"LIDs could not be resolved on {instance} ({why}); indexed as they are"
+            for instance, why in sorted(self.lids_unavailable.items())
+        ]
+        return "\n".join([*lines, text])
         return text
 
     def to_json(self) -> dict[str, Any]:
@@ -128,12 +155,9 @@ class _Batcher:
     """Collects one instance's documents into batches; after each batch is accepted by
     Meilisearch, records the crawl checkpoint that covers it.
 
-    Each page's documents are encoded as they arrive, while they are still in the CPU's
-    caches, and only their JSON is kept until the batch goes. Normalising, building and
-    encoding 50,000 WEBJS chats took 10.5 µs a chat so, against 12.5-14.6 with batches of
-    5,000 dicts encoded at the end (encoding 0.8 against 1.6 µs; the rest was freeing dicts
-    gone cold). The bytes also take two fifths of the dicts' memory (3.1 against 7.8 MB
-    for 5,000 chats).
+    Each page's documents are encoded as they arrive and only their JSON is kept until the
+    batch goes: the bytes take far less memory than the dicts would, and encoding a page
+    while it is fresh is cheaper than encoding a cold batch of dicts at the end.
     """
 
     def __init__(
@@ -153,14 +177,20 @@ class _Batcher:
         self.size = size
         self.notify = notify
         # Each page's documents as one JSON array, and the separators: the batch's body is
-        # then one join of views into them. Joining and then adding the brackets made two
-        # more 3 MB copies a batch, 3.5 ms against 0.07 (0.7 µs a chat).
+        # then one join of views into them, with no further copies of a batch-sized body.
         self.parts: list[bytes | memoryview] = [b"["]
         self.count = 0
         self.checkpoint: Checkpoint | None = None
+        self.lid_counts: dict[str, Any] | None = None  # as of the checkpoint
         self.after_batch = after_batch
 
-    def on_page(self, docs: list[dict[str, Any]], checkpoint: Checkpoint) -> None:
+    def on_page(
+        self,
+        docs: list[dict[str, Any]],
+        checkpoint: Checkpoint,
+        lid_counts: dict[str, Any] | None = None,
+    ) -> None:
+        self.lid_counts = lid_counts
         if docs:
             if self.count:
                 self.parts.append(b",")
@@ -188,6 +218,8 @@ class _Batcher:
         if self.checkpoint is not None:
             data["checkpoints"][self.instance_id] = self.checkpoint.to_json()
             data["handed"][self.instance_id] = self.checkpoint.handed
+            if self.lid_counts is not None:
+                data.setdefault("lids", {})[self.instance_id] = self.lid_counts
         self.state.save()
         if self.after_batch:
             self.after_batch(len(data["tasks"]))
@@ -198,24 +230,126 @@ def _build_name() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
 
 
+OnPage = Callable[[list[dict[str, Any]], Checkpoint, dict[str, Any]], None]
+
+
 def _crawl_instance(
     cfg: Config,
     inst: Instance,
     resume: Checkpoint | None,
-    on_page: Callable[[list[dict[str, Any]], Checkpoint], None],
+    on_page: OnPage,
     crawled_at: int,
     pace: Pace | None = None,
     cancel: threading.Event | None = None,
     window: Callable[[], int] | None = None,
+    people: People | None = None,
 ) -> CrawlStats:
+    """Crawl one instance and hand on its documents, page by page, with the checkpoint
+    that covers them and the LID counts as of that checkpoint. The LID map is read
+    alongside the crawl (:class:`People`)."""
+    people = people or People(inst.id)
     with open_client(cfg, inst, pace=pace) as client:
-        crawler = Crawler(client, options_from(cfg.wawp), window=window)
-        for page in crawler.pages(resume=resume):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(inst.id)
-            docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in page.chats]
-            on_page(docs, page.checkpoint)
+        people.start(client, cfg.wawp.concurrency)
+        try:
+            crawler = Crawler(client, options_from(cfg.wawp), window=window)
+            for page in crawler.pages(resume=resume):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(inst.id)
+                for chats, checkpoint in people.take(page.chats, page.checkpoint):
+                    docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in chats]
+                    on_page(docs, checkpoint, people.counts())
+            for chats, checkpoint in people.rest():
+                docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in chats]
+                on_page(docs, checkpoint, people.counts())
+            # The map's requests and retries count too (it may have finished last).
+            crawler.stats.requests = client.requests_made
+            crawler.stats.retries = client.retries_made
+        finally:
+            people.stop()
     return crawler.stats
+
+
+class People:
+    """One instance's chats as people: LID chats resolved to their phone identity and a
+    person listed twice merged (:mod:`explorer.lids`).
+
+    The LID map is read on a thread of its own while the crawl runs, through the same
+    client, so under the same request budget and retries. Pages that come before the map
+    is complete wait here with their checkpoints (the crawl keeps fetching meanwhile) and
+    go on in order once it is; a map given at the start (a resumed build) is used at once.
+    The checkpoints handed on count documents, not chats: a merged pair is one.
+    """
+
+    def __init__(
+        self,
+        instance_id: str,
+        lids: LidMap | None = None,
+        *,
+        counts: dict[str, Any] | None = None,
+        on_map: Callable[[LidMap], None] | None = None,
+    ) -> None:
+        self.instance_id = instance_id
+        self.lids = lids
+        self.merger = Merger()
+        self.base = dict(counts or {})  # counts saved before a resume
+        self.on_map = on_map
+        self._pending: list[tuple[list[Chat], Checkpoint]] = []
+        self._future: Future[LidMap] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
+
+    def start(self, client: WawpClient, concurrency: int) -> None:
+        if self.lids is not None:
+            return
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lid-map")
+        self._future = self._pool.submit(
+            read_lid_map, client, concurrency=concurrency, stop=self._stop
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def remember(self, chats: Iterable[Chat]) -> None:
+        """People written before a resume, for their other half to merge into."""
+        for chat in chats:
+            self.merger.remember(chat)
+
+    def take(
+        self, chats: list[Chat], checkpoint: Checkpoint
+    ) -> list[tuple[list[Chat], Checkpoint]]:
+        self._pending.append((chats, checkpoint))
+        if self.lids is None and not (self._future is not None and self._future.done()):
+            return []
+        return self._release()
+
+    def rest(self) -> list[tuple[list[Chat], Checkpoint]]:
+        return self._release()
+
+    def _release(self) -> list[tuple[list[Chat], Checkpoint]]:
+        if self.lids is None:
+            assert self._future is not None
+            self.lids = self._future.result()  # the map's failure is the crawl's
+            if self.on_map is not None:
+                self.on_map(self.lids)
+        out = []
+        merger = self.merger
+        for chats, cp in self._pending:
+            people = [merger.take(c, self.lids) for c in chats]
+            out.append((people, replace(cp, handed=cp.handed - merger.merged)))
+        self._pending = []
+        return out
+
+    def counts(self) -> dict[str, Any]:
+        m, base = self.merger, self.base
+        return {
+            "lid_chats": base.get("lid_chats", 0) + m.lid_chats,
+            "resolved": base.get("resolved", 0) + m.resolved,
+            "merged": base.get("merged", 0) + m.merged,
+            "unavailable": self.lids.unavailable if self.lids is not None else None,
+        }
 
 
 class Cancelled(Exception):
@@ -230,168 +364,216 @@ def reindex(
     progress: Progress | None = None,
     after_batch: Callable[[int], None] | None = None,
 ) -> ReindexReport:
+    """Build a new index from every instance and swap it live, resuming a build that an
+    earlier run left behind. Raises before the swap when the build fails or is too small."""
     instances = cfg.require_instances()
-    store = IndexStore(cfg.meilisearch)
     live = cfg.meilisearch.index
     directory = state_dir(cfg)
     started = time.monotonic()
-    report = ReindexReport(live_index=live)
-    notify = progress or (lambda *_: None)
     with index_lock(directory, live):
-        state = State(directory / f"reindex-{live}.json")
-        if restart:
-            state.clear()
-        builds = store.build_indexes()
-        if state.load() and state.data.get("build") in builds and not restart:
-            build = state.data["build"]
-            report.resumed = True
-            if state.data.get("phase") == "swap" and _swap_happened(store, state):
-                # Died between the swap and the clean-up: the new data is already live.
-                report.new_count = store.count(live)
-                return _finish(store, state, report, directory, started)
+        run = _Run(
+            cfg=cfg,
+            store=IndexStore(cfg.meilisearch),
+            state=State(directory / f"reindex-{live}.json"),
+            report=ReindexReport(live_index=live),
+            notify=progress or (lambda *_: None),
+            after_batch=after_batch,
+        )
+        if _start_or_resume(run, restart=restart) == "swapped":
+            # Died between the swap and the clean-up: the new data is already live.
+            run.report.new_count = run.store.count(live)
         else:
-            state.clear()
-            build = f"{live}__build_{_build_name()}"
-            state.data = {
-                "version": STATE_VERSION,
-                "build": build,
-                "crawled_at": int(time.time()),
-                "checkpoints": {},
-                "done": [],
-                "tasks": [],
-                "handed": {},
-            }
-        for leftover in builds:
-            if leftover != build:
-                store.delete(leftover)
-        if not report.resumed:
-            store.create(build)
-            store.apply_settings(build, INDEX_SETTINGS)
-            state.save()
-        data = state.data
-        try:
-            crawl_started = time.monotonic()
-            with few_collections():
-                _crawl_all(cfg, instances, store, build, state, report, notify, after_batch)
-            wait_started = time.monotonic()
-            report.crawl_seconds = wait_started - crawl_started
-            notify("waiting", build, len(data["tasks"]))
-            log.info("build %s: waiting for %d Meilisearch tasks", build, len(data["tasks"]))
-            store.wait(data["tasks"])
-            report.wait_seconds = time.monotonic() - wait_started
-            expected = sum(data["handed"].values())
-            report.new_count = store.count(build)
-            if report.new_count != expected:
-                raise MeiliTaskFailed(
-                    f"index {build} holds {report.new_count} documents but the crawl handed "
-                    f"on {expected}; not swapping"
-                )
-        except MeiliTaskFailed:
-            # A failed task would fail again on resume: start clean next time. (Meilisearch
-            # being unreachable keeps the state: the next run resumes once it is back.)
-            store.delete(build)
-            state.clear()
-            raise
-        report.old_count = store.count(live)
-        try:
-            _gate(report, cfg.reindex.min_ratio, force)
-        except SafetyCheckFailed:
-            store.delete(build)
-            state.clear()
-            raise
-        data["phase"] = "swap"
-        state.save()
-        log.info("swapping %s into %s", build, live)
-        task = store.start_swap(build)
-        data["swap_task"] = task
-        state.save()
-        store.wait([task])
-        log.info("swapped; deleting the previous index")
-        return _finish(store, state, report, directory, started)
+            with _discarded_on(run, MeiliTaskFailed):
+                # A failed task would fail again on resume: start clean next time.
+                # (Meilisearch being unreachable keeps the state: the next run resumes
+                # once it is back.)
+                _crawl_into_build(run, instances)
+                _wait_for_build(run)
+            with _discarded_on(run, SafetyCheckFailed):
+                run.report.old_count = run.store.count(live)
+                _gate(run.report, cfg.reindex.min_ratio, force)
+            _swap(run)
+        return _finish(run, directory, started)
 
 
-_gc_lock = threading.Lock()
-_gc_users = 0
-_gc_threshold: tuple[int, int, int] | None = None
+@dataclass
+class _Run:
+    """What every step of one reindex works on."""
+
+    cfg: Config
+    store: IndexStore
+    state: State
+    report: ReindexReport
+    notify: Progress
+    after_batch: Callable[[int], None] | None
+
+    @property
+    def build(self) -> str:
+        return str(self.state.data["build"])
+
+
+def _start_or_resume(run: _Run, *, restart: bool) -> str:
+    """Pick up the build an earlier run left (``"resumed"``, or ``"swapped"`` when it had
+    already gone live), or create a fresh one (``"fresh"``). Other leftover builds go."""
+    store, state, report = run.store, run.state, run.report
+    if restart:
+        state.clear()
+    builds = store.build_indexes()
+    if state.load() and state.data.get("build") in builds and not restart:
+        report.resumed = True
+        if state.data.get("phase") == "swap" and _swap_happened(store, state):
+            return "swapped"
+    else:
+        state.clear()
+        state.data = {
+            "version": STATE_VERSION,
+            "build": f"{report.live_index}__build_{_build_name()}",
+            "crawled_at": int(time.time()),
+            "checkpoints": {},
+            "done": [],
+            "tasks": [],
+            "handed": {},
+        }
+    for leftover in builds:
+        if leftover != run.build:
+            store.delete(leftover)
+    if report.resumed:
+        return "resumed"
+    _forget_lid_maps(run)
+    store.create(run.build)
+    store.apply_settings(run.build, INDEX_SETTINGS)
+    state.save()
+    return "fresh"
 
 
 @contextlib.contextmanager
-def few_collections(threshold: int = 20_000) -> Iterator[None]:
-    """Fewer runs of the cyclic garbage collector while a crawl streams chats.
-
-    A chat allocates a dozen containers and reference counting frees nearly all of them;
-    they form no cycles. CPython's default collects every 700 net allocations and now
-    and then walks the whole heap, phonenumbers' metadata included: 2.4 µs of CPU a chat
-    (measured with gc.callbacks), for nothing found. Here the heap as it stands is frozen
-    (never walked) and young objects are collected every 20,000 net allocations, which
-    the steady state of a crawl (batches sent, pages dropped) does not reach. Process-wide
-    settings, so restored on the way out, by the last user when crawls overlap.
-    """
-    global _gc_users, _gc_threshold
-    with _gc_lock:
-        if _gc_users == 0:
-            _gc_threshold = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(threshold, *_gc_threshold[1:])
-        _gc_users += 1
+def _discarded_on(run: _Run, error: type[ExplorerError]) -> Iterator[None]:
+    """On ``error``, drop the build and its state (the next run starts clean), re-raise."""
     try:
         yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0 and _gc_threshold is not None:
-                gc.set_threshold(*_gc_threshold)
-                gc.unfreeze()
+    except error:
+        run.store.delete(run.build)
+        run.state.clear()
+        raise
 
 
-def _crawl_all(
-    cfg: Config,
-    instances: tuple[Instance, ...],
-    store: IndexStore,
-    build: str,
-    state: State,
-    report: ReindexReport,
-    notify: Progress,
-    after_batch: Callable[[int], None] | None,
-) -> None:
+def _crawl_into_build(run: _Run, instances: tuple[Instance, ...]) -> None:
+    started = time.monotonic()
+    _crawl_all(run, instances)
+    run.report.crawl_seconds = time.monotonic() - started
+
+
+def _wait_for_build(run: _Run) -> None:
+    """Wait for every batch sent, then require the build to hold what the crawl handed on."""
+    started = time.monotonic()
+    build, tasks = run.build, run.state.data["tasks"]
+    run.notify("waiting", build, len(tasks))
+    log.info("build %s: waiting for %d Meilisearch tasks", build, len(tasks))
+    run.store.wait(tasks)
+    run.report.wait_seconds = time.monotonic() - started
+    expected = sum(run.state.data["handed"].values())
+    run.report.new_count = run.store.count(build)
+    if run.report.new_count != expected:
+        raise MeiliTaskFailed(
+            f"index {build} holds {run.report.new_count} documents but the crawl handed "
+            f"on {expected}; not swapping"
+        )
+
+
+def _swap(run: _Run) -> None:
+    """Swap the build live, recording first that a swap is under way and then its task, so
+    a run that dies meanwhile can tell whether it happened (:func:`_swap_happened`)."""
+    data = run.state.data
+    data["phase"] = "swap"
+    run.state.save()
+    log.info("swapping %s into %s", run.build, run.report.live_index)
+    task = run.store.start_swap(run.build)
+    data["swap_task"] = task
+    run.state.save()
+    run.store.wait([task])
+    log.info("swapped; deleting the previous index")
+
+
+def _crawl_all(run: _Run, instances: tuple[Instance, ...]) -> None:
     """Crawl every instance not done yet into the build: one at a time for one instance,
     in parallel under one shared request budget (:func:`pace_for`) for several. Each keeps
     its own checkpoints; the first failure stops the others at their next page and is
     raised, so the report says which instance failed while the others' checkpoints stay."""
-    data = state.data
-    todo = [i for i in instances if i.id not in data["done"]]
-    pace = pace_for(cfg)
+    todo = [i for i in instances if i.id not in run.state.data["done"]]
+    pace = pace_for(run.cfg)
     cancel = threading.Event()
     workers = min(len(todo), pace.limit)
-    share = _Share(pace.limit, cfg.wawp.concurrency, workers, len(todo))
+    share = _Share(pace.limit, run.cfg.wawp.concurrency, workers, len(todo))
 
     def one(inst: Instance) -> CrawlStats:
-        cp_json = data["checkpoints"].get(inst.id)
-        resume = Checkpoint.from_json(cp_json) if cp_json else None
-        batcher = _Batcher(
-            inst.id, store, build, state, cfg.reindex.batch_size, notify, after_batch
-        )
-        try:
-            stats = _crawl_instance(
-                cfg, inst, resume, batcher.on_page, data["crawled_at"], pace, cancel, share.now
-            )
-        finally:
-            share.finished()
-        batcher.flush()
-        with state.lock:
-            data["done"].append(inst.id)
-            state.save()
-            report.absorb(stats)
-        return stats
+        return _crawl_one(run, inst, pace, cancel, share)
 
     try:
         if workers <= 1:
             for inst in todo:
                 one(inst)
         else:
-            _in_parallel(todo, one, workers, cancel, report)
+            _in_parallel(todo, one, workers, cancel, run.report)
     finally:
-        report.pace = pace.stats
+        run.report.pace = pace.stats
+
+
+def _crawl_one(
+    run: _Run, inst: Instance, pace: Pace, cancel: threading.Event, share: _Share
+) -> CrawlStats:
+    """Crawl one instance from its checkpoint into the build, then mark it done."""
+    state = run.state
+    cp_json = state.data["checkpoints"].get(inst.id)
+    resume = Checkpoint.from_json(cp_json) if cp_json else None
+    size = run.cfg.reindex.batch_size
+    batcher = _Batcher(inst.id, run.store, run.build, state, size, run.notify, run.after_batch)
+    crawled_at = state.data["crawled_at"]
+    people = _people_of(run, inst, resume)
+    try:
+        stats = _crawl_instance(
+            run.cfg, inst, resume, batcher.on_page, crawled_at, pace, cancel, share.now, people
+        )
+    finally:
+        share.finished()
+    batcher.flush()
+    with state.lock:
+        state.data["done"].append(inst.id)
+        state.save()
+        run.report.absorb(stats)
+        run.report.absorb_lids(inst.id, people.counts())
+    return stats
+
+
+def _lid_map_path(run: _Run, instance_id: str) -> Path:
+    return state_dir(run.cfg) / f"reindex-{run.report.live_index}-lids-{instance_id}.json"
+
+
+def _forget_lid_maps(run: _Run) -> None:
+    """LID maps saved for a build that is gone (a fresh build reads them again)."""
+    for path in state_dir(run.cfg).glob(f"reindex-{run.report.live_index}-lids-*.json"):
+        path.unlink(missing_ok=True)
+
+
+def _people_of(run: _Run, inst: Instance, resume: Checkpoint | None) -> People:
+    """The LID step of one instance. A resumed crawl goes on with the map its first part
+    used (saved beside the state once read, so documents written before and after agree)
+    and with the people already written that a later half must merge into."""
+    path = _lid_map_path(run, inst.id)
+
+    def save(lids: LidMap) -> None:
+        write_json(path, lids.to_json())
+
+    if resume is None:
+        return People(inst.id, on_map=save)
+    saved = read_json(path)
+    lids = LidMap.from_json(saved) if saved else None
+    people = People(inst.id, lids, counts=run.state.data.get("lids", {}).get(inst.id), on_map=save)
+    # What the first part wrote must be indexed before it can be read back.
+    run.store.wait(list(run.state.data["tasks"]))
+    where = f"instance_id = {quote(inst.id)} AND chat_type = individual"
+    docs = run.store.fetch(run.build, where, list(DOCUMENT_FIELDS))
+    people.remember(chat_from_document(d) for d in docs if d.get("listings"))
+    return people
 
 
 def _in_parallel(
@@ -449,20 +631,19 @@ class _Share:
             self.left -= 1
 
 
-def _finish(
-    store: IndexStore, state: State, report: ReindexReport, directory: Path, started: float
-) -> ReindexReport:
+def _finish(run: _Run, directory: Path, started: float) -> ReindexReport:
     """After the swap: drop the build (it now holds the previous data), record the run.
 
     The record matters beyond `explorer stats`: sync re-applies everything active since
     ``crawled_at`` of the last swapped-in build.
     """
-    build = state.data["build"]
-    report.build_index = build
-    report.crawled_at = state.data["crawled_at"]
+    report = run.report
+    report.build_index = run.build
+    report.crawled_at = run.state.data["crawled_at"]
     report.swapped = True
-    store.delete(build)
-    state.clear()
+    run.store.delete(run.build)
+    run.state.clear()
+    _forget_lid_maps(run)
     report.seconds = time.monotonic() - started
     report.finished_at = int(time.time())
     write_json(directory / f"last-reindex-{report.live_index}.json", report.to_json())
@@ -518,24 +699,23 @@ def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
     if report.old_count:
         for doc in store.documents(live):
             live_prints[doc["id"]] = fingerprint(doc)
-    added = changed = 0
-    seen: set[str] = set()
+    new_prints: dict[str, str] = {}  # by id: a merged pair's second half replaces the first
     for inst in instances:
 
-        def on_page(docs: list[dict[str, Any]], cp: Checkpoint, inst_id: str = inst.id) -> None:
-            nonlocal added, changed
+        def on_page(
+            docs: list[dict[str, Any]], cp: Checkpoint, lids: Any, inst_id: str = inst.id
+        ) -> None:
             for doc in docs:
-                seen.add(doc["id"])
-                old = live_prints.get(doc["id"])
-                if old is None:
-                    added += 1
-                elif old != fingerprint(doc):
-                    changed += 1
+                new_prints[doc["id"]] = fingerprint(doc)
             notify("chats", inst_id, len(docs))
 
-        report.absorb(_crawl_instance(cfg, inst, None, on_page, int(time.time())))
-    report.added, report.changed = added, changed
-    report.removed = len(set(live_prints) - seen)
+        people = People(inst.id)
+        report.absorb(_crawl_instance(cfg, inst, None, on_page, int(time.time()), people=people))
+        report.absorb_lids(inst.id, people.counts())
+    report.added = sum(1 for i in new_prints if i not in live_prints)
+    report.changed = sum(1 for i, p in new_prints.items() if live_prints.get(i, p) != p)
+    report.removed = len(set(live_prints) - set(new_prints))
+    report.new_count = len(new_prints)  # documents: a merged pair is one
     report.seconds = time.monotonic() - started
     return report
 

@@ -2,8 +2,14 @@
 
 Pages are read newest first (``sortBy=conversationTimestamp``) and upserted until a page
 holds nothing newer than the watermark minus a safety margin (equal timestamps, clock skew).
-An account with no news costs one page request per instance. Sync never deletes and never
-touches settings: the nightly reindex stays the source of truth.
+An account with no news costs one page request per instance. Sync never deletes a chat and
+never touches settings: the nightly reindex stays the source of truth.
+
+LIDs (:mod:`explorer.lids`): news is resolved with the instance's LID map, kept beside the
+state and read again only when ``/v2/lids/count`` changes, and a person listed twice is
+merged into their document. A number learnt since the last run moves its chat: the
+document under the LID goes, its data joins the phone identity's document. That deletion
+is the only one sync makes (it leaves no stale document behind).
 
 The watermark per instance lives in ``sync-<index>.json`` in the state directory. When a
 reindex swapped in a build after the last sync, the watermark falls back to that build's
@@ -16,18 +22,30 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import closing
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from explorer.chats import Chat, MalformedChat, last_activity_of, normalize_chat
 from explorer.config import Config, Instance
 from explorer.crawl import PageSource, open_client
-from explorer.documents import to_document
-from explorer.errors import MeiliError, WawpProtocolError
+from explorer.documents import doc_id, to_document
+from explorer.errors import MeiliError, WawpError, WawpProtocolError
+from explorer.filters import quote
 from explorer.index import IndexStore
+from explorer.lids import (
+    DOCUMENT_FIELDS,
+    NO_MAP_STATUSES,
+    LidMap,
+    chat_from_document,
+    merge,
+    read_lid_map,
+    resolve,
+)
 from explorer.reindex import Progress, last_report
 from explorer.state import index_lock, read_json, state_dir, write_json
+from explorer.wawp import WawpClient
 
 log = logging.getLogger("explorer.sync")
 
@@ -43,6 +61,9 @@ class InstanceSync:
     malformed: int = 0
     watermark_before: int | None = None
     watermark_after: int | None = None
+    lid_requests: int = 0  # requests for the LID map (apart from the chat pages above)
+    moved: int = 0  # chats moved from their LID to their phone identity
+    lids_unavailable: str | None = None
 
 
 @dataclass
@@ -61,9 +82,16 @@ class SyncReport:
             f"{i.instance_id} {i.upserted} ({i.requests} request{'s' * (i.requests != 1)})"
             for i in self.instances
         )
-        return f"synced: {self.upserted} chats upserted into {self.live_index} [{parts}]; " + (
+        text = f"synced: {self.upserted} chats upserted into {self.live_index} [{parts}]; " + (
             f"{self.seconds:.1f}s"
         )
+        moved = sum(i.moved for i in self.instances)
+        if moved:
+            text += f"\nLIDs: {moved} chats moved to the phone number learnt since"
+        for i in self.instances:
+            if i.lids_unavailable:
+                text += f"\nLIDs could not be resolved on {i.instance_id} ({i.lids_unavailable})"
+        return text
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "upserted": self.upserted}
@@ -168,13 +196,13 @@ def sync(
     margin: int = MARGIN_SECONDS,
     progress: Progress | None = None,
 ) -> SyncReport:
+    """Upsert every instance's chats active since its watermark into the live index."""
     instances = cfg.require_instances()
     store = IndexStore(cfg.meilisearch)
     live = cfg.meilisearch.index
     notify = progress or (lambda *_: None)
     started = time.monotonic()
     report = SyncReport(live_index=live)
-    limit = cfg.wawp.page_size
     with index_lock(state_dir(cfg), live, wait=wait):
         if not store.exists(live):
             raise MeiliError(f"index {live!r} does not exist yet: run `explorer reindex` first")
@@ -183,36 +211,138 @@ def sync(
         for inst in instances:
             result = InstanceSync(inst.id)
             report.instances.append(result)
-            mark = _watermark(cfg, store, inst, state)
-            result.watermark_before = mark
-            now = int(time.time())
-            news = _News(floor=mark - margin, newest=mark)
-            with open_client(cfg, inst) as client:
-                # Overlapping pages: equal timestamps have no stable order upstream.
-                source = PageSource(
-                    client,
-                    page_size=limit,
-                    overlap=cfg.wawp.overlap,
-                    sort_by="conversationTimestamp",
-                    sort_order="desc",
-                )
-                try:
-                    first = _newest_first(source)
-                    for _, items in source.walk(0, first, stop_when=news.exhausted):
-                        chats = news.take(items, inst.id, result)
-                        if chats:
-                            docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
-                            tasks.append(store.add(live, docs))
-                            result.upserted += len(docs)
-                            notify("sent", inst.id, len(docs))
-                finally:
-                    source.close()
-                result.requests = client.requests_made
-            newest = news.newest
-            result.watermark_after = newest
-            state.setdefault("instances", {})[inst.id] = {"watermark": newest, "at": now}
+            tasks += _sync_instance(cfg, store, inst, state, margin, notify, result)
         store.wait(tasks)
         write_json(_state_path(cfg), state)
     report.seconds = time.monotonic() - started
     report.finished_at = int(time.time())
     return report
+
+
+def _sync_instance(
+    cfg: Config,
+    store: IndexStore,
+    inst: Instance,
+    state: dict[str, Any],
+    margin: int,
+    notify: Progress,
+    result: InstanceSync,
+) -> list[int]:
+    """Send one instance's news to the live index and move its watermark in ``state`` to
+    the newest activity seen. Returns the Meilisearch tasks to wait for."""
+    mark = _watermark(cfg, store, inst, state)
+    result.watermark_before = mark
+    now = int(time.time())
+    news = _News(floor=mark - margin, newest=mark)
+    tasks = []
+    people = _People(cfg, store, inst, _lid_map(cfg, inst, state, result))
+    with open_client(cfg, inst) as client:
+        with closing(_newest_first_source(cfg, client)) as source:
+            first = _newest_first(source)
+            for _, items in source.walk(0, first, stop_when=news.exhausted):
+                chats = people.take(news.take(items, inst.id, result))
+                if chats:
+                    docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
+                    tasks.append(store.add(cfg.meilisearch.index, docs))
+                    result.upserted += len(docs)
+                    notify("sent", inst.id, len(docs))
+        result.requests = client.requests_made
+    moved = people.learnt()
+    if moved:
+        docs = [to_document(c, label=inst.label, crawled_at=now) for c in moved]
+        tasks.append(store.add(cfg.meilisearch.index, docs))
+        result.moved = len(moved)
+        notify("sent", inst.id, len(docs))
+    if people.stale:
+        # After the documents that replace them: a search never loses the person.
+        tasks.append(store.delete_ids(cfg.meilisearch.index, sorted(people.stale)))
+    result.watermark_after = news.newest
+    state.setdefault("instances", {})[inst.id] = {"watermark": news.newest, "at": now}
+    return tasks
+
+
+def _lid_map(cfg: Config, inst: Instance, state: dict[str, Any], result: InstanceSync) -> LidMap:
+    """The instance's LID map: the copy kept from the last run while ``/v2/lids/count``
+    says the same, else read again (and kept). One request when nothing changed."""
+    path = state_dir(cfg) / f"sync-{cfg.meilisearch.index}-lids-{inst.id}.json"
+    own = state.setdefault("instances", {}).setdefault(inst.id, {})
+    with open_client(cfg, inst) as client:
+        try:
+            count = client.lids_count()
+        except WawpError as exc:
+            if exc.status not in NO_MAP_STATUSES:
+                raise
+            count = None
+        saved = read_json(path)
+        if saved and count is not None and own.get("lid_count") == count:
+            lids = LidMap.from_json(saved)
+        else:
+            lids = read_lid_map(client, concurrency=cfg.wawp.concurrency)
+            write_json(path, lids.to_json())
+            own["lid_count"] = count
+        result.lid_requests = client.requests_made
+    result.lids_unavailable = lids.unavailable
+    return lids
+
+
+class _People:
+    """Sync's LID step: news resolved and merged into the documents already live, and
+    hidden numbers the map now knows moved to their phone identity."""
+
+    def __init__(self, cfg: Config, store: IndexStore, inst: Instance, lids: LidMap) -> None:
+        self.index = cfg.meilisearch.index
+        self.store = store
+        self.instance_id = inst.id
+        self.lids = lids
+        self.stale: set[str] = set()  # document ids to delete (a LID that moved)
+        self.done: set[str] = set()  # identities written by this sync
+
+    def take(self, chats: list[Chat]) -> list[Chat]:
+        resolved = [resolve(c, self.lids) for c in chats]
+        return self._merged(resolved, [c.jid for c in chats])
+
+    def _merged(self, chats: list[Chat], listed: list[str]) -> list[Chat]:
+        """Each chat merged into the live document of its person, if there is one."""
+        ids = [doc_id(self.instance_id, c.jid) for c in chats if c.listings]
+        live = {d["jid"]: chat_from_document(d) for d in self.store.fetch_ids(self.index, ids)}
+        out: dict[str, Chat] = {}
+        for chat, was in zip(chats, listed, strict=True):
+            if was != chat.jid:  # listed under the LID, now under the phone: the LID goes
+                self.stale.add(doc_id(self.instance_id, was))
+            known = out.get(chat.jid) or live.get(chat.jid)
+            if chat.listings and known is not None and known.listings:
+                chat = merge(known, chat)
+            elif chat.listings and known is not None:
+                # Written before its LID was known: its own listing is the document itself.
+                own = ((known.jid, known.last_activity, known.unread_count),)
+                chat = merge(replace(known, listings=own), chat)
+            out[chat.jid] = chat
+        self.done |= set(out)
+        return list(out.values())
+
+    def learnt(self) -> list[Chat]:
+        """Live documents of hidden numbers the map now knows, under their phone identity."""
+        if not self.lids:
+            return []
+        where = f"instance_id = {quote(self.instance_id)} AND phone_hidden = true"
+        hidden = [
+            chat_from_document(d)
+            for d in self.store.fetch(self.index, where, list(DOCUMENT_FIELDS))
+        ]
+        known = [
+            c
+            for c in hidden
+            if c.jid in self.lids and doc_id(self.instance_id, c.jid) not in self.stale
+        ]
+        return self._merged([resolve(c, self.lids) for c in known], [c.jid for c in known])
+
+
+def _newest_first_source(cfg: Config, client: WawpClient) -> PageSource:
+    # Overlapping pages: equal timestamps have no stable order upstream.
+    return PageSource(
+        client,
+        page_size=cfg.wawp.page_size,
+        overlap=cfg.wawp.overlap,
+        sort_by="conversationTimestamp",
+        sort_order="desc",
+    )

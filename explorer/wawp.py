@@ -4,9 +4,17 @@ Wawp proxies WAHA, so bodies differ by engine and errors come in several shapes 
 docs/wawp.md). This module only knows HTTP and body shapes; it returns raw chat objects
 and leaves their meaning to :mod:`explorer.chats`.
 
-The access token rides in the query string, so no URL ever leaves this module unredacted:
-messages name the path and the instance, never the URL, and exceptions from httpx are
-replaced (``from None``) so tracebacks carry no request objects.
+One ``httpx.Client`` per instance carries every request: a keep-alive pool as large as
+the crawl's concurrency, gzip bodies (a page of chats is mostly repeated keys), h11's
+strict HTTP/1.1 framing, and proxies, ``NO_PROXY`` and certificates from the environment
+as httpx reads them.
+
+The access token rides in the query string, and a server may quote it back in any error
+body, so nothing leaves this module unredacted: every error is built by
+:meth:`WawpClient._error` and every retry line by :meth:`WawpClient._log_retry`, both
+through :func:`explorer.secrets.redact` with the token itself, and httpx's exceptions
+(whose ``.request.url`` holds the token) are turned into reasons to retry or into our own
+errors, never raised or chained.
 """
 
 from __future__ import annotations
@@ -20,29 +28,43 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 import orjson
 
-from explorer import __version__
 from explorer.errors import (
     WawpAuthError,
+    WawpError,
     WawpNotFound,
     WawpProtocolError,
     WawpRequestError,
     WawpUnavailable,
 )
 from explorer.pace import Pace
-from explorer.secrets import Secret, redact
-from explorer.transport import Reply, default_transport
+from explorer.secrets import Secret, redact, remember
 
 log = logging.getLogger("explorer.wawp")
 
 RETRY_STATUSES = frozenset({202, 408, 422, 425, 429, 500, 502, 503, 504})
 LIST_KEYS = ("data", "chats", "result", "response", "items")
 ERROR_KEYS = ("error", "code", "wawp_upstream_error", "exception")
+# A page of 100 chats is tens of kilobytes; a reply past this (decoded) is not a page, and
+# reading on would only fill memory (a gzip bomb, a runaway proxy).
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def _user_agent() -> str:
+    try:
+        version = metadata.version("whatsapp-explorer")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "unknown"
+    return f"whatsapp-explorer/{version}"
+
+
+USER_AGENT = _user_agent()
 
 
 @dataclass(frozen=True)
@@ -130,7 +152,8 @@ def extract_items(body: Any) -> list[Any] | None:
 
 
 class WawpClient:
-    """One Wawp instance. Thread-safe: pages may be fetched concurrently."""
+    """One Wawp instance. Thread-safe: pages may be fetched concurrently, up to
+    ``max_connections`` at once (more wait for a connection)."""
 
     def __init__(
         self,
@@ -142,49 +165,39 @@ class WawpClient:
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        max_connections: int = 16,
+        max_connections: int = 8,
         pace: Pace | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.pace = pace
         self._token = token
+        remember(token)  # log formatters and the CLI mask it too, whoever quotes it
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = random.Random()
         self._lock = threading.Lock()
         self.requests_made = 0
         self.retries_made = 0
-        # Our own client takes the crawl's GETs: httpx's request and response objects and
-        # its client's layers (auth flow, redirects, cookie jar, mounts) cost more CPU per
-        # page than the HTTP itself and do nothing for us. A transport given by the caller
-        # (a test's MockTransport) or a proxy from the environment goes through httpx.
-        self._fast = default_transport() if transport is None else None
-        self._http = (
-            None
-            if self._fast is not None
-            else httpx.Client(
-                transport=transport,
-                limits=httpx.Limits(max_connections=max_connections),
-                follow_redirects=False,
-            )
-        )
-        self._get: Callable[[str, dict[str, str], float], Reply] = (
-            self._fast.get if self._fast is not None else self._get_via_httpx
-        )
-        self._headers = {
-            "access-token": token.reveal(),
-            "Accept": "application/json",
-            "User-Agent": f"whatsapp-explorer/{__version__}",
-        }
-        self._timeout = timeout
         self.base_url = base_url
         self._prefix = base_url.rstrip("/")
+        self._http = httpx.Client(
+            transport=transport,  # None: httpx's own, with the environment's proxies
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            timeout=timeout,
+            follow_redirects=False,  # a redirect would carry the token to another host
+            headers={
+                # Latin-1, as HTTP headers are (config refuses anything else in a token).
+                b"access-token": token.reveal().encode("latin-1"),
+                b"Accept": b"application/json",
+                b"Accept-Encoding": b"gzip",
+                b"User-Agent": USER_AGENT.encode(),
+            },
+        )
 
     def close(self) -> None:
-        if self._fast is not None:
-            self._fast.close()
-        if self._http is not None:
-            self._http.close()
+        self._http.close()
 
     def __enter__(self) -> WawpClient:
         return self
@@ -200,15 +213,12 @@ class WawpClient:
     def session_info(self) -> dict[str, Any]:
         body = self._call("/v2/session/info", {})
         if not isinstance(body, dict):
-            raise self._protocol("/v2/session/info", f"expected an object, got {_kind(body)}")
+            raise self._error(
+                WawpProtocolError, "/v2/session/info", f"unexpected reply: {_kind(body)}"
+            )
         return body
 
-    def chats_page(self, *, stop: threading.Event | None = None, **page: Any) -> list[Any]:
-        """One page of raw chats (``page``: the keywords of :meth:`request_chats`).
-        ``stop`` abandons retries early (the caller moved on)."""
-        return self.chats_of(self.request_chats(stop=stop, **page), stop=stop)
-
-    def request_chats(
+    def chats_page(
         self,
         *,
         offset: int,
@@ -216,24 +226,10 @@ class WawpClient:
         sort_by: str = "id",
         sort_order: str = "asc",
         stop: threading.Event | None = None,
-    ) -> ChatsReply:
-        """The HTTP half of :meth:`chats_page`: statuses, retries and pace. A 2xx body is
-        left undecoded for :meth:`chats_of`, so that the crawl's fetching threads, which
-        wake once a page, do not also build the page's objects: its reader decodes several
-        pages in one go, with the CPU's caches warm (see :class:`explorer.crawl.PageSource`)."""
+    ) -> list[Any]:
+        """One page of raw chats. ``stop`` abandons retries early (the caller moved on)."""
         params = {"limit": limit, "offset": offset, "sortBy": sort_by, "sortOrder": sort_order}
-        reply = self._call("/v2/chats", params, want_list=True, stop=stop, decode=False)
-        return ChatsReply(params, reply)
-
-    def chats_of(self, reply: ChatsReply, *, stop: threading.Event | None = None) -> list[Any]:
-        """The chats of a reply from :meth:`request_chats`. A body that is not a list of
-        chats goes on through the retries as if :meth:`chats_page` had met it."""
-        outcome = self._interpret("/v2/chats", reply.reply, want_list=True)
-        if isinstance(outcome, _Ok):
-            body = outcome.body
-        else:
-            body = self._call("/v2/chats", reply.params, want_list=True, stop=stop, first=outcome)
-        items = extract_items(body)
+        items = extract_items(self._call("/v2/chats", params, want_list=True, stop=stop))
         assert items is not None  # _interpret(want_list=True) guarantees it
         return items
 
@@ -241,8 +237,8 @@ class WawpClient:
         self, *, offset: int, limit: int, stop: threading.Event | None = None
     ) -> list[Any]:
         """One page of the instance's LID map: raw ``{"lid", "pn"}`` objects."""
-        body = self._call("/v2/lids", {"limit": limit, "offset": offset}, want_list=True,
-                          stop=stop)  # fmt: skip
+        page = {"limit": limit, "offset": offset}
+        body = self._call("/v2/lids", page, want_list=True, stop=stop)
         items = extract_items(body)
         assert items is not None  # _interpret(want_list=True) guarantees it
         return items
@@ -262,10 +258,17 @@ class WawpClient:
     def _where(self, path: str) -> str:
         return f"Wawp instance {self.instance_id} ({path})"
 
-    def _protocol(self, path: str, what: str) -> WawpProtocolError:
-        return WawpProtocolError(
-            f"{self._where(path)}: unexpected reply: {what}", instance_id=self.instance_id
-        )
+    def _error(
+        self, kind: type[WawpError], path: str, what: str, status: int | None = None
+    ) -> WawpError:
+        """Every error this client raises is built here, its text scrubbed of the token."""
+        message = redact(f"{self._where(path)}: {what}", self._token)
+        return kind(message, instance_id=self.instance_id, status=status)
+
+    def _log_retry(self, path: str, reason: str, delay: float) -> None:
+        """Every retry line is written here, scrubbed of the token."""
+        text = redact(f"{self._where(path)}: {reason}; retrying in {delay:.1f}s", self._token)
+        log.info("%s", text)
 
     def _call(
         self,
@@ -274,93 +277,95 @@ class WawpClient:
         *,
         want_list: bool = False,
         stop: threading.Event | None = None,
-        decode: bool = True,
-        first: _Retry | None = None,
     ) -> Any:
-        """The body of a GET, after the retries it takes. ``decode=False``: a 2xx reply
-        comes back as its :class:`Reply`, undecoded. ``first``: what an attempt made
-        elsewhere met (:meth:`chats_of`), counted as this call's first."""
+        """The body of a GET, after the retries it takes."""
         query = {"instance_id": self.instance_id, "access_token": self._token.reveal(), **params}
+        url = f"{self._prefix}{path}"
         started = time.monotonic()
         attempt = 0
         bad_bodies = 0
         while True:
-            outcome = first or self._attempt(path, query, want_list, decode)
-            first = None
+            outcome = self._attempt(path, url, query, want_list)
             if not isinstance(outcome, _Retry):
                 return outcome.body
             if outcome.bad_body:
                 bad_bodies += 1
                 if bad_bodies >= self.retry.max_bad_bodies:
-                    raise self._protocol(path, outcome.reason)
+                    raise self._error(
+                        WawpProtocolError, path, f"unexpected reply: {outcome.reason}"
+                    )
             # Retry-After can only lengthen the wait: "0" or a date in the past would
             # otherwise retry in a tight loop for the whole budget.
             delay = max(outcome.after or 0.0, self.retry.delay(attempt, self._rng))
             elapsed = time.monotonic() - started
             if elapsed + delay > self.retry.budget_seconds:
-                raise WawpUnavailable(
-                    f"{self._where(path)}: gave up after {attempt + 1} attempts in "
-                    f"{elapsed:.0f}s (retry budget {self.retry.budget_seconds:g}s): "
-                    f"{outcome.reason}",
-                    instance_id=self.instance_id,
+                raise self._error(
+                    WawpUnavailable,
+                    path,
+                    f"gave up after {attempt + 1} attempts in {elapsed:.0f}s "
+                    f"(retry budget {self.retry.budget_seconds:g}s): {outcome.reason}",
                 )
-            log.info("%s: %s; retrying in %.1fs", self._where(path), outcome.reason, delay)
+            self._log_retry(path, outcome.reason, delay)
             with self._lock:
                 self.retries_made += 1
             if stop is not None and stop.is_set():
-                raise WawpUnavailable(
-                    f"{self._where(path)}: abandoned", instance_id=self.instance_id
-                )
+                raise self._error(WawpUnavailable, path, "abandoned")
             self._sleep(delay)
             attempt += 1
 
-    def _get_via_httpx(self, url: str, headers: dict[str, str], timeout: float) -> Reply:
-        assert self._http is not None  # this path exists only with the httpx client
-        resp = self._http.get(url, headers=headers, timeout=timeout)
-        return Reply(resp.status_code, resp.reason_phrase,
-                     {k.lower(): v for k, v in resp.headers.items()}, resp.content)  # fmt: skip
-
-    def _attempt(
-        self, path: str, query: dict[str, Any], want_list: bool, decode: bool = True
-    ) -> _Ok | _Retry:
+    def _attempt(self, path: str, url: str, query: dict[str, Any], want_list: bool) -> _Ok | _Retry:
         """One GET. Raises the errors that retrying cannot fix."""
         with self._lock:
             self.requests_made += 1
         started = time.monotonic()
+        failed: WawpError | None = None
         try:
             with self.pace.slot(self.instance_id) if self.pace else contextlib.nullcontext():
                 started = time.monotonic()  # the reply time, not the wait for a slot
-                reply = self._get(f"{self._prefix}{path}?{urlencode(query)}", self._headers,
-                                  self._timeout)  # fmt: skip
+                reply = self._get(url, query)
         except httpx.TimeoutException as exc:
             if self.pace:
                 self.pace.observe(time.monotonic() - started, throttled=True)
             return _Retry(f"timeout ({type(exc).__name__})")
-        except httpx.TransportError as exc:
-            reason = redact(str(exc), self._token) or type(exc).__name__
-            return _Retry(f"connection failed: {reason}")
-        status = reply.status
-        log.debug("GET %s: %d in %.3fs", path, status, time.monotonic() - started)
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+            # Raised below, outside this block, so that nothing of httpx is chained to it.
+            failed = self._error(WawpRequestError, path, f"cannot send: {_describe(exc)}")
+        except httpx.DecodingError as exc:
+            # The body's Content-Encoding lies (a broken proxy or CDN): a bad body.
+            return _Retry(f"body could not be decoded ({_describe(exc)})", bad_body=True)
+        except httpx.HTTPError as exc:  # connection refused, reset, malformed framing...
+            return _Retry(f"connection failed: {_describe(exc)}")
+        except _TooLarge:
+            size = f"{MAX_BODY_BYTES / 2**20:g} MiB"
+            failed = self._error(WawpProtocolError, path, f"unexpected reply: larger than {size}")
+        if failed is not None:
+            raise failed
+        log.debug("GET %s: %d in %.3fs", path, reply.status, time.monotonic() - started)
         if self.pace:
-            throttled = status in (429, 503)
-            after = parse_retry_after(reply.headers.get("retry-after")) if throttled else None
+            throttled = reply.status in (429, 503)
+            after = parse_retry_after(reply.retry_after) if throttled else None
             self.pace.observe(time.monotonic() - started, throttled=throttled, retry_after=after)
-        if not decode and 200 <= status < 300 and status not in RETRY_STATUSES:
-            return _Ok(reply)
         return self._interpret(path, reply, want_list)
 
-    def _interpret(self, path: str, reply: Reply, want_list: bool) -> _Ok | _Retry:
+    def _get(self, url: str, query: dict[str, Any]) -> _Reply:
+        """The reply, its body decoded (gzip) and capped at :data:`MAX_BODY_BYTES`."""
+        with self._http.stream("GET", url, params=query) as resp:
+            parts: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _TooLarge
+                parts.append(chunk)
+        content = parts[0] if len(parts) == 1 else b"".join(parts)
+        return _Reply(
+            resp.status_code, resp.reason_phrase, resp.headers.get("retry-after"), content
+        )
+
+    def _interpret(self, path: str, reply: _Reply, want_list: bool) -> _Ok | _Retry:
         """What a reply means: its body, a reason to retry, or an error retrying cannot fix."""
         status = reply.status
-        raw = reply.content
-        retry_after = parse_retry_after(reply.headers.get("retry-after"))
-        # Parse the bytes: resp.text would keep a decoded copy (4 bytes per character for
-        # non-Latin names) alive on the response until the cyclic GC frees it.
-        body: Any = None
-        parsed = False
-        if raw.strip():
-            body, parsed = _loads(raw)
-        text = "" if parsed else raw[:2000].decode("utf-8", "replace")
+        body, parsed = _loads(reply.content) if reply.content.strip() else (None, False)
         if (
             200 <= status < 300
             and status not in RETRY_STATUSES
@@ -370,66 +375,60 @@ class WawpClient:
             if want_list and extract_items(body) is None:
                 return _Retry(f"no chat list in {_kind(body)}", bad_body=True)
             return _Ok(body)
-        # Only a failure needs words (on a page of chats they would cost more than decoding).
-        detail = (_message_of(body) if parsed else _excerpt(text)) or reply.reason
+        return self._failure(path, reply, body, parsed)
+
+    def _failure(self, path: str, reply: _Reply, body: Any, parsed: bool) -> _Retry:
+        """A reply that is not data: a reason to retry, or raises. Only failures need words,
+        and they come from the body scrubbed of the token before any of it is cut short (a
+        cut could keep half of the token, which no redaction would recognise)."""
+        status = reply.status
+        text = redact(reply.content.decode("utf-8", "replace"), self._token)
+        shown, readable = _loads(text.encode()) if parsed else (None, False)
+        detail = (_message_of(shown) if readable else _excerpt(text)) or reply.reason
         if status in (401, 403):
             hint = (
                 "check WAWP_ACCESS_TOKEN or the instance's access_token"
                 if status == 401
                 else "the token is valid but not allowed here (quota or plan limit?)"
             )
-            raise WawpAuthError(
-                f"{self._where(path)}: {status} {redact(detail, self._token)}: {hint}",
-                instance_id=self.instance_id,
-                status=status,
-            )
+            raise self._error(WawpAuthError, path, f"{status} {detail}: {hint}", status)
         if status == 404:
-            raise WawpNotFound(
-                f"{self._where(path)}: 404 {detail}: check the instance id (WAWP_INSTANCE_ID / "
-                "wawp.instances) and that the instance still exists",
-                instance_id=self.instance_id,
-                status=404,
+            raise self._error(
+                WawpNotFound,
+                path,
+                f"404 {detail}: check the instance id (WAWP_INSTANCE_ID / wawp.instances) and "
+                "that the instance still exists",
+                404,
             )
         if status == 422 and parsed and not _session_not_ready(body):
-            raise WawpRequestError(
-                f"{self._where(path)}: 422 {detail}", instance_id=self.instance_id, status=422
-            )
+            raise self._error(WawpRequestError, path, f"422 {detail}", 422)
         if status == 501:  # the route is not implemented here: asking again will not help
-            raise WawpRequestError(
-                f"{self._where(path)}: 501 {detail}", instance_id=self.instance_id, status=501
-            )
+            raise self._error(WawpRequestError, path, f"501 {detail}", 501)
+        retry_after = parse_retry_after(reply.retry_after)
         if status in RETRY_STATUSES or status >= 500:
             return _Retry(f"HTTP {status} {detail}", retry_after)
         if not 200 <= status < 300:
-            raise WawpRequestError(
-                f"{self._where(path)}: {status} {detail} (request rejected; not retried)",
-                instance_id=self.instance_id,
-                status=status,
+            raise self._error(
+                WawpRequestError, path, f"{status} {detail} (request rejected; not retried)", status
             )
         if not parsed:
             return _Retry(f"body is not JSON ({_excerpt(text) or 'empty'})", bad_body=True)
         # What is left: an error object under a 2xx status.
         if isinstance(body, dict) and body.get("code") == "invalid_session":
-            raise WawpNotFound(
-                f"{self._where(path)}: {detail}: the WhatsApp session is not connected; "
-                "reconnect the instance in Wawp",
-                instance_id=self.instance_id,
+            raise self._error(
+                WawpNotFound,
+                path,
+                f"{detail}: the WhatsApp session is not connected; reconnect the instance in Wawp",
             )
         return _Retry(f"error under HTTP 200: {detail}")
 
 
-@dataclass(frozen=True)
-class ChatsReply:
-    """A 2xx reply to a page request, its body not decoded yet (:meth:`WawpClient.chats_of`)."""
-
-    params: dict[str, Any]  # the request's, for a retry (never the token)
-    reply: Reply
-
-    def count(self) -> int | None:
-        """How many chats the body holds, None if it holds no list of chats."""
-        body, parsed = _loads(self.reply.content)
-        items = extract_items(body) if parsed and not looks_like_error(body) else None
-        return None if items is None else len(items)
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    reason: str
+    retry_after: str | None
+    content: bytes  # decoded: httpx undoes the Content-Encoding
 
 
 @dataclass(frozen=True)
@@ -444,10 +443,19 @@ class _Retry:
     bad_body: bool = False
 
 
+class _TooLarge(Exception):
+    """A reply past :data:`MAX_BODY_BYTES`."""
+
+
+def _describe(exc: BaseException) -> str:
+    """An httpx error's kind and text (its request, which holds the URL, is left behind)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _loads(raw: bytes) -> tuple[Any, bool]:
-    """``(body, True)``, or ``(None, False)`` for a body that is not JSON. orjson first (a
-    fraction of the stdlib's time); the stdlib for what orjson refuses but JSON allows
-    (integers beyond 64 bits)."""
+    """``(body, True)``, or ``(None, False)`` for a body that is not JSON. orjson first;
+    the stdlib for what orjson refuses but JSON allows (integers beyond 64 bits)."""
     try:
         return orjson.loads(raw), True
     except ValueError:

@@ -32,7 +32,10 @@ CASES = json.loads((Path(__file__).parent / "data/query_cases.json").read_text()
 @pytest.fixture(scope="module")
 def world(meili: MeiliServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two labelled instances reindexed into a real Meilisearch, the page served for them."""
-    sb = Sandbox(SandboxOptions(chats=800, instances={A: TOKEN_A, B: TOKEN_B}, seed=5)).start()
+    # A LID world: many people listed under a LID, most of whose numbers Wawp knows.
+    options = SandboxOptions(chats=800, instances={A: TOKEN_A, B: TOKEN_B}, seed=5,
+                             lid_share=0.15, lid_known=0.8)  # fmt: skip
+    sb = Sandbox(options).start()
     tmp = tmp_path_factory.mktemp("agent")
     path = tmp / "explorer.toml"
     path.write_text(
@@ -124,6 +127,57 @@ def test_a_name_with_a_typo_then_a_spaced_phone_number_find_the_right_chat(
     person = next(d for d in world["docs"] if d["phone_display"] and " " in d["phone_display"])
     type_query(browser, person["phone_display"])  # spaced, as people copy numbers
     assert first_jid(browser, person["jid"]) == person["jid"], person["phone_display"]
+
+
+def location_has(b: Browser, text: str) -> bool:
+    return text in str(b.evaluate("location.search"))
+
+
+def card_of(b: Browser, jid: str) -> dict[str, Any]:
+    """What the first result card shows, once it is ``jid``'s."""
+    assert first_jid(b, jid) == jid
+    return dict(b.evaluate(
+        "(() => { const li = document.querySelector('#results li');"
+        " const copy = li.querySelector('button[data-what=phone]');"
+        " const open = li.querySelector('a.open');"
+        " return {phone: li.querySelector('.phone').textContent,"
+        " copy: copy ? copy.dataset.copy : null, open: open ? open.href : null}; })()"
+    ))  # fmt: skip
+
+
+def test_a_resolved_lid_chat_is_found_by_a_spaced_number_and_opens_in_whatsapp(
+    world: dict[str, Any], browser: Browser
+) -> None:
+    sign_in(browser, world)
+    person = next(
+        d for d in world["docs"]
+        if d["lid"] and d["phone"] and any(x["jid"].endswith("@lid") for x in d["listings"] or [])
+    )  # fmt: skip
+    type_query(browser, person["phone_display"])  # "+20 100 234 5678", as people copy it
+    shown = card_of(browser, person["jid"])
+    assert shown["phone"] == person["phone_display"]
+    assert shown["copy"] == person["phone"]
+    assert shown["open"] == f"https://wa.me/{person['phone'][1:]}"
+
+
+def test_an_unresolved_lid_shows_hidden_number_and_the_filter_selects_them(
+    world: dict[str, Any], browser: Browser
+) -> None:
+    sign_in(browser, world)
+    hidden = [d for d in world["docs"] if d["phone_hidden"]]
+    person = next(d for d in hidden if d["name"] and sum(
+        1 for o in world["docs"] if o["name"] == d["name"]) == 1)  # fmt: skip
+    type_query(browser, person["lid"])
+    shown = card_of(browser, person["jid"])
+    assert shown == {"phone": "hidden number", "copy": None, "open": None}
+    type_query(browser, "")
+    browser.click("#f-phone_hidden")
+    phones = "[...document.querySelectorAll('#results li .phone')].map(p => p.textContent)"
+    browser.wait_for(f"(() => {{ const p = {phones}; return p.length > 0 &&"
+                     " p.every(t => t === 'hidden number'); })()")  # fmt: skip
+    assert location_has(browser, "phone_hidden=1")
+    count = browser.evaluate("document.getElementById('c-phone_hidden').textContent")
+    assert count == f"{len(hidden):,}"
 
 
 def test_the_group_facet_shows_only_groups_with_its_count(

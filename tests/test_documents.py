@@ -1,11 +1,14 @@
-"""Document fields built on fast paths agree with the general rules they shortcut."""
+"""Document ids and the fields a person reads."""
 
 from __future__ import annotations
 
-import random
-import time
+import re
 
-from explorer.documents import _escape, _escape_char, _when, doc_id
+from hypothesis import given
+from hypothesis import strategies as st
+
+from explorer.chats import normalize_chat
+from explorer.documents import _escape, _when, doc_id, to_document
 
 
 def test_ids_escape_reversibly_whatever_the_script() -> None:
@@ -15,45 +18,33 @@ def test_ids_escape_reversibly_whatever_the_script() -> None:
     assert _escape("🍕") == "_xf0_x9f_x8d_x95"
 
 
-def test_ascii_ids_escape_exactly_as_the_general_rule() -> None:
-    rng = random.Random(5)
-    samples = ["2012345678@c.us", "120363@g.us", "a_b:c.d-e", "x y/z", "\x00\x7f", ""]
-    samples += [
-        "".join(chr(rng.randrange(128)) for _ in range(rng.randrange(20))) for _ in range(5000)
-    ]
-    assert [_escape(s) for s in samples] == ["".join(map(_escape_char, s)) for s in samples]
+def test_a_document_id_joins_instance_and_jid() -> None:
+    assert doc_id("INST01", "2012345678@c.us") == "INST01__2012345678_ac_dus"
+    assert doc_id("in_st:1", "a@b@c.us") == "in_ust_c1__a_ab_ac_dus"
 
 
-def test_document_ids_take_the_usual_jids_fast_and_escape_them_as_the_general_rule() -> None:
-    rng = random.Random(3)
-    alphabet = "0123456789ab-_@.:é "
-    jids = ["2012345678@c.us", "120363@g.us", "1234-5678@g.us", "99@lid", "a@b@c.us", "@c.us"]
-    jids += ["status@broadcast", "٢٠١@c.us", "123@", "123", "x@newsletter", "A1@S.WHATSAPP.NET"]
-    jids += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(12))) for _ in range(5000)]
-    for instance in ("INST01", "in_st:1", "Zoë"):
-        general = "".join(map(_escape_char, instance))
-        for jid in jids:
-            assert doc_id(instance, jid) == f"{general}__{''.join(map(_escape_char, jid))}", jid
+PARTS = st.text(alphabet="0123456789ab-_@.:é _x", min_size=1, max_size=12)
 
 
-def test_last_active_matches_strftime_for_any_second() -> None:
-    rng = random.Random(9)
-    stamps = [1, 86_399, 86_400, 951_782_400, 1_764_000_000, 32_503_679_999]
-    stamps += [rng.randrange(1, 32_503_680_000) for _ in range(20_000)]
-    for ts in stamps:
-        assert _when(ts) == time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)), ts
+@given(PARTS, PARTS, PARTS, PARTS)
+def test_different_chats_never_share_a_document_id(a: str, b: str, c: str, d: str) -> None:
+    assert (doc_id(a, b) == doc_id(c, d)) == ((a, b) == (c, d))
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,511}", doc_id(a, b))
+
+
+def test_last_active_is_utc_to_the_minute() -> None:
+    assert _when(1_764_000_000) == "2025-11-24 16:00 UTC"
+    assert _when(951_782_459) == "2000-02-29 00:00 UTC"
+    assert _when(1) == "1970-01-01 00:00 UTC"
     assert _when(None) is None
 
 
-def test_remembered_results_stay_right_past_their_limit() -> None:
-    from explorer.documents import _Remembered
+def test_a_document_shows_the_name_else_the_number_else_the_jid() -> None:
+    def shown(raw: dict[str, object]) -> object:
+        chat = normalize_chat(raw, "INST1", now=1_764_000_000)
+        assert chat is not None
+        return to_document(chat, label=None, crawled_at=1)["display_name"]
 
-    calls: list[str] = []
-
-    def upper(text: str) -> str:
-        calls.append(text)
-        return text.upper()
-
-    memo = _Remembered(upper, 2)
-    assert [memo[t] for t in ("a", "b", "a", "c", "a")] == ["A", "B", "A", "C", "A"]
-    assert calls == ["a", "b", "c", "a"] and len(memo) <= 2  # full at "c": forgotten, recomputed
+    assert shown({"id": "79161234567@c.us", "name": "Dana"}) == "Dana"
+    assert shown({"id": "79161234567@c.us"}) == "+79161234567"
+    assert shown({"id": "120363041122334455@g.us"}) == "120363041122334455@g.us"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import time
@@ -22,7 +21,7 @@ from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.documents import doc_id
 from explorer.errors import MeiliError, SafetyCheckFailed
-from explorer.reindex import dry_run, few_collections, last_report, reindex
+from explorer.reindex import dry_run, last_report, reindex
 from explorer.state import IndexBusy, index_lock, state_dir
 from tests.conftest import explorer_env, ground_truth
 
@@ -493,12 +492,12 @@ def test_one_chat_under_two_raw_ids_is_one_document_and_the_count_check_holds(
 
     sb = make_sandbox(chats=200)
     cfg = config_for(sb)
-    real_page = WawpClient.chats_of
+    real_page = WawpClient.chats_page
     aliased: list[str] = []
 
-    def aliasing_page(self: WawpClient, reply: Any, **kw: Any) -> list[Any]:
+    def aliasing_page(self: WawpClient, **kw: Any) -> list[Any]:
         # Some engines list a chat under x@c.us and again under x@s.whatsapp.net.
-        items = real_page(self, reply, **kw)
+        items = real_page(self, **kw)
         out = []
         for n, item in enumerate(items):
             out.append(item)
@@ -511,7 +510,7 @@ def test_one_chat_under_two_raw_ids_is_one_document_and_the_count_check_holds(
                 aliased.append(jid)
         return out
 
-    monkeypatch.setattr(WawpClient, "chats_of", aliasing_page)
+    monkeypatch.setattr(WawpClient, "chats_page", aliasing_page)
     report = reindex(cfg)
     assert aliased and report.swapped
     assert report.merged >= len(set(aliased)) > 0
@@ -527,15 +526,3 @@ def test_the_summary_says_what_was_skipped(
     assert report.skipped == 1
     assert "1 skipped (status@broadcast)" in report.summary() and "0 merged" in report.summary()
 
-
-def test_collections_are_spaced_out_during_a_crawl_and_restored_after_overlapping_ones() -> None:
-    before = gc.get_threshold()
-    frozen = gc.get_freeze_count()
-    with few_collections(threshold=12_345):
-        assert gc.get_threshold()[0] == 12_345
-        assert gc.get_freeze_count() > frozen
-        with few_collections(threshold=12_345):
-            pass
-        assert gc.get_threshold()[0] == 12_345  # the outer crawl is still running
-    assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == frozen

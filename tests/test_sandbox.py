@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -281,10 +282,10 @@ def test_latency_is_the_time_to_the_reply_including_the_work(
     store = sb.store(INST)
     slow_item = store.item
 
-    def item(i: int) -> bytes:
+    def item(i: int, merged: bool = False) -> bytes:
         if i == store.order("id")[0]:
             time.sleep(0.2)  # the page takes 200 ms to build
-        return slow_item(i)
+        return slow_item(i, merged)
 
     monkeypatch.setattr(store, "item", item)
     started = time.monotonic()
@@ -350,3 +351,97 @@ def test_keep_alive_responses_do_not_stall(
         elapsed = time.perf_counter() - started
     # 20 replies: with the stall they take >= 0.8 s; without it, a few ms each.
     assert elapsed < 0.4, f"{elapsed:.3f}s for 20 keep-alive requests"
+
+
+LID_WORLD: dict[str, Any] = {"lid_share": 0.2, "lid_known": 0.8, "lid_pairs": 0.5}
+
+
+def lid_people(sb: Sandbox) -> list[dict[str, Any]]:
+    resp = httpx.get(f"{sb.url}/_sandbox/ids", params={"instance_id": INST, "format": "json"})
+    return [json.loads(line) for line in resp.text.splitlines()]
+
+
+def test_the_lid_map_pages_counts_and_looks_up(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=1000, **LID_WORLD)
+    count = get(sb, token, "/v2/lids/count").json()["count"]
+    pairs: list[dict[str, Any]] = []
+    while len(batch := get(sb, token, "/v2/lids", limit=50, offset=len(pairs)).json()) == 50:
+        pairs += batch
+    pairs += batch
+    assert len(pairs) == count > 100 and all(p["pn"].endswith("@c.us") for p in pairs)
+    assert len({p["lid"] for p in pairs}) == count
+    known = {p["lid"] for p in pairs}
+    unknown = [p for p in lid_people(sb) if p["hidden"]]
+    assert unknown and not {f"{p['lid']}@lid" for p in unknown} & known  # absent from the list
+    assert get(sb, token, "/v2/lids/" + pairs[3]["lid"]).json() == pairs[3]
+    assert get(sb, token, f"/v2/lids/{unknown[0]['lid']}%40lid").json()["pn"] is None
+    by_number = get(sb, token, "/v2/lids/pn/" + pairs[3]["pn"].partition("@")[0]).json()
+    assert by_number == pairs[3]
+
+
+def test_pairs_are_listed_unless_the_engine_merges(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    for shape, merges in [("webjs", True), ("noweb", True), ("gows", False)]:
+        sb = make_sandbox(chats=600, shape=shape, merges=merges, **LID_WORLD)
+        ids = all_ids(sb, token, page=1000)
+        truth = lid_people(sb)
+        pairs = [p for p in truth if len(p["listed"]) == 2]
+        listed = len(ground_truth(sb)) + 1  # status@broadcast is listed, never indexed
+        assert len(ids) == len(set(ids)) == listed + len(pairs)
+        if shape == "noweb":  # merges: each person once, under the phone when it is known
+            under_lid = [p for p in truth if any(j.endswith("@lid") for j in p["listed"])]
+            assert not pairs and all(p["hidden"] for p in under_lid)
+            older = make_sandbox(chats=600, shape=shape, merges=False, **LID_WORLD)
+            assert all_ids(sb, token, page=1000, merge="false") == all_ids(older, token, 1000)
+            assert [p for p in lid_people(older) if len(p["listed"]) == 2]
+        else:
+            assert pairs
+
+
+def test_noweb_names_the_number_and_the_lid_beside_an_id(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=800, shape="noweb", merges=False, **LID_WORLD)
+    chats = get(sb, token, limit=800, merge="false").json()
+    with_pn = [c for c in chats if "pnJid" in c]
+    assert with_pn and all(c["id"].endswith("@lid") for c in with_pn)
+    assert all(c["pnJid"].endswith("@s.whatsapp.net") for c in with_pn)
+    truth = {f"{p['lid']}@lid": p for p in lid_people(sb) if p["lid"]}
+    assert all(not truth[c["id"]]["hidden"] for c in with_pn)  # only known numbers
+    assert any("lidJid" in c and c["id"].endswith("@s.whatsapp.net") for c in chats)
+    assert any("username" in c for c in chats)
+
+
+def test_lids_can_answer_404_or_fail_first(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    gone = make_sandbox(chats=100, lids_404=True, **LID_WORLD)
+    for path in ("/v2/lids", "/v2/lids/count", "/v2/lids/123@lid"):
+        assert get(gone, token, path).status_code == 404
+    flaky = make_sandbox(chats=100, lids_fail=2, **LID_WORLD)
+    codes = [get(flaky, token, "/v2/lids", limit=10).status_code for _ in range(3)]
+    assert codes == [500, 500, 200]
+
+
+def test_learning_a_lid_moves_it_in_the_ground_truth(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=600, **LID_WORLD)
+    hidden = next(p for p in lid_people(sb) if p["hidden"])
+    before = get(sb, token, "/v2/lids/count").json()["count"]
+    resp = httpx.post(f"{sb.url}/_sandbox/mutate", params={"instance_id": INST},
+                      json={"learn": [f"{hidden['lid']}@lid"]})  # fmt: skip
+    assert resp.status_code == 200
+    assert get(sb, token, "/v2/lids/count").json()["count"] == before + 1
+    assert hidden["jid"] not in ground_truth(sb)
+    pn = get(sb, token, f"/v2/lids/{hidden['lid']}").json()["pn"]
+    assert pn in ground_truth(sb)
+
+
+def test_sandbox_help_lists_the_lid_options() -> None:
+    out = CliRunner().invoke(cli, ["sandbox", "--help"]).output
+    for flag in ("--lid-share", "--lid-known", "--lid-pairs", "--no-merge", "--lids-404"):
+        assert flag in out

@@ -15,119 +15,300 @@ only its own chats, and unpaged responses are streamed.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import subprocess
 import threading
 import time
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from explorer.dev.sandbox_options import (
     DEFAULT_INSTANCE,
     SORT_KEYS,
     SandboxOptions,
 )
-from explorer.dev.synthetic import ChatSpec, Generator, raw_id, renamed, render, touched
+from explorer.dev.synthetic import (
+    ChatSpec,
+    Generator,
+    merged_listing,
+    raw_id,
+    renamed,
+    render,
+    touched,
+    unmerged_listing,
+)
+
+TWIN = 1 << 31  # chat numbers with this bit: a LID person's second chat, under their phone
 
 
 class ChatStore:
-    """The chats of one instance: generated base chats plus an overlay of mutations."""
+    """The chats of one instance: generated base chats plus an overlay of mutations.
+
+    A chat number ``i`` is one listed chat; ``i | TWIN`` is LID person ``i``'s chat under
+    their phone JID, listed only by engines that do not merge. Listings come in two
+    views, merged or not (``merge`` on ``/v2/chats``), each with its own sort orders.
+    """
 
     def __init__(self, instance_id: str, options: SandboxOptions, epoch: int) -> None:
         self.instance_id = instance_id
         self.shape = options.shape
-        self.gen = Generator(options.seed, instance_id, epoch)
+        self.options = options
+        self.gen = Generator(
+            options.seed,
+            instance_id,
+            epoch,
+            lid_share=options.lid_share,
+            lid_known=options.lid_known,
+            lid_pairs=options.lid_pairs,
+        )
         self.count = options.chats
         self.next_index = options.chats
         self.deleted: set[int] = set()
         self.overrides: dict[int, ChatSpec] = {}
+        self.learned: set[int] = set()  # LIDs whose number became known (mutate "learn")
         self.lock = threading.RLock()
-        self._orders: dict[str, array[int]] = {}
-        self._rendered: dict[int, bytes] = {}
+        self._orders: dict[tuple[str, bool], array[int]] = {}
+        self._rendered: dict[tuple[int, bool], bytes] = {}
+        self._twins: set[int] | None = None
+        self._lids: dict[str, int] | None = None  # LID digits -> chat number
+        self._known: list[int] | None = None  # chat numbers of known LIDs, in order
+        self._mappings: dict[int, dict[str, str | None]] = {}
         self.session_started = time.monotonic()
+
+    @property
+    def merges(self) -> bool:
+        """Whether this engine lists a person once (WAHA merge) when not told otherwise."""
+        return self.options.merges and self.shape != "webjs"
+
+    def merged(self, asked: str | None) -> bool:
+        """The view a request gets: ``merge=false`` or an engine that never merges lists
+        LID and phone chats apart."""
+        if not self.merges:
+            return False
+        return asked is None or asked.lower() not in ("false", "0")
 
     # -- reading -------------------------------------------------------------------------
 
     def spec(self, i: int) -> ChatSpec:
-        return self.overrides.get(i) or self.gen.spec(i)
+        spec = self.overrides.get(i)
+        if spec is None:
+            spec = self.gen.twin(i & ~TWIN) if i & TWIN else self.gen.spec(i)
+        return spec
 
-    def item(self, i: int) -> bytes:
+    def known(self, i: int) -> bool:
+        base = i & ~TWIN
+        return base in self.learned or self.gen.known(base)
+
+    def listed(self, i: int, merged: bool = False) -> ChatSpec:
+        """Chat ``i`` as the engine lists it in this view."""
+        spec = self.spec(i)
+        if spec.server != "lid":
+            return spec
+        known = self.known(i)
+        return merged_listing(spec, known) if merged else unmerged_listing(spec, known)
+
+    def item(self, i: int, merged: bool = False) -> bytes:
         """Chat ``i`` as the engine's JSON. Kept once rendered: a real server's CPU is not
         the client's, and on one machine the sandbox's would be taken from the client and
         Meilisearch (generating a chat costs about 15 µs; a page, 1.5 ms)."""
-        item = self._rendered.get(i)
+        key = (i, merged)
+        item = self._rendered.get(key)
         if item is None:
             with self.lock:  # a rename meanwhile must not be overwritten by the old render
-                item = _dumps(render(self.spec(i), self.shape))
-                self._rendered[i] = item
+                item = _dumps(render(self.listed(i, merged), self.shape))
+                self._rendered[key] = item
         return item
 
     def prerender(self) -> None:
         """Render every chat and sort them by id now, before serving (benchmarks: the first
         crawl pays no more than the next)."""
-        for i in self.live():
-            self.item(i)
-        self.order("id")
+        merged = self.merged(None)
+        for i in self.live(merged):
+            self.item(i, merged)
+        self.order("id", merged)
+        for i in self.known_lids():  # the LID map too: its pages then cost no CPU either
+            self.mapping(i)
 
-    def live(self) -> Iterator[int]:
+    def twins(self) -> set[int]:
+        """LID people who also have a chat under their phone JID."""
+        with self.lock:
+            if self._twins is None:
+                self._twins = set()
+                if self.gen.lid_known and self.gen.lid_pairs:
+                    self._twins = {
+                        i
+                        for i in range(self.next_index)
+                        if self.gen.kind(i) == "lid" and self.gen.paired(i)
+                    }
+            return self._twins
+
+    def live(self, merged: bool = False) -> Iterator[int]:
+        twins = set() if merged else self.twins()
         for i in range(self.next_index):
             if i not in self.deleted:
                 yield i
+            if i in twins and i | TWIN not in self.deleted:
+                yield i | TWIN
 
     def __len__(self) -> int:
-        return self.next_index - len(self.deleted)
+        twins = 0 if self.merged(None) else len(self.twins())
+        gone = sum(1 for i in self.deleted if twins or not i & TWIN)
+        return self.next_index + twins - gone
 
-    def _key(self, sort_by: str) -> Any:
+    def _key(self, sort_by: str, merged: bool) -> Any:
         if sort_by == "id":
-            if not self.overrides and self.shape != "noweb":
+            if not self.overrides and self.shape != "noweb" and not self.gen.lid_known:
                 # Fast path: ids need no names or timestamps.
                 def fast(i: int) -> str:
                     user, server = self.gen.user_and_server(i)
                     return f"{user}@{server}"
 
                 return fast
-            return lambda i: raw_id(self.spec(i), self.shape)
+            return lambda i: self._listed_id(i, merged)
         if sort_by == "conversationTimestamp":
-            return lambda i: (self.spec(i).ts or 0, raw_id(self.spec(i), self.shape))
-        return lambda i: (self.spec(i).name or "", raw_id(self.spec(i), self.shape))
+            return lambda i: (self.spec(i).ts or 0, raw_id(self.listed(i, merged), self.shape))
+        return lambda i: (self.spec(i).name or "", raw_id(self.listed(i, merged), self.shape))
 
-    def order(self, sort_by: str) -> array[int]:
+    def _listed_id(self, i: int, merged: bool) -> str:
+        """:func:`raw_id` of chat ``i`` in this view, without building its spec when it is
+        generated (sorting a LID world's 100,000 chats: hashes, not specs)."""
+        if i in self.overrides:
+            return raw_id(self.listed(i, merged), self.shape)
+        phone = "s.whatsapp.net" if self.shape == "noweb" else "c.us"
+        if i & TWIN:
+            return f"{self.gen.pn(i & ~TWIN)}@{phone}"
+        user, server = self.gen.user_and_server(i)
+        if server == "lid" and merged and self.known(i):
+            return f"{self.gen.pn(i)}@{phone}"
+        return f"{user}@{phone if server == 'c.us' else server}"
+
+    def order(self, sort_by: str, merged: bool = False) -> array[int]:
         with self.lock:
-            cached = self._orders.get(sort_by)
+            cached = self._orders.get((sort_by, merged))
             if cached is None:
-                cached = array("I", sorted(self.live(), key=self._key(sort_by)))
-                self._orders[sort_by] = cached
+                key = self._key(sort_by, merged)
+                cached = array("I", sorted(self.live(merged), key=key))
+                self._orders[(sort_by, merged)] = cached
             return cached
 
-    def page(self, sort_by: str, descending: bool, offset: int, limit: int | None) -> list[int]:
+    def page(
+        self,
+        sort_by: str,
+        descending: bool,
+        offset: int,
+        limit: int | None,
+        merged: bool = False,
+    ) -> list[int]:
         with self.lock:
-            order = self.order(sort_by)
+            order = self.order(sort_by, merged)
             n = len(order)
             end = n if limit is None else min(n, offset + limit)
             if descending:
                 return [order[n - 1 - k] for k in range(offset, end)]
             return list(order[offset:end])
 
+    def identity(self, i: int) -> str:
+        """The JID chat ``i``'s document has in a complete, merged index: a LID person's
+        phone JID when the crawl can learn it (the map, NOWEB's pnJid, or an engine that
+        lists them under it), else the LID."""
+        spec = self.spec(i)
+        if spec.server == "lid" and spec.pn and self.known(i):
+            listed = merged_listing(spec, True) if self.merges else unmerged_listing(spec, True)
+            if (
+                not self.options.lids_404
+                or listed.server == "c.us"
+                or (self.shape == "noweb" and listed.pn_jid)
+            ):
+                return f"{spec.pn}@c.us"
+        return spec.jid
+
     def expected_jids(self) -> Iterator[str]:
-        """Canonical JIDs a complete crawl yields (``status@broadcast`` is never indexed)."""
+        """Canonical JIDs a complete, merged index holds (``status@broadcast`` is never
+        indexed): one per person, whichever ids they are listed under."""
+        for jid, _ in self.expected():
+            yield jid
+
+    def expected(self) -> Iterator[tuple[str, list[int]]]:
+        """``(identity, chat numbers listed for it)`` in the crawler's default view."""
+        merged = self.merges
         with self.lock:
-            indexes = list(self.live()) if self.deleted or self.overrides else None
-        for i in indexes if indexes is not None else range(self.next_index):
-            user, server = self.gen.user_and_server(i)
-            if user != "status":
-                yield f"{user}@{server}"
+            plain = not (self.deleted or self.overrides or self.gen.lid_known)
+            indexes = None if plain else list(self.live(merged))
+        if indexes is None:
+            for i in range(self.next_index):
+                user, server = self.gen.user_and_server(i)
+                if user != "status":
+                    yield f"{user}@{server}", [i]
+            return
+        people: dict[str, list[int]] = {}
+        for i in indexes:
+            if not i & TWIN and i not in self.overrides and self.gen.kind(i) != "lid":
+                user, server = self.gen.user_and_server(i)  # no spec needed: not a person
+                if user != "status":  # behind a LID, so known by its own id
+                    yield f"{user}@{server}", [i]
+                continue
+            jid = self.identity(i)
+            if jid == "status@broadcast":
+                continue
+            if not (i & TWIN or self.gen.kind(i) == "lid"):
+                yield jid, [i]
+            else:
+                people.setdefault(jid, []).append(i)
+        yield from people.items()
+
+    # -- the LID map -------------------------------------------------------------------
+
+    def lid_numbers(self) -> dict[str, int]:
+        """LID digits -> chat number, for every LID person."""
+        with self.lock:
+            if self._lids is None:
+                self._lids = {}
+                for i in range(self.next_index):
+                    if self.gen.kind(i) == "lid":
+                        self._lids[self.spec(i).lid or ""] = i
+            return self._lids
+
+    def known_lids(self) -> list[int]:
+        """Chat numbers of the LIDs whose number Wawp knows, in a stable order."""
+        with self.lock:
+            if self._known is None:
+                self._known = sorted(i for i in self.lid_numbers().values() if self.known(i))
+            return self._known
+
+    def mapping(self, i: int) -> dict[str, str | None]:
+        """LID chat ``i``'s ``{"lid", "pn"}``, ``pn`` null while Wawp does not know it."""
+        known = self.known(i)
+        cached = self._mappings.get(i)
+        if cached is None or (cached["pn"] is not None) != known:
+            spec = self.spec(i)
+            pn = f"{spec.pn}@c.us" if spec.pn and known else None
+            cached = self._mappings[i] = {"lid": f"{spec.lid}@lid", "pn": pn}
+        return cached
+
+    def learn(self, lid: str) -> None:
+        """Wawp learns the number behind ``lid`` (a contact saved, a group admin right)."""
+        with self.lock:
+            i = self.lid_numbers().get(lid.partition("@")[0])
+            if i is None:
+                raise KeyError(lid)
+            self.learned.add(i)
+            self._known = None
+            self._changed(i)
 
     # -- mutating ------------------------------------------------------------------------
 
     def _changed(self, *indexes: int) -> None:
         self._orders.clear()
         for i in indexes:
-            self._rendered.pop(i, None)
+            self._rendered.pop((i, False), None)
+            self._rendered.pop((i, True), None)
 
     def add(self, n: int = 1) -> list[str]:
         """New chats (as if a customer just wrote): fresh ids, activity now."""
@@ -139,13 +320,16 @@ class ChatStore:
                 spec = touched(self.gen.spec(i), int(time.time()))
                 self.overrides[i] = spec
                 added.append(spec.jid)
+            self._twins = self._lids = self._known = None
             self._changed()
             return added
 
     def _find(self, jid: str) -> int:
-        for i in self.live():
-            if self.spec(i).jid == jid or raw_id(self.spec(i), self.shape) == jid:
-                return i
+        for merged in (False, True):
+            for i in self.live(merged):
+                listed = self.listed(i, merged)
+                if listed.jid == jid or raw_id(listed, self.shape) == jid:
+                    return i
         raise KeyError(jid)
 
     def delete(self, jids: Iterable[str]) -> None:
@@ -182,6 +366,7 @@ class ChatStore:
                 i = self.next_index
                 self.next_index += 1
                 self.overrides[i] = self.gen.spec(i)
+            self._twins = self._lids = self._known = None
             self._changed()
 
     def restart_session(self) -> None:
@@ -199,6 +384,7 @@ class Sandbox:
         self.rng_lock = threading.Lock()
         self.requests = 0
         self.chat_requests = 0
+        self.lid_requests = 0  # /v2/lids page requests
         self.served: dict[str, int] = {}
         self.in_flight = 0  # chat-list requests being answered now, and the most at once
         self.max_in_flight = 0
@@ -268,6 +454,7 @@ def sandbox_process(
     rate_limit: float = 0,
     shape: str = "webjs",
     prerender: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The sandbox in its own process (its memory and GIL apart): yields (url, process)."""
     import sys
@@ -287,6 +474,7 @@ def sandbox_process(
         argv += ["--rate-limit", str(rate_limit)]
     if prerender:
         argv += ["--prerender"]
+    argv += extra  # more `explorer sandbox` flags (the LID world: --lid-known ...)
     from explorer.procs import die_with_parent
 
     proc = subprocess.Popen(
@@ -323,6 +511,12 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+# Replies are gzipped when the request asks, as a production server (nginx's gzip on,
+# at its default level 1) would: a crawl's benchmark then moves the bytes a real one does.
+GZIP_MIN_LENGTH = 1024
+GZIP_LEVEL = 1
+
+
 class _Handler(BaseHTTPRequestHandler):
     sandbox: Sandbox
     _body: dict[str, Any]
@@ -342,9 +536,15 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
     ) -> None:
         self._wait_due()
+        gzipped = len(body) >= GZIP_MIN_LENGTH and self._accepts_gzip()
+        if gzipped:
+            body = gzip.compress(body, GZIP_LEVEL, mtime=0)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -358,16 +558,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Transfer-Encoding", "chunked")
+        packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if self._accepts_gzip() else None
+        if packer:  # wbits 31: the gzip format
+            self.send_header("Content-Encoding", "gzip")
         self.end_headers()
         buf = bytearray()
         for chunk in chunks:
-            buf += chunk
+            buf += packer.compress(chunk) if packer else chunk
             if len(buf) >= 65536:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(buf), bytes(buf)))
                 buf.clear()
+        if packer:
+            buf += packer.flush()
         if buf:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(buf), bytes(buf)))
         self.wfile.write(b"0\r\n\r\n")
+
+    def _accepts_gzip(self) -> bool:
+        """Whether the request's Accept-Encoding takes gzip (``gzip;q=0`` refuses it)."""
+        for item in self.headers.get("Accept-Encoding", "").split(","):
+            coding, _, q = item.strip().partition(";")
+            if coding.strip().lower() in ("gzip", "*"):
+                return q.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+        return False
 
     def _params(self) -> dict[str, str]:
         query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
@@ -406,11 +619,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._mutate(params)
         if path == "/health":
             return self._json(200, {"status": "ok"})
-        if path not in ("/v2/chats", "/v2/session/info"):
+        lids = path == "/v2/lids" or path.startswith("/v2/lids/")
+        if path not in ("/v2/chats", "/v2/session/info") and not lids:
             return self._json(404, {"statusCode": 404, "message": f"Cannot {self.command} {path}"})
         store = self._authenticate(params)
         if store is None:
             return
+        if lids:
+            self._delay()
+            return self._lids(store, path, params)
         if path == "/v2/session/info":
             self._delay()
             return self._session_info(store)
@@ -589,17 +806,57 @@ class _Handler(BaseHTTPRequestHandler):
             with sb.rng_lock:
                 store.churn(o.churn, sb.rng)
         assert offset is not None
-        indexes = store.page(sort_by, descending, offset, limit)
+        merged = store.merged(params.get("merge"))
+        indexes = store.page(sort_by, descending, offset, limit, merged)
         sb.served[store.instance_id] = sb.served.get(store.instance_id, 0) + len(indexes)
-        self._items(indexes, store)
+        self._items(indexes, store, merged)
 
-    def _items(self, indexes: list[int], store: ChatStore) -> None:
+    def _lids(self, store: ChatStore, path: str, params: dict[str, str]) -> None:
+        """``/v2/lids`` (known mappings, paginated), ``/count``, ``/{lid}``, ``/pn/{number}``."""
+        sb, o = self.sandbox, self.sandbox.options
+        if o.lids_404 or self.command != "GET":
+            missing = {"statusCode": 404, "message": f"Cannot GET {path}", "error": "Not Found"}
+            return self._json(404, missing)
+        rest = unquote(path[len("/v2/lids") :]).strip("/")
+        if rest == "count":
+            return self._json(200, {"count": len(store.known_lids())})
+        if rest.startswith("pn/"):
+            digits = "".join(ch for ch in rest[3:].partition("@")[0] if ch.isdigit())
+            for i in store.known_lids():
+                if store.spec(i).pn == digits:
+                    return self._json(200, store.mapping(i))
+            return self._json(200, {"lid": None, "pn": f"{digits}@c.us"})
+        if rest:
+            digits = rest.partition("@")[0].split(":", 1)[0]
+            number = store.lid_numbers().get(digits)
+            if number is None:
+                return self._json(200, {"lid": f"{digits}@lid", "pn": None})
+            return self._json(200, store.mapping(number))
+        with sb.rng_lock:
+            sb.lid_requests += 1
+            n = sb.lid_requests
+        if n <= o.lids_fail:
+            return self._json(500, {"statusCode": 500, "exception": {"message": "store busy"}})
+        try:
+            limit = int(params.get("limit", "100"))
+            offset = int(params.get("offset", "0"))
+            if limit < 0 or offset < 0:
+                raise ValueError
+        except ValueError:
+            problem = ["limit and offset must be non-negative integers"]
+            return self._json(400, {"statusCode": 400, "error": "Bad Request", "message": problem})
+        if o.max_limit:
+            limit = min(limit, o.max_limit)
+        known = store.known_lids()
+        self._json(200, [store.mapping(i) for i in known[offset : offset + limit]])
+
+    def _items(self, indexes: list[int], store: ChatStore, merged: bool = False) -> None:
         env = self.sandbox.options.envelope
 
         def chunks() -> Iterator[bytes]:
             yield b"{" if env == "indexed" else b'{"data":[' if env == "data" else b"["
             for n, i in enumerate(indexes):
-                item = store.item(i)
+                item = store.item(i, merged)
                 sep = b"," if n else b""
                 yield sep + (b'"%d":' % n + item if env == "indexed" else item)
             yield b"}" if env == "indexed" else b"]}" if env == "data" else b"]"
@@ -614,7 +871,15 @@ class _Handler(BaseHTTPRequestHandler):
         store = self.sandbox.stores.get(params.get("instance_id", ""))
         if store is None:
             return self._json(404, {"message": "unknown instance"})
-        self._stream((f"{jid}\n".encode() for jid in store.expected_jids()), "text/plain")
+        if params.get("format") != "json":
+            lines = (f"{jid}\n".encode() for jid in store.expected_jids())
+            return self._stream(lines, "text/plain")
+
+        def described() -> Iterator[bytes]:
+            for jid, numbers in store.expected():
+                yield _dumps(_describe(store, jid, numbers)) + b"\n"
+
+        self._stream(described(), "application/x-ndjson")
 
     def _mutate(self, params: dict[str, str]) -> None:
         store = self.sandbox.stores.get(params.get("instance_id", ""))
@@ -628,6 +893,8 @@ class _Handler(BaseHTTPRequestHandler):
                 store.rename(jid, name)
             for jid in body.get("touch", []):
                 store.touch(jid)
+            for lid in body.get("learn", []):
+                store.learn(lid)
             if self.sandbox.webhooks is not None:
                 from explorer.dev.webhooks import mutation_events
 
@@ -635,3 +902,25 @@ class _Handler(BaseHTTPRequestHandler):
         except KeyError as exc:
             return self._json(404, {"message": f"no chat {exc.args[0]}"})
         self._json(200, {"added": added, "count": len(store)})
+
+
+def _describe(store: ChatStore, jid: str, numbers: list[int]) -> dict[str, Any]:
+    """One document of a complete, merged index, as ``/_sandbox/ids?format=json`` gives
+    it: its JID, the JIDs it is listed under, its LID and phone, whether the number is
+    hidden, and what merging gives (latest activity, unread summed, username)."""
+    specs = [store.spec(i) for i in numbers]
+    listed = [raw_id(store.listed(i, store.merges), "webjs") for i in numbers]
+    lid = next((s.lid for s in specs if s.lid), None)
+    phone = jid.partition("@")[0] if jid.endswith("@c.us") else None
+    stamps = [s.ts for s in specs if s.ts is not None]
+    return {
+        "jid": jid,
+        "listed": listed,
+        "lid": lid,
+        "phone": f"+{phone}" if phone else None,
+        "hidden": jid.endswith("@lid"),
+        "last_activity": max(stamps) if stamps else None,
+        "unread": sum(s.unread for s in specs),
+        "username": next((s.username for s in specs if s.username), None),
+        "names": [s.name for s in specs],
+    }

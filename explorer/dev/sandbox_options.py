@@ -41,6 +41,12 @@ class SandboxOptions:
     fault_seed: int = 0
     rate_limit: float = 0.0  # chat-list requests per second the account may make (0: none)
     prerender: bool = False  # render every chat before serving (benchmarks)
+    lid_share: float = 0.08  # chats listed under a LID (of all chats; at most 0.76)
+    lid_known: float = 0.0  # of those, the share whose number Wawp knows (/v2/lids)
+    lid_pairs: float = 0.5  # of the known ones, people with a second chat under their phone
+    merges: bool = True  # NOWEB/GOWS merge a person's LID and phone chats (WEBJS never does)
+    lids_404: bool = False  # /v2/lids* answer 404, as on a Wawp without the LID routes
+    lids_fail: int = 0  # the first N /v2/lids page requests answer 500
     # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
     webhook_url: str | None = None
     webhook_hmac_key: str | None = None
@@ -58,6 +64,8 @@ class SandboxOptions:
             raise ValueError(f"cold mode must be one of {', '.join(COLD_MODES)}")
         if self.chats < 0:
             raise ValueError("chats must be >= 0")
-        for name in ("error_rate", "spike_rate"):
+        if not 0 <= self.lid_share <= 0.76:
+            raise ValueError("lid_share must be between 0 and 0.76")
+        for name in ("error_rate", "spike_rate", "lid_known", "lid_pairs"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")

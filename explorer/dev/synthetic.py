@@ -8,6 +8,13 @@ whose offset depends on the instance, so two instances do not share number endin
 Each chat is rendered in the shape one WAHA engine returns (see docs/wawp.md):
 ``webjs`` (object ids, rich flags), ``noweb`` (raw Baileys conversations, ``@s.whatsapp.net``)
 or ``gows`` (only id, name and timestamp).
+
+LIDs: a share of the people (``lid_share``) are listed under a LID. Each has a phone number;
+Wawp knows it for a share of them (``lid_known``), and a share of those (``lid_pairs``)
+also have a chat under their phone JID, which engines that do not merge list as a second
+chat (the *twin*: :meth:`Generator.twin`). NOWEB names the number (``pnJid``) on half of
+the known LID chats and the LID (``lidJid``) on phone chats; some LID people have a
+username.
 """
 
 from __future__ import annotations
@@ -177,6 +184,10 @@ class ChatSpec:
     mute_until: int  # 0 = not muted, -1 = forever, else unix time
     unread: int
     cc: str | None = None  # country code of an individual's number
+    lid: str | None = None  # a person behind a LID: the LID's digits
+    pn: str | None = None  # ...and their phone digits (whether or not Wawp knows them)
+    username: str | None = None
+    pn_jid: bool = False  # NOWEB names the number beside the LID (pnJid)
 
     @property
     def jid(self) -> str:
@@ -191,9 +202,23 @@ class ChatSpec:
 class Generator:
     """Chats of one instance: ``spec(i)`` for i in ``range(count)`` (plus added ones)."""
 
-    def __init__(self, seed: int, instance_id: str, epoch: int) -> None:
+    def __init__(
+        self,
+        seed: int,
+        instance_id: str,
+        epoch: int,
+        *,
+        lid_share: float = 0.08,
+        lid_known: float = 0.0,
+        lid_pairs: float = 0.0,
+    ) -> None:
         self.seed = instance_seed(seed, instance_id)
         self.epoch = epoch
+        # Kinds by a number in [0, 1000): LIDs take the top of the people's share, so the
+        # default share (8%) gives the chats it always gave.
+        self.lid_from = 760 - round(min(max(lid_share, 0.0), 0.76) * 1000)
+        self.lid_known = round(lid_known * 10_000)
+        self.lid_pairs = round(lid_pairs * 10_000)
 
     def _h(self, i: int, salt: int) -> int:
         return _mix(self.seed ^ _mix(i * 0x100000001B3 + salt))
@@ -202,7 +227,7 @@ class Generator:
         if i == 3:
             return "status"
         r = self._h(i, 1) % 1000
-        if r < 680:
+        if r < self.lid_from:
             return "c.us"
         if r < 760:
             return "lid"
@@ -227,7 +252,7 @@ class Generator:
         if kind == "c.us":
             return self._phone(i, 2)[1], "c.us"
         if kind == "lid":
-            return f"2{(i * 982_451_653 + self.seed) % 10**14:014d}", "lid"
+            return self._lid(i), "lid"
         if kind == "g.us":
             return f"120363{(i * 982_451_653 + (self.seed >> 7)) % 10**12:012d}", "g.us"
         if kind == "g.us-old":
@@ -238,6 +263,38 @@ class Generator:
         if kind == "broadcast":
             return f"{1_600_000_000 + i}", "broadcast"
         return "status", "broadcast"
+
+    def _lid(self, i: int) -> str:
+        return f"2{(i * 982_451_653 + self.seed) % 10**14:014d}"
+
+    def pn(self, i: int) -> str:
+        """The phone digits behind LID chat ``i``."""
+        return self._phone(i, 20)[1]
+
+    def known(self, i: int) -> bool:
+        """Whether Wawp knows the number behind LID chat ``i`` (before any is learnt)."""
+        return self._h(i, 21) % 10_000 < self.lid_known
+
+    def paired(self, i: int) -> bool:
+        """Whether LID person ``i`` also has a chat under their phone JID (a twin)."""
+        return self.known(i) and self._h(i, 22) % 10_000 < self.lid_pairs
+
+    def twin(self, i: int) -> ChatSpec:
+        """LID person ``i``'s chat under their phone JID: its own activity and unread
+        count, and the name saved in the contacts."""
+        base = self.spec(i)
+        assert base.lid is not None and base.pn is not None
+        r = self._h(i, 24)
+        ts = self.epoch - r % (60 * 86_400) if r % 10 else None
+        return replace(
+            base,
+            server="c.us",
+            user=base.pn,
+            ts=ts,
+            unread=self._h(i, 25) % 6,
+            pinned_at=0,
+            pn_jid=False,
+        )
 
     def _person(self, i: int, script: str) -> str | None:
         r = self._h(i, 3) % 100
@@ -256,11 +313,16 @@ class Generator:
         kind = self.kind(i)
         user, server = self.user_and_server(i)
         cc: str | None = None
+        lid = pn = username = None
         if kind == "c.us":
             cc, _, script = self._phone(i, 2)
             name = self._person(i, script)
         elif kind == "lid":
             name = self._person(i, "latin")
+            cc, pn, _ = self._phone(i, 20)  # as pn(i)
+            lid = user
+            if self._h(i, 23) % 2 and name:
+                username = f"{name.split()[0].lower()}.{self._h(i, 26) % 1000}"
         elif kind.startswith("g.us"):
             name = GROUPS[self._h(i, 11) % len(GROUPS)]
             if self._h(i, 12) % 3 == 0:
@@ -292,6 +354,10 @@ class Generator:
             mute_until=mute_until,
             unread=unread,
             cc=cc,
+            lid=lid,
+            pn=pn,
+            username=username,
+            pn_jid=lid is not None and i % 2 == 0,
         )
 
 
@@ -333,8 +399,14 @@ def render(spec: ChatSpec, shape: str) -> dict[str, Any]:
             chat["muteEndTime"] = spec.mute_until
         if spec.server == "newsletter":
             chat["readOnly"] = True
-        if spec.server == "c.us" and spec.index % 5 == 0:
+        if spec.server == "c.us" and spec.lid:
+            chat["lidJid"] = f"{spec.lid}@lid"
+        elif spec.server == "c.us" and spec.index % 5 == 0:
             chat["lidJid"] = f"1{spec.index:014d}@lid"
+        if spec.server == "lid" and spec.pn_jid and spec.pn:
+            chat["pnJid"] = f"{spec.pn}@s.whatsapp.net"
+        if spec.username:
+            chat["username"] = spec.username
         if spec.is_group and spec.unread:
             chat["unreadMentionCount"] = spec.unread % 3
         return chat
@@ -364,6 +436,22 @@ def render(spec: ChatSpec, shape: str) -> dict[str, Any]:
     if spec.is_group:
         chat["groupMetadata"] = {"creation": (spec.ts or 1_600_000_000) - 86_400, "size": 12}
     return chat
+
+
+def merged_listing(spec: ChatSpec, known: bool) -> ChatSpec:
+    """How an engine that merges lists a LID person: under the phone JID when it knows
+    the number (NOWEB then names the LID beside it), else under the LID."""
+    if spec.server != "lid" or not known or spec.pn is None:
+        return unmerged_listing(spec, known)
+    return replace(spec, server="c.us", user=spec.pn, pn_jid=False)
+
+
+def unmerged_listing(spec: ChatSpec, known: bool) -> ChatSpec:
+    """A LID chat as listed by an engine that does not merge: NOWEB's ``pnJid`` only
+    where the number is known."""
+    if spec.server == "lid" and spec.pn_jid and not known:
+        return replace(spec, pn_jid=False)
+    return spec
 
 
 def renamed(spec: ChatSpec, name: str | None) -> ChatSpec:

@@ -11,7 +11,8 @@ const TYPES = [
   ["broadcast", "Broadcast lists"],
 ];
 const BADGES = { individual: "Person", group: "Group", channel: "Channel", broadcast: "Broadcast list" };
-const FLAGS = ["archived", "pinned", "muted"];
+const FLAGS = ["archived", "pinned", "muted", "phone_hidden"];
+const FLAG_WORDS = { phone_hidden: "number hidden" };
 const HL_PRE = "\u0001";
 const HL_POST = "\u0002";
 const PAGE = 20;
@@ -23,7 +24,10 @@ const state = {
   config: null,
   key: null,
   instances: {}, // id -> label
-  filters: { type: "", instance: "", archived: false, pinned: false, muted: false, inactive: 0, sort: "" },
+  filters: {
+    type: "", instance: "", archived: false, pinned: false, muted: false, phone_hidden: false,
+    inactive: 0, sort: "",
+  },
   q: "",
   hits: [],
   selected: -1,
@@ -144,6 +148,7 @@ function searchBodies() {
     attributesToRetrieve: [
       "id", "jid", "name", "display_name", "phone", "phone_display", "chat_type", "instance_id",
       "instance_label", "last_activity", "unread_count", "archived", "pinned", "muted",
+      "lid", "username", "phone_hidden",
     ],
   };
   if (digits) main.attributesToSearchOn = PHONE_FIELDS;
@@ -249,12 +254,19 @@ function card(hit, n) {
     el("span", { class: `badge t-${hit.chat_type}`, text: BADGES[hit.chat_type] || hit.chat_type }),
   );
   if (hit.unread_count) title.append(el("span", { class: "unread", title: "unread messages", text: `${hit.unread_count} unread` }));
+  // A LID nobody resolved shows "hidden number", never its digits dressed as a phone.
+  const phone = hit.phone_hidden
+    ? el("span", { class: "phone hidden-number", title: `WhatsApp hides this number (LID ${hit.lid || hit.jid})`, text: "hidden number" })
+    : el("span", { class: "phone", text: hit.phone_display || hit.jid });
   const meta = el("div", { class: "meta" },
-    el("span", { class: "phone", text: hit.phone_display || hit.jid }),
+    phone,
     el("span", { class: "instance", text: label }),
     el("span", { class: "when", text: ago(hit.last_activity) }),
   );
-  for (const flag of FLAGS) if (hit[flag]) meta.append(el("span", { class: "flag", text: flag }));
+  if (hit.username) meta.append(el("span", { class: "username", text: `@${hit.username}` }));
+  for (const flag of FLAGS) {
+    if (hit[flag] && flag !== "phone_hidden") meta.append(el("span", { class: "flag", text: flag }));
+  }
   const actions = el("div", { class: "actions" });
   if (hit.phone) {
     actions.append(el("button", { type: "button", "data-copy": hit.phone, "data-what": "phone", text: "Copy phone" }));
@@ -328,7 +340,7 @@ function describeFilters() {
   const parts = [];
   if (f.type) parts.push(TYPES.find(([t]) => t === f.type)[1].toLowerCase());
   if (f.instance) parts.push(state.instances[f.instance] || f.instance);
-  for (const flag of FLAGS) if (f[flag]) parts.push(flag);
+  for (const flag of FLAGS) if (f[flag]) parts.push(FLAG_WORDS[flag] || flag);
   if (f.inactive) parts.push(`silent ${f.inactive}+ days`);
   return parts.length ? `(${parts.join(", ")})` : "";
 }
@@ -412,6 +424,7 @@ function fromUrl() {
     archived: p.get("archived") === "1",
     pinned: p.get("pinned") === "1",
     muted: p.get("muted") === "1",
+    phone_hidden: p.get("phone_hidden") === "1",
     inactive: Number.parseInt(p.get("inactive") || "0", 10) || 0,
     sort: ["last_activity:desc", "display_name:asc"].includes(p.get("sort")) ? p.get("sort") : "",
   };

@@ -47,7 +47,7 @@ export function filterClauses(f, now, skip = null) {
   const out = [];
   if (f.type && skip !== "type") out.push(`chat_type = ${quote(f.type)}`);
   if (f.instance && skip !== "instance") out.push(`instance_id = ${quote(f.instance)}`);
-  for (const flag of ["archived", "pinned", "muted"]) {
+  for (const flag of ["archived", "pinned", "muted", "phone_hidden"]) {
     if (f[flag] && skip !== flag) out.push(`${flag} = true`);
   }
   if (f.inactive) {
