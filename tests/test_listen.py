@@ -477,3 +477,25 @@ def test_systemd_listen_unit_is_a_valid_invocation() -> None:
     exec_start = re.search(r"^ExecStart=(\S+) (.*)$", text, re.M)
     assert exec_start is not None
     assert parse_invocation(shlex.split(exec_start.group(2))) == "listen"
+
+
+def test_a_message_from_a_lid_reaches_the_chat_of_the_number_behind_it(
+    world: Callable[..., World],
+) -> None:
+    w = world(lid_share=0.3, lid_known=0.5)
+    resp = httpx.get(f"{w.sandbox.url}/_sandbox/ids",
+                     params={"instance_id": INST, "format": "json"})  # fmt: skip
+    people = [json.loads(line) for line in resp.text.splitlines()]
+    known = next(p for p in people if p["lid"] and not p["hidden"])
+    hidden = next(p for p in people if p["hidden"])
+    lid_of = {p["jid"]: p["lid"].partition("@")[0] + "@lid" for p in (known, hidden)}
+    newer = 1_790_000_000
+    for person in (known, hidden):
+        assert (w.doc(person["jid"]) or {}).get("last_activity") != newer
+        w.hooks.send(message(SESSION, lid_of[person["jid"]], newer))
+    for person in (known, hidden):
+        wait_until(lambda p=person: (w.doc(p["jid"]) or {}).get("last_activity") == newer,
+                   f"the activity of {person['jid']}")  # fmt: skip
+    doc = w.doc(known["jid"])
+    assert doc is not None and doc["jid"].endswith("@c.us")  # the number's chat, not a new one
+    assert w.doc(lid_of[known["jid"]]) is None
