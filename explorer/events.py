@@ -10,10 +10,11 @@ Envelope (docs/webhooks.md): ``{id, timestamp (ms), event, session, engine, me, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from explorer.chats import MalformedChat, clean_name, normalize_jid, to_timestamp
 from explorer.documents import doc_id
@@ -68,11 +69,11 @@ class Update:
         self.lid = self.lid or other.lid
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return orjson.dumps(self).decode()  # orjson encodes dataclasses natively (fast)
 
     @classmethod
     def from_json(cls, text: str) -> Update:
-        return cls(**json.loads(text))
+        return cls(**orjson.loads(text))
 
 
 def _newest(a: int | None, b: int | None) -> int | None:

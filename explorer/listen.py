@@ -553,6 +553,8 @@ class Listener:
         chat = normalize_chat(raw, u.instance_id)
         if chat is None:
             return None
+        if known:  # only its changed fields are written: no phone forms to compute
+            chat = replace(chat, phone=None)
         full = to_document(chat, label=self.labels.get(u.instance_id), crawled_at=int(time.time()))
         full["engine_shape"] = u.engine
         if not known:
