@@ -499,3 +499,36 @@ def test_a_message_from_a_lid_reaches_the_chat_of_the_number_behind_it(
     doc = w.doc(known["jid"])
     assert doc is not None and doc["jid"].endswith("@c.us")  # the number's chat, not a new one
     assert w.doc(lid_of[known["jid"]]) is None
+
+
+def test_the_sandbox_command_sends_signed_webhooks(world: Callable[..., World]) -> None:
+    w = world()
+    port = free_port()
+    argv = [sys.executable, "-m", "explorer.cli", "sandbox", "--port", str(port), "--chats", "10",
+            "--instance", f"{INST}:another-token", "--seed", "7",
+            "--webhook-url", f"{w.url}/webhooks/wawp", "--webhook-duplicates", "0.5",
+            "--webhook-reorder", "0.5", "--webhook-delay-ms", "50"]  # fmt: skip
+    env = {**os.environ, "EXPLORER_WEBHOOK_HMAC_KEY": KEY}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(url), "the sandbox command")
+        start = int(time.time())
+        added = httpx.post(f"{url}/_sandbox/mutate", json={"instance_id": INST, "add": 4})
+        for jid in added.json()["added"]:
+            wait_until(lambda jid=jid: (w.doc(jid) or {}).get("last_activity", 0) >= start,
+                       f"{jid} from the sandbox command")  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert w.metrics().get("explorer_webhook_requests_rejected_total{reason=bad_signature}") in (
+        None,
+        0.0,
+    )
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health").status_code == 200
+    except httpx.HTTPError:
+        return False
