@@ -532,3 +532,22 @@ def _up(url: str) -> bool:
         return httpx.get(f"{url}/health").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_full_queue_answers_503_so_the_sender_keeps_the_event(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.stop()
+    path = Path(w.env["EXPLORER_CONFIG"])
+    path.write_text(path.read_text() + "\n[webhooks]\nmax_queue = 3\n")
+    w.start(MEILI_URL=f"http://127.0.0.1:{free_port()}")  # nothing drains the queue
+    answers = []
+    for n in range(5):
+        body, headers = signed(message(SESSION, f"49151000600{n:02d}@c.us", 1_765_000_000))
+        answers.append(w.post(body, headers))
+    assert answers == [200, 200, 200, 503, 503]
+    assert w.metrics()["explorer_webhook_requests_rejected_total{reason=queue_full}"] == 2
+    health = httpx.get(f"{w.url}/healthz")
+    assert health.status_code == 503
+    assert health.json()["queue_depth"] == 3
