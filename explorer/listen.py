@@ -1,11 +1,12 @@
 """`explorer listen`: Wawp's webhooks applied to the live index within seconds.
 
 A request is answered 2xx only once its event is in the journal (:mod:`explorer.journal`);
-an applier thread then takes what gathered over a short window, merges the updates per
-chat (:mod:`explorer.events`), reads those chats' current documents, and writes one
-partial update for the lot, waiting until Meilisearch has applied it before dropping the
-events from the journal. Meilisearch down: the queue grows (bounded: past it, 503 so the
-sender retries) and drains when it is back. A crash replays what was queued.
+an applier thread then takes what gathered since its last write, merges the updates per
+chat (:mod:`explorer.events`), reads those chats' current documents, and sends one
+partial update for the lot. A few writes may be in flight while Meilisearch indexes; the
+events of each leave the journal only once Meilisearch has applied it. Meilisearch down:
+the queue grows (bounded: past it, 503 so the sender retries) and drains when it is back.
+A crash replays what was queued.
 
 Polling stays the safety net: there is no event for a contact renamed or a chat deleted,
 and events can be missed while a session is down, so `session.status` back to WORKING
@@ -80,6 +81,8 @@ def check_exposure(cfg: Config, host: str, insecure: bool) -> None:
 
 
 class ListenMetrics:
+    """What listen exports on /metrics, besides the state every server exports."""
+
     def __init__(self, cfg: Config, journal: Journal) -> None:
         self.registry = new_registry(cfg)
         r = self.registry
@@ -88,28 +91,28 @@ class ListenMetrics:
             "Events accepted into the journal.",
             ["event"],
             registry=r,
-        )  # noqa: E501
+        )
         self.rejected = Counter(
             "explorer_webhook_requests_rejected",
             "Requests refused, by reason.",
             ["reason"],
             registry=r,
-        )  # noqa: E501
+        )
         self.duplicates = Counter(
             "explorer_webhook_events_duplicate", "Events already accepted once.", registry=r
-        )  # noqa: E501
+        )
         self.applied = Counter(
             "explorer_webhook_events_applied", "Events applied to the index.", ["event"], registry=r
-        )  # noqa: E501
+        )
         self.ignored = Counter(
             "explorer_webhook_events_ignored", "Events counted and ignored.", ["event"], registry=r
-        )  # noqa: E501
+        )
         self.writes = Counter(
             "explorer_webhook_index_writes", "Partial-update batches written.", registry=r
-        )  # noqa: E501
+        )
         self.catch_ups = Counter(
             "explorer_webhook_catch_up_syncs", "Catch-up syncs started.", registry=r
-        )  # noqa: E501
+        )
         self.latency = Histogram(
             "explorer_webhook_apply_latency_seconds",
             "From an event accepted to its change applied in Meilisearch.",
@@ -120,7 +123,7 @@ class ListenMetrics:
         depth.set_function(lambda: journal.depth)
         self.meili_up = Gauge(
             "explorer_webhook_meilisearch_up", "1 while writes succeed.", registry=r
-        )  # noqa: E501
+        )
         self.meili_up.set(1)
 
 
@@ -151,6 +154,11 @@ class WawpLids:
             self._known.clear()
         self._known[key] = (time.monotonic() + (86_400 if phone else 600), phone)
         return phone
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
     def _client(self, instance_id: str) -> Any:
         from explorer.crawl import open_client
@@ -267,6 +275,7 @@ class Listener:
         if self._applier.is_alive():
             self._applier.join(timeout=30)
         self.journal.close()
+        self.resolve.close()
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
         full = self.journal.depth >= self.journal.max_queue
