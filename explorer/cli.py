@@ -447,6 +447,15 @@ def _instance_option(value: str) -> tuple[str, str]:
     type=click.IntRange(0),
     help="The first N /v2/lids page requests answer 500.",
 )
+@click.option("--webhook-url", help="POST the events mutations imply here (explorer listen).")
+@click.option("--webhook-hmac-key", envvar="EXPLORER_WEBHOOK_HMAC_KEY",
+              help="Sign them as WAHA does [env EXPLORER_WEBHOOK_HMAC_KEY].")  # fmt: skip
+@click.option("--webhook-duplicates", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of events sent twice.")  # fmt: skip
+@click.option("--webhook-delay-ms", default=0.0, type=click.FloatRange(0),
+              help="Random delay before each event, 0..N ms.")  # fmt: skip
+@click.option("--webhook-reorder", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of events sent after the next one.")  # fmt: skip
 def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
     """Run a Wawp-compatible sandbox server with synthetic chats.
 
@@ -649,11 +658,12 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
     Meilisearch through this server, which passes on nothing but searches. Runs until
     Ctrl-C.
     """
+    from explorer.metrics import new_registry, routes
     from explorer.serve import AgentPage
 
     cfg = get_config(ctx)
     try:
-        page = AgentPage(cfg.meilisearch, host, port)
+        page = AgentPage(cfg.meilisearch, host, port, extra=routes(new_registry(cfg)))
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(
@@ -709,6 +719,39 @@ def mcp_cmd(
         pass
     finally:
         launch.close()
+
+
+@cli.command("listen")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8701, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--insecure-no-signature",
+    is_flag=True,
+    help="Accept unsigned events on a non-loopback address (behind a trusted proxy only).",
+)
+@click.pass_context
+def listen_cmd(ctx: click.Context, host: str, port: int, insecure_no_signature: bool) -> None:
+    """Apply Wawp's webhooks to the live index as they arrive (docs/webhooks.md).
+
+    Register http(s)://HOST:PORT/webhooks/wawp with Wawp (/v2/session/webhook). Events
+    are queued durably in the state directory before they are acknowledged, then written
+    to Meilisearch within about a second. GET /healthz and /metrics for monitoring.
+    Runs until Ctrl-C or SIGTERM.
+    """
+    from explorer.listen import check_exposure, run_listener
+
+    cfg = get_config(ctx)
+    check_exposure(cfg, host, insecure_no_signature)
+
+    def ready(url: str) -> None:
+        click.echo(f"Listening for Wawp webhooks on {url}/webhooks/wawp (index "
+                   f"{cfg.meilisearch.index!r} at {cfg.meilisearch.url}); Ctrl-C stops it.",
+                   err=True)  # fmt: skip
+
+    from contextlib import suppress
+
+    with suppress(KeyboardInterrupt):  # Ctrl-C or SIGTERM: uvicorn drained connections
+        run_listener(cfg, host, port, ready=ready)
 
 
 @keys_group.command("list")
@@ -882,11 +925,19 @@ def _parse_at(ctx: click.Context, param: click.Parameter, value: str) -> Any:
 )
 @click.option("--sync-every", type=click.IntRange(60), help="Also run sync every N seconds.")
 @click.option("--run-now", is_flag=True, help="Reindex once at start, then keep the schedule.")
+@click.option("--timezone", envvar="EXPLORER_TIMEZONE",
+              help="IANA zone of --reindex-at [env EXPLORER_TIMEZONE; default $TZ, else the "
+                   "system's].")  # fmt: skip
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve GET /metrics and /healthz on this port.")  # fmt: skip
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("--max-runs", type=click.IntRange(1), hidden=True)
 @click.pass_context
 def schedule_cmd(
-    ctx: click.Context, reindex_at: Any, sync_every: int | None, run_now: bool, max_runs: int | None
-) -> None:
+    ctx: click.Context, reindex_at: Any, sync_every: int | None, run_now: bool,
+    max_runs: int | None,
+    timezone: str | None, metrics_port: int | None, metrics_host: str,
+) -> None:  # fmt: skip
     """Stay running and reindex daily (and sync in between): cron for containers.
 
     Failures are logged and the loop goes on; use --log-format json for log shippers.
@@ -894,16 +945,21 @@ def schedule_cmd(
     import threading
 
     from explorer.procs import stop_signals
-    from explorer.schedule import run_schedule
+    from explorer.schedule import ScheduleMetrics, run_schedule, zone_named
 
     cfg = get_config(ctx)
     cfg.require_instances()
+    zone = zone_named(timezone)
+    metrics = ScheduleMetrics(cfg)
+    if metrics_port is not None:
+        metrics.serve(metrics_host, metrics_port)
     stop = threading.Event()
     try:
         with stop_signals(stop):  # the job in hand finishes; Ctrl-C still stops at once
             code = run_schedule(
                 cfg, at=reindex_at, sync_every=sync_every, run_now=run_now,
-                max_runs=max_runs, stop=stop,
+                max_runs=max_runs, stop=stop, zone=zone, on_next=metrics.on_next,
+                on_run=metrics.on_run,
             )  # fmt: skip
     except KeyboardInterrupt:
         code = 0

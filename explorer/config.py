@@ -76,11 +76,22 @@ class ReindexSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """`explorer listen` (docs/webhooks.md): how senders prove themselves, and its bounds."""
+
+    hmac_key: Secret | None = None  # WAHA's X-Webhook-Hmac (HMAC-SHA512 of the raw body)
+    secret: Secret | None = None  # or /webhooks/wawp/<secret>, for senders that cannot sign
+    max_body: int = 1024 * 1024  # bytes; larger requests get 413
+    max_queue: int = 100_000  # events waiting for Meilisearch; past it, 503
+
+
+@dataclass(frozen=True)
 class Config:
     wawp: WawpSettings = field(default_factory=WawpSettings)
     meilisearch: MeiliSettings = field(default_factory=MeiliSettings)
     reindex: ReindexSettings = field(default_factory=ReindexSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     source: str = "the config file (--config, EXPLORER_CONFIG or ./explorer.toml)"
 
     def audit_for(self, instance: Instance) -> AuditSettings:
@@ -145,11 +156,18 @@ _REINDEX_KEYS: dict[str, type | tuple[type, ...]] = {
     "batch_size": int,
     "state_dir": str,
 }
+_WEBHOOK_KEYS: dict[str, type | tuple[type, ...]] = {
+    "hmac_key": str,
+    "secret": str,
+    "max_body": int,
+    "max_queue": int,
+}
 _SECTIONS = {
     "wawp": _WAWP_KEYS,
     "meilisearch": _MEILI_KEYS,
     "reindex": _REINDEX_KEYS,
     "audit": _AUDIT_KEYS,
+    "webhooks": _WEBHOOK_KEYS,
 }
 _TYPE_NAMES = {
     bool: "true or false",
@@ -265,7 +283,12 @@ def _from_file(data: Mapping[str, Any], src: str) -> Config:
     meili = MeiliSettings(**m, api_key=Secret(key) if key else None)
     reindex = ReindexSettings(**data.get("reindex", {}))
     audit = _audit(data["audit"], "audit.", src) if "audit" in data else AuditSettings()
-    return Config(wawp=wawp, meilisearch=meili, reindex=reindex, audit=audit, source=src)
+    hooks = dict(data.get("webhooks", {}))
+    hooks.update({k: Secret(hooks[k]) for k in ("hmac_key", "secret") if hooks.get(k)})
+    webhooks = WebhookSettings(**hooks)
+    return Config(
+        wawp=wawp, meilisearch=meili, reindex=reindex, audit=audit, webhooks=webhooks, source=src
+    )
 
 
 def _audit(table: Mapping[str, Any], prefix: str, src: str) -> AuditSettings:
@@ -313,7 +336,14 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
         meili = replace(
             meili, index=_check_index(env["EXPLORER_INDEX"], "EXPLORER_INDEX", "environment")
         )
-    return replace(cfg, wawp=wawp, meilisearch=meili)
+    hooks = cfg.webhooks
+    for var, key in (
+        ("EXPLORER_WEBHOOK_HMAC_KEY", "hmac_key"),
+        ("EXPLORER_WEBHOOK_SECRET", "secret"),
+    ):
+        if env.get(var):
+            hooks = replace(hooks, **{key: Secret(env[var])})  # type: ignore[arg-type]
+    return replace(cfg, wawp=wawp, meilisearch=meili, webhooks=hooks)
 
 
 def _merge_ids(
@@ -343,6 +373,10 @@ def _validate(cfg: Config) -> Config:
     _positive(r.batch_size, "reindex.batch_size", src)
     if w.overlap >= w.page_size:
         raise ConfigError(f"{src}: 'wawp.overlap' must be smaller than 'wawp.page_size'")
+    _positive(cfg.webhooks.max_body, "webhooks.max_body", src)
+    _positive(cfg.webhooks.max_queue, "webhooks.max_queue", src)
+    if cfg.webhooks.secret and len(cfg.webhooks.secret.reveal()) < 16:
+        raise ConfigError(f"{src}: 'webhooks.secret' must be a long random string (16+ characters)")
     if not 0 <= r.min_ratio <= 1:
         raise ConfigError(f"{src}: 'reindex.min_ratio' must be between 0 and 1, got {r.min_ratio}")
     return replace(cfg, wawp=wawp, meilisearch=meili)

@@ -147,8 +147,9 @@ def _error(status: int, code: str, message: str) -> Response:
 class Door:
     """The page's files and the pinned search door, as a Starlette app."""
 
-    def __init__(self, meili: MeiliSettings) -> None:
+    def __init__(self, meili: MeiliSettings, extra: list[Route] | None = None) -> None:
         self.meili = meili
+        self.extra = extra or []  # /metrics and /healthz (explorer.metrics), before the rest
         self.config = orjson.dumps({"meili": "", "index": meili.index})
         self.upstream: httpx.AsyncClient | None = None
         self.turns: asyncio.Semaphore | None = None
@@ -172,7 +173,7 @@ class Door:
     def app(self) -> Starlette:
         methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
         return Starlette(
-            routes=[Route("/{path:path}", self.dispatch, methods=methods)],
+            routes=[*self.extra, Route("/{path:path}", self.dispatch, methods=methods)],
             lifespan=self.lifespan,
         )
 
@@ -259,8 +260,9 @@ class AgentPage:
         host: str = "127.0.0.1",
         port: int = 8700,
         limits: Limits = DOOR_LIMITS,
+        extra: list[Route] | None = None,
     ) -> None:
-        self.server = HttpServer(Door(meili).app(), host, port, limits)
+        self.server = HttpServer(Door(meili, extra).app(), host, port, limits)
 
     @property
     def url(self) -> str:

@@ -289,9 +289,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 class _Guard:
     """Body limits and one-line errors around any ASGI app (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+    def __init__(
+        self, app: ASGIApp, limits: Limits, on_refuse: Callable[[int], None] | None = None
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.on_refuse = on_refuse  # counts refusals (listen's metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -306,6 +309,8 @@ class _Guard:
             nonlocal refused, started
             log.warning("refused %s from %s: %s", where, client, message)
             refused = True
+            if self.on_refuse is not None:
+                self.on_refuse(status)
             if not started:
                 started = True
                 await _reply(send, status, message + "\n")
@@ -394,12 +399,17 @@ class HttpServer:
     Binding happens here, so a busy port is an OSError before anything runs."""
 
     def __init__(
-        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, limits: Limits = Limits()
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: Limits = Limits(),
+        on_refuse: Callable[[int], None] | None = None,
     ) -> None:
         self.limits = limits
         self.socket = listening_socket(host, port, limits.backlog)
         config = _Config(
-            _Guard(app, limits),
+            _Guard(app, limits, on_refuse),
             http=_Protocol,
             ws="none",
             lifespan="auto",

@@ -24,6 +24,7 @@ class StatsReport:
     instance_id: dict[str, int] = field(default_factory=dict)
     last_reindex: dict[str, Any] | None = None
     last_sync: dict[str, dict[str, Any]] = field(default_factory=dict)
+    webhooks: dict[str, Any] | None = None  # explorer listen's queue, when it ran here
 
     def summary(self) -> str:
         lines = [f"{self.index}: {self.documents} chats"]
@@ -43,6 +44,16 @@ class StatsReport:
             lines.append("  last reindex: none recorded here")
         for inst, info in sorted(self.last_sync.items()):
             lines.append(f"  last sync of {inst}: {_when(info.get('at'))}")
+        if self.webhooks:
+            event = self.webhooks["last_event"]
+            applied = (
+                f"{event['event']} from {event['session']} at {_when(event.get('applied_at'))}"
+                if event
+                else "none"
+            )
+            lines.append(
+                f"  webhooks: {self.webhooks['queue_depth']} queued; last applied: {applied}"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -53,6 +64,7 @@ class StatsReport:
             "instance_id": self.instance_id,
             "last_reindex": self.last_reindex,
             "last_sync": self.last_sync,
+            "webhooks": self.webhooks,
         }
 
 
@@ -70,6 +82,7 @@ def index_counts(settings: MeiliSettings) -> dict[str, dict[str, int]]:
 
 
 def stats(cfg: Config) -> StatsReport:
+    from explorer.journal import journal_status
     from explorer.reindex import last_report
     from explorer.sync import load_state
 
@@ -81,4 +94,5 @@ def stats(cfg: Config) -> StatsReport:
         instance_id=counts["instance_id"],
         last_reindex=last_report(cfg),
         last_sync=load_state(cfg).get("instances", {}),
+        webhooks=journal_status(cfg),
     )

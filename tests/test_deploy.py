@@ -96,7 +96,9 @@ def test_compose_file_validates() -> None:
     assert result.returncode == 0, result.stderr
     with_profile = compose("--profile", "try", "config", "--services")
     assert with_profile.returncode == 0, with_profile.stderr
-    assert set(with_profile.stdout.split()) == {"meilisearch", "agent-ui", "explorer", "sandbox"}
+    assert set(with_profile.stdout.split()) == {
+        "meilisearch", "agent-ui", "explorer", "listener", "sandbox"
+    }  # fmt: skip
 
 
 def test_compose_pins_meilisearch_and_keeps_the_master_key_inside() -> None:

@@ -392,6 +392,9 @@ class Sandbox:
         self._recent: list[float] = []  # start times of the last second's chat-list requests
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        from explorer.dev.webhooks import sender_for
+
+        self.webhooks = sender_for(self.options)  # POSTs the events mutations imply
 
     def store(self, instance_id: str = DEFAULT_INSTANCE) -> ChatStore:
         return self.stores[instance_id]
@@ -421,6 +424,8 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -890,6 +895,10 @@ class _Handler(BaseHTTPRequestHandler):
                 store.touch(jid)
             for lid in body.get("learn", []):
                 store.learn(lid)
+            if self.sandbox.webhooks is not None:
+                from explorer.dev.webhooks import mutation_events
+
+                self.sandbox.webhooks.send_all(mutation_events(store, body, added))
         except KeyError as exc:
             return self._json(404, {"message": f"no chat {exc.args[0]}"})
         self._json(200, {"added": added, "count": len(store)})

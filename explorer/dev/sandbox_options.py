@@ -47,6 +47,13 @@ class SandboxOptions:
     merges: bool = True  # NOWEB/GOWS merge a person's LID and phone chats (WEBJS never does)
     lids_404: bool = False  # /v2/lids* answer 404, as on a Wawp without the LID routes
     lids_fail: int = 0  # the first N /v2/lids page requests answer 500
+    # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
+    webhook_url: str | None = None
+    webhook_hmac_key: str | None = None
+    webhook_duplicates: float = 0.0  # share of events sent twice
+    webhook_delay_ms: float = 0.0  # random delay before each, 0..N ms
+    webhook_reorder: float = 0.0  # share held back and sent after the next one
+    webhook_retry_seconds: float = 2.0  # constant delay between attempts, as WAHA's default
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:

@@ -1,0 +1,317 @@
+"""The sandbox's webhook sender: the events a Wawp (WAHA) server would POST.
+
+Envelopes as WAHA builds them (``id`` ``evt_<ULID>``, ``timestamp`` in ms, ``event``,
+``session``, ``engine``, ``me``, ``payload``, ``environment``), signed as WAHA signs them
+when a key is given (``X-Webhook-Hmac``: hex HMAC-SHA512 of the raw body,
+``X-Webhook-Hmac-Algorithm: sha512``), retried as WAHA retries (any non-2xx answer or a
+refused connection, a constant delay, a bounded number of attempts). Faults on request:
+a share of events sent twice, random delays, and a share held back and sent after the
+next one (out of order).
+
+:func:`mutation_events` turns a ``/_sandbox/mutate`` body into the events it implies: a
+chat added is a message from a new customer (or a group joined), a touch a new message,
+a group renamed ``group.v2.update``, a group deleted ``group.v2.leave``. A 1:1 chat renamed
+or deleted implies nothing: WAHA has no event for either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import itertools
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from explorer.dev.sandbox import ChatStore
+
+log = logging.getLogger("explorer.dev.webhooks")
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_counter = itertools.count()
+
+
+def ulid(now: float | None = None) -> str:
+    """A ULID (48-bit ms time, 80 random bits) in Crockford base32, as WAHA's event ids."""
+    ms = int((time.time() if now is None else now) * 1000)
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def sign(body: bytes, key: str) -> dict[str, str]:
+    return {
+        "X-Webhook-Hmac": hmac.new(key.encode(), body, hashlib.sha512).hexdigest(),
+        "X-Webhook-Hmac-Algorithm": "sha512",
+    }
+
+
+def envelope(
+    event: str, session: str, payload: dict[str, Any], *, engine: str = "WEBJS"
+) -> dict[str, Any]:
+    return {
+        "id": f"evt_{ulid()}",
+        "timestamp": int(time.time() * 1000),
+        "event": event,
+        "session": session,
+        "metadata": {},
+        "me": {"id": "15550100000@c.us", "pushName": "Sandbox Business"},
+        "payload": payload,
+        "engine": engine,
+        "environment": {"tier": "PLUS", "version": "2026.5.1", "engine": engine},
+    }
+
+
+def message(session: str, chat: str, ts: int, *, from_me: bool = False,
+            push_name: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """``message.any``: from the customer (``from`` is the chat) or from this account."""
+    me = "15550100000@c.us"
+    payload: dict[str, Any] = {
+        "id": f"{str(from_me).lower()}_{chat}_{next(_counter):08X}",
+        "timestamp": ts,
+        "from": me if from_me else chat,
+        "fromMe": from_me,
+        "source": "app",
+        "to": chat if from_me else me,
+        "body": "Thanks!" if from_me else "Is my order shipped?",
+        "hasMedia": False,
+        "ack": 1,
+    }
+    if push_name and not from_me:
+        payload["_data"] = {"notifyName": push_name}
+    return envelope("message.any", session, payload)
+
+
+def group_event(kind: str, session: str, jid: str, ts: int, subject: str | None = None
+                ) -> dict[str, Any]:  # fmt: skip
+    group: dict[str, Any] = {"id": jid}
+    if subject is not None:
+        group["subject"] = subject
+    if kind == "group.v2.join":
+        group.update(description=None, invite=None, participants=[])
+    return envelope(kind, session, {"group": group, "timestamp": ts})
+
+
+def archive_event(session: str, jid: str, archived: bool, ts: int) -> dict[str, Any]:
+    return envelope("chat.archive", session, {"id": jid, "timestamp": ts, "archived": archived})
+
+
+def status_event(session: str, status: str) -> dict[str, Any]:
+    return envelope("session.status", session, {"status": status})
+
+
+@dataclass
+class SenderStats:
+    queued: int = 0
+    delivered: int = 0  # answered 2xx (a duplicate counts once per delivery)
+    attempts: int = 0
+    failed: int = 0  # attempts exhausted
+    answers: dict[int, int] = field(default_factory=dict)
+
+
+class WebhookSender:
+    """POSTs envelopes to ``url`` from a few threads, like WAHA's webhook worker."""
+
+    def __init__(
+        self,
+        url: str,
+        hmac_key: str | None = None,
+        *,
+        duplicates: float = 0.0,
+        delay_ms: float = 0.0,
+        reorder: float = 0.0,
+        retry_seconds: float = 2.0,
+        attempts: int = 15,
+        workers: int = 4,
+        seed: int = 0,
+    ) -> None:
+        self.url = url
+        self.hmac_key = hmac_key
+        self.duplicates, self.delay_ms, self.reorder = duplicates, delay_ms, reorder
+        self.retry_seconds, self.attempts = retry_seconds, attempts
+        self.rng = random.Random(seed)
+        self.stats = SenderStats()
+        self.sent_at: dict[str, float] = {}  # event id -> first attempt (benchmarks)
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._held: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._target = urlsplit(url)
+        self._local = threading.local()  # one kept-alive connection per worker
+        self._threads = [
+            threading.Thread(target=self._work, name=f"webhook-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Queue one event (faults applied here: held back for reordering, doubled)."""
+        with self._lock:
+            self.stats.queued += 1
+            if self.reorder and self._held is None and self.rng.random() < self.reorder:
+                self._held = event
+                return
+            out = [event]
+            if self._held is not None:
+                out.append(self._held)  # the held one goes after a later one
+                self._held = None
+            if self.duplicates and self.rng.random() < self.duplicates:
+                out.append(event)
+        for e in out:
+            self._queue.put(e)
+
+    def send_all(self, events: Iterable[dict[str, Any]]) -> None:
+        for e in events:
+            self.send(e)
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until everything queued was delivered or given up; True if it was."""
+        with self._lock:
+            held, self._held = self._held, None
+        if held is not None:
+            self._queue.put(held)
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def close(self) -> None:
+        self.flush(timeout=5)
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _work(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                if event is None:
+                    conn = getattr(self._local, "conn", None)
+                    if conn is not None:
+                        conn.close()
+                    return
+                self._deliver(event)
+            finally:
+                self._queue.task_done()
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> int:
+        """One POST on this worker's connection (http.client: a fraction of httpx's CPU
+        per request, which matters when one process sends a thousand a second)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            kind = http.client.HTTPSConnection if self._target.scheme == "https" else (
+                http.client.HTTPConnection)  # fmt: skip
+            conn = kind(self._target.netloc, timeout=10)
+            self._local.conn = conn
+        path = self._target.path or "/"
+        conn.request("POST", path + (f"?{self._target.query}" if self._target.query else ""),
+                     body=body, headers=headers)  # fmt: skip
+        resp = conn.getresponse()
+        resp.read()
+        if resp.getheader("connection", "").lower() == "close":
+            conn.close()
+            self._local.conn = None
+        return resp.status
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json",
+                   "X-Webhook-Request-Id": f"req_{ulid()}",
+                   "X-Webhook-Timestamp": str(int(time.time() * 1000))}  # fmt: skip
+        if self.hmac_key:
+            headers.update(sign(body, self.hmac_key))
+        if self.delay_ms:
+            with self._lock:
+                pause = self.rng.uniform(0, self.delay_ms) / 1000
+            time.sleep(pause)
+        with self._lock:
+            self.sent_at.setdefault(event["id"], time.time())
+        for attempt in range(self.attempts):
+            with self._lock:
+                self.stats.attempts += 1
+            try:
+                status = self._post(body, headers)
+            except (OSError, http.client.HTTPException):
+                if getattr(self._local, "conn", None) is not None:
+                    self._local.conn.close()
+                self._local.conn = None
+                status = 0  # refused or reset: the receiver is down, retry
+            with self._lock:
+                self.stats.answers[status] = self.stats.answers.get(status, 0) + 1
+                if 200 <= status < 300:
+                    self.stats.delivered += 1
+                    return
+            if attempt + 1 < self.attempts:
+                time.sleep(self.retry_seconds)
+        with self._lock:
+            self.stats.failed += 1
+        log.warning("webhook %s given up after %d attempts", event["id"], self.attempts)
+
+
+def sender_for(options: Any) -> WebhookSender | None:
+    """The sender a sandbox's options ask for (``webhook_url``), or None."""
+    if not options.webhook_url:
+        return None
+    return WebhookSender(
+        options.webhook_url,
+        options.webhook_hmac_key,
+        duplicates=options.webhook_duplicates,
+        delay_ms=options.webhook_delay_ms,
+        reorder=options.webhook_reorder,
+        retry_seconds=options.webhook_retry_seconds,
+        seed=options.fault_seed,
+    )
+
+
+def session_name(instance_id: str) -> str:
+    """The session name the sandbox's ``/v2/session/info`` reports for an instance."""
+    return f"wawp-{instance_id}"
+
+
+def mutation_events(
+    store: ChatStore, body: dict[str, Any], added: list[str]
+) -> list[dict[str, Any]]:
+    """The events a ``/_sandbox/mutate`` body implies, once applied to ``store``; also
+    applies what only events tell (``archive``: {jid: bool}). ``send`` (JIDs: a message
+    from this account) and ``status`` (session states) add events alone."""
+    session = session_name(store.instance_id)
+    now = int(time.time())
+    events = []
+    for jid in added:
+        spec = store.spec(store._find(jid))
+        if spec.is_group:
+            events.append(group_event("group.v2.join", session, jid, now, spec.name))
+        else:
+            events.append(message(session, jid, spec.ts or now, push_name=spec.name))
+    for jid in body.get("delete") or []:
+        if jid.endswith("@g.us"):
+            events.append(group_event("group.v2.leave", session, jid, now))
+    for jid, name in (body.get("rename") or {}).items():
+        if jid.endswith("@g.us"):
+            events.append(group_event("group.v2.update", session, jid, now, name))
+    for jid in body.get("touch") or []:
+        spec = store.spec(store._find(jid))
+        events.append(message(session, jid, spec.ts or now))
+    for jid in body.get("send") or []:
+        events.append(message(session, jid, now, from_me=True))
+    for jid, archived in (body.get("archive") or {}).items():
+        with store.lock:
+            i = store._find(jid)
+            store.overrides[i] = replace(store.spec(i), archived=bool(archived))
+            store._changed(i)
+        events.append(archive_event(session, jid, bool(archived), now))
+    for status in body.get("status") or []:
+        events.append(status_event(session, status))
+    return events

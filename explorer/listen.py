@@ -1,0 +1,679 @@
+"""`explorer listen`: Wawp's webhooks applied to the live index within seconds.
+
+A request is answered 2xx only once its event is in the journal (:mod:`explorer.journal`);
+an applier thread then takes what gathered since its last write, merges the updates per
+chat (:mod:`explorer.events`), reads those chats' current documents, and sends one
+partial update for the lot. A few writes may be in flight while Meilisearch indexes; the
+events of each leave the journal only once Meilisearch has applied it. Meilisearch down:
+the queue grows (bounded: past it, 503 so the sender retries) and drains when it is back.
+A crash replays what was queued.
+
+Polling stays the safety net: there is no event for a contact renamed or a chat deleted,
+and events can be missed while a session is down, so `session.status` back to WORKING
+starts a catch-up sync of that instance, and the nightly reindex remains the source of
+truth. A reindex builds its index from a crawl that started before the swap; what listen
+wrote since then is written again after the swap (the journal's ``touched`` table), as
+sync re-applies what it wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+from prometheus_client import Counter, Gauge, Histogram
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from explorer.chats import normalize_chat
+from explorer.config import Config, Instance
+from explorer.documents import to_document
+from explorer.errors import ConfigError, ExplorerError, MeiliError, MeiliTaskFailed
+from explorer.events import (
+    APPLIED,
+    BadEvent,
+    Event,
+    Update,
+    envelope_of,
+    event_id,
+    read_event,
+)
+from explorer.index import TERMINAL, IndexStore, call
+from explorer.journal import Journal, Queued, journal_path
+from explorer.metrics import new_registry, routes
+from explorer.reindex import last_report
+from explorer.secrets import redact
+from explorer.state import read_json, state_dir
+
+log = logging.getLogger("explorer.listen")
+
+WINDOW = 0.1  # seconds between writes at least: what arrives meanwhile is one write
+BATCH = 5000  # events per write at most
+MAX_FLIGHTS = 4  # writes sent and not yet applied
+RETAIN = 3600.0  # seconds what listen wrote is kept for re-applying after a swap (at least)
+MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before it started
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_FIELDS = ["id", "last_activity", "name", "archived", "unread_count"]
+
+
+class InsecureListen(ConfigError):
+    """A non-loopback address without a key or secret, and no --insecure-no-signature."""
+
+
+def check_exposure(cfg: Config, host: str, insecure: bool) -> None:
+    hooks = cfg.webhooks
+    if host in LOOPBACK or hooks.hmac_key or hooks.secret or insecure:
+        return
+    raise InsecureListen(
+        f"refusing to listen on {host} without a signature key: set webhooks.hmac_key "
+        "(or EXPLORER_WEBHOOK_HMAC_KEY) or webhooks.secret, or pass --insecure-no-signature"
+    )
+
+
+class ListenMetrics:
+    """What listen exports on /metrics, besides the state every server exports."""
+
+    def __init__(self, cfg: Config, journal: Journal) -> None:
+        self.registry = new_registry(cfg)
+        r = self.registry
+        self.received = Counter(
+            "explorer_webhook_events_received",
+            "Events accepted into the journal.",
+            ["event"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "explorer_webhook_requests_rejected",
+            "Requests refused, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "explorer_webhook_events_duplicate", "Events already accepted once.", registry=r
+        )
+        self.applied = Counter(
+            "explorer_webhook_events_applied", "Events applied to the index.", ["event"], registry=r
+        )
+        self.ignored = Counter(
+            "explorer_webhook_events_ignored", "Events counted and ignored.", ["event"], registry=r
+        )
+        self.writes = Counter(
+            "explorer_webhook_index_writes", "Partial-update batches written.", registry=r
+        )
+        self.catch_ups = Counter(
+            "explorer_webhook_catch_up_syncs", "Catch-up syncs started.", registry=r
+        )
+        self.latency = Histogram(
+            "explorer_webhook_apply_latency_seconds",
+            "From an event accepted to its change applied in Meilisearch.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        depth = Gauge("explorer_webhook_queue_depth", "Events waiting in the journal.", registry=r)
+        depth.set_function(lambda: journal.depth)
+        self.meili_up = Gauge(
+            "explorer_webhook_meilisearch_up", "1 while writes succeed.", registry=r
+        )
+        self.meili_up.set(1)
+
+
+class WawpLids:
+    """LIDs met in events, resolved one by one with ``/v2/lids/{lid}``
+    (:func:`explorer.lids.lookup_lid`) and remembered: an answer for a day, "unknown"
+    (or no answer) for ten minutes, since a mapping can appear later."""
+
+    def __init__(self, cfg: Config, limit: int = 100_000) -> None:
+        self.cfg = cfg
+        self.limit = limit
+        self._known: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._clients: dict[str, Any] = {}
+
+    def __call__(self, instance_id: str, lid: str) -> str | None:
+        from explorer.lids import lookup_lid
+
+        key = (instance_id, lid)
+        hit = self._known.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        phone: str | None = None
+        try:
+            phone = lookup_lid(self._client(instance_id), lid)
+        except (ExplorerError, ValueError) as exc:
+            log.debug("LID %s of %s not resolved: %s", lid, instance_id, exc)
+        if len(self._known) >= self.limit:
+            self._known.clear()
+        self._known[key] = (time.monotonic() + (86_400 if phone else 600), phone)
+        return phone
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def _client(self, instance_id: str) -> Any:
+        from explorer.crawl import open_client
+        from explorer.wawp import RetryPolicy
+
+        client = self._clients.get(instance_id)
+        if client is None:
+            inst = next(i for i in self.cfg.wawp.instances if i.id == instance_id)
+            client = open_client(self.cfg, inst, timeout=5, retry=RetryPolicy(10))
+            self._clients[instance_id] = client
+        return client
+
+
+class Sessions:
+    """Which configured instance an envelope's ``session`` names: its id, or the session
+    name ``/v2/session/info`` reports for it (learnt at start, and again when an unknown
+    name shows up, at most every ``refresh_every`` seconds)."""
+
+    def __init__(self, cfg: Config, refresh_every: float = 30.0) -> None:
+        self.cfg = cfg
+        self.names = {inst.id: inst.id for inst in cfg.wawp.instances}
+        self.refresh_every = refresh_every
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        from explorer.crawl import open_client
+        from explorer.wawp import RetryPolicy
+
+        self._last = time.monotonic()
+        for inst in self.cfg.wawp.instances:
+            try:
+                with open_client(self.cfg, inst, timeout=5, retry=RetryPolicy(5)) as client:
+                    name = client.session_info().get("name")
+            except ExplorerError as exc:
+                log.warning("session name of %s unknown: %s", inst.id, exc)
+                continue
+            if isinstance(name, str) and name:
+                self.names[name] = inst.id
+
+    def instance(self, session: str) -> str | None:
+        found = self.names.get(session)
+        if found is None and time.monotonic() - self._last > self.refresh_every:
+            with self._lock:
+                if time.monotonic() - self._last > self.refresh_every:
+                    threading.Thread(target=self.refresh, daemon=True).start()
+                    self._last = time.monotonic()
+        return found
+
+
+def _verify(body: bytes, headers: Any, key: str) -> tuple[str, str] | None:
+    """None when ``body`` carries a valid WAHA signature; else (reason, detail)."""
+    given = headers.get("x-webhook-hmac")
+    if not given:
+        return "missing_signature", "no X-Webhook-Hmac header"
+    algorithm = (headers.get("x-webhook-hmac-algorithm") or "sha512").lower()
+    if algorithm != "sha512":
+        return "bad_algorithm", f"unsupported signature algorithm {algorithm[:20]!r}"
+    expected = hmac.new(key.encode(), body, hashlib.sha512).hexdigest()
+    if hmac.compare_digest(expected, given.strip().lower()):
+        return None
+    return "bad_signature", "the signature does not match the body"
+
+
+@dataclass
+class _Flight:
+    """A write sent to Meilisearch: its events (dropped from the journal once applied) and
+    the merged update per chat it wrote (kept for re-applying after a swap)."""
+
+    events: list[tuple[Queued, Event | None]]
+    touched: list[tuple[str, str]]
+    tasks: list[int] = field(default_factory=list)
+
+
+class Listener:
+    """The receiver (a Starlette app), the journal and the applier thread."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.journal = Journal(journal_path(cfg), max_queue=cfg.webhooks.max_queue)
+        self.metrics = ListenMetrics(cfg, self.journal)
+        self.sessions = Sessions(cfg)
+        self.resolve = WawpLids(cfg)
+        self.labels = {inst.id: inst.label for inst in cfg.wawp.instances}
+        self.store = IndexStore(cfg.meilisearch, timeout=120)
+        self.stop = threading.Event()
+        self.meili_ok = True
+        self._syncing: set[str] = set()
+        self._applier = threading.Thread(target=self._apply_loop, name="applier", daemon=True)
+        self._pruned = 0.0
+        self._swap_checked = 0.0
+        self._flights: deque[_Flight] = deque()  # writes sent, not yet applied, in order
+        self._overlay: dict[str, tuple[_Flight, str]] = {}  # what those writes hold per chat
+        self._taken = 0  # the last journal seq sent
+        self._submitted = 0.0
+        self.app = Starlette(
+            routes=[
+                Route("/webhooks/wawp", self._receive, methods=["POST"]),
+                Route("/webhooks/wawp/{secret}", self._receive, methods=["POST"]),
+                *routes(self.metrics.registry, self._health),
+            ]
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Listener:
+        self.sessions.refresh()
+        self._applier.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.journal.arrived.set()
+        if self._applier.is_alive():
+            self._applier.join(timeout=30)
+        self.journal.close()
+        self.resolve.close()
+
+    def _health(self) -> tuple[bool, dict[str, Any]]:
+        full = self.journal.depth >= self.journal.max_queue
+        return not full and self._applier.is_alive(), {
+            "queue_depth": self.journal.depth,
+            "meilisearch": "ok" if self.meili_ok else "unreachable",
+        }
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _refuse(self, status: int, reason: str, detail: str, request: Request) -> Response:
+        self.metrics.rejected.labels(reason).inc()
+        client = request.client.host if request.client else "?"
+        log.warning("webhook refused (%d %s) from %s: %s", status, reason, client, detail)
+        return JSONResponse({"error": detail}, status_code=status)
+
+    async def _receive(self, request: Request) -> Response:
+        hooks = self.cfg.webhooks
+        secret = request.path_params.get("secret")
+        by_path = False
+        if secret is not None:
+            if not hooks.secret or not hmac.compare_digest(
+                secret.encode(), hooks.secret.reveal().encode()
+            ):
+                return self._refuse(401, "bad_secret", "unknown webhook path secret", request)
+            by_path = True
+        try:
+            body = await request.body()  # the server holds it to webhooks.max_body (413)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        if hooks.hmac_key and not by_path:
+            problem = _verify(body, request.headers, hooks.hmac_key.reveal())
+            if problem:
+                return self._refuse(401, *problem, request)
+        elif hooks.secret and not by_path:
+            return self._refuse(401, "missing_signature", "unsigned request", request)
+        try:
+            envelope = envelope_of(orjson.loads(body))
+            instance = self.sessions.instance(envelope["session"])
+            if instance is None:
+                detail = f"unknown session {envelope['session'][:60]!r}"
+                return self._refuse(404, "unknown_session", detail, request)
+            eid = event_id(envelope, body)
+            read_event(envelope, instance, eid)  # refuse now what could never be applied
+        except orjson.JSONDecodeError as exc:
+            return self._refuse(400, "malformed", f"malformed JSON: {exc}", request)
+        except BadEvent as exc:
+            return self._refuse(400, "malformed", str(exc), request)
+        outcome = await self.journal.append(eid, instance, body)
+        if outcome == "full":
+            self.metrics.rejected.labels("queue_full").inc()
+            log.warning("webhook refused (503): the queue holds %d events", self.journal.depth)
+            return JSONResponse({"error": "queue full, retry later"}, status_code=503,
+                                headers={"Retry-After": "5"})  # fmt: skip
+        if outcome == "duplicate":
+            self.metrics.duplicates.inc()
+        else:
+            self.metrics.received.labels(envelope["event"]).inc()
+        return JSONResponse({"status": outcome, "id": eid})
+
+    # -- applying ------------------------------------------------------------------------
+
+    def _apply_loop(self) -> None:
+        delay = 0.5
+        while not self.stop.is_set():
+            if not self._flights:
+                self.journal.arrived.wait(1.0)
+            if self.stop.is_set():
+                return
+            try:
+                self._maintain()
+                self._settle()
+                self._submit_next()
+                if not self.meili_ok:
+                    log.info("Meilisearch is back: applying queued events")
+                self.meili_ok, delay = True, 0.5
+                self.metrics.meili_up.set(1)
+                if self._flights:
+                    self.stop.wait(0.025)  # Meilisearch is indexing: look again soon
+            except MeiliError as exc:
+                if self.meili_ok:
+                    log.warning("cannot write to Meilisearch (events stay queued): %s", exc)
+                self.meili_ok = False
+                self.metrics.meili_up.set(0)
+                self._reset()
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                self.journal.arrived.set()  # try again even if nothing new arrives
+            except Exception:
+                log.exception("the applier failed; retrying")
+                self._reset()
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+                self.journal.arrived.set()
+
+    def _reset(self) -> None:
+        """Forget what is in flight: it is submitted again from the journal (writes are
+        idempotent: merging an update twice changes nothing)."""
+        self._flights.clear()
+        self._overlay.clear()
+        self._taken = 0
+
+    def _submit_next(self) -> None:
+        """Take the events queued after those in flight and send their write, without
+        waiting for the ones before it: Meilisearch applies tasks in order and batches
+        consecutive ones, and this loop prepares the next write meanwhile."""
+        waiting = self.journal.depth - sum(len(f.events) for f in self._flights)
+        if waiting <= 0:
+            if not self._flights:
+                self.journal.arrived.clear()
+            return
+        if len(self._flights) >= MAX_FLIGHTS:
+            return
+        since = time.monotonic() - self._submitted
+        if since < WINDOW:  # let a burst gather: one write for many events
+            self.stop.wait(WINDOW - since)
+        self.journal.arrived.clear()
+        batch = self.journal.batch(BATCH, after=self._taken)
+        if batch:
+            self._flights.append(self.submit_queued(batch))
+            self._taken = batch[-1].seq
+            self._submitted = time.monotonic()
+
+    def submit_queued(self, batch: list[Queued]) -> _Flight:
+        updates: dict[str, Update] = {}
+        events: list[tuple[Queued, Event | None]] = []
+        for item in batch:
+            try:
+                envelope = envelope_of(orjson.loads(item.body))
+                event = read_event(envelope, item.instance_id, event_id(envelope, item.body),
+                                   self.resolve)  # fmt: skip
+            except (orjson.JSONDecodeError, BadEvent) as exc:
+                log.warning("dropping an unreadable queued event: %s", exc)
+                events.append((item, None))
+                continue
+            events.append((item, event))
+            for update in event.updates:
+                known = updates.get(update.doc_id)
+                if known is None:
+                    updates[update.doc_id] = update
+                else:
+                    known.merge(update)
+            if event.catch_up:
+                self._catch_up(item.instance_id)
+        previous = self.journal.touched_rows([d for d in updates if d not in self._overlay])
+        previous.update({d: self._overlay[d][1] for d in updates if d in self._overlay})
+        for doc, data in previous.items():
+            merged = Update.from_json(data)
+            merged.merge(updates[doc])
+            updates[doc] = merged
+        flight = _Flight(events, [(doc, u.to_json()) for doc, u in updates.items()])
+        for doc, data in flight.touched:
+            self._overlay[doc] = (flight, data)
+        flight.tasks = self.submit(list(updates.values()))
+        return flight
+
+    def _settle(self) -> None:
+        """Record the writes Meilisearch has applied, oldest first."""
+        while self._flights:
+            flight = self._flights[0]
+            try:
+                if not self._finished(flight.tasks):
+                    return
+            except MeiliTaskFailed as exc:
+                # Deterministic: the same write would fail again. Drop it, say so, go on.
+                log.error("dropping %d events Meilisearch refused: %s", len(flight.events), exc)
+                self.metrics.rejected.labels("index_refused").inc(len(flight.events))
+                self.journal.done([q.seq for q, _ in flight.events], [], None)
+                self._reset()  # the writes after it merged its updates: send them again
+                return
+            self._flights.popleft()
+            self._record(flight)
+
+    def _record(self, flight: _Flight) -> None:
+        now = time.time()
+        last = None
+        for item, read in flight.events:
+            if read is None:
+                continue
+            if read.kind in APPLIED:
+                self.metrics.applied.labels(read.kind).inc()
+            else:
+                self.metrics.ignored.labels(read.kind).inc()
+            self.metrics.latency.observe(max(0.0, now - item.received))
+            last = {"id": read.id, "event": read.kind, "session": read.session,
+                    "instance_id": item.instance_id, "applied_at": now}  # fmt: skip
+        self.journal.done([q.seq for q, _ in flight.events], flight.touched, last)
+        for doc, _ in flight.touched:
+            if self._overlay.get(doc, (None,))[0] is flight:
+                del self._overlay[doc]
+
+    def write(self, updates: list[Update]) -> None:
+        """:meth:`submit`, waiting until Meilisearch has applied it."""
+        self._wait(self.submit(updates))
+
+    def submit(self, updates: list[Update]) -> list[int]:
+        """One partial update (and one deletion) for these chats; the task uids."""
+        if not updates:
+            return []
+        live = self.cfg.meilisearch.index
+        http = self.store.client.http
+        current = {
+            d["id"]: d
+            for d in call(
+                self.store.url,
+                http.post,
+                f"indexes/{live}/documents/fetch",
+                {"ids": [u.doc_id for u in updates], "fields": _FIELDS, "limit": len(updates)},
+            )["results"]  # fmt: skip
+        }
+        docs: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for update in updates:
+            if update.member is False:
+                gone.append(update.doc_id)
+                continue
+            doc = self.document(update, current.get(update.doc_id))
+            if doc is not None:
+                docs.append(doc)
+        tasks = []
+        if docs:
+            reply = call(self.store.url, http.put, f"indexes/{live}/documents?primaryKey=id", docs)
+            tasks.append(self.store._task_uid(reply))
+        if gone:
+            reply = call(self.store.url, http.post, f"indexes/{live}/documents/delete-batch", gone)
+            tasks.append(self.store._task_uid(reply))
+        self.metrics.writes.inc()
+        log.debug("wrote %d chats (%d docs, %d gone)", len(updates), len(docs), len(gone))
+        return tasks
+
+    def _finished(self, tasks: list[int]) -> bool:
+        """Whether Meilisearch has applied all of ``tasks``; raises if one failed."""
+        if not tasks:
+            return True
+        ids = ",".join(map(str, tasks))
+        reply = call(self.store.url, self.store.client.http.get,
+                     f"tasks?uids={ids}&limit={len(tasks)}")  # fmt: skip
+        done = [t for t in reply["results"] if t["status"] in TERMINAL]
+        for task in done:
+            if task["status"] != "succeeded":
+                error = task.get("error") or {}
+                raise MeiliTaskFailed(f"Meilisearch task {task['uid']} {task['status']}: "
+                                      f"{error.get('message', 'no message')}")  # fmt: skip
+        return len(done) == len(tasks)
+
+    def _wait(self, tasks: list[int]) -> None:
+        """Until Meilisearch has applied ``tasks``: polled every 25 ms, since the event's
+        latency is this wait (IndexStore.wait backs off to 0.5 s, for long builds)."""
+        deadline = time.monotonic() + self.store.timeout
+        http = self.store.client.http
+        for uid in tasks:
+            while True:
+                task = call(self.store.url, http.get, f"tasks/{uid}")
+                if task["status"] in TERMINAL:
+                    break
+                if time.monotonic() > deadline:
+                    raise MeiliError(f"Meilisearch task {uid} unfinished after "
+                                     f"{self.store.timeout:.0f}s")  # fmt: skip
+                time.sleep(0.025)
+            if task["status"] != "succeeded":
+                error = task.get("error") or {}
+                raise MeiliTaskFailed(f"Meilisearch task {uid} {task['status']}: "
+                                      f"{error.get('message', 'no message')}")  # fmt: skip
+
+    def document(self, u: Update, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The fields to write for ``u``: a whole document for a chat the index does not
+        know, else only what the events say that is newer than what the index holds."""
+        known = current is not None
+        have = current or {}
+        have_activity = have.get("last_activity")
+        activity = u.activity
+        if isinstance(have_activity, int) and (activity is None or activity < have_activity):
+            activity = have_activity
+        newest_other = max(u.incoming_at or 0, have_activity or 0)
+        raw: dict[str, Any] = {
+            "id": u.jid,
+            "lidJid": f"{u.lid}@lid" if u.lid else None,
+            "name": u.name if u.name is not None else have.get("name") if known else u.hint_name,
+            "timestamp": activity,
+            "archived": u.archived if u.archived is not None else have.get("archived"),
+        }
+        if u.read_at is not None and u.read_at >= newest_other:
+            raw["unreadCount"] = 0  # a message sent from this account: the chat was read
+        chat = normalize_chat(raw, u.instance_id)
+        if chat is None:
+            return None
+        if known:  # only its changed fields are written: no phone forms to compute
+            chat = replace(chat, phone=None)
+        full = to_document(chat, label=self.labels.get(u.instance_id), crawled_at=int(time.time()))
+        full["engine_shape"] = u.engine
+        if not known:
+            return full
+        partial: dict[str, Any] = {"id": full["id"]}
+        if activity is not None and activity != have_activity:
+            partial.update(last_activity=full["last_activity"], last_active=full["last_active"])
+        if u.name is not None and u.name != have.get("name"):
+            partial.update(name=full["name"], display_name=full["display_name"])
+        if u.archived is not None and u.archived != have.get("archived"):
+            partial["archived"] = full["archived"]
+        if "unreadCount" in raw and have.get("unread_count") != 0:
+            partial["unread_count"] = 0
+        return partial if len(partial) > 1 else None
+
+    # -- the safety net: catch-up syncs, swaps -------------------------------------------
+
+    def _catch_up(self, instance_id: str) -> None:
+        if instance_id in self._syncing:
+            return
+        inst = next((i for i in self.cfg.wawp.instances if i.id == instance_id), None)
+        if inst is None:
+            return
+        self._syncing.add(instance_id)
+        self.metrics.catch_ups.inc()
+        threading.Thread(target=self._sync_one, args=(inst,), daemon=True).start()
+
+    def _sync_one(self, inst: Instance) -> None:
+        from explorer.sync import sync
+
+        one = replace(self.cfg, wawp=replace(self.cfg.wawp, instances=(inst,)))
+        try:
+            log.info("session %s is WORKING again: catch-up sync", inst.id)
+            report = sync(one, wait=600)
+            log.info("%s", report.summary())
+        except ExplorerError as exc:
+            log.warning("catch-up sync of %s failed: %s", inst.id, exc)
+        finally:
+            self._syncing.discard(inst.id)
+
+    def _maintain(self) -> None:
+        """After a swap, write again what listen wrote since the build's crawl started;
+        now and then, forget what no build can need any more."""
+        now = time.monotonic()
+        if now - self._swap_checked >= 1.0:
+            self._swap_checked = now
+            last = last_report(self.cfg) or {}
+            handled = self.journal.meta("swap_handled")
+            if last.get("finished_at") and last.get("finished_at") != handled:
+                since = float(last.get("crawled_at") or 0) - MARGIN
+                rows = [Update.from_json(r) for r in self.journal.touched_since(since)]
+                log.info("a reindex swapped in a new index: writing %d chats again", len(rows))
+                for start in range(0, len(rows), BATCH):
+                    self.write(rows[start : start + BATCH])
+                self.journal.set_meta("swap_handled", last["finished_at"])
+        if now - self._pruned >= 60:
+            self._pruned = now
+            cutoff = time.time() - RETAIN
+            building = read_json(state_dir(self.cfg) / f"reindex-{self.cfg.meilisearch.index}.json")
+            if building.get("crawled_at"):
+                cutoff = min(cutoff, float(building["crawled_at"]) - MARGIN)
+            self.journal.prune(cutoff)
+
+
+class _Hide(logging.Filter):
+    """Masks the URL secret in what the server logs of a refused request's path."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = redact(message, self.secret), None
+        return True
+
+
+def run_listener(
+    cfg: Config, host: str, port: int, *, ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM, on the shared server (explorer.server): its limits
+    (body size, head and body deadlines, connections) are the receiver's."""
+    from explorer.server import HttpServer, Limits
+
+    cfg.require_instances()
+    if cfg.webhooks.secret:
+        hide = _Hide(cfg.webhooks.secret.reveal())
+        for name in ("explorer.server", "explorer.server.http", "explorer.listen"):
+            logging.getLogger(name).addFilter(hide)
+    listener = Listener(cfg)
+    reasons = {413: "too_large", 408: "too_slow"}
+    try:
+        server = HttpServer(
+            listener.app, host, port,
+            Limits(max_body=cfg.webhooks.max_body, idle_timeout=30.0, body_timeout=30.0),
+            on_refuse=lambda status: listener.metrics.rejected.labels(
+                reasons.get(status, str(status))).inc(),
+        )  # fmt: skip
+    except OSError as exc:
+        listener.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    try:
+        listener.start()
+        if ready is not None:
+            ready(server.url.rstrip("/"))
+        server.serve_forever()
+    finally:
+        listener.close()
+
+
+class ListenError(ExplorerError):
+    """The address cannot be listened on."""
