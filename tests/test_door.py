@@ -537,14 +537,14 @@ def test_admin_keys_still_stand_out_from_agent_keys(door: dict[str, Any], port: 
     """How the agent page refuses an admin key: a key that covers every index gets "not
     found" for a made-up index, an agent key "cannot access"; through both doors."""
     from explorer.config import MeiliSettings
-    from explorer.index import create_key
+    from explorer.keys import create_key
     from explorer.secrets import Secret
 
     settings = MeiliSettings(url=door["meili"].url, api_key=Secret(door["meili"].master_key),
                              index=INDEX)  # fmt: skip
     agent = door.setdefault(
         "agent_key",
-        create_key(settings, ["search", "indexes.get", "stats.get", "version"], "door", None),
+        create_key(settings, ["search", "indexes.get", "stats.get", "version"], "door", None).key,
     )
     probe = {"queries": [{"indexUid": PROBE, "q": "", "limit": 0}]}
     status, _, data = send(port, "POST", "/multi-search", door["meili"].master_key, probe)
