@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -280,12 +280,13 @@ class WawpClient:
     ) -> Any:
         """The body of a GET, after the retries it takes."""
         query = {"instance_id": self.instance_id, "access_token": self._token.reveal(), **params}
-        url = f"{self._prefix}{path}"
+        # Encoded once here: httpx merging params into a URL parses it twice per request.
+        url = f"{self._prefix}{path}?{urlencode(query)}"
         started = time.monotonic()
         attempt = 0
         bad_bodies = 0
         while True:
-            outcome = self._attempt(path, url, query, want_list)
+            outcome = self._attempt(path, url, want_list)
             if not isinstance(outcome, _Retry):
                 return outcome.body
             if outcome.bad_body:
@@ -313,7 +314,7 @@ class WawpClient:
             self._sleep(delay)
             attempt += 1
 
-    def _attempt(self, path: str, url: str, query: dict[str, Any], want_list: bool) -> _Ok | _Retry:
+    def _attempt(self, path: str, url: str, want_list: bool) -> _Ok | _Retry:
         """One GET. Raises the errors that retrying cannot fix."""
         with self._lock:
             self.requests_made += 1
@@ -322,7 +323,7 @@ class WawpClient:
         try:
             with self.pace.slot(self.instance_id) if self.pace else contextlib.nullcontext():
                 started = time.monotonic()  # the reply time, not the wait for a slot
-                reply = self._get(url, query)
+                reply = self._get(url)
         except httpx.TimeoutException as exc:
             if self.pace:
                 self.pace.observe(time.monotonic() - started, throttled=True)
@@ -347,9 +348,9 @@ class WawpClient:
             self.pace.observe(time.monotonic() - started, throttled=throttled, retry_after=after)
         return self._interpret(path, reply, want_list)
 
-    def _get(self, url: str, query: dict[str, Any]) -> _Reply:
+    def _get(self, url: str) -> _Reply:
         """The reply, its body decoded (gzip) and capped at :data:`MAX_BODY_BYTES`."""
-        with self._http.stream("GET", url, params=query) as resp:
+        with self._http.stream("GET", url) as resp:
             parts: list[bytes] = []
             size = 0
             for chunk in resp.iter_bytes():
