@@ -7,7 +7,8 @@ reindex sends them, all enqueued at once) and measures the wall time until every
 has succeeded and the CPU time the Meilisearch process used meanwhile; then runs the
 query set of `benchmarks/search.py` against it (recall@1 and @5, the CLI's path and the
 web UI's). Variants run in passes (every variant once per pass), so a machine that slows
-down during the run slows every variant alike; the best of the passes is printed.
+down during the run slows every variant alike, and today's settings run again every few
+variants, to show how much the machine drifted. Medians of the runs are printed.
 Prints figures; asserts nothing.
 
     .venv/bin/python benchmarks/index_costs.py [--chats N] [--passes N] [--only NAME ...]
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -163,7 +165,15 @@ def variants() -> list[Variant]:
     out.append(Variant("sortable none", settings=without_sortable(None)))
     for attr in INDEX_SETTINGS["sortableAttributes"]:
         out.append(Variant(f"sortable -{attr}", settings=without_sortable(attr)))
-    return out
+    out.append(
+        Variant(
+            "-name, -is_group, -unread_count",
+            settings=lambda s: without_filterable("unread_count")(
+                without_filterable("is_group")(without_searchable("name")(s))
+            ),
+        )
+    )
+    return out  # fmt: skip
 
 
 def cpu_seconds(pid: int) -> float:
@@ -173,17 +183,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 def index_once(
-    meili: MeiliServer, store: IndexStore, uid: str, v: Variant, body: list[bytes]
-) -> tuple[float, float]:
-    """Wall and Meilisearch CPU seconds to index ``body`` (the batches) into a new index."""
+    meili: MeiliServer, store: IndexStore, uid: str, v: Variant, body: list[bytes], pace: float
+) -> tuple[float, float, float]:
+    """Index ``body`` (the batches) into a new index, one batch every ``pace`` seconds as a
+    crawl hands them on (0: all at once). Returns the wall seconds from the first batch
+    until all are indexed, the seconds of that after the last batch was sent (what a
+    reindex waits for after its crawl), and the Meilisearch CPU seconds meanwhile."""
     store.delete(uid)
     store.create(uid)
     store.apply_settings(uid, v.settings())
     assert meili.proc is not None
     cpu, started = cpu_seconds(meili.proc.pid), time.perf_counter()
-    tasks = [store.add_json(uid, batch) for batch in body]
+    tasks = []
+    for k, batch in enumerate(body):
+        time.sleep(max(0.0, started + k * pace - time.perf_counter()))  # the crawl's pace
+        tasks.append(store.add_json(uid, batch))
+    sent = time.perf_counter()
     store.wait(tasks)
-    return time.perf_counter() - started, cpu_seconds(meili.proc.pid) - cpu
+    done = time.perf_counter()
+    return done - started, done - sent, cpu_seconds(meili.proc.pid) - cpu
 
 
 def batches(docs: Docs) -> list[bytes]:
@@ -239,42 +257,65 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--queries-per-kind", type=int, default=60)
     ap.add_argument("--only", nargs="*", help="variant names to run (today always runs)")
+    ap.add_argument("--baseline-every", type=int, default=3)
+    ap.add_argument(
+        "--pace",
+        type=float,
+        default=0.625,
+        help="seconds between batches of 5,000: 0.625 is a crawl at its latency limit "
+        "(100 ms a page of 100, concurrency 8); 0 sends them all at once",
+    )
     args = ap.parse_args()
-    todo = [v for v in variants() if not args.only or v.name == "today" or v.name in args.only]
+    chosen = [v for v in variants()[1:] if not args.only or v.name in args.only]
+    today = variants()[0]
+    todo = [today]  # and again every --baseline-every variants: the machine's drift shows
+    for n, v in enumerate(chosen, 1):
+        todo.append(v)
+        if n % args.baseline_every == 0 and n < len(chosen):
+            todo.append(today)
     docs = documents(args.chats)
     queries = build_queries(docs, args.queries_per_kind)
-    bodies = {v.name: batches(v.docs_change(docs) if v.docs_change else docs) for v in todo}
+    same = batches(docs)
+    bodies = {v.name: batches(v.docs_change(docs)) if v.docs_change else same for v in todo}
     print(f"{len(docs):,} documents, {len(queries)} queries, {len(todo)} variants, "
           f"{args.passes} passes; machine: {os.cpu_count()} cores", flush=True)  # fmt: skip
-    timings: dict[str, list[tuple[float, float]]] = {v.name: [] for v in todo}
+    timings: dict[str, list[tuple[float, float, float]]] = {v.name: [] for v in todo}
+    first_pass: set[str] = set()
     scores: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, MeiliServer(Path(tmp) / "meili") as meili:
         store = IndexStore(MeiliSettings(url=meili.url, api_key=Secret(meili.master_key)))
-        index_once(meili, store, "cost", todo[0], bodies["today"])  # warm-up: not counted
+        index_once(meili, store, "cost", todo[0], bodies["today"], 0)  # warm-up: not counted
         for p in range(args.passes):
             for v in todo:
                 uid = "cost"
-                timings[v.name].append(index_once(meili, store, uid, v, bodies[v.name]))
-                if p == 0:
+                timings[v.name].append(index_once(meili, store, uid, v, bodies[v.name], args.pace))
+                if v.name not in scores:
                     scores[v.name] = quality(meili, uid, v, queries)
-                wall, cpu = timings[v.name][-1]
-                print(f"  pass {p + 1} {v.name:28} wall {wall:5.1f} s  cpu {cpu:5.1f} s",
-                      flush=True)  # fmt: skip
+                    first_pass.add(v.name)
+                wall, tail, cpu = timings[v.name][-1]
+                print(f"  pass {p + 1} {v.name:28} wall {wall:5.1f} s  tail {tail:5.1f} s  "
+                      f"cpu {cpu:5.1f} s", flush=True)  # fmt: skip
+                if v.name in first_pass:
+                    first_pass.discard(v.name)
+                    print("   ", " ".join(f"{k} {x:.3f}" for k, x in scores[v.name].items()),
+                          flush=True)  # fmt: skip
                 store.delete(uid)
     scale = 100_000 / len(docs)
-    base_wall = min(w for w, _ in timings["today"]) * scale
-    base_cpu = min(c for _, c in timings["today"]) * scale
+
+    def best(name: str, field: int) -> float:
+        return statistics.median(t[field] for t in timings[name]) * scale
+
     base = scores["today"]
-    print(f"\nPer 100,000 chats (best of {args.passes}); recall through the CLI unless marked UI")
-    print(f"{'variant':28} {'wall s':>6} {'Δwall':>6} {'CPU s':>6} {'ΔCPU':>6}  "
+    print(f"\nPer 100,000 chats, batches every {args.pace} s (medians of every run); recall "
+          "through the CLI unless marked UI")  # fmt: skip
+    print(f"{'variant':28} {'wall s':>6} {'tail s':>6} {'CPU s':>6} {'ΔCPU':>6}  "
           f"{'r@1':>5} {'r@5':>5} {'phone@1':>7} {'name@1':>6} {'UI r@1':>6} {'UI r@5':>6} "
           f"{'narrow':>6}")  # fmt: skip
-    for v in todo:
-        wall = min(w for w, _ in timings[v.name]) * scale
-        cpu = min(c for _, c in timings[v.name]) * scale
+    for v in dict.fromkeys(todo):
         s = scores[v.name]
-        print(f"{v.name:28} {wall:6.1f} {wall - base_wall:+6.1f} {cpu:6.1f} "
-              f"{cpu - base_cpu:+6.1f}  {s['cli r@1']:5.3f} {s['cli r@5']:5.3f} "
+        print(f"{v.name:28} {best(v.name, 0):6.1f} {best(v.name, 1):6.1f} "
+              f"{best(v.name, 2):6.1f} {best(v.name, 2) - best('today', 2):+6.1f}  "
+              f"{s['cli r@1']:5.3f} {s['cli r@5']:5.3f} "
               f"{s['phone r@1']:7.3f} {s['name r@1']:6.3f} "
               f"{s['ui r@1']:6.3f} {s['ui r@5']:6.3f} {s['narrowing']:6.2f}")  # fmt: skip
     print(f"\n(today: CLI recall@1 {base['cli r@1']:.3f}, @5 {base['cli r@5']:.3f})")

@@ -107,6 +107,7 @@ def build_queries(docs: list[dict[str, Any]], per_kind: int, seed: int = 7) -> l
                 d["phone_variants"][2] if len(d["phone_variants"]) > 2 else nsn,
                 is_it,
             ),
+            ("phone without trunk", nsn, is_it),
             ("phone last 7", digits[-7:], is_it),
         ]
     return out  # fmt: skip
@@ -151,6 +152,7 @@ def main() -> None:
         sb.stop()
         client = meilisearch.Client(meili.url, meili.master_key)
         docs = [dict(d) for d in client.index("quality").get_documents({"limit": 10**7}).results]
+        docs.sort(key=lambda d: d["id"])  # the same queries whatever order the crawl stored
         queries = build_queries(docs, args.queries_per_kind)
         index = client.index("quality")
         tallies: dict[tuple[str, str], list[tuple[bool, bool]]] = {}

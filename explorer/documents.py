@@ -133,10 +133,12 @@ def fingerprint(doc: dict[str, Any]) -> str:
 
 # Settings as code: applied to every new index before any document (changing them later
 # would re-index everything), and compared with the live index by `explorer settings`.
+# Each attribute here costs Meilisearch indexing time; each is kept because it buys recall
+# or a filter or sort the tool uses (benchmarks/index_costs.py, docs/benchmarks-index.md).
 INDEX_SETTINGS: Final[dict[str, Any]] = {
+    # Not `name`: `display_name` is the name whenever there is one.
     "searchableAttributes": [
         "display_name",
-        "name",
         "phone_digits",
         "phone_variants",
         "jid",
@@ -145,8 +147,8 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "instance_label",
         "type_words",
     ],
-    # Only the filter operators the searches use (measured on 100,000 chats: 14% less
-    # indexing time than plain filterable attributes), no facet search (another 14%).
+    # Only the filter operators the searches use, and no facet search: Meilisearch builds
+    # less for each filterable attribute.
     "filterableAttributes": [
         {
             "attributePatterns": [
@@ -213,7 +215,7 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
     "pagination": {"maxTotalHits": 1000},
     "facetSearch": False,
     # Proximity between words of one attribute, not word by word: names are a few words
-    # long, and it cuts indexing time by 42% (recall unchanged, benchmarks/search.py).
+    # long, recall is the same (benchmarks/search.py) and indexing far cheaper.
     "proximityPrecision": "byAttribute",
 }
 

@@ -23,9 +23,13 @@ MIN_SUFFIX: Final = 7
 _PHONEISH: Final = re.compile(r"^\s*\+?[\d\s().\-/]+$")
 
 
+_NOT_DECIMAL: Final = re.compile(r"\D")  # in a str pattern, \d is every script's digits
+
+
 def _digits(text: str) -> str:
     """ASCII digits of every decimal digit in ``text``, whatever its script (``٢٠`` -> ``20``)."""
-    return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
+    digits = _NOT_DECIMAL.sub("", text)
+    return digits if digits.isascii() else "".join(str(unicodedata.decimal(d)) for d in digits)
 
 
 def _number(digits: str) -> PhoneNumber | None:

@@ -525,4 +525,3 @@ def test_the_summary_says_what_was_skipped(
     report = reindex(config_for(sb))
     assert report.skipped == 1
     assert "1 skipped (status@broadcast)" in report.summary() and "0 merged" in report.summary()
-
