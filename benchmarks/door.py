@@ -41,7 +41,7 @@ import meilisearch  # noqa: E402
 from benchmarks.crawl import instances_config  # noqa: E402
 from explorer.dev.meili_server import MeiliServer, free_port  # noqa: E402
 from explorer.dev.sandbox import sandbox_process  # noqa: E402
-from explorer.index import create_key  # noqa: E402
+from explorer.keys import create_key  # noqa: E402
 from explorer.reindex import reindex  # noqa: E402
 
 INSTANCES = {"DOORBENCH001": "door-bench-token-0123456789", "DOORBENCH002": "door-bench-token-abc"}
@@ -158,7 +158,7 @@ def main() -> None:
         report = reindex(cfg)
         print(f"  indexed {report.new_count:,} chats in {time.monotonic() - started:.0f} s")
         index = cfg.meilisearch.index
-        key = create_key(cfg.meilisearch, ["search"], "door benchmark", None)
+        key = create_key(cfg.meilisearch, ["search"], "door benchmark", None).key
         client = meilisearch.Client(meili.url, meili.master_key)
         hits = client.index(index).get_documents({"limit": 2000, "fields": ["name"]}).results
         names = sorted({w.lower() for d in hits for w in (dict(d).get("name") or "").split()
