@@ -25,7 +25,10 @@ lint: install
 
 install: $(VENV)/.installed
 
+# Older versions compiled some modules in place with mypyc: a leftover .so would shadow
+# the source it was built from, so it goes before the (plain Python) install.
 $(VENV)/.installed: pyproject.toml
+	rm -rf explorer/*.so build
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
