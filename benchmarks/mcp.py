@@ -28,18 +28,13 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import anyio  # noqa: E402
-import meilisearch  # noqa: E402
 from mcp.client import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
-from benchmarks.search import build_queries, recall  # noqa: E402
-from explorer.config import load_config  # noqa: E402
+from benchmarks.search import build_queries, indexed_world, recall  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
-from explorer.dev.sandbox import Sandbox  # noqa: E402
-from explorer.dev.sandbox_options import SandboxOptions  # noqa: E402
 from explorer.keys import create_search_key  # noqa: E402
 from explorer.query import Searcher  # noqa: E402
-from explorer.reindex import reindex  # noqa: E402
 
 INSTANCE, SECOND, TOKEN = "MCPBENCH0001", "MCPBENCH0002", "mcp-bench-token-0123456789"
 
@@ -58,28 +53,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=600, help="timed search_chats calls")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, MeiliServer(Path(tmp) / "meili") as meili:
-        half = args.chats // 2
-        sb = Sandbox(SandboxOptions(chats=half, instances={INSTANCE: TOKEN, SECOND: TOKEN})).start()
-        os.environ["EXPLORER_STATE_DIR"] = str(Path(tmp) / "state")
-        config = Path(tmp) / "explorer.toml"
-        config.write_text(
-            f'[[wawp.instances]]\nid = "{INSTANCE}"\nlabel = "Cairo"\n'
-            f'[[wawp.instances]]\nid = "{SECOND}"\nlabel = "Lagos"\n'
-        )
-        env = {
-            "WAWP_BASE_URL": sb.url,
-            "WAWP_ACCESS_TOKEN": TOKEN,
-            "MEILI_URL": meili.url,
-            "MEILI_API_KEY": meili.master_key,
-            "EXPLORER_INDEX": "mcpbench",
-        }
-        cfg = load_config(config, env=env)
-        started = time.perf_counter()
-        reindex(cfg)
-        print(f"indexed {args.chats:,} chats in {time.perf_counter() - started:.1f} s")
-        sb.stop()
-        client = meilisearch.Client(meili.url, meili.master_key)
-        docs = [dict(d) for d in client.index("mcpbench").get_documents({"limit": 10**7}).results]
+        cfg, env, config, docs = indexed_world(meili, tmp, args.chats, "mcpbench")
         by_key = {(d["instance_id"], d["jid"]): d for d in docs}
         queries = build_queries(docs, args.queries_per_kind)
         key = create_search_key(cfg.meilisearch).secret

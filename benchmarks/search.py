@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import meilisearch  # noqa: E402
 
-from explorer.config import load_config  # noqa: E402
+from explorer.config import Config, load_config  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.sandbox import Sandbox  # noqa: E402
 from explorer.dev.sandbox_options import SandboxOptions  # noqa: E402
@@ -124,35 +124,46 @@ def recall(hits: list[dict[str, Any]], relevant: Callable[[dict[str, Any]], bool
     return any(relevant(h) for h in hits[:k])
 
 
+def indexed_world(
+    meili: MeiliServer, tmp: str, chats: int, index: str
+) -> tuple[Config, dict[str, str], Path, list[dict[str, Any]]]:
+    """Two instances' sandbox chats reindexed into ``index``: the config, its environment,
+    its file, and the documents in id order (the same queries whatever order the crawl
+    stored them in)."""
+    half = chats // 2
+    sb = Sandbox(SandboxOptions(chats=half, instances={INSTANCE: TOKEN, SECOND: TOKEN})).start()
+    os.environ["EXPLORER_STATE_DIR"] = str(Path(tmp) / "state")
+    config = Path(tmp) / "explorer.toml"
+    config.write_text(
+        f'[[wawp.instances]]\nid = "{INSTANCE}"\nlabel = "Cairo"\n'
+        f'[[wawp.instances]]\nid = "{SECOND}"\nlabel = "Lagos"\n'
+    )
+    env = {
+        "WAWP_BASE_URL": sb.url,
+        "WAWP_ACCESS_TOKEN": TOKEN,
+        "MEILI_URL": meili.url,
+        "MEILI_API_KEY": meili.master_key,
+        "EXPLORER_INDEX": index,
+    }
+    cfg = load_config(config, env=env)
+    started = time.perf_counter()
+    reindex(cfg)
+    print(f"indexed {chats:,} chats in {time.perf_counter() - started:.1f} s")
+    sb.stop()
+    client = meilisearch.Client(meili.url, meili.master_key)
+    docs = [dict(d) for d in client.index(index).get_documents({"limit": 10**7}).results]
+    docs.sort(key=lambda d: d["id"])
+    return cfg, env, config, docs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chats", type=int, default=100_000)
     ap.add_argument("--queries-per-kind", type=int, default=60)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, MeiliServer(Path(tmp) / "meili") as meili:
-        half = args.chats // 2
-        sb = Sandbox(SandboxOptions(chats=half, instances={INSTANCE: TOKEN, SECOND: TOKEN})).start()
-        os.environ["EXPLORER_STATE_DIR"] = str(Path(tmp) / "state")
-        config = Path(tmp) / "explorer.toml"
-        config.write_text(
-            f'[[wawp.instances]]\nid = "{INSTANCE}"\nlabel = "Cairo"\n'
-            f'[[wawp.instances]]\nid = "{SECOND}"\nlabel = "Lagos"\n'
-        )
-        env = {
-            "WAWP_BASE_URL": sb.url,
-            "WAWP_ACCESS_TOKEN": TOKEN,
-            "MEILI_URL": meili.url,
-            "MEILI_API_KEY": meili.master_key,
-            "EXPLORER_INDEX": "quality",
-        }
-        cfg = load_config(config, env=env)
-        started = time.perf_counter()
-        reindex(cfg)
-        print(f"indexed {args.chats:,} chats in {time.perf_counter() - started:.1f} s")
-        sb.stop()
+        cfg, env, config, docs = indexed_world(meili, tmp, args.chats, "quality")
         client = meilisearch.Client(meili.url, meili.master_key)
-        docs = [dict(d) for d in client.index("quality").get_documents({"limit": 10**7}).results]
-        docs.sort(key=lambda d: d["id"])  # the same queries whatever order the crawl stored
         queries = build_queries(docs, args.queries_per_kind)
         index = client.index("quality")
         tallies: dict[tuple[str, str], list[tuple[bool, bool]]] = {}
