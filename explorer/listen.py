@@ -612,13 +612,19 @@ class Listener:
             self._swap_checked = now
             last = last_report(self.cfg) or {}
             handled = self.journal.meta("swap_handled")
-            if last.get("finished_at") and last.get("finished_at") != handled:
+            # finished_at is in whole seconds: two reindexes of a small index can share one,
+            # so a report is told apart by its duration too.
+            swap = [last.get("finished_at"), last.get("seconds")]
+            if last.get("finished_at") and swap != handled:
                 since = float(last.get("crawled_at") or 0) - MARGIN
                 rows = [Update.from_json(r) for r in self.journal.touched_since(since)]
+                # Writes still in flight may have reached the old index just before the
+                # swap and are not in the journal's record yet: write their data too.
+                rows += [Update.from_json(data) for _, data in self._overlay.values()]
                 log.info("a reindex swapped in a new index: writing %d chats again", len(rows))
                 for start in range(0, len(rows), BATCH):
                     self.write(rows[start : start + BATCH])
-                self.journal.set_meta("swap_handled", last["finished_at"])
+                self.journal.set_meta("swap_handled", swap)
         if now - self._pruned >= 60:
             self._pruned = now
             cutoff = time.time() - RETAIN
