@@ -24,6 +24,7 @@ import meilisearch
 import pytest
 
 from explorer.dev.meili_server import MeiliServer, free_port
+from tests.test_server import read_all
 
 ROOT = Path(__file__).resolve().parent.parent
 INDEX = "chats"
@@ -330,15 +331,7 @@ def raw(port: int, head: bytes, body: bytes = b"", *, close: bool = True) -> byt
         if close:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
-        out = first
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                return out
-            if not chunk:
-                return out
-            out += chunk
+        return first + read_all(sock)
 
 
 def statuses(reply: bytes) -> list[int]:
