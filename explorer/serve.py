@@ -27,7 +27,6 @@ The HTTP side (timeouts, body limit, framing, connection cap) is :mod:`explorer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import mimetypes
 import re
@@ -38,7 +37,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -58,11 +57,12 @@ SEARCH_ROUTE = re.compile(r"^/(?:multi-search|indexes/([A-Za-z0-9_-]+)/search)$"
 INDEX_UID = re.compile(r"[A-Za-z0-9_-]{1,512}")
 DECOY = "explorer-door-"
 DOOR_LIMITS = Limits(max_body=64 * 1024)
-# Searches in flight to Meilisearch at once; the rest wait their turn in the door. httpx's
-# async pool slows down as concurrent requests grow (measured against Meilisearch directly:
-# ~470 searches/s four at a time, ~120/s fifty at a time), and Meilisearch runs no more
-# searches at once than it has cores anyway.
+# Searches in flight to Meilisearch at once; the rest wait their turn in the door.
+# Meilisearch runs no more searches at once than it has cores, so queueing here rather than
+# there costs nothing (8 and 64 measured the same in benchmarks/door.py) and caps the
+# connections one door holds open.
 UPSTREAM_AT_ONCE = 8
+UPSTREAM_TIMEOUT = 30.0  # seconds for Meilisearch's whole answer
 JSON = "application/json"
 
 
@@ -151,24 +151,27 @@ class Door:
         self.meili = meili
         self.extra = extra or []  # /metrics and /healthz (explorer.metrics), before the rest
         self.config = orjson.dumps({"meili": "", "index": meili.index})
-        self.upstream: httpx.AsyncClient | None = None
-        self.turns: asyncio.Semaphore | None = None
+        self.upstream: aiohttp.ClientSession | None = None
         self.security = security_headers()
 
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
         # One pool per running server, made on its loop: searches reuse kept-alive
         # connections, and a burst waits for a free one rather than failing.
-        async with httpx.AsyncClient(
-            base_url=self.meili.url,
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(
-                max_connections=UPSTREAM_AT_ONCE, max_keepalive_connections=UPSTREAM_AT_ONCE
-            ),
+        # aiohttp rather than httpx (which `explorer` uses everywhere else): this is the
+        # path every agent's keystroke takes, and httpx's AsyncClient spent more than three
+        # times aiohttp's CPU per search; with it the door used twice the CPU and added
+        # several times the latency at p95 (docs/benchmarks.md, "The agents' door").
+        async with aiohttp.ClientSession(
+            self.meili.url.rstrip("/") + "/",  # joined with paths that have no leading "/"
+            connector=aiohttp.TCPConnector(limit=UPSTREAM_AT_ONCE),
+            timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT, sock_connect=5.0),
+            auto_decompress=False,  # the body passes on as Meilisearch sent it
+            skip_auto_headers=("User-Agent",),
         ) as client:
-            self.upstream, self.turns = client, asyncio.Semaphore(UPSTREAM_AT_ONCE)
+            self.upstream = client
             yield
-        self.upstream = self.turns = None
+        self.upstream = None
 
     def app(self) -> Starlette:
         methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -228,24 +231,24 @@ class Door:
             path = "/multi-search"
         else:
             path = f"/indexes/{pinned.uid(route.group(1))}/search"
-        assert self.upstream and self.turns, "the door's lifespan did not run"
+        assert self.upstream, "the door's lifespan did not run"
         try:
-            async with self.turns:
-                resp = await self.upstream.post(path, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
+            async with self.upstream.post(path.lstrip("/"), data=body, headers=headers) as resp:
+                content = await resp.read()
+                status = resp.status
+                ctype = resp.headers.get("Content-Type", JSON)
+        except TimeoutError as exc:
             log.warning("Meilisearch at %s did not answer in time: %s", self.meili.url, exc)
             raise Refused(504, "meili_timeout", "Meilisearch did not answer in time.") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             log.warning("Meilisearch at %s is unreachable: %s", self.meili.url, exc)
             raise Refused(
                 502, "meili_unreachable",
                 "Meilisearch cannot be reached from this door: tell its administrator.",
             ) from None  # fmt: skip
-        content = resp.content
-        if pinned.asked and resp.status_code >= 400:
+        if pinned.asked and status >= 400:
             content = pinned.answer(content)
-        ctype = resp.headers.get("Content-Type", JSON)
-        return Response(content, resp.status_code, self.security, media_type=ctype)
+        return Response(content, status, self.security, media_type=ctype)
 
 
 class AgentPage:

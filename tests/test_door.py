@@ -580,6 +580,33 @@ def test_a_dead_meilisearch_is_a_502_that_names_no_address(
     assert any(dead in r.getMessage() for r in caplog.records)  # the operator's log says where
 
 
+def test_a_meilisearch_that_never_answers_is_a_504_that_names_no_address(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connected, request sent, no answer: the agent gets a 504 once the door gives up."""
+    from explorer import serve
+    from explorer.config import MeiliSettings
+
+    monkeypatch.setattr(serve, "UPSTREAM_TIMEOUT", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, reads, never answers
+        where = f"127.0.0.1:{silent.getsockname()[1]}"
+        served = serve.AgentPage(MeiliSettings(url=f"http://{where}", index=INDEX), port=0)
+        served.start()
+        try:
+            port = served.server.socket.getsockname()[1]
+            for target, body in ((f"/indexes/{INDEX}/search", {"q": "x"}),
+                                 ("/multi-search", {"queries": []})):  # fmt: skip
+                started = time.monotonic()
+                status, _, data = send(port, "POST", target, "some-key", body)
+                assert status == 504, (target, status, data)
+                assert json.loads(data)["code"] == "meili_timeout"
+                assert where.encode() not in data and b"127.0.0.1" not in data, data
+                assert time.monotonic() - started < 10
+        finally:
+            served.stop()
+    assert any("did not answer in time" in r.getMessage() for r in caplog.records)
+
+
 def test_a_slowloris_connection_is_closed_within_the_head_timeout(port: int) -> None:
     """A header byte every 200 ms, each in time for a keep-alive timer, never the end of the
     head: the door closes it (1 s for this serve, 2 s for this nginx), long before our 60 s."""
