@@ -1,20 +1,25 @@
 """The one HTTP server `explorer` listens with: the agents' door (``serve``), the webhook
 receiver (``listen``) and the MCP server's HTTP transport (``mcp --http``).
 
-An ASGI app (Starlette) runs on uvicorn with its h11 protocol: strict HTTP/1.1 framing
-(``Content-Length: -1`` or ``abc``, a bad chunk size or a header over ``max_head`` bytes is
-a 400 and the connection closes), an asyncio loop instead of a thread per connection, a
-real listen backlog, a keep-alive timeout and a cap on connections (503 past it). uvicorn
-rather than hypercorn or granian: it is the server Starlette and the MCP SDK document and
-test with, it runs in-process on a socket we bind (tests and ``demo`` start it on port 0
-in a thread), and its protocol class can be extended, which the two gaps below need.
+An ASGI app (Starlette) runs on uvicorn as its documentation deploys it for production:
+the httptools protocol (llhttp's strict HTTP/1.1 framing: ``Content-Length: -1`` or
+``abc``, a bad chunk size, or both Content-Length and chunked is a 400 and the connection
+closes) on a uvloop event loop, instead of a thread per connection; a real listen backlog,
+a keep-alive timeout and a cap on connections (503 past it). uvicorn rather than hypercorn
+or granian: it is the server Starlette and the MCP SDK document and test with, it runs
+in-process on a socket we bind (tests and ``demo`` start it on port 0 in a thread), and
+its protocol class can be extended, which the gaps below need. httptools and uvloop rather
+than uvicorn's pure-Python h11 and asyncio's loop: the door's CPU per search fell by a
+quarter, and what it adds at p95 with 50 agents by about 2 ms, nearly half
+(docs/benchmarks.md, "The agents' door").
 
 What uvicorn leaves open, and this module closes:
 
-- **Slow request heads.** uvicorn's only timer runs between requests (keep-alive), and any
-  byte received cancels it: a client that connects and sends nothing, or trickles a header
-  byte every few seconds, holds its connection forever. :class:`_Protocol` gives every
-  request head a deadline from the connection (or its first byte) to the blank line.
+- **Slow and large request heads.** uvicorn's only timer runs between requests
+  (keep-alive), and any byte received cancels it: a client that connects and sends
+  nothing, or trickles a header byte every few seconds, holds its connection forever.
+  :class:`_Protocol` gives every request head a deadline from the connection (or its first
+  byte) to the blank line, and refuses one over ``max_head`` bytes (llhttp has no cap).
 - **Bodies.** uvicorn reads whatever body the framing announces. :class:`_Guard` counts
   the bytes the app actually receives (chunked or not) against ``max_body``, refuses an
   announced ``Content-Length`` over it before reading, and gives the whole body a deadline.
@@ -34,9 +39,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import h11
+import httptools
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("explorer.server")
 
@@ -63,18 +68,16 @@ class Limits:
 
 
 class _Config(uvicorn.Config):
-    """uvicorn's config, carrying the head deadline to the protocol it instantiates."""
+    """uvicorn's config, carrying the head's deadline and size to the protocol it makes."""
 
     head_timeout: float = 10.0
+    max_head: int = 16 * 1024
 
 
 class _OneLine(logging.Filter):
-    """uvicorn's own records on our protocol's logger: its generic 400 line is replaced
-    by ours (with the client and the reason), and a traceback becomes its last line."""
+    """uvicorn's own records on our protocol's logger: a traceback becomes its last line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == "Invalid HTTP request received.":
-            return False
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             record.msg = f"{record.getMessage().strip()}: {type(exc).__name__}: {exc}"
@@ -85,19 +88,6 @@ class _OneLine(logging.Filter):
 
 _http_log = logging.getLogger("explorer.server.http")
 _http_log.addFilter(_OneLine())
-
-
-class _Connection(h11.Connection):
-    """h11's connection, remembering why it refused a request (for the log line)."""
-
-    error = ""
-
-    def next_event(self) -> Any:
-        try:
-            return super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.error = str(exc)
-            raise
 
 
 class _Lingering(asyncio.Transport):
@@ -184,30 +174,31 @@ def _addr(pair: Any) -> str:
     return f"{pair[0]}:{pair[1]}" if pair else "a client"
 
 
-def _client(protocol: H11Protocol) -> str:
+def _client(protocol: HttpToolsProtocol) -> str:
     return _addr(protocol.client)
 
 
-class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on every request head and one-line logs."""
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline and a size cap on every request head,
+    a lingering close, and one-line logs."""
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.logger = _http_log
         self.access_log = False  # agents' searches and webhook senders are nobody's log
-        self.conn: _Connection = _Connection(
-            h11.SERVER, config.h11_max_incomplete_event_size or 16 * 1024
-        )
         self._head_timeout = float(getattr(config, "head_timeout", 10.0))
+        self._max_head = int(getattr(config, "max_head", 16 * 1024))
         self._head_timer: asyncio.TimerHandle | None = None
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received since the head began (it may still be arriving)
+        self._head_size = 0  # bytes of request line and headers parsed
+        self._in_head = True  # the next bytes are a request head (or nothing yet)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # uvicorn writes a response's head and body separately: with Nagle on, the body
             # waits for the client's delayed ACK of the head, about 40 ms on every kept-alive
-            # request (measured; asyncio leaves these accepted sockets without TCP_NODELAY).
+            # request (measured with asyncio's transports, which leave it on).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._lingering = _Lingering(transport, self.loop)
         super().connection_made(self._lingering)
@@ -222,27 +213,73 @@ class _Protocol(H11Protocol):
         if self._lingering.lingering:
             self._lingering.drop(data)  # closing: what the client still sends goes nowhere
             return
-        waiting = self.conn.their_state is h11.IDLE
-        if waiting:
+        if self._in_head:
             self._head_bytes += len(data)
             self._arm_head_timer()  # a no-op if the head's deadline is already running
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # the head arrived (or the request failed)
-            self._disarm_head_timer()
-            self._head_bytes = 0
+        # uvicorn's own data_received, but keeping the parser's reason for the log line
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self._head_size > self._max_head:  # on_header stopped the parser
+                self._refuse_large_head()
+            else:
+                self.send_400_response(str(exc) or "malformed request")
+            return
+        except httptools.HttpParserUpgrade:
+            self.send_400_response("protocol upgrades are not served here")
+            return
+        if self._in_head and self._head_bytes > self._max_head:  # arriving, not yet parsed
+            self._refuse_large_head()
+
+    def on_message_begin(self) -> None:
+        self._head_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_head:
+            raise ValueError("request head too large")  # stops the parser: see data_received
+        super().on_header(name, value)
+
+    def _refuse_large_head(self) -> None:
+        _http_log.warning(
+            "refused a request from %s: headers over %d bytes", _client(self), self._max_head
+        )
+        self._disarm_head_timer()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: 25\r\n"
+            b"connection: close\r\n\r\nRequest headers too long\n"
+        )
+        self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True  # what follows is the next request's head
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
             # Answered before the body was read (refused): stop here rather than read,
             # and wait for, a body nobody wants, and never parse it as a next request.
             self.transport.close()
         super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
-        # h11 quotes the offending line after a colon: it may hold a key, so not that part
-        reason = self.conn.error.split(":", 1)[0] or "malformed request"
-        _http_log.warning("refused a malformed request from %s: %s", _client(self), reason)
-        text = f"Bad request: {reason}\n".encode("ascii", "replace").decode("ascii")
+        # llhttp's reasons name what was wrong ("Invalid character in Content-Length"),
+        # never the bytes themselves, which may hold a key
+        _http_log.warning("refused a malformed request from %s: %s", _client(self), msg)
+        text = f"Bad request: {msg}\n".encode("ascii", "replace").decode("ascii")
         self._disarm_head_timer()
         super().send_400_response(text)
 
@@ -257,7 +294,7 @@ class _Protocol(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing() or not self._in_head:
             return
         if self._head_bytes:
             _http_log.warning(
@@ -419,12 +456,13 @@ class HttpServer:
             limit_concurrency=limits.max_connections,
             timeout_keep_alive=max(1, round(limits.idle_timeout)),
             timeout_graceful_shutdown=limits.shutdown_timeout,
-            h11_max_incomplete_event_size=limits.max_head,
+            loop="uvloop",
             server_header=False,
             proxy_headers=False,  # X-Forwarded-For from any local client would rename it
             date_header=True,
         )
         config.head_timeout = limits.head_timeout
+        config.max_head = limits.max_head
         self._server = _Uvicorn(config)
         self._thread: threading.Thread | None = None
 

@@ -242,6 +242,20 @@ def test_a_malformed_header_line_is_logged_without_its_content(
     assert len(lines) == 1 and "s3cret" not in lines[0] and b"s3cret" not in reply
 
 
+def test_a_request_head_over_the_limit_is_refused(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """llhttp reads headers of any size; the server stops at ``max_head`` bytes."""
+    caplog.set_level(logging.WARNING)
+    big = b"X-Big: " + b"a" * LIMITS.max_head + b"\r\n"
+    reply = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big * 4 + b"\r\n")
+    assert statuses(reply) == [431]
+    assert logged(caplog, f"headers over {LIMITS.max_head} bytes")
+    small = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     + b"X-Ok: " + b"a" * 1000 + b"\r\n\r\n")  # fmt: skip
+    assert statuses(small) == [200]
+
+
 def test_a_busy_port_is_an_os_error(server: HttpServer) -> None:
     port = server.socket.getsockname()[1]
     with pytest.raises(OSError):
