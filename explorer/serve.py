@@ -168,6 +168,7 @@ class Door:
             timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT, sock_connect=5.0),
             auto_decompress=False,  # the body passes on as Meilisearch sent it
             skip_auto_headers=("User-Agent",),
+            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx reads them elsewhere
         ) as client:
             self.upstream = client
             yield

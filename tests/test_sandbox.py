@@ -278,20 +278,21 @@ def test_latency_is_the_time_to_the_reply_including_the_work(
 ) -> None:
     """A remote server's 100 ms includes building the page; adding the work on top made
     the sandbox slower than the latency it claims, and every benchmark ratio worse."""
-    sb = make_sandbox(chats=50, latency_ms=300)
+    sb = make_sandbox(chats=50, latency_ms=500)
     store = sb.store(INST)
     slow_item = store.item
 
     def item(i: int, merged: bool = False) -> bytes:
         if i == store.order("id")[0]:
-            time.sleep(0.2)  # the page takes 200 ms to build
+            time.sleep(0.4)  # the page takes 400 ms to build
         return slow_item(i, merged)
 
     monkeypatch.setattr(store, "item", item)
     started = time.monotonic()
     assert get(sb, token, limit=10, offset=0).status_code == 200
     elapsed = time.monotonic() - started
-    assert 0.3 <= elapsed < 0.45, f"{elapsed:.3f}s: latency 300 ms, work 200 ms inside it"
+    # inside: 0.5 s; on top: 0.9 s. The bound leaves a busy machine 0.3 s.
+    assert 0.5 <= elapsed < 0.8, f"{elapsed:.3f}s: latency 500 ms, work 400 ms inside it"
 
 
 def test_prerendered_sandbox_serves_the_same_chats(
@@ -343,14 +344,17 @@ def test_keep_alive_responses_do_not_stall(
     """A stall of ~40 ms per reply (Nagle + delayed ACK) would inflate every benchmark."""
     sb = make_sandbox(chats=500)
     params = {"instance_id": "INST00000001", "access_token": token, "limit": 50}
+    took = []
     with httpx.Client(base_url=sb.url) as client:
         client.get("/v2/chats", params=params)  # connection and sort order warmed up
-        started = time.perf_counter()
         for offset in range(0, 500, 25):
+            started = time.perf_counter()
             assert client.get("/v2/chats", params={**params, "offset": offset}).status_code == 200
-        elapsed = time.perf_counter() - started
-    # 20 replies: with the stall they take >= 0.8 s; without it, a few ms each.
-    assert elapsed < 0.4, f"{elapsed:.3f}s for 20 keep-alive requests"
+            took.append(time.perf_counter() - started)
+    # With the stall every reply takes >= 40 ms; without it, a few ms. The median is
+    # what a stall moves and a busy moment on the machine does not.
+    median = sorted(took)[len(took) // 2]
+    assert median < 0.03, f"median {median * 1000:.0f} ms per keep-alive request"
 
 
 LID_WORLD: dict[str, Any] = {"lid_share": 0.2, "lid_known": 0.8, "lid_pairs": 0.5}
