@@ -30,6 +30,8 @@ from __future__ import annotations
 import logging
 import mimetypes
 import re
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -138,6 +140,16 @@ class Pinned:
         return body
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy HTTP(S)_PROXY and NO_PROXY name for ``url``, as httpx reads them for every
+    other call to Meilisearch. Read once: aiohttp's ``trust_env`` reads the environment
+    (and ~/.netrc) again on every request, which doubled the door's CPU per search."""
+    scheme = urllib.parse.urlsplit(url)
+    if not scheme.hostname or urllib.request.proxy_bypass(scheme.hostname):
+        return None
+    return urllib.request.getproxies().get(scheme.scheme)
+
+
 def _error(status: int, code: str, message: str) -> Response:
     kind = "system" if status >= 500 else "invalid_request"  # Meilisearch's error types
     body = {"message": message, "code": code, "type": kind}
@@ -168,7 +180,7 @@ class Door:
             timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT, sock_connect=5.0),
             auto_decompress=False,  # the body passes on as Meilisearch sent it
             skip_auto_headers=("User-Agent",),
-            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx reads them elsewhere
+            proxy=env_proxy(self.meili.url),
         ) as client:
             self.upstream = client
             yield

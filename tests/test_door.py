@@ -627,3 +627,19 @@ def test_a_slowloris_connection_is_closed_within_the_head_timeout(port: int) -> 
                 break
             # an answer (a 408) before the close: read on until the close
     assert closed, "the door kept a trickling connection open for a minute"
+
+
+def test_the_door_reaches_meilisearch_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from explorer.serve import env_proxy
+
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("http://meili:7700") is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal")
+    assert env_proxy("http://meili:7700") == "http://proxy.example:3128"
+    assert env_proxy("http://localhost:7700") is None
+    assert env_proxy("http://search.internal:7700") is None
+    assert env_proxy("https://meili:7700") is None  # HTTPS_PROXY is not set
