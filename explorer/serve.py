@@ -181,6 +181,7 @@ class Door:
             auto_decompress=False,  # the body passes on as Meilisearch sent it
             skip_auto_headers=("User-Agent",),
             proxy=env_proxy(self.meili.url),
+            cookie_jar=aiohttp.DummyCookieJar(),  # one client for every agent: keep none
         ) as client:
             self.upstream = client
             yield

@@ -643,3 +643,47 @@ def test_the_door_reaches_meilisearch_through_the_proxy_the_environment_names(
     assert env_proxy("http://localhost:7700") is None
     assert env_proxy("http://search.internal:7700") is None
     assert env_proxy("https://meili:7700") is None  # HTTPS_PROXY is not set
+
+
+def test_a_cookie_from_upstream_is_not_sent_on_with_other_agents_searches() -> None:
+    """One client carries every agent's searches: a cookie set in answer to one (by a
+    proxy in front of Meilisearch, say) must not ride along with the next agent's."""
+    import http.server
+
+    from explorer.config import MeiliSettings
+    from explorer.serve import AgentPage
+
+    cookies: list[str | None] = []
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            cookies.append(self.headers.get("Cookie"))
+            body = b'{"results": []}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Set-Cookie", "session=agent-one; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    # a host name: aiohttp keeps no cookies from bare IP addresses anyway
+    url = f"http://localhost:{upstream.server_address[1]}"
+    served = AgentPage(MeiliSettings(url=url, index=INDEX), port=0).start()
+    try:
+        port = served.server.socket.getsockname()[1]
+        for key in ("agent-one", "agent-two"):
+            status, _, _ = send(port, "POST", "/multi-search", key, {"queries": []})
+            assert status == 200
+    finally:
+        served.stop()
+        upstream.shutdown()
+        upstream.server_close()
+    assert cookies == [None, None]
