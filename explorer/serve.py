@@ -170,7 +170,7 @@ class Door:
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
         # One pool per running server, made on its loop: searches reuse kept-alive
         # connections, and a burst waits for a free one rather than failing.
-        # aiohttp rather than httpx (which `explorer` uses everywhere else): this is the
+        # aiohttp rather than httpx (which `explorer` searches with elsewhere): this is the
         # path every agent's keystroke takes, and httpx's AsyncClient spent more than three
         # times aiohttp's CPU per search; with it the door used twice the CPU and added
         # several times the latency at p95 (docs/benchmarks.md, "The agents' door").
