@@ -92,6 +92,39 @@ def normalize_jid(value: str) -> tuple[str, str]:
     return f"{user}@{server}", KINDS[server]
 
 
+def _jid(value: Any) -> str | None:
+    """The canonical JID, or None for anything :func:`normalize_jid` refuses."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return normalize_jid(value)[0]
+    except MalformedChat:
+        return None
+
+
+def lid_jid(value: Any) -> str | None:
+    """``123@lid`` from ``123@lid``, ``123:31@lid`` (device suffix) or bare digits (how
+    some LID maps give them); None for anything else."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = f"{value.strip()}@lid"
+    jid = _jid(value)
+    user = jid.partition("@")[0] if jid and jid.endswith("@lid") else ""
+    return jid if user.isascii() and user.isdigit() else None
+
+
+def phone_jid(value: Any) -> str | None:
+    """``2012…@c.us`` from a phone JID in either spelling (``@s.whatsapp.net``), with a
+    device suffix or not; None for anything that is not 7-15 digits on a user server."""
+    jid = _jid(value)
+    user = jid.partition("@")[0] if jid and jid.endswith("@c.us") else ""
+    return jid if user.isascii() and user.isdigit() and 7 <= len(user) <= 15 else None
+
+
+def phone_of_jid(jid: str) -> str:
+    """``+2012…`` from ``2012…@c.us``."""
+    return "+" + jid.partition("@")[0]
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -226,17 +259,15 @@ def normalize_chat(
     jid, chat_type = normalize_jid(value)
     if jid == "status@broadcast":
         return None
-    user = jid.partition("@")[0]
-    phone = None
-    lid = None
-    if jid.endswith("@c.us") and user.isascii() and user.isdigit() and 7 <= len(user) <= 15:
-        phone = f"+{user}"
-    elif jid.endswith("@lid"):
-        lid = user
-    if lid is None and isinstance(raw.get("lidJid"), str) and raw["lidJid"].endswith("@lid"):
-        lid = raw["lidJid"].partition("@")[0].split(":", 1)[0] or None
-    elif lid is not None and "pnJid" in raw:  # NOWEB: the number behind a LID
-        phone = _pn_phone(raw["pnJid"])
+    own_phone = phone_jid(jid)
+    phone = phone_of_jid(own_phone) if own_phone else None
+    lid = jid.partition("@")[0] if jid.endswith("@lid") else None
+    if lid is None:
+        other = lid_jid(raw.get("lidJid"))
+        lid = other.partition("@")[0] if other else None
+    elif "pnJid" in raw:  # NOWEB: the number behind a LID
+        behind = phone_jid(raw["pnJid"])
+        phone = phone_of_jid(behind) if behind else None
     name = clean_name(raw.get("name")) or clean_name(raw.get("displayName"))
     return Chat(
         instance_id=instance_id,
@@ -253,17 +284,6 @@ def normalize_chat(
         engine_shape=engine_shape(raw, value),
         username=_username(raw.get("username")),
     )
-
-
-def _pn_phone(value: Any) -> str | None:
-    """``+digits`` from NOWEB's ``pnJid`` (``digits@s.whatsapp.net`` or ``@c.us``)."""
-    if not isinstance(value, str):
-        return None
-    user, _, server = value.rpartition("@")
-    user = user.split(":", 1)[0]
-    if server in ("s.whatsapp.net", "c.us") and user.isascii() and user.isdigit():
-        return f"+{user}" if 7 <= len(user) <= 15 else None
-    return None
 
 
 def _username(value: Any) -> str | None:

@@ -8,6 +8,7 @@ escaping never produces.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -107,6 +108,36 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "crawled_at": crawled_at,
         "listings": _listings(chat),
     }
+
+
+# The document fields :func:`chat_from_document` reads: every Chat field, under its name.
+DOCUMENT_FIELDS: Final = tuple(field.name for field in dataclasses.fields(Chat))
+
+
+def chat_from_document(doc: dict[str, Any]) -> Chat:
+    """The :class:`Chat` a document was made from, :func:`to_document` undone (sync and a
+    resumed reindex merge into documents already written)."""
+    listings = doc.get("listings")
+    return Chat(
+        instance_id=doc["instance_id"],
+        jid=doc["jid"],
+        chat_type=doc["chat_type"],
+        name=doc.get("name"),
+        phone=doc.get("phone"),
+        lid=doc.get("lid"),
+        last_activity=doc.get("last_activity"),
+        archived=doc.get("archived"),
+        pinned=doc.get("pinned"),
+        muted=doc.get("muted"),
+        unread_count=doc.get("unread_count"),
+        engine_shape=doc.get("engine_shape") or "unknown",
+        username=doc.get("username"),
+        listings=tuple(
+            (str(x["jid"]), x.get("last_activity"), x.get("unread_count")) for x in listings
+        )
+        if isinstance(listings, list) and listings
+        else None,
+    )
 
 
 def _nameless(chat: Chat, hidden: bool) -> str:

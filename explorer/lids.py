@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from explorer.chats import Chat
+from explorer.chats import Chat, lid_jid, phone_jid, phone_of_jid
 from explorer.errors import WawpAuthError, WawpError, WawpNotFound, WawpRequestError
 from explorer.wawp import WawpClient
 
@@ -35,41 +35,6 @@ log = logging.getLogger("explorer.lids")
 PAGE_SIZE: Final = 1000
 NO_MAP_STATUSES: Final = frozenset({403, 404, 405, 501})
 HIDDEN_NUMBER: Final = "hidden number"
-
-
-# -- JIDs ------------------------------------------------------------------------------
-
-
-def lid_jid(value: Any) -> str | None:
-    """``123@lid`` from ``123@lid``, ``123:31@lid`` (device suffix) or bare digits."""
-    if not isinstance(value, str):
-        return None
-    user, at, server = value.strip().rpartition("@")
-    if not at:
-        user, server = server, "lid"
-    if server.lower() != "lid":
-        return None
-    user = user.split(":", 1)[0].split(".", 1)[0]
-    return f"{user}@lid" if user.isascii() and user.isdigit() else None
-
-
-def phone_jid(value: Any) -> str | None:
-    """``2012…@c.us`` from a phone JID in either spelling (``@s.whatsapp.net``), with a
-    device suffix or not; None for anything that is not 7-15 digits on a user server."""
-    if not isinstance(value, str):
-        return None
-    user, at, server = value.strip().rpartition("@")
-    if not at or server.lower() not in ("c.us", "s.whatsapp.net"):
-        return None
-    user = user.split(":", 1)[0].split(".", 1)[0]
-    if user.isascii() and user.isdigit() and 7 <= len(user) <= 15:
-        return f"{user}@c.us"
-    return None
-
-
-def phone_of_jid(jid: str) -> str:
-    """``+2012…`` from ``2012…@c.us``."""
-    return "+" + jid.partition("@")[0]
 
 
 # -- the map ---------------------------------------------------------------------------
@@ -403,48 +368,3 @@ def _ahead(chat: Chat, listed: str, direction: int) -> bool:
     phone = f"{chat.jid.partition('@')[0]}@{server}"
     other, own = (phone, listed) if listed.endswith("@lid") else (f"{chat.lid}@lid", phone)
     return other > own if direction > 0 else other < own
-
-
-# The document fields :func:`chat_from_document` reads.
-DOCUMENT_FIELDS: Final = (
-    "instance_id",
-    "jid",
-    "chat_type",
-    "name",
-    "phone",
-    "lid",
-    "last_activity",
-    "archived",
-    "pinned",
-    "muted",
-    "unread_count",
-    "engine_shape",
-    "username",
-    "listings",
-)
-
-
-def chat_from_document(doc: dict[str, Any]) -> Chat:
-    """The :class:`Chat` a document was made from (sync and a resumed reindex merge into
-    documents already written)."""
-    listings = doc.get("listings")
-    return Chat(
-        instance_id=doc["instance_id"],
-        jid=doc["jid"],
-        chat_type=doc["chat_type"],
-        name=doc.get("name"),
-        phone=doc.get("phone"),
-        lid=doc.get("lid"),
-        last_activity=doc.get("last_activity"),
-        archived=doc.get("archived"),
-        pinned=doc.get("pinned"),
-        muted=doc.get("muted"),
-        unread_count=doc.get("unread_count"),
-        engine_shape=doc.get("engine_shape") or "unknown",
-        username=doc.get("username"),
-        listings=tuple(
-            (str(x["jid"]), x.get("last_activity"), x.get("unread_count")) for x in listings
-        )
-        if isinstance(listings, list) and listings
-        else None,
-    )

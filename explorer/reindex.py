@@ -25,11 +25,17 @@ from typing import Any
 from explorer.chats import Chat
 from explorer.config import Config, Instance
 from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from, pace_for
-from explorer.documents import INDEX_SETTINGS, fingerprint, to_document
+from explorer.documents import (
+    DOCUMENT_FIELDS,
+    INDEX_SETTINGS,
+    chat_from_document,
+    fingerprint,
+    to_document,
+)
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
 from explorer.filters import quote
 from explorer.index import TERMINAL, IndexStore, dumps
-from explorer.lids import DOCUMENT_FIELDS, LidMap, Merger, chat_from_document, read_lid_map
+from explorer.lids import LidMap, Merger, read_lid_map
 from explorer.pace import Pace, PaceStats
 from explorer.state import index_lock, read_json, state_dir, write_json
 from explorer.wawp import WawpClient

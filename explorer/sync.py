@@ -30,19 +30,11 @@ from typing import Any
 from explorer.chats import Chat, MalformedChat, last_activity_of, normalize_chat
 from explorer.config import Config, Instance
 from explorer.crawl import PageSource, open_client
-from explorer.documents import doc_id, to_document
+from explorer.documents import DOCUMENT_FIELDS, chat_from_document, doc_id, to_document
 from explorer.errors import MeiliError, WawpError, WawpProtocolError
 from explorer.filters import quote
 from explorer.index import IndexStore
-from explorer.lids import (
-    DOCUMENT_FIELDS,
-    NO_MAP_STATUSES,
-    LidMap,
-    chat_from_document,
-    merge,
-    read_lid_map,
-    resolve,
-)
+from explorer.lids import NO_MAP_STATUSES, LidMap, merge, read_lid_map, resolve
 from explorer.reindex import Progress, last_report
 from explorer.state import index_lock, read_json, state_dir, write_json
 from explorer.wawp import WawpClient

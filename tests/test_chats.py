@@ -264,3 +264,28 @@ def test_jids_without_a_plain_user_part_are_malformed(value: str, error: bool) -
             normalize_jid(value)
     else:
         assert normalize_jid(value)[0] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "lid", "phone"),
+    [
+        ("123456789012345@lid", "123456789012345@lid", None),
+        ("123456789012345:31@lid", "123456789012345@lid", None),
+        (" 123456789012345@LID ", "123456789012345@lid", None),
+        ("123456789012345", "123456789012345@lid", None),  # bare digits, as some maps give
+        ("201001234567@s.whatsapp.net", None, "201001234567@c.us"),
+        ("201001234567:4@c.us", None, "201001234567@c.us"),
+        ("12345@c.us", None, None),  # too short to be a number
+        ("120363041234567890@g.us", None, None),
+        ("abc@lid", None, None),
+        ("", None, None),
+        (None, None, None),
+        (12345, None, None),
+    ],
+)
+def test_lid_and_phone_jids_follow_normalize_jid(value: Any, lid: Any, phone: Any) -> None:
+    """The LID map, NOWEB's pnJid/lidJid and chat ids are read by one JID rule."""
+    from explorer.chats import lid_jid, phone_jid
+
+    assert lid_jid(value) == lid
+    assert phone_jid(value) == phone

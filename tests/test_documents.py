@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from explorer.chats import normalize_chat
-from explorer.documents import _escape, _when, doc_id, to_document
+from explorer.documents import _escape, _when, chat_from_document, doc_id, to_document
 
 
 def test_ids_escape_reversibly_whatever_the_script() -> None:
@@ -48,3 +48,16 @@ def test_a_document_shows_the_name_else_the_number_else_the_jid() -> None:
     assert shown({"id": "79161234567@c.us", "name": "Dana"}) == "Dana"
     assert shown({"id": "79161234567@c.us"}) == "+79161234567"
     assert shown({"id": "120363041122334455@g.us"}) == "120363041122334455@g.us"
+
+
+def test_a_document_gives_back_the_chat_it_was_made_from() -> None:
+    """chat_from_document undoes to_document: sync and a resumed reindex rely on it."""
+    from dataclasses import replace
+
+    raw = {"id": "201001234567@c.us", "name": "Amélie", "archived": True, "unreadCount": 3,
+           "timestamp": 1760431200, "pinned": True}  # fmt: skip
+    chat = normalize_chat(raw, "INST00000001")
+    assert chat is not None
+    chat = replace(chat, lid="123456789012345", username="amelie",
+                   listings=(("123456789012345@lid", 1760431100, 1),))  # fmt: skip
+    assert chat_from_document(to_document(chat, label=None, crawled_at=0)) == chat
