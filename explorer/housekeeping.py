@@ -46,6 +46,13 @@ class AllowList:
     def empty(self) -> bool:
         return not self.jids and not self.patterns
 
+    @property
+    def description(self) -> str:
+        """What the report says of the list, whoever audits with it (CLI or MCP)."""
+        if self.empty:
+            return "empty: every group is flagged"
+        return f"{len(self.jids)} JIDs, {len(self.patterns)} name patterns"
+
 
 def _group_jid(text: str, where: str) -> str:
     try:
@@ -250,7 +257,7 @@ def audit(
     )
     for inst in instances:
         allow = lists[inst.id]
-        result = InstanceAudit(inst.id, inst.label, allow_list=_describe(allow))
+        result = InstanceAudit(inst.id, inst.label, allow_list=allow.description)
         report.instances.append(result)
         rows = (
             _from_crawl(cfg, inst)
@@ -284,12 +291,6 @@ def judge_groups(
         if finding.reasons:
             result.flagged.append(finding)
     result.flagged.sort(key=lambda f: ((f.name or "").casefold(), f.jid))
-
-
-def _describe(allow: AllowList) -> str:
-    if allow.empty:
-        return "empty: every group is flagged"
-    return f"{len(allow.jids)} JIDs, {len(allow.patterns)} name patterns"
 
 
 def _pick(cfg: Config, instance: str | None) -> tuple[Instance, ...]:

@@ -300,7 +300,6 @@ class Explorer:
             AUDITED_TYPES,
             AuditReport,
             InstanceAudit,
-            _describe,
             judge_groups,
             load_allow_list,
         )
@@ -319,7 +318,7 @@ class Explorer:
         for iid, label in sorted(known.items()):
             inst = configured.get(iid)
             allow = load_allow_list(self.cfg.audit_for(inst) if inst else self.cfg.audit)
-            result = InstanceAudit(iid, label, allow_list=_describe(allow))
+            result = InstanceAudit(iid, label, allow_list=allow.description)
             rows: list[dict[str, Any]] = []
             for kind in AUDITED_TYPES:
                 found = self.searcher.search(
@@ -391,11 +390,11 @@ class Explorer:
         }
 
     def _raw(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        hits: list[dict[str, Any]] = self.searcher._post(body).get("hits", [])
+        hits: list[dict[str, Any]] = self.searcher.raw_search(body).get("hits", [])
         return hits
 
     def _count(self, expressions: list[str]) -> int:
-        data = self.searcher._post(
+        data = self.searcher.raw_search(
             {"q": "", "limit": 0, "filter": expressions, "facets": ["chat_type"]}
         )
         return sum((data.get("facetDistribution") or {}).get("chat_type", {}).values())

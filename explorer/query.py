@@ -131,7 +131,7 @@ class Searcher:
         # Facet counts cover every matching document, where estimatedTotalHits stops at
         # maxTotalHits: they give the exact total and the page's counts by type and instance.
         body["facets"] = list(FACETS)
-        data = self._post(body)
+        data = self.raw_search(body)
         facets = data.get("facetDistribution") or {}
         by_type = facets.get("chat_type")
         exact = isinstance(by_type, dict)
@@ -157,7 +157,7 @@ class Searcher:
 
     def known_instances(self) -> dict[str, str | None]:
         """Instance id -> label, for every instance with chats in the index."""
-        data = self._post({"q": "", "limit": 1000, "facets": ["instance_id"],
+        data = self.raw_search({"q": "", "limit": 1000, "facets": ["instance_id"],
                            "attributesToRetrieve": ["instance_id", "instance_label"],
                            "distinct": "instance_id"})  # fmt: skip
         known: dict[str, str | None] = {
@@ -179,7 +179,9 @@ class Searcher:
             f"known: {listed or 'none (the index is empty)'}",
         )
 
-    def _post(self, body: dict[str, Any]) -> Any:
+    def raw_search(self, body: dict[str, Any]) -> Any:
+        """Meilisearch's reply to one search body on this index, errors translated: for
+        callers that build their own body (the MCP tools' counts and lookups)."""
         index = self.settings.index
         url = self.settings.url
         try:

@@ -31,10 +31,11 @@ from explorer.chats import Chat, MalformedChat, last_activity_of, normalize_chat
 from explorer.config import Config, Instance
 from explorer.crawl import PageSource, open_client
 from explorer.documents import DOCUMENT_FIELDS, chat_from_document, doc_id, to_document
-from explorer.errors import MeiliError, WawpError, WawpProtocolError
+from explorer.errors import WawpError, WawpProtocolError
 from explorer.filters import quote
 from explorer.index import IndexStore
 from explorer.lids import NO_MAP_STATUSES, LidMap, merge, read_lid_map, resolve
+from explorer.meili import missing_index
 from explorer.reindex import Progress, last_report
 from explorer.state import index_lock, read_json, state_dir, write_json
 from explorer.wawp import WawpClient
@@ -197,7 +198,7 @@ def sync(
     report = SyncReport(live_index=live)
     with index_lock(state_dir(cfg), live, wait=wait):
         if not store.exists(live):
-            raise MeiliError(f"index {live!r} does not exist yet: run `explorer reindex` first")
+            raise missing_index(live)
         state = load_state(cfg)
         tasks: list[int] = []
         for inst in instances:

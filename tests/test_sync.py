@@ -153,7 +153,7 @@ def test_sync_after_a_resumed_reindex_reapplies_what_the_swap_dropped(
 
 def test_sync_without_an_index_says_run_reindex(setup: Callable[..., Any]) -> None:
     _, cfg, _ = setup()
-    with pytest.raises(MeiliError, match="run `explorer reindex` first"):
+    with pytest.raises(MeiliError, match="does not exist yet: run `explorer reindex`"):
         sync(cfg)
 
 
