@@ -53,6 +53,7 @@ import meilisearch  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks.crawl import instances_config  # noqa: E402
+from benchmarks.measure import cpu_seconds, percentile  # noqa: E402
 from explorer.dev.meili_server import MeiliServer, free_port  # noqa: E402
 from explorer.dev.sandbox import sandbox_process  # noqa: E402
 from explorer.keys import create_key  # noqa: E402
@@ -117,17 +118,9 @@ def run_agents(
     return out
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU a process (all its threads) has used so far; 0 for none."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def ms(values: list[float], share: float) -> float:
+    """A percentile of latencies in seconds, in milliseconds."""
+    return percentile(values, share) * 1000
 
 
 @dataclass(frozen=True)
@@ -190,7 +183,7 @@ class Run:
         self.answered += answered
         self.sent += len(out)
         self.took += took
-        self.p95s.append(percentile(answered, 0.95) if answered else float("nan"))
+        self.p95s.append(ms(answered, 0.95) if answered else float("nan"))
         for name, seconds in cpu.items():
             self.cpu[name] = self.cpu.get(name, 0.0) + seconds
 
@@ -214,16 +207,16 @@ def report(runs: dict[str, Run]) -> None:
             continue
         cpu = ", ".join(f"{who} {seconds / run.sent * 1000:.2f}"
                         for who, seconds in run.cpu.items() if seconds)  # fmt: skip
-        print(f"  {name:16} p50 {percentile(run.answered, 0.5):6.1f} ms  p95 "
-              f"{percentile(run.answered, 0.95):6.1f} ms  p99 "
-              f"{percentile(run.answered, 0.99):6.1f} ms  answered "
+        print(f"  {name:16} p50 {ms(run.answered, 0.5):6.1f} ms  p95 "
+              f"{ms(run.answered, 0.95):6.1f} ms  p99 "
+              f"{ms(run.answered, 0.99):6.1f} ms  answered "
               f"{len(run.answered):,}/{run.sent:,}  ({run.sent / run.took:,.0f} keystrokes/s;"
               f" CPU ms per keystroke: {cpu})")  # fmt: skip
     direct = runs["meilisearch"]
     for name, run in runs.items():
         if name == "meilisearch" or not run.answered or not direct.answered:
             continue
-        pooled = percentile(run.answered, 0.95) - percentile(direct.answered, 0.95)
+        pooled = ms(run.answered, 0.95) - ms(direct.answered, 0.95)
         rounds = [door - meili for door, meili in zip(run.p95s, direct.p95s, strict=True)]
         each = " ".join(f"{d:+.1f}" for d in rounds)
         print(f"  {name} adds {pooled:+.1f} ms at p95 (per round {each};"

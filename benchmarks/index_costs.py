@@ -34,6 +34,7 @@ import meilisearch  # noqa: E402
 import phonenumbers  # noqa: E402
 
 import explorer.query  # noqa: E402
+from benchmarks.measure import cpu_seconds  # noqa: E402
 from benchmarks.search import INSTANCE, SECOND, build_queries, fold, recall  # noqa: E402
 from explorer.chats import normalize_chat  # noqa: E402
 from explorer.config import MeiliSettings  # noqa: E402
@@ -174,12 +175,6 @@ def variants() -> list[Variant]:
         )
     )
     return out  # fmt: skip
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far, from /proc (every thread counted)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def index_once(

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from benchmarks.crawl import INSTANCE, TOKEN, sandbox  # noqa: E402
+from benchmarks.measure import cpu_seconds, percentile  # noqa: E402
 from explorer.dev.meili_server import MeiliServer, free_port  # noqa: E402
 from explorer.dev.webhooks import WebhookSender, message, session_name  # noqa: E402
 from explorer.documents import doc_id  # noqa: E402
@@ -82,12 +83,6 @@ class Visibility:
         self.thread.join()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def applied_latency(url: str) -> tuple[float, float]:
     """(sum, count) of listen's accepted -> applied histogram."""
     text = httpx.get(f"{url}/metrics").text
@@ -98,13 +93,6 @@ def applied_latency(url: str) -> tuple[float, float]:
                     "explorer_webhook_apply_latency_seconds_count"):  # fmt: skip
             found[name.rpartition("_")[2]] = float(value)
     return found.get("sum", 0.0), found.get("count", 0.0)
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def run_rate(

@@ -193,7 +193,7 @@ def test_only_the_read_routes_answer_and_nothing_changes(door: dict[str, Any]) -
     before = snapshot(door["client"])
     answered = []
     for method, target in REFUSED:
-        body = {} if method in ("POST", "PUT", "PATCH") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
         status, _, data = send(port, method, target, master, body)
         if 200 <= status < 300:
             answered.append((method, target, status, data[:80]))

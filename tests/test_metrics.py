@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,30 @@ from tests.conftest import SANDBOX_INSTANCE, explorer_env
 from tests.test_listen import SESSION, World, wait_until, world  # noqa: F401 - the fixture
 
 Families = dict[str, tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]]
+
+
+@contextmanager
+def explorer_running(env: dict[str, str], *args: str, port_option: str = "--port") -> Iterator[str]:
+    """``explorer <args>`` in its own process on a free port; yields its base URL."""
+    port = free_port()
+    argv = [sys.executable, "-m", "explorer.cli", *args, port_option, str(port)]
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def config_env(
+    sb: Sandbox, token: str, meili: MeiliServer, index_name: str, tmp_path: Path
+) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "explorer.toml"
+    path.write_text("[wawp]\nwarmup_seconds = 0\n")
+    env = explorer_env(sb, token, meili.url, meili.master_key, index_name,
+                       EXPLORER_CONFIG=str(path))  # fmt: skip
+    return path, env
 
 
 def scrape(url: str) -> Families:
@@ -72,18 +97,9 @@ def test_schedule_exports_its_runs_and_next_reindex(
     make_sandbox: Callable[..., Sandbox], token: str, meili: MeiliServer, index_name: str,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    sb = make_sandbox(chats=60)
-    path = tmp_path / "explorer.toml"
-    path.write_text("[wawp]\nwarmup_seconds = 0\n")
-    env = explorer_env(sb, token, meili.url, meili.master_key, index_name,
-                       EXPLORER_CONFIG=str(path))  # fmt: skip
-    port = free_port()
-    argv = [sys.executable, "-m", "explorer.cli", "schedule", "--run-now", "--reindex-at",
-            "03:15", "--timezone", "Europe/Berlin", "--metrics-port", str(port)]  # fmt: skip
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
+    _, env = config_env(make_sandbox(chats=60), token, meili, index_name, tmp_path)
+    schedule = ("schedule", "--run-now", "--reindex-at", "03:15", "--timezone", "Europe/Berlin")
+    with explorer_running(env, *schedule, port_option="--metrics-port") as url:
 
         def reindexed() -> Families | None:
             try:
@@ -104,9 +120,6 @@ def test_schedule_exports_its_runs_and_next_reindex(
         assert 0 < due - time.time() <= 86_400
         assert time.strftime("%M", time.gmtime(due)) == "15"  # 03:15 Berlin: hh:15 UTC
         assert httpx.get(f"{url}/healthz").status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_serve_exports_the_index_state_beside_the_door(
@@ -116,19 +129,10 @@ def test_serve_exports_the_index_state_beside_the_door(
     from explorer.config import load_config
     from explorer.reindex import reindex
 
-    sb = make_sandbox(chats=40)
-    path = tmp_path / "explorer.toml"
-    path.write_text("[wawp]\nwarmup_seconds = 0\n")
-    env = explorer_env(sb, token, meili.url, meili.master_key, index_name,
-                       EXPLORER_CONFIG=str(path))  # fmt: skip
+    path, env = config_env(make_sandbox(chats=40), token, meili, index_name, tmp_path)
     cfg = load_config(path, env=env)
     reindex(cfg)
-    port = free_port()
-    argv = [sys.executable, "-m", "explorer.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with explorer_running(env, "serve") as url:
 
         def up() -> Families | None:
             try:
@@ -146,6 +150,3 @@ def test_serve_exports_the_index_state_beside_the_door(
         )  # type: ignore[index]
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
         assert httpx.get(f"{url}/").status_code == 200  # the page is still there
-    finally:
-        proc.terminate()
-        proc.wait(30)
