@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import os
 import re
 import urllib.parse
 import urllib.request
@@ -150,6 +151,17 @@ def env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(scheme.scheme)
 
 
+def _reason(exc: aiohttp.ClientError) -> str:
+    """Why a connection failed, in the OS's words ("Connection refused", "Name or service
+    not known"), without aiohttp's "Cannot connect to host h:p ssl:default" around them."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error = exc.os_error
+        if error.errno is not None and error.errno > 0:
+            return os.strerror(error.errno)
+        return error.strerror or str(error)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _error(status: int, code: str, message: str) -> Response:
     kind = "system" if status >= 500 else "invalid_request"  # Meilisearch's error types
     body = {"message": message, "code": code, "type": kind}
@@ -255,7 +267,7 @@ class Door:
             log.warning("Meilisearch at %s did not answer in time: %s", self.meili.url, exc)
             raise Refused(504, "meili_timeout", "Meilisearch did not answer in time.") from None
         except aiohttp.ClientError as exc:
-            log.warning("Meilisearch at %s is unreachable: %s", self.meili.url, exc)
+            log.warning("Meilisearch at %s is unreachable: %s", self.meili.url, _reason(exc))
             raise Refused(
                 502, "meili_unreachable",
                 "Meilisearch cannot be reached from this door: tell its administrator.",
