@@ -461,11 +461,15 @@ class Listener:
     def _move_identities(self) -> None:
         """What was written under a LID before Wawp named the number behind it moves to
         the number's document, and the LID's document goes (as sync moves them)."""
+        later: list[tuple[str, str, str]] = []
         while self._moves and len(self._flights) < MAX_FLIGHTS:
-            instance_id, lid_jid, phone_jid = self._moves.popleft()
+            move = self._moves.popleft()
+            instance_id, lid_jid, phone_jid = move
             lid_doc = doc_id(instance_id, lid_jid)
-            data = (self._overlay[lid_doc][1] if lid_doc in self._overlay
-                    else self.journal.touched_rows([lid_doc]).get(lid_doc))  # fmt: skip
+            if lid_doc in self._overlay:  # a write under the LID in flight: move it once done
+                later.append(move)
+                continue
+            data = self.journal.touched_rows([lid_doc]).get(lid_doc)
             have = self._current([lid_doc]).get(lid_doc)
             if have is None:
                 continue  # never written, or moved already
@@ -482,6 +486,7 @@ class Listener:
             log.info("LID %s of %s is %s: its chat moves to the number", lid_jid, instance_id,
                      phone_jid)  # fmt: skip
             self._flights.append(self._launch([], {carried.doc_id: carried, gone.doc_id: gone}))
+        self._moves.extend(later)
 
     def _submit_next(self) -> None:
         """Take the events queued after those in flight and send their write, without

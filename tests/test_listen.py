@@ -498,7 +498,8 @@ def test_a_message_from_a_lid_reaches_the_chat_of_the_number_behind_it(
                    f"the activity of {person['jid']}")  # fmt: skip
     doc = w.doc(known["jid"])
     assert doc is not None and doc["jid"].endswith("@c.us")  # the number's chat, not a new one
-    assert w.doc(lid_of[known["jid"]]) is None
+    # Applied under the LID at once, then moved once Wawp named the number.
+    wait_until(lambda: w.doc(lid_of[known["jid"]]) is None, "the LID's document gone")
 
 
 def test_the_sandbox_command_sends_signed_webhooks(world: Callable[..., World]) -> None:
