@@ -28,6 +28,8 @@ USER_SERVERS: Final = {
 KINDS: Final = {**USER_SERVERS, "g.us": "group", "newsletter": "channel", "broadcast": "broadcast"}
 CHAT_TYPES: Final = ("individual", "group", "channel", "broadcast")
 MAX_NAME: Final = 256
+MAX_USER: Final = 128  # characters of a JID's user part (escaped, its document id stays < 511)
+_USER_CHARS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")
 
 
 class MalformedChat(ValueError):
@@ -87,7 +89,10 @@ def normalize_jid(value: str) -> tuple[str, str]:
         user = user.split(":", 1)[0].split(".", 1)[0]
         if server == "s.whatsapp.net":
             server = "c.us"
-    if not user or len(user) > 128 or any(ch.isspace() or ord(ch) < 32 for ch in user):
+    # WhatsApp's user parts are ASCII (digits, and a dash in old group ids): anything else
+    # (letters of other scripts, emoji, bidi overrides) is not an id Wawp hands out, and
+    # would make a document id past Meilisearch's 511 bytes once escaped.
+    if not user or len(user) > MAX_USER or not all(ch in _USER_CHARS for ch in user):
         raise MalformedChat(f"not a WhatsApp JID: {_show(value)}")
     return f"{user}@{server}", KINDS[server]
 

@@ -754,6 +754,35 @@ def listen_cmd(ctx: click.Context, host: str, port: int, insecure_no_signature: 
         run_listener(cfg, host, port, ready=ready)
 
 
+@cli.command("dead-letters")
+@click.argument("seqs", nargs=-1, type=click.IntRange(1))
+@click.option("--retry", is_flag=True, help="Queue them again (all, or the SEQs given).")
+@click.option("--drop", is_flag=True, help="Forget them (all, or the SEQs given).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.pass_context
+def dead_letters_cmd(
+    ctx: click.Context, seqs: tuple[int, ...], retry: bool, drop: bool, as_json: bool
+) -> None:
+    """Webhook events Meilisearch refused, set aside so they stop nothing else.
+
+    Lists them (with why) by default. --retry asks `explorer listen` to apply them again,
+    after a fix; --drop forgets them. Exit 4 when there are dead letters to look at.
+    """
+    from explorer.journal import DeadLetterReport, list_dead, mark_dead
+
+    if retry and drop:
+        _fail(ctx, "--retry and --drop exclude each other", 2)
+    cfg = get_config(ctx)
+    if retry or drop:
+        changed = mark_dead(cfg, list(seqs) or None, drop=drop)
+        report = DeadLetterReport([], "drop" if drop else "retry", changed)
+    else:
+        report = DeadLetterReport(list_dead(cfg))
+    click.echo(json.dumps(report.to_json()) if as_json else report.summary())
+    if report.action is None and report.letters:
+        ctx.exit(4)
+
+
 @keys_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from explorer.errors import ConfigError
 from explorer.secrets import Secret
 
+MIN_WEBHOOK_SECRET = 16  # characters of webhooks.hmac_key and webhooks.secret: guessable below
+
 DEFAULT_WAWP_URL = "https://api.wawp.net"
 DEFAULT_MEILI_URL = "http://127.0.0.1:7700"
 DEFAULT_INDEX = "chats"
@@ -375,8 +377,13 @@ def _validate(cfg: Config) -> Config:
         raise ConfigError(f"{src}: 'wawp.overlap' must be smaller than 'wawp.page_size'")
     _positive(cfg.webhooks.max_body, "webhooks.max_body", src)
     _positive(cfg.webhooks.max_queue, "webhooks.max_queue", src)
-    if cfg.webhooks.secret and len(cfg.webhooks.secret.reveal()) < 16:
-        raise ConfigError(f"{src}: 'webhooks.secret' must be a long random string (16+ characters)")
+    for name in ("hmac_key", "secret"):
+        value = getattr(cfg.webhooks, name)
+        if value and len(value.reveal()) < MIN_WEBHOOK_SECRET:
+            raise ConfigError(
+                f"{src}: 'webhooks.{name}' must be a long random string "
+                f"({MIN_WEBHOOK_SECRET}+ characters)"
+            )
     if not 0 <= r.min_ratio <= 1:
         raise ConfigError(f"{src}: 'reindex.min_ratio' must be between 0 and 1, got {r.min_ratio}")
     return replace(cfg, wawp=wawp, meilisearch=meili)

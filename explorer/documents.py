@@ -18,6 +18,7 @@ from explorer.chats import Chat
 from explorer.phones import phone_forms
 
 SCHEMA_VERSION: Final = 3
+MAX_DOC_ID: Final = 511  # bytes of a document id Meilisearch accepts
 HIDDEN_NUMBER: Final = "hidden number"  # what people see where a LID hides the number
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
 TYPE_WORDS: Final = {

@@ -55,6 +55,11 @@ class MeiliTaskFailed(MeiliError):
     """Deterministic: retrying the same build would fail the same way."""
 
 
+class MeiliRefused(MeiliError):
+    """Meilisearch answered and refused the request itself (a 4xx other than a key, an index
+    missing or a rate limit): sending the same request again would fail the same way."""
+
+
 class SafetyCheckFailed(ExplorerError):
     exit_code = 3
 

@@ -17,16 +17,90 @@ from typing import Any, Final
 import orjson
 
 from explorer.chats import MalformedChat, clean_name, normalize_jid, to_timestamp
-from explorer.documents import doc_id
+from explorer.documents import MAX_DOC_ID, doc_id
 
 APPLIED: Final = ("message.any", "group.v2.join", "group.v2.leave", "group.v2.update",
                   "chat.archive")  # fmt: skip
 SESSION_STATUS: Final = "session.status"
 ENGINES: Final = {"WEBJS": "webjs", "NOWEB": "noweb", "GOWS": "gows"}
+# Every event WAHA documents: what /metrics labels an event by. Anything else a sender
+# makes up is "other", so that no sender can grow the metrics without bound.
+KNOWN: Final = frozenset({
+    *APPLIED, SESSION_STATUS, "message", "message.reaction", "message.ack", "message.ack.group",
+    "message.revoked", "message.edited", "message.waiting", "chat.archive", "group.join",
+    "group.leave", "group.v2.participants", "presence.update", "poll.vote", "poll.vote.failed",
+    "call.received", "call.accepted", "call.rejected", "label.upsert", "label.deleted",
+    "label.chat.added", "label.chat.deleted", "engine.event", "event.response",
+    "event.response.failed",
+})  # fmt: skip
+
+# How old an event may be when it arrives (by the time its sender stamped it). WAHA retries
+# a failed delivery for minutes (its docs: 15 attempts, 2 s apart; exponential backoff with
+# 15 attempts reaches about 9 h); a day covers that with a margin. Anything older is a
+# replay or a sender's backlog the nightly reindex has overtaken: refused, counted.
+MAX_AGE: Final = 86_400
+MAX_AHEAD: Final = 900  # seconds an event may be dated in the future (clock skew)
 
 
 class BadEvent(ValueError):
-    """An event this receiver cannot read (counted and dropped, never retried)."""
+    """An event this receiver cannot read (counted and dropped, never retried); ``reason``
+    is the label it is counted under."""
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def metric_kind(kind: str) -> str:
+    """The event's kind as a metrics label: one of :data:`KNOWN`, else ``other``."""
+    return kind if kind in KNOWN else "other"
+
+
+def sent_at(envelope: dict[str, Any]) -> int | None:
+    """When the sender stamped the event (seconds): the envelope's ``timestamp`` (ms), or
+    the payload's (seconds) for a sender that stamps only the payload."""
+    payload = envelope.get("payload")
+    return to_timestamp(envelope.get("timestamp")) or (
+        to_timestamp(payload.get("timestamp")) if isinstance(payload, dict) else None
+    )
+
+
+def check_fresh(envelope: dict[str, Any], now: float) -> None:
+    """Raise :class:`BadEvent` for an event without a time, or dated outside the window."""
+    at = sent_at(envelope)
+    if at is None:
+        raise BadEvent("the event carries no timestamp", "no_timestamp")
+    if at < now - MAX_AGE:
+        raise BadEvent(f"the event is dated {int(now - at)} s ago (at most {MAX_AGE})", "too_old")
+    if at > now + MAX_AHEAD:
+        raise BadEvent(f"the event is dated {int(at - now)} s in the future", "from_the_future")
+
+
+# What :func:`read_event` reads of an envelope: the journal keeps these and nothing else,
+# so no message text is written to disk (a message's body, media, quoted replies).
+_ENVELOPE_KEYS: Final = ("id", "timestamp", "event", "session", "engine")
+_PAYLOAD_KEYS: Final = ("id", "timestamp", "from", "to", "fromMe", "pushName", "archived",
+                        "status")  # fmt: skip
+
+
+def slim(envelope: dict[str, Any], eid: str) -> bytes:
+    """The envelope as the journal keeps it: only what :func:`read_event` needs, and the
+    event's id (:func:`event_id`, a digest of the whole body for a sender that sends none)."""
+    out: dict[str, Any] = {k: envelope[k] for k in _ENVELOPE_KEYS if k in envelope}
+    out["id"] = eid
+    payload = envelope.get("payload")
+    if isinstance(payload, dict):
+        kept = {k: payload[k] for k in _PAYLOAD_KEYS if k in payload}
+        data = payload.get("_data")
+        if isinstance(data, dict) and "notifyName" in data:
+            kept["_data"] = {"notifyName": data["notifyName"]}
+        if isinstance(data, dict) and "pushName" in data:
+            kept.setdefault("_data", {})["pushName"] = data["pushName"]
+        group = payload.get("group")
+        if isinstance(group, dict):
+            kept["group"] = {k: group[k] for k in ("id", "subject") if k in group}
+        out["payload"] = kept
+    return orjson.dumps(out)
 
 
 @dataclass
@@ -150,6 +224,8 @@ def read_event(
         if jid.endswith("@lid"):
             lid = jid.partition("@")[0]
             jid = resolve(instance_id, jid) or jid
+        if len(doc_id(instance_id, jid)) > MAX_DOC_ID:
+            raise BadEvent(f"{kind}: the chat id {jid[:40]!r}… is too long to index")
         event.updates.append(Update(instance_id, jid, engine, lid, **fields))
 
     if kind == "message.any":

@@ -48,7 +48,7 @@ def translate(exc: MeilisearchError, url: str, index: str | None = None) -> Meil
         return MeiliError(redact(f"Meilisearch at {url} timed out: {exc.message}"))
     if isinstance(exc, MeilisearchApiError):
         found = error(url, status=exc.status_code, code=exc.code, message=exc.message, index=index)
-        return MeiliError(redact(str(found)))
+        return type(found)(redact(str(found)))
     return MeiliError(redact(f"Meilisearch at {url}: {exc.message}"))
 
 

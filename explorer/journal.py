@@ -8,7 +8,13 @@ One SQLite file in the state directory (``webhooks-<index>.sqlite3``), in WAL mo
   (kept for :data:`SEEN_SECONDS`);
 - ``touched``: what listen last wrote for each chat, so it can be written again after a
   reindex swaps in an index built from a crawl that started before those events;
+- ``dead``: events Meilisearch refused (or that could not be read back), with the reason,
+  set aside so that they stop nothing else; ``explorer dead-letters`` lists them and asks
+  for a retry (``retry`` set: the listener moves them back to the inbox);
 - ``meta``: the last event applied and the last swap handled (``explorer stats``).
+
+Only the slimmed envelope is kept (:func:`explorer.events.slim`: no message text), the
+file is readable by its owner alone, and deleted rows are overwritten (``secure_delete``).
 
 Appends from the HTTP handlers go through one writer thread that commits whatever has
 gathered in one transaction (group commit): one disk flush serves many events.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -28,9 +35,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from explorer.config import Config
+from explorer.errors import ExplorerError
+from explorer.events import MAX_AGE
 from explorer.state import state_dir
 
-SEEN_SECONDS = 2 * 86_400  # senders retry for minutes; two days is plenty
+SEEN_SECONDS = 2 * MAX_AGE  # twice the oldest event accepted: a replay is a duplicate
 Outcome = Literal["queued", "duplicate", "full"]
 
 _SCHEMA = """
@@ -47,6 +56,15 @@ CREATE TABLE IF NOT EXISTS touched (
 );
 CREATE INDEX IF NOT EXISTS touched_at ON touched (at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead (
+    seq INTEGER PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    received REAL NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    retry INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -62,10 +80,41 @@ class Queued:
     body: bytes
 
 
+@dataclass
+class DeadLetter:
+    seq: int
+    instance_id: str
+    received: float
+    body: bytes
+    reason: str
+    at: float
+    retry: bool
+
+    def to_json(self) -> dict[str, Any]:
+        try:
+            event: Any = json.loads(self.body)
+        except ValueError:
+            event = None
+        return {"seq": self.seq, "instance_id": self.instance_id, "received": self.received,
+                "reason": self.reason, "dead_at": self.at, "retry_asked": self.retry,
+                "event": event}  # fmt: skip
+
+
+def _private(path: Path) -> None:
+    """The journal and its WAL files, readable by their owner alone (they name customers)."""
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if name.exists():
+            name.chmod(0o600)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA secure_delete=ON")  # an applied event leaves no copy in free pages
+    _private(path)
     return conn
 
 
@@ -175,12 +224,20 @@ class Journal:
         seqs: list[int],
         touched: Iterable[tuple[str, str]],
         last: dict[str, Any] | None,
+        dead: dict[int, str] | None = None,
     ) -> None:
-        """Drop applied events and record what was written, in one transaction."""
+        """Drop applied events and record what was written, in one transaction; the
+        events of ``dead`` (seq: reason) move to the dead letters instead."""
         now = time.time()
+        dead = dead or {}
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO dead (seq, instance_id, received, body, reason, at) "
+                    "SELECT seq, instance_id, received, body, ?, ? FROM inbox WHERE seq = ?",
+                    [(reason[:500], now, seq) for seq, reason in dead.items()],
+                )
                 self._db.executemany("DELETE FROM inbox WHERE seq = ?", [(s,) for s in seqs])
                 self._db.executemany(
                     "INSERT OR REPLACE INTO touched (doc_id, update_json, at) VALUES (?, ?, ?)",
@@ -193,6 +250,37 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
             self.depth -= len(seqs)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def dead_count(self) -> int:
+        with self._lock:
+            count: int = self._db.execute("SELECT COUNT(*) FROM dead").fetchone()[0]
+        return count
+
+    def last_dead(self) -> DeadLetter | None:
+        found = dead_letters(self._db, self._lock, limit=1, newest=True)
+        return found[0] if found else None
+
+    def requeue_asked(self) -> int:
+        """Move the dead letters someone asked to retry back into the inbox (at its end);
+        how many moved."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                moved = self._db.execute(
+                    "INSERT INTO inbox (instance_id, received, body) "
+                    "SELECT instance_id, received, body FROM dead WHERE retry = 1 ORDER BY seq"
+                ).rowcount
+                self._db.execute("DELETE FROM dead WHERE retry = 1")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self.depth += moved
+        if moved:
+            self.arrived.set()
+        return moved
 
     def touched_rows(self, doc_ids: list[str]) -> dict[str, str]:
         """What was last written for these chats (those listen wrote before)."""
@@ -245,9 +333,98 @@ def _resolve(future: asyncio.Future[Outcome], outcome: Outcome | BaseException) 
         future.set_result(outcome)
 
 
+def dead_letters(
+    db: sqlite3.Connection,
+    lock: threading.Lock | None = None,
+    *,
+    limit: int = 1000,
+    newest: bool = False,
+) -> list[DeadLetter]:
+    order = "DESC" if newest else "ASC"
+    query = (
+        "SELECT seq, instance_id, received, body, reason, at, retry FROM dead "
+        f"ORDER BY seq {order} LIMIT ?"
+    )
+    if lock is None:
+        rows = db.execute(query, (limit,)).fetchall()
+    else:
+        with lock:
+            rows = db.execute(query, (limit,)).fetchall()
+    return [DeadLetter(seq, inst, received, body, reason, at, bool(retry))
+            for seq, inst, received, body, reason, at, retry in rows]  # fmt: skip
+
+
+class NoJournal(ExplorerError):
+    """listen never ran with this config: there is no journal to read."""
+
+
+def _open_existing(cfg: Config) -> sqlite3.Connection:
+    path = journal_path(cfg)
+    if not path.exists():
+        raise NoJournal(f"no webhook journal at {path}: `explorer listen` never ran here")
+    conn = _connect(path)
+    conn.executescript(_SCHEMA)  # a journal from before dead letters existed
+    return conn
+
+
+def list_dead(cfg: Config, limit: int = 1000) -> list[DeadLetter]:
+    """The dead letters, oldest first (read beside a running listener: SQLite's WAL)."""
+    conn = _open_existing(cfg)
+    try:
+        return dead_letters(conn, limit=limit)
+    finally:
+        conn.close()
+
+
+@dataclass
+class DeadLetterReport:
+    """What ``explorer dead-letters`` shows, or what it did."""
+
+    letters: list[DeadLetter]
+    action: str | None = None  # "retry" or "drop"
+    changed: int = 0
+
+    def summary(self) -> str:
+        if self.action == "retry":
+            return (f"{self.changed} dead letters marked for retry: a running `explorer listen` "
+                    "queues them within a second, or the next one when it starts")  # fmt: skip
+        if self.action == "drop":
+            return f"{self.changed} dead letters dropped"
+        if not self.letters:
+            return "no dead letters"
+        lines = [f"{len(self.letters)} dead letters (events set aside, nothing waits on them):"]
+        for d in self.letters:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.at))
+            lines.append(f"  #{d.seq}  {when} UTC  {d.instance_id}  {d.reason}"
+                         + ("  (retry asked)" if d.retry else ""))  # fmt: skip
+        lines.append("Retry with `explorer dead-letters --retry [SEQ...]`, "
+                     "or drop with `--drop [SEQ...]`.")  # fmt: skip
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "changed": self.changed,
+                "dead_letters": [d.to_json() for d in self.letters]}  # fmt: skip
+
+
+def mark_dead(cfg: Config, seqs: list[int] | None, *, drop: bool = False) -> int:
+    """Ask for a retry of these dead letters (all with None), or drop them; how many.
+
+    A retry is a mark: the listener moves marked events back to its inbox within a second
+    (or when it next starts), so that its own count of the queue stays right."""
+    conn = _open_existing(cfg)
+    try:
+        where, args = ("", []) if seqs is None else (
+            f" WHERE seq IN ({','.join('?' * len(seqs))})", list(seqs))  # fmt: skip
+        sql = "DELETE FROM dead" if drop else "UPDATE dead SET retry = 1"
+        changed: int = conn.execute(sql + where, args).rowcount
+        return changed
+    finally:
+        conn.close()
+
+
 def journal_status(cfg: Config) -> dict[str, Any] | None:
-    """Queue depth and the last event applied, read without disturbing a running listener;
-    None when listen never ran here."""
+    """Queue depth, dead letters and the last event applied, read without disturbing a
+    running listener; None when listen never ran here."""
     path = journal_path(cfg)
     if not path.exists():
         return None
@@ -255,8 +432,13 @@ def journal_status(cfg: Config) -> dict[str, Any] | None:
     try:
         depth = conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
         row = conn.execute("SELECT value FROM meta WHERE key = 'last_event'").fetchone()
+        try:
+            dead = conn.execute("SELECT COUNT(*) FROM dead").fetchone()[0]
+        except sqlite3.OperationalError:  # a journal from before dead letters existed
+            dead = 0
     except sqlite3.Error:
         return None
     finally:
         conn.close()
-    return {"queue_depth": depth, "last_event": json.loads(row[0]) if row else None}
+    return {"queue_depth": depth, "dead_letters": dead,
+            "last_event": json.loads(row[0]) if row else None}  # fmt: skip

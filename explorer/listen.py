@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -35,18 +36,21 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from explorer.chats import normalize_chat
+from explorer.chats import MalformedChat, normalize_chat
 from explorer.config import Config, Instance
-from explorer.documents import to_document
-from explorer.errors import ConfigError, ExplorerError, MeiliError, MeiliTaskFailed
+from explorer.documents import doc_id, to_document
+from explorer.errors import ConfigError, ExplorerError, MeiliError, MeiliRefused, MeiliTaskFailed
 from explorer.events import (
     APPLIED,
     BadEvent,
     Event,
     Update,
+    check_fresh,
     envelope_of,
     event_id,
+    metric_kind,
     read_event,
+    slim,
 )
 from explorer.index import TERMINAL, IndexStore, call
 from explorer.journal import Journal, Queued, journal_path
@@ -63,7 +67,7 @@ MAX_FLIGHTS = 4  # writes sent and not yet applied
 RETAIN = 3600.0  # seconds what listen wrote is kept for re-applying after a swap (at least)
 MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before it started
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-_FIELDS = ["id", "last_activity", "name", "archived", "unread_count"]
+_FIELDS = ["id", "last_activity", "name", "archived", "unread_count", "crawled_at", "engine_shape"]
 
 
 class InsecureListen(ConfigError):
@@ -121,30 +125,75 @@ class ListenMetrics:
         )
         depth = Gauge("explorer_webhook_queue_depth", "Events waiting in the journal.", registry=r)
         depth.set_function(lambda: journal.depth)
+        dead = Gauge(
+            "explorer_webhook_dead_letters",
+            "Events set aside because Meilisearch refused them (`explorer dead-letters`).",
+            registry=r,
+        )
+        dead.set_function(journal.dead_count)
         self.meili_up = Gauge(
             "explorer_webhook_meilisearch_up", "1 while writes succeed.", registry=r
         )
         self.meili_up.set(1)
 
 
+# Found: (instance id, LID JID, phone JID), called from the lookup thread.
+OnFound = Callable[[str, str, str], None]
+
+
 class WawpLids:
     """LIDs met in events, resolved one by one with ``/v2/lids/{lid}``
     (:func:`explorer.lids.lookup_lid`) and remembered: an answer for a day, "unknown"
-    (or no answer) for ten minutes, since a mapping can appear later."""
+    (or no answer) for ten minutes, since a mapping can appear later.
 
-    def __init__(self, cfg: Config, limit: int = 100_000) -> None:
+    Never on the applier's path: a LID not known yet answers None at once (the event is
+    applied under the LID) and is looked up by a thread of its own; ``on_found`` then moves
+    what was written under the LID to the phone number, as sync does."""
+
+    def __init__(self, cfg: Config, on_found: OnFound | None = None, limit: int = 100_000) -> None:
         self.cfg = cfg
         self.limit = limit
+        self.on_found = on_found
         self._known: dict[tuple[str, str], tuple[float, str | None]] = {}
         self._clients: dict[str, Any] = {}
+        self._asked: set[tuple[str, str]] = set()
+        self._pending: queue.Queue[tuple[str, str] | None] = queue.Queue(maxsize=limit)
+        self._thread: threading.Thread | None = None
+
+    def cached(self, instance_id: str, lid: str) -> str | None:
+        """The phone JID if it is known now; never asks Wawp."""
+        hit = self._known.get((instance_id, lid))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def __call__(self, instance_id: str, lid: str) -> str | None:
-        from explorer.lids import lookup_lid
-
+        """:meth:`cached`; a LID not known (or whose answer expired) is looked up later."""
         key = (instance_id, lid)
         hit = self._known.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        if key not in self._asked:
+            try:
+                self._pending.put_nowait(key)
+            except queue.Full:  # looked up when one of its later events comes
+                return None
+            self._asked.add(key)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="lids", daemon=True)
+                self._thread.start()
+        return None
+
+    def _work(self) -> None:
+        while (key := self._pending.get()) is not None:
+            phone = self.lookup(*key)
+            self._asked.discard(key)
+            if phone and self.on_found is not None:
+                self.on_found(key[0], key[1], phone)
+
+    def lookup(self, instance_id: str, lid: str) -> str | None:
+        """Ask Wawp (with its retries) and remember the answer."""
+        from explorer.lids import lookup_lid
+
+        key = (instance_id, lid)
         phone: str | None = None
         try:
             phone = lookup_lid(self._client(instance_id), lid)
@@ -156,6 +205,14 @@ class WawpLids:
         return phone
 
     def close(self) -> None:
+        if self._thread is not None:
+            while True:  # what is still waiting is looked up again after a restart
+                try:
+                    self._pending.get_nowait()
+                except queue.Empty:
+                    break
+            self._pending.put(None)
+            self._thread.join(timeout=15)
         for client in self._clients.values():
             client.close()
         self._clients.clear()
@@ -218,19 +275,28 @@ def _verify(body: bytes, headers: Any, key: str) -> tuple[str, str] | None:
     if algorithm != "sha512":
         return "bad_algorithm", f"unsupported signature algorithm {algorithm[:20]!r}"
     expected = hmac.new(key.encode(), body, hashlib.sha512).hexdigest()
-    if hmac.compare_digest(expected, given.strip().lower()):
+    # As bytes: a header holding non-ASCII text is a wrong signature, not a TypeError.
+    if hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
         return None
     return "bad_signature", "the signature does not match the body"
 
 
+def _is_json(content_type: str | None) -> bool:
+    """``application/json`` (any parameters): a browser cannot send it cross-origin without
+    a preflight this receiver never answers, so a web page cannot post events."""
+    return (content_type or "").partition(";")[0].strip().lower() == "application/json"
+
+
 @dataclass
 class _Flight:
-    """A write sent to Meilisearch: its events (dropped from the journal once applied) and
-    the merged update per chat it wrote (kept for re-applying after a swap)."""
+    """A write sent to Meilisearch: its events (dropped from the journal once applied; a
+    reason in place of the event for one that could not be read back) and the merged
+    update per chat it wrote (kept for re-applying after a swap)."""
 
-    events: list[tuple[Queued, Event | None]]
+    events: list[tuple[Queued, Event | str]]
     touched: list[tuple[str, str]]
     tasks: list[int] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # doc id: why Meilisearch refused it
 
 
 class Listener:
@@ -241,7 +307,9 @@ class Listener:
         self.journal = Journal(journal_path(cfg), max_queue=cfg.webhooks.max_queue)
         self.metrics = ListenMetrics(cfg, self.journal)
         self.sessions = Sessions(cfg)
-        self.resolve = WawpLids(cfg)
+        self.resolve = WawpLids(cfg, on_found=self._found)
+        self._moves: deque[tuple[str, str, str]] = deque()  # LIDs resolved since: to move
+        self.last_dead: str | None = None
         self.labels = {inst.id: inst.label for inst in cfg.wawp.instances}
         self.store = IndexStore(cfg.meilisearch, timeout=120)
         self.stop = threading.Event()
@@ -278,10 +346,15 @@ class Listener:
         self.resolve.close()
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
+        """Unhealthy only when the process cannot take events (queue full, applier gone):
+        Meilisearch unreachable (the queue waits) and events it refused (set aside as dead
+        letters, nothing waits on them) are told apart, for a person to act on."""
         full = self.journal.depth >= self.journal.max_queue
         return not full and self._applier.is_alive(), {
             "queue_depth": self.journal.depth,
             "meilisearch": "ok" if self.meili_ok else "unreachable",
+            "dead_letters": self.journal.dead_count(),
+            "last_dead_letter": self.last_dead,
         }
 
     # -- receiving -----------------------------------------------------------------------
@@ -295,36 +368,38 @@ class Listener:
     async def _receive(self, request: Request) -> Response:
         hooks = self.cfg.webhooks
         secret = request.path_params.get("secret")
-        by_path = False
-        if secret is not None:
-            if not hooks.secret or not hmac.compare_digest(
-                secret.encode(), hooks.secret.reveal().encode()
-            ):
-                return self._refuse(401, "bad_secret", "unknown webhook path secret", request)
-            by_path = True
+        if secret is not None and not (
+            hooks.secret and hmac.compare_digest(secret.encode(), hooks.secret.reveal().encode())
+        ):
+            return self._refuse(401, "bad_secret", "unknown webhook path secret", request)
+        if not _is_json(request.headers.get("content-type")):
+            detail = "Content-Type must be application/json"
+            return self._refuse(415, "not_json", detail, request)
         try:
             body = await request.body()  # the server holds it to webhooks.max_body (413)
         except ClientDisconnect:
             return Response(status_code=400)
-        if hooks.hmac_key and not by_path:
+        if hooks.hmac_key:  # on every path: a secret path never stands in for a signature
             problem = _verify(body, request.headers, hooks.hmac_key.reveal())
             if problem:
                 return self._refuse(401, *problem, request)
-        elif hooks.secret and not by_path:
+        elif hooks.secret and secret is None:
             return self._refuse(401, "missing_signature", "unsigned request", request)
         try:
             envelope = envelope_of(orjson.loads(body))
+            check_fresh(envelope, time.time())
             instance = self.sessions.instance(envelope["session"])
             if instance is None:
                 detail = f"unknown session {envelope['session'][:60]!r}"
                 return self._refuse(404, "unknown_session", detail, request)
             eid = event_id(envelope, body)
-            read_event(envelope, instance, eid)  # refuse now what could never be applied
+            # Refuse now what could never be applied (the ids, as the crawl checks them).
+            read_event(envelope, instance, eid, self.resolve.cached)
         except orjson.JSONDecodeError as exc:
             return self._refuse(400, "malformed", f"malformed JSON: {exc}", request)
         except BadEvent as exc:
-            return self._refuse(400, "malformed", str(exc), request)
-        outcome = await self.journal.append(eid, instance, body)
+            return self._refuse(400, exc.reason, str(exc), request)
+        outcome = await self.journal.append(eid, instance, slim(envelope, eid))
         if outcome == "full":
             self.metrics.rejected.labels("queue_full").inc()
             log.warning("webhook refused (503): the queue holds %d events", self.journal.depth)
@@ -333,7 +408,7 @@ class Listener:
         if outcome == "duplicate":
             self.metrics.duplicates.inc()
         else:
-            self.metrics.received.labels(envelope["event"]).inc()
+            self.metrics.received.labels(metric_kind(envelope["event"])).inc()
         return JSONResponse({"status": outcome, "id": eid})
 
     # -- applying ------------------------------------------------------------------------
@@ -348,6 +423,7 @@ class Listener:
             try:
                 self._maintain()
                 self._settle()
+                self._move_identities()
                 self._submit_next()
                 if not self.meili_ok:
                     log.info("Meilisearch is back: applying queued events")
@@ -378,6 +454,40 @@ class Listener:
         self._overlay.clear()
         self._taken = 0
 
+    def _found(self, instance_id: str, lid_jid: str, phone_jid: str) -> None:
+        self._moves.append((instance_id, lid_jid, phone_jid))
+        self.journal.arrived.set()
+
+    def _move_identities(self) -> None:
+        """What was written under a LID before Wawp named the number behind it moves to
+        the number's document, and the LID's document goes (as sync moves them)."""
+        later: list[tuple[str, str, str]] = []
+        while self._moves and len(self._flights) < MAX_FLIGHTS:
+            move = self._moves.popleft()
+            instance_id, lid_jid, phone_jid = move
+            lid_doc = doc_id(instance_id, lid_jid)
+            if lid_doc in self._overlay:  # a write under the LID in flight: move it once done
+                later.append(move)
+                continue
+            data = self.journal.touched_rows([lid_doc]).get(lid_doc)
+            have = self._current([lid_doc]).get(lid_doc)
+            if have is None:
+                continue  # never written, or moved already
+            if data is not None:
+                carried = Update.from_json(data)
+            else:
+                carried = Update(instance_id, lid_jid, str(have.get("engine_shape") or "unknown"))
+            carried.jid, carried.lid = phone_jid, lid_jid.partition("@")[0]
+            carried.hint_name = carried.hint_name or have.get("name")
+            if isinstance(have.get("last_activity"), int):
+                carried.activity = max(carried.activity or 0, have["last_activity"])
+            gone = Update(instance_id, lid_jid, carried.engine, member=False,
+                          member_at=int(time.time()))  # fmt: skip
+            log.info("LID %s of %s is %s: its chat moves to the number", lid_jid, instance_id,
+                     phone_jid)  # fmt: skip
+            self._flights.append(self._launch([], {carried.doc_id: carried, gone.doc_id: gone}))
+        self._moves.extend(later)
+
     def _submit_next(self) -> None:
         """Take the events queued after those in flight and send their write, without
         waiting for the ones before it: Meilisearch applies tasks in order and batches
@@ -401,15 +511,14 @@ class Listener:
 
     def submit_queued(self, batch: list[Queued]) -> _Flight:
         updates: dict[str, Update] = {}
-        events: list[tuple[Queued, Event | None]] = []
+        events: list[tuple[Queued, Event | str]] = []
         for item in batch:
             try:
                 envelope = envelope_of(orjson.loads(item.body))
                 event = read_event(envelope, item.instance_id, event_id(envelope, item.body),
                                    self.resolve)  # fmt: skip
             except (orjson.JSONDecodeError, BadEvent) as exc:
-                log.warning("dropping an unreadable queued event: %s", exc)
-                events.append((item, None))
+                events.append((item, f"unreadable: {exc}"))
                 continue
             events.append((item, event))
             for update in event.updates:
@@ -420,6 +529,13 @@ class Listener:
                     known.merge(update)
             if event.catch_up:
                 self._catch_up(item.instance_id)
+        return self._launch(events, updates)
+
+    def _launch(self, events: list[tuple[Queued, Event | str]], updates: dict[str, Update]
+                ) -> _Flight:  # fmt: skip
+        """Send one write for ``updates`` (merged with what listen wrote before for the same
+        chats). A write Meilisearch refuses is sent again chat by chat, so that a chat it
+        refuses stops no other: its events become dead letters (:meth:`_record`)."""
         previous = self.journal.touched_rows([d for d in updates if d not in self._overlay])
         previous.update({d: self._overlay[d][1] for d in updates if d in self._overlay})
         for doc, data in previous.items():
@@ -429,8 +545,26 @@ class Listener:
         flight = _Flight(events, [(doc, u.to_json()) for doc, u in updates.items()])
         for doc, data in flight.touched:
             self._overlay[doc] = (flight, data)
-        flight.tasks = self.submit(list(updates.values()))
+        try:
+            flight.tasks, flight.refused = self.submit(list(updates.values()))
+        except MeiliRefused as exc:
+            log.warning("Meilisearch refused a write of %d chats (%s): writing them one by one",
+                        len(updates), exc)  # fmt: skip
+            flight.refused = self._isolate(list(updates.values()))
         return flight
+
+    def _isolate(self, updates: list[Update]) -> dict[str, str]:
+        """Write each chat alone, waiting for each; the chats Meilisearch refuses, with why.
+        Only a refusal is caught: Meilisearch unreachable stops this like any write."""
+        refused: dict[str, str] = {}
+        for update in updates:
+            try:
+                tasks, bad = self.submit([update])
+                refused.update(bad)
+                self._wait(tasks)
+            except (MeiliRefused, MeiliTaskFailed) as exc:
+                refused[update.doc_id] = str(exc)
+        return refused
 
     def _settle(self) -> None:
         """Record the writes Meilisearch has applied, oldest first."""
@@ -440,10 +574,14 @@ class Listener:
                 if not self._finished(flight.tasks):
                     return
             except MeiliTaskFailed as exc:
-                # Deterministic: the same write would fail again. Drop it, say so, go on.
-                log.error("dropping %d events Meilisearch refused: %s", len(flight.events), exc)
-                self.metrics.rejected.labels("index_refused").inc(len(flight.events))
-                self.journal.done([q.seq for q, _ in flight.events], [], None)
+                # Deterministic: the same write would fail again. Find the chats it fails
+                # on, one by one; their events become dead letters, the rest is applied.
+                log.warning("Meilisearch failed a write of %d chats (%s): writing them one "
+                            "by one", len(flight.touched), exc)  # fmt: skip
+                touched = [Update.from_json(data) for _, data in flight.touched]
+                flight.refused.update(self._isolate(touched))
+                self._flights.popleft()
+                self._record(flight)
                 self._reset()  # the writes after it merged its updates: send them again
                 return
             self._flights.popleft()
@@ -452,47 +590,66 @@ class Listener:
     def _record(self, flight: _Flight) -> None:
         now = time.time()
         last = None
+        dead: dict[int, str] = {}
         for item, read in flight.events:
-            if read is None:
+            if isinstance(read, str):
+                dead[item.seq] = read
                 continue
+            refused = [flight.refused[u.doc_id] for u in read.updates if u.doc_id in flight.refused]
+            if refused:
+                dead[item.seq] = f"{read.kind} {read.id}: {refused[0]}"
+                continue
+            kind = metric_kind(read.kind)
             if read.kind in APPLIED:
-                self.metrics.applied.labels(read.kind).inc()
+                self.metrics.applied.labels(kind).inc()
             else:
-                self.metrics.ignored.labels(read.kind).inc()
+                self.metrics.ignored.labels(kind).inc()
             self.metrics.latency.observe(max(0.0, now - item.received))
             last = {"id": read.id, "event": read.kind, "session": read.session,
                     "instance_id": item.instance_id, "applied_at": now}  # fmt: skip
-        self.journal.done([q.seq for q, _ in flight.events], flight.touched, last)
+        touched = [(doc, data) for doc, data in flight.touched if doc not in flight.refused]
+        self.journal.done([q.seq for q, _ in flight.events], touched, last, dead)
+        for seq, reason in dead.items():
+            log.error("webhook event set aside as dead letter %d (explorer dead-letters): %s",
+                      seq, reason)  # fmt: skip
+            self.last_dead = reason
         for doc, _ in flight.touched:
             if self._overlay.get(doc, (None,))[0] is flight:
                 del self._overlay[doc]
 
     def write(self, updates: list[Update]) -> None:
-        """:meth:`submit`, waiting until Meilisearch has applied it."""
-        self._wait(self.submit(updates))
+        """:meth:`submit`, waiting until Meilisearch has applied it; chat by chat if
+        Meilisearch refuses the lot (a chat it refuses then is left out, and said)."""
+        try:
+            tasks, refused = self.submit(updates)
+            self._wait(tasks)
+        except (MeiliRefused, MeiliTaskFailed):
+            refused = self._isolate(updates)
+        for doc, reason in refused.items():
+            log.error("chat %s not written again: %s", doc, reason)
 
-    def submit(self, updates: list[Update]) -> list[int]:
-        """One partial update (and one deletion) for these chats; the task uids."""
+    def submit(self, updates: list[Update]) -> tuple[list[int], dict[str, str]]:
+        """One partial update (and one deletion) for these chats: the task uids, and the
+        chats left out because no document can be made of them (doc id: why)."""
         if not updates:
-            return []
+            return [], {}
         live = self.cfg.meilisearch.index
         http = self.store.client.http
-        current = {
-            d["id"]: d
-            for d in call(
-                self.store.url,
-                http.post,
-                f"indexes/{live}/documents/fetch",
-                {"ids": [u.doc_id for u in updates], "fields": _FIELDS, "limit": len(updates)},
-            )["results"]  # fmt: skip
-        }
+        current = self._current([u.doc_id for u in updates])
         docs: list[dict[str, Any]] = []
         gone: list[str] = []
+        refused: dict[str, str] = {}
         for update in updates:
+            have = current.get(update.doc_id)
             if update.member is False:
-                gone.append(update.doc_id)
+                if have is not None and _after(update.member_at, have, "last_activity"):
+                    gone.append(update.doc_id)
                 continue
-            doc = self.document(update, current.get(update.doc_id))
+            try:
+                doc = self.document(update, have)
+            except (MalformedChat, ValueError, TypeError) as exc:
+                refused[update.doc_id] = f"no document can be made of it: {exc}"
+                continue
             if doc is not None:
                 docs.append(doc)
         tasks = []
@@ -504,7 +661,14 @@ class Listener:
             tasks.append(self.store._task_uid(reply))
         self.metrics.writes.inc()
         log.debug("wrote %d chats (%d docs, %d gone)", len(updates), len(docs), len(gone))
-        return tasks
+        return tasks, refused
+
+    def _current(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The live documents of these chats (the fields :meth:`document` compares)."""
+        found = call(self.store.url, self.store.client.http.post,
+                     f"indexes/{self.cfg.meilisearch.index}/documents/fetch",
+                     {"ids": ids, "fields": _FIELDS, "limit": len(ids)})["results"]  # fmt: skip
+        return {d["id"]: d for d in found}
 
     def _finished(self, tasks: list[int]) -> bool:
         """Whether Meilisearch has applied all of ``tasks``; raises if one failed."""
@@ -542,9 +706,16 @@ class Listener:
 
     def document(self, u: Update, current: dict[str, Any] | None) -> dict[str, Any] | None:
         """The fields to write for ``u``: a whole document for a chat the index does not
-        know, else only what the events say that is newer than what the index holds."""
+        know, else only what the events say that is newer than what the index holds: a
+        name or an archive flag older than the crawl that wrote the document is old news."""
         known = current is not None
         have = current or {}
+        if known:
+            u = replace(u)
+            if u.name is not None and not _after(u.name_at, have):
+                u.name = None
+            if u.archived is not None and not _after(u.archived_at, have):
+                u.archived = None
         have_activity = have.get("last_activity")
         activity = u.activity
         if isinstance(have_activity, int) and (activity is None or activity < have_activity):
@@ -564,7 +735,10 @@ class Listener:
             return None
         if known:  # only its changed fields are written: no phone forms to compute
             chat = replace(chat, phone=None)
-        full = to_document(chat, label=self.labels.get(u.instance_id), crawled_at=int(time.time()))
+        # A document made here holds what the events said as of their time: an event
+        # older than that, arriving late, is old news for it too.
+        as_of = max(activity or 0, u.name_at, u.archived_at, u.member_at)
+        full = to_document(chat, label=self.labels.get(u.instance_id), crawled_at=as_of)
         full["engine_shape"] = u.engine
         if not known:
             return full
@@ -610,6 +784,9 @@ class Listener:
         now = time.monotonic()
         if now - self._swap_checked >= 1.0:
             self._swap_checked = now
+            moved = self.journal.requeue_asked()
+            if moved:
+                log.info("%d dead letters queued again, as asked", moved)
             last = last_report(self.cfg) or {}
             handled = self.journal.meta("swap_handled")
             # finished_at is in whole seconds: two reindexes of a small index can share one,
@@ -634,6 +811,13 @@ class Listener:
             self.journal.prune(cutoff)
 
 
+def _after(at: int, have: dict[str, Any], *also: str) -> bool:
+    """Whether an event dated ``at`` is news to the document ``have``: not older than the
+    crawl that wrote it (``crawled_at``), nor than its fields named in ``also``."""
+    fields = ("crawled_at", *also)
+    return all(not isinstance(have.get(f), int) or at >= have[f] for f in fields)
+
+
 class _Hide(logging.Filter):
     """Masks the URL secret in what the server logs of a refused request's path."""
 
@@ -656,6 +840,11 @@ def run_listener(
     from explorer.server import HttpServer, Limits
 
     cfg.require_instances()
+    if not cfg.webhooks.hmac_key and not cfg.webhooks.secret:
+        log.warning(
+            "no webhook signature key: any program that reaches this port can post events; "
+            "set webhooks.hmac_key (EXPLORER_WEBHOOK_HMAC_KEY) to the key Wawp signs with"
+        )
     if cfg.webhooks.secret:
         hide = _Hide(cfg.webhooks.secret.reveal())
         for name in ("explorer.server", "explorer.server.http", "explorer.listen"):

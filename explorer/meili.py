@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from explorer.errors import AUTH_CODES, MeiliError, meili_refused, meili_unreachable
+from explorer.errors import AUTH_CODES, MeiliError, MeiliRefused, meili_refused, meili_unreachable
 
 ADMIN_NEED = "an admin key for reindex"
 SEARCH_NEED = "a search key is enough to search"
@@ -41,7 +41,13 @@ def error(
         return missing_index(index)
     if status in (401, 403) or code in AUTH_CODES:
         return MeiliError(meili_refused(url, code, need))
-    return MeiliError(f"Meilisearch at {url}: {message} [{code or status or '?'}]")
+    text = f"Meilisearch at {url}: {message} [{code or status or '?'}]"
+    if status is not None and 400 <= status < 500 and status not in _NOT_THE_REQUEST:
+        return MeiliRefused(text)
+    return MeiliError(text)
+
+
+_NOT_THE_REQUEST = (404, 408, 429)  # an index missing, a timeout, a rate limit: wait, retry
 
 
 def unreachable(url: str) -> MeiliError:

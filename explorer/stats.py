@@ -51,8 +51,10 @@ class StatsReport:
                 if event
                 else "none"
             )
+            dead = self.webhooks.get("dead_letters") or 0
+            aside = f", {dead} dead letters (explorer dead-letters)" if dead else ""
             lines.append(
-                f"  webhooks: {self.webhooks['queue_depth']} queued; last applied: {applied}"
+                f"  webhooks: {self.webhooks['queue_depth']} queued{aside}; last applied: {applied}"
             )
         return "\n".join(lines)
 

@@ -256,7 +256,9 @@ def test_a_clean_name_stays_as_it_is(value: str) -> None:
 @pytest.mark.parametrize(
     ("value", "error"),
     [("@c.us", True), ("1" * 129 + "@c.us", True), ("1" * 128 + "@c.us", False),
-     ("@s.whatsapp.net", True), ("1\x1f2@c.us", True), ("1 2@c.us", True)],
+     ("@s.whatsapp.net", True), ("1\x1f2@c.us", True), ("1 2@c.us", True),
+     ("名前Ω@c.us", True), ("2012\u202e3456@c.us", True), ("\U0001f600" * 40 + "@c.us", True),
+     ("120363-1600000000@g.us", False)],
 )  # fmt: skip
 def test_jids_without_a_plain_user_part_are_malformed(value: str, error: bool) -> None:
     if error:

@@ -123,6 +123,8 @@ def test_config_file_discovery_order(tmp_path: Path, isolated_env: Path) -> None
         ("[wawp]\nconcurrency = 0\n", "'wawp.concurrency' must be > 0"),
         ('[meilisearch]\nindex = "bad name"\n', "'meilisearch.index' must use only"),
         ("[reindex]\nmin_ratio = 1.5\n", "'reindex.min_ratio' must be between 0 and 1"),
+        ('[webhooks]\nhmac_key = "my-secret-key"\n', "'webhooks.hmac_key' must be a long random"),
+        ('[webhooks]\nsecret = "short"\n', "'webhooks.secret' must be a long random"),
     ],
 )
 def test_bad_config_names_key_and_file(tmp_path: Path, text: str, needle: str) -> None:

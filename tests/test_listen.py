@@ -115,7 +115,7 @@ class World:
         except meilisearch.errors.MeilisearchApiError:
             return None
 
-    def post(self, body: bytes, headers: dict[str, str] | None = None, path: str = "") -> int:
+    def post(self, body: bytes, headers: dict[str, Any] | None = None, path: str = "") -> int:
         resp = httpx.post(f"{self.url}/webhooks/wawp{path}", content=body, headers=headers or {})
         return resp.status_code
 
@@ -498,7 +498,8 @@ def test_a_message_from_a_lid_reaches_the_chat_of_the_number_behind_it(
                    f"the activity of {person['jid']}")  # fmt: skip
     doc = w.doc(known["jid"])
     assert doc is not None and doc["jid"].endswith("@c.us")  # the number's chat, not a new one
-    assert w.doc(lid_of[known["jid"]]) is None
+    # Applied under the LID at once, then moved once Wawp named the number.
+    wait_until(lambda: w.doc(lid_of[known["jid"]]) is None, "the LID's document gone")
 
 
 def test_the_sandbox_command_sends_signed_webhooks(world: Callable[..., World]) -> None:
@@ -551,3 +552,257 @@ def test_a_full_queue_answers_503_so_the_sender_keeps_the_event(
     health = httpx.get(f"{w.url}/healthz")
     assert health.status_code == 503
     assert health.json()["queue_depth"] == 3
+
+
+# -- a bad day: poison, stale and hostile events -----------------------------------------
+
+
+def _health(w: World) -> dict[str, Any]:
+    reply: dict[str, Any] = httpx.get(f"{w.url}/healthz").json()
+    return reply
+
+
+def test_an_id_too_long_to_index_is_refused_at_the_door_and_stops_nothing(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    poison = message(SESSION, "\U0001f600" * 40 + "@c.us", int(time.time()))
+    body, headers = signed(poison)
+    assert w.post(body, headers) == 400
+    jids = [f"49151000700{n:02d}@c.us" for n in range(20)]
+    for jid in jids:
+        w.hooks.send(message(SESSION, jid, int(time.time())))
+    for jid in jids:
+        wait_until(lambda jid=jid: w.doc(jid), f"{jid} after the refused one")
+    health = _health(w)
+    assert (health["meilisearch"], health["queue_depth"], health["dead_letters"]) == ("ok", 0, 0)
+
+
+def _cli(w: World, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from explorer.cli import cli
+
+    return CliRunner().invoke(cli, list(args), env=w.env)
+
+
+def test_a_poison_event_already_queued_becomes_a_dead_letter_and_stops_nothing(
+    world: Callable[..., World],
+) -> None:
+    """An event journaled by an earlier version that no longer reads (an id Meilisearch
+    refuses) is set aside with its reason; the events behind it are applied."""
+    from explorer.journal import Journal, journal_path
+
+    w = world()
+    w.stop()
+    journal = Journal(journal_path(w.cfg), max_queue=1000)
+    poison = message(SESSION, "\U0001f600" * 40 + "@c.us", int(time.time()))
+    journal.append_now("evt_poison", INST, json.dumps(poison).encode())
+    jids = [f"49151000800{n:02d}@c.us" for n in range(20)]
+    for n, jid in enumerate(jids):
+        journal.append_now(
+            f"evt_{n}", INST, json.dumps(message(SESSION, jid, 1_765_000_000)).encode()
+        )
+    journal.close()
+    w.start()
+    for jid in jids:
+        wait_until(lambda jid=jid: w.doc(jid), f"{jid} behind the poison event")
+    wait_until(lambda: _health(w)["queue_depth"] == 0, "the queue drained")
+    health = _health(w)
+    assert health["meilisearch"] == "ok"
+    assert health["dead_letters"] == 1
+    assert "usable chat id" in health["last_dead_letter"]
+    assert w.metrics()["explorer_webhook_dead_letters"] == 1
+    assert any("dead letter" in line for line in w.logs)
+    assert "dead letters" in _cli(w, "stats").output
+    listed = _cli(w, "dead-letters")
+    assert listed.exit_code == 4
+    assert "usable chat id" in listed.output and "#1 " in listed.output
+    retried = _cli(w, "dead-letters", "--retry")
+    assert retried.exit_code == 0 and "1 dead letters marked" in retried.output
+    # The listener queues it again within a second; it fails again, and is set aside again.
+    wait_until(lambda: any("1 dead letters queued again" in line for line in w.logs), "retried")
+    wait_until(lambda: _health(w)["dead_letters"] == 1 and _health(w)["queue_depth"] == 0,
+               "set aside again")  # fmt: skip
+    assert json.loads(_cli(w, "dead-letters", "--json").output)["dead_letters"][0]["reason"]
+    assert _cli(w, "dead-letters", "--drop").exit_code == 0
+    assert _cli(w, "dead-letters").exit_code == 0
+    assert w.metrics()["explorer_webhook_dead_letters"] == 0
+
+
+def test_a_chat_meilisearch_refuses_is_set_aside_and_the_rest_of_its_write_applied(
+    world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the id check (switched off here, as for a rule Meilisearch may tighten), a write
+    Meilisearch refuses is sent again chat by chat: only the refused chat's event is set
+    aside, and nothing is taken for an outage."""
+    import explorer.events
+    from explorer.journal import Queued
+    from explorer.listen import Listener
+
+    monkeypatch.setattr(explorer.events, "MAX_DOC_ID", 10_000)
+    monkeypatch.setattr("explorer.chats.MAX_USER", 10_000)
+    monkeypatch.setattr("explorer.chats._USER_CHARS", _AnyChar())
+    w = world()
+    w.stop()
+    listener = Listener(w.cfg)
+    try:
+        good = [f"49151000900{n:02d}@c.us" for n in range(5)]
+        events = [message(SESSION, jid, 1_765_000_000) for jid in good]
+        events.insert(2, message(SESSION, "\U0001f600" * 40 + "@c.us", 1_765_000_000))
+        batch = []
+        for n, event in enumerate(events):
+            listener.journal.append_now(f"evt_{n}", INST, json.dumps(event).encode())
+        batch = listener.journal.batch(100)
+        assert all(isinstance(q, Queued) for q in batch)
+        flight = listener.submit_queued(batch)
+        listener._flights.append(flight)
+        wait_until(lambda: listener._settle() or not listener._flights, "the write settled")
+        assert len(flight.refused) == 1
+        assert "Document identifier" in next(iter(flight.refused.values()))
+        for jid in good:
+            assert w.doc(jid) is not None
+        assert listener.journal.depth == 0
+        assert listener.journal.dead_count() == 1
+    finally:
+        listener.close()
+
+
+class _AnyChar:
+    def __contains__(self, ch: object) -> bool:
+        return True
+
+
+def test_events_dated_outside_the_window_are_refused_and_counted(
+    world: Callable[..., World],
+) -> None:
+    from explorer.dev.webhooks import envelope
+
+    w = world()
+    group = next(j for j in sorted(w.sandbox.store(INST).expected_jids()) if j.endswith("@g.us"))
+    before = w.doc(group)
+    assert before is not None
+    old = group_event("group.v2.update", SESSION, group, 978_307_200, "Renamed in 2001")
+    old["timestamp"] = 978_307_200_000
+    body, headers = signed(old)
+    assert w.post(body, headers) == 400
+    future = group_event("group.v2.leave", SESSION, group, int(time.time()) + 86_400)
+    future["timestamp"] = (int(time.time()) + 86_400) * 1000
+    body, headers = signed(future)
+    assert w.post(body, headers) == 400
+    undated = envelope("group.v2.leave", SESSION, {"group": {"id": group}})
+    del undated["timestamp"]
+    body, headers = signed(undated)
+    assert w.post(body, headers) == 400
+    metrics = w.metrics()
+    assert metrics["explorer_webhook_requests_rejected_total{reason=too_old}"] == 1
+    assert metrics["explorer_webhook_requests_rejected_total{reason=from_the_future}"] == 1
+    assert metrics["explorer_webhook_requests_rejected_total{reason=no_timestamp}"] == 1
+    assert w.doc(group) == before
+
+
+def test_an_event_older_than_the_crawl_changes_nothing(world: Callable[..., World]) -> None:
+    w = world()
+    groups = [j for j in sorted(w.sandbox.store(INST).expected_jids()) if j.endswith("@g.us")]
+    renamed, left = groups[:2]
+    crawled = w.doc(renamed)["crawled_at"]  # type: ignore[index]
+    before = {g: w.doc(g) for g in (renamed, left)}
+    # Sent now (inside the window), but about things that happened before the crawl.
+    w.hooks.send(group_event("group.v2.update", SESSION, renamed, crawled - 60, "Old Subject"))
+    w.hooks.send(group_event("group.v2.leave", SESSION, left, crawled - 60))
+    w.hooks.send(archive_event(SESSION, renamed, True, crawled - 60))
+    marker = "4915100001000@c.us"
+    w.hooks.send(message(SESSION, marker, int(time.time())))
+    assert w.hooks.flush()
+    wait_until(lambda: w.doc(marker), "the marker after the old events")
+    wait_until(lambda: w.metrics()["explorer_webhook_queue_depth"] == 0, "the queue drained")
+    assert {g: w.doc(g) for g in (renamed, left)} == before
+    # The same, dated after the crawl, is news.
+    w.hooks.send(group_event("group.v2.update", SESSION, renamed, crawled + 5, "New Subject"))
+    wait_until(lambda: (w.doc(renamed) or {}).get("name") == "New Subject", "the newer rename")
+
+
+def test_a_web_page_cannot_post_events_and_a_keyless_start_warns(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.stop()
+    w.start(EXPLORER_WEBHOOK_HMAC_KEY="")
+    assert any("no webhook signature key" in line for line in w.logs)
+    group = next(j for j in sorted(w.sandbox.store(INST).expected_jids()) if j.endswith("@g.us"))
+    before = w.doc(group)
+    body = json.dumps(group_event("group.v2.update", SESSION, group, int(time.time()), "Evil"))
+    page = {"Content-Type": "text/plain", "Origin": "https://evil.example"}
+    assert w.post(body.encode(), page) == 415
+    assert w.post(body.encode(), {"Origin": "https://evil.example"}) == 415
+    marker = "4915100001100@c.us"
+    ok = {"Content-Type": "application/json; charset=utf-8"}
+    assert w.post(json.dumps(message(SESSION, marker, int(time.time()))).encode(), ok) == 200
+    wait_until(lambda: w.doc(marker), "a JSON event")
+    assert w.doc(group) == before
+    assert w.metrics()["explorer_webhook_requests_rejected_total{reason=not_json}"] == 2
+
+
+def test_with_a_key_every_path_needs_the_signature(world: Callable[..., World]) -> None:
+    w = world()
+    secret = "path-secret-" + "s3cr3t" * 4
+    w.stop()
+    w.start(EXPLORER_WEBHOOK_SECRET=secret)  # and the HMAC key, as before
+    jid = "4915100001200@c.us"
+    body, headers = signed(message(SESSION, jid, int(time.time())))
+    assert w.post(body, {"Content-Type": "application/json"}, path=f"/{secret}") == 401
+    assert w.post(body, {**headers, **sign(body, "not-the-key-at-all")}, path=f"/{secret}") == 401
+    utf8 = ("\u00e9" * 64).encode()
+    assert w.post(body, {**headers, "X-Webhook-Hmac": utf8}) == 401  # not a 500
+    assert w.doc(jid) is None
+    assert w.post(body, headers, path=f"/{secret}") == 200
+    wait_until(lambda: w.doc(jid), "the signed event on the secret path")
+    assert "Traceback" not in "".join(w.logs)
+
+
+def test_made_up_event_kinds_do_not_grow_the_metrics(world: Callable[..., World]) -> None:
+    from explorer.dev.webhooks import envelope
+
+    w = world()
+    for n in range(5):
+        w.hooks.send(envelope(f"made.up.{n}." + "x" * 10_000, SESSION, {}))
+    assert w.hooks.flush()
+    wait_until(lambda: w.metrics().get("explorer_webhook_events_ignored_total{event=other}") == 5,
+               "the made-up events counted as other")  # fmt: skip
+    text = httpx.get(f"{w.url}/metrics").text
+    assert "made.up" not in text
+    assert len(text) < 50_000
+
+
+def test_unknown_lids_are_looked_up_off_the_queue(world: Callable[..., World]) -> None:
+    """A slow Wawp and many LIDs it does not know: the events behind them are applied at
+    once, not after a lookup each (200 ms × 100 here)."""
+    w = world(latency_ms=200)
+    start = w.sandbox.requests
+    now = int(time.time())
+    for n in range(100):
+        w.hooks.send(message(SESSION, f"99900000{n:05d}@lid", now))
+    assert w.hooks.flush()
+    marker = "4915100001300@c.us"
+    w.hooks.send(message(SESSION, marker, now))
+    wait_until(lambda: w.doc(marker), "the ordinary event behind them")
+    assert w.sandbox.requests - start < 50  # lookups still going on: they did not hold it
+
+
+def test_the_journal_keeps_no_message_text_and_only_its_owner_reads_it(
+    world: Callable[..., World],
+) -> None:
+    from explorer.journal import journal_path
+
+    w = world()
+    event = message(SESSION, "4915100001400@c.us", int(time.time()))
+    event["payload"]["body"] = "Order 4411: my card ends 9876, ship to Baker Street"
+    w.hooks.send(event)
+    wait_until(lambda: w.doc("4915100001400@c.us"), "the message applied")
+    w.stop()  # checkpoints the WAL
+    path = journal_path(w.cfg)
+    files = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
+    assert files
+    for file in files:
+        assert file.stat().st_mode & 0o777 == 0o600, file
+        assert b"Baker Street" not in file.read_bytes(), file

@@ -90,7 +90,8 @@ def test_listen_exports_events_queue_latency_and_index_state(
     assert value(m, "explorer_last_reindex_timestamp_seconds") == last_report(w.cfg)["finished_at"]  # type: ignore[index]
     health = httpx.get(f"{w.url}/healthz")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "queue_depth": 0, "meilisearch": "ok"}
+    assert health.json() == {"status": "ok", "queue_depth": 0, "meilisearch": "ok",
+                             "dead_letters": 0, "last_dead_letter": None}  # fmt: skip
 
 
 def test_schedule_exports_its_runs_and_next_reindex(
