@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import gzip
 import json
-from bisect import bisect_left
 import random
 import subprocess
 import threading
 import time
 import zlib
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +38,7 @@ from explorer.dev.sandbox_options import (
 from explorer.dev.synthetic import (
     ChatSpec,
     Generator,
+    activity,
     merged_listing,
     raw_id,
     renamed,
@@ -927,7 +928,7 @@ def _describe(store: ChatStore, jid: str, numbers: list[int]) -> dict[str, Any]:
     listed = [raw_id(store.listed(i, store.merges), "webjs") for i in numbers]
     lid = next((s.lid for s in specs if s.lid), None)
     phone = jid.partition("@")[0] if jid.endswith("@c.us") else None
-    stamps = [s.ts for s in specs if s.ts is not None]
+    stamps = [ts for s in specs if (ts := activity(s, store.shape)) is not None]
     return {
         "jid": jid,
         "listed": listed,

@@ -382,6 +382,14 @@ def raw_id(spec: ChatSpec, shape: str) -> str:
     return spec.jid
 
 
+def activity(spec: ChatSpec, shape: str) -> int | None:
+    """The last activity an engine reports for this chat: NOWEB only lists chats with
+    messages, so a silent chat there still has its creation time."""
+    if shape == "noweb":
+        return spec.ts or spec.index + 1_400_000_000
+    return spec.ts
+
+
 def _formatted_phone(spec: ChatSpec) -> str:
     national = spec.user[len(spec.cc or "") :]
     return f"+{spec.cc} {national[:3]} {national[3:6]} {national[6:]}"
@@ -404,8 +412,7 @@ def render(spec: ChatSpec, shape: str) -> dict[str, Any]:
         chat: dict[str, Any] = {"id": raw_id(spec, "noweb")}
         if spec.name and (spec.server != "c.us" or spec.index % 3 == 0):
             chat["name"] = spec.name
-        # NOWEB only lists chats with messages; a silent chat still has its creation time.
-        chat["conversationTimestamp"] = _ts_encoding(spec, spec.ts or spec.index + 1_400_000_000)
+        chat["conversationTimestamp"] = _ts_encoding(spec, activity(spec, shape) or 0)
         chat["archived"] = spec.archived
         if spec.pinned_at:
             chat["pinned"] = spec.pinned_at
