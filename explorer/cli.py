@@ -447,6 +447,17 @@ def _instance_option(value: str) -> tuple[str, str]:
     type=click.IntRange(0),
     help="The first N /v2/lids page requests answer 500.",
 )
+@click.option(
+    "--lids-fail-from",
+    type=click.IntRange(0),
+    help="Every /v2/lids page from this offset on answers 500, however often asked.",
+)
+@click.option(
+    "--pn-twins",
+    is_flag=True,
+    help="NOWEB before merge: each LID chat naming its number (pnJid) is listed again "
+    "under that number, which names no LID. Needs --shape noweb.",
+)
 @click.option("--webhook-url", help="POST the events mutations imply here (explorer listen).")
 @click.option("--webhook-hmac-key", envvar="EXPLORER_WEBHOOK_HMAC_KEY",
               help="Sign them as WAHA does [env EXPLORER_WEBHOOK_HMAC_KEY].")  # fmt: skip

@@ -13,13 +13,15 @@ chat (:func:`merge`). It knows nothing of Meilisearch.
 
 An instance whose Wawp answers 404, 403 or 501 on ``/v2/lids`` has no map: it is
 indexed as before, LID chats under their LID, and :attr:`LidMap.unavailable` says why.
+A map that breaks while being read is, for a reindex, the part read so far
+(:attr:`LidMap.incomplete` says what broke): the map only adds to what the chats say.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -46,11 +48,13 @@ class LidMap:
 
     ``unavailable`` is the reason the instance has no map (its Wawp does not serve
     ``/v2/lids``), None when the map was read; an unavailable map resolves nothing.
+    ``incomplete`` is what broke while it was read, when only part of it was.
     """
 
     instance_id: str
     phones: dict[str, str] = field(default_factory=dict)  # "123@lid" -> "2012…@c.us"
     unavailable: str | None = None
+    incomplete: str | None = None
     unknown: int = 0  # listed LIDs whose number Wawp does not know (pn null)
     _lids: dict[str, str] | None = field(default=None, repr=False)
 
@@ -93,6 +97,7 @@ class LidMap:
             "instance_id": self.instance_id,
             "phones": self.phones,
             "unavailable": self.unavailable,
+            "incomplete": self.incomplete,
             "unknown": self.unknown,
         }
 
@@ -103,6 +108,7 @@ class LidMap:
             instance_id=str(data.get("instance_id", "")),
             phones={str(k): str(v) for k, v in phones.items()} if isinstance(phones, dict) else {},
             unavailable=data.get("unavailable"),
+            incomplete=data.get("incomplete"),
             unknown=int(data.get("unknown", 0)),
         )
 
@@ -130,6 +136,7 @@ def read_lid_map(
     page_size: int = PAGE_SIZE,
     concurrency: int = 2,
     stop: threading.Event | None = None,
+    partial: bool = False,
 ) -> LidMap:
     """Every mapping Wawp knows for the client's instance, through the client's retries
     and request budget (its :class:`~explorer.pace.Pace`).
@@ -138,14 +145,16 @@ def read_lid_map(
     unavailable map, logged once, never raised). With the count, the remaining pages are
     fetched ``concurrency`` at a time; pages then continue one by one until a short one,
     so mappings added while reading are not cut off by a stale count. Other failures
-    (retries exhausted, a body that is no list) raise as the chat crawl's would.
+    (retries exhausted, a body that is no list) raise as the chat crawl's would; with
+    ``partial`` they end the map instead, which keeps what was read and says what broke
+    in :attr:`LidMap.incomplete` (a reindex: a flaky map must not cost the night's index).
     """
     lids = LidMap(client.instance_id)
     try:
         first = client.lids_page(offset=0, limit=page_size, stop=stop)
     except WawpError as exc:
         if not _unavailable(exc):
-            raise
+            return _broken(lids, exc, partial)
         lids.unavailable = f"/v2/lids answered {exc.status}"
         # Info, not a warning: reindex and sync say it in their summary, once.
         log.info(
@@ -154,11 +163,28 @@ def read_lid_map(
             lids.unavailable,
         )
         return lids
+    try:
+        _read_rest(client, lids, first, page_size, concurrency, stop)
+    except WawpError as exc:
+        return _broken(lids, exc, partial)
+    return lids
+
+
+def _read_rest(
+    client: WawpClient,
+    lids: LidMap,
+    first: list[Any],
+    page_size: int,
+    concurrency: int,
+    stop: threading.Event | None,
+) -> None:
+    """The pages after the first, into ``lids``. A page that fails is raised once the
+    pages fetched with it are in: a map that breaks keeps all it could read."""
     lids.update(first)
     if len(first) < page_size:
         count = _count(client) if first else None
         if count is None or count <= len(first):
-            return lids
+            return
         page_size = len(first)  # the server caps pages: follow its size
         log.info("Wawp instance %s: /v2/lids caps pages at %d", client.instance_id, page_size)
     else:
@@ -167,20 +193,40 @@ def read_lid_map(
     if count is not None and count > offset:
         offsets = list(range(offset, count, page_size))
         with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="wawp-lids") as pool:
-            pages = list(
-                pool.map(lambda o: client.lids_page(offset=o, limit=page_size, stop=stop), offsets)
-            )
+            futures = [
+                pool.submit(client.lids_page, offset=o, limit=page_size, stop=stop) for o in offsets
+            ]
+        pages: list[list[Any]] = []
+        failed: WawpError | None = None
+        for future in futures:
+            try:
+                pages.append(future.result())
+            except WawpError as exc:
+                failed = failed or exc
+                pages.append([])
         for page in pages:
             lids.update(page)
+        if failed is not None:
+            raise failed
         offset = offsets[-1] + page_size
         if len(pages[-1]) < page_size:
-            return lids
+            return
     while True:
         page = client.lids_page(offset=offset, limit=page_size, stop=stop)
         lids.update(page)
         if len(page) < page_size:
-            return lids
+            return
         offset += page_size
+
+
+def _broken(lids: LidMap, exc: WawpError, partial: bool) -> LidMap:
+    """A map that failed past its retries: raised, or with ``partial`` the part read."""
+    if not partial:
+        raise exc
+    lids.incomplete = f"/v2/lids failed after {len(lids) + lids.unknown} mappings: {exc}"
+    # Info, not a warning: the reindex says it in its summary, once.
+    log.info("Wawp instance %s: the LID map is incomplete (%s)", lids.instance_id, lids.incomplete)
+    return lids
 
 
 def _count(client: WawpClient) -> int | None:
@@ -316,6 +362,11 @@ def _first(*values: bool | None) -> bool | None:
 # -- merging a stream --------------------------------------------------------------------
 
 
+Written = Callable[[list[str]], dict[str, Chat | None]]
+"""The chats already handed on under some phone JIDs: jid -> its chat, or None when a
+document exists but its content is not at hand (a dry run keeps only fingerprints)."""
+
+
 @dataclass
 class Merger:
     """Pairs within one instance's crawl, whatever order they come in.
@@ -327,37 +378,105 @@ class Merger:
     pass straight through. :meth:`take` returns what to write now: the chat itself the
     first time, the merged chat when its other half comes (written again under the same
     document id, it replaces the first).
+
+    NOWEB's ``pnJid`` can name a LID chat's number where the map does not (no map, a map
+    that broke, a mapping not listed). Its phone chat then knows no LID of its own and
+    cannot be told from anyone else's: a remembered half merges with it when it comes
+    later (:meth:`take`), and a LID chat whose phone half may have gone by already is
+    *parked*: written under its LID, then settled once the crawl is over (:meth:`settle`)
+    into the phone chat's document, if one was written, and its LID document dropped
+    (:attr:`stale`).
     """
 
     seen: dict[str, Chat] = field(default_factory=dict)
+    parked: dict[str, Chat] = field(default_factory=dict)  # phone identity -> LID half
+    stale: list[str] = field(default_factory=list)  # LID JIDs of parked documents to drop
     lid_chats: int = 0  # chats listed under a LID
     resolved: int = 0  # ...of which the number is known
     merged: int = 0  # people listed under both ids, now one chat
 
     def take(self, chat: Chat, lids: LidMap | None, direction: int = 0) -> Chat:
-        """``direction``: +1 or -1 as the crawl walks the ids, 0 when unknown (sync)."""
+        """``direction``: +1 or -1 as the crawl walks the ids, 0 when unknown."""
         if chat.jid.endswith("@lid"):
             self.lid_chats += 1
         chat = resolve(chat, lids)
         if not chat.listings:
-            return chat
+            return self._plain(chat)
         listed = chat.listings[0][0]
         if chat.phone and listed.endswith("@lid"):
             self.resolved += 1
-        known = self.seen.pop(chat.jid, None)
+        known = self._partner(chat.jid)
         if known is not None:
-            before = len(known.listings or ())
-            chat = merge(known, chat)
-            self.merged += len(chat.listings or ()) > before
-            return chat  # both halves seen: nothing more to wait for
+            return self._merge(known, chat)  # both halves seen: nothing more to wait for
         if direction and not _ahead(chat, listed, direction):
+            if listed.endswith("@lid") and (lids is None or lids.lid_of(chat.jid) is None):
+                self.parked[chat.jid] = chat  # its phone half, if any, knew no LID
+                return replace(chat, jid=listed)
             return chat
         self.seen[chat.jid] = chat
         return chat
 
+    def _plain(self, chat: Chat) -> Chat:
+        """A chat that knows no other id of its own: maybe the phone half of a person
+        whose LID chat named this number."""
+        if chat.chat_type != "individual" or not (self.seen or self.parked):
+            return chat
+        known = self._partner(chat.jid)
+        if known is None:
+            return chat
+        own = ((chat.jid, chat.last_activity, chat.unread_count),)
+        return self._merge(known, replace(chat, listings=own))
+
+    def _partner(self, jid: str) -> Chat | None:
+        """The remembered or parked half of the person ``jid``, no longer waiting."""
+        known = self.seen.pop(jid, None)
+        if known is None:
+            known = self.parked.pop(jid, None)
+            if known is not None and known.listings:
+                self.stale.append(known.listings[0][0])
+        return known
+
+    def _merge(self, known: Chat, chat: Chat) -> Chat:
+        before = len(known.listings or ())
+        chat = merge(known, chat)
+        self.merged += len(chat.listings or ()) > before
+        return chat
+
+    def settle(self, written: Written | None) -> list[Chat]:
+        """The parked chats under their phone identity, each merged into the phone chat
+        handed on before it (``written``), if there was one; their LID documents go
+        (:attr:`stale`). Without ``written`` (nothing to look in) they go on alone."""
+        if not self.parked:
+            return []
+        parked = sorted(self.parked.items())
+        self.parked = {}
+        found = written([jid for jid, _ in parked]) if written is not None else {}
+        out = []
+        for jid, chat in parked:
+            lid = chat.listings[0][0] if chat.listings else jid
+            self.stale.append(lid)
+            if jid in found:
+                other = found[jid]
+                if other is None:  # written, content not at hand: counted, not merged
+                    self.merged += 1
+                else:
+                    # A run settled before a resume wrote this person already: only a
+                    # listing of the phone's own makes it a pair.
+                    own = other.listings or ((jid, other.last_activity, other.unread_count),)
+                    self.merged += any(j != lid for j, _, _ in own)
+                    chat = merge(replace(other, listings=own), chat)
+            out.append(chat)
+        return out
+
     def remember(self, chat: Chat) -> None:
-        """A half written before a resume, which its later other half must merge into."""
-        if chat.listings and len(chat.listings) == 1:
+        """A half written before a resume, which its later other half must merge into
+        (or, parked under its LID, that must be settled)."""
+        if not chat.listings or len(chat.listings) != 1:
+            return
+        if chat.jid.endswith("@lid") and chat.phone:
+            jid = chat.phone[1:] + "@c.us"
+            self.parked[jid] = replace(chat, jid=jid)
+        else:
             self.seen[chat.jid] = chat
 
 

@@ -29,13 +29,14 @@ from explorer.documents import (
     DOCUMENT_FIELDS,
     INDEX_SETTINGS,
     chat_from_document,
+    doc_id,
     fingerprint,
     to_document,
 )
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
 from explorer.filters import quote
 from explorer.index import TERMINAL, IndexStore, dumps
-from explorer.lids import LidMap, Merger, read_lid_map
+from explorer.lids import LidMap, Merger, Written, read_lid_map
 from explorer.pace import Pace, PaceStats
 from explorer.state import index_lock, read_json, state_dir, write_json
 from explorer.wawp import WawpClient
@@ -78,6 +79,7 @@ class ReindexReport:
     lids_resolved: int = 0  # ...whose number the LID map or the chat itself gave
     lid_pairs_merged: int = 0  # people listed under a LID and a phone JID, one document
     lids_unavailable: dict[str, str] = field(default_factory=dict)  # instance -> why
+    lids_incomplete: dict[str, str] = field(default_factory=dict)  # instance -> what broke
 
     def absorb_lids(self, instance_id: str, counts: dict[str, Any]) -> None:
         self.lid_chats += int(counts.get("lid_chats", 0))
@@ -85,6 +87,8 @@ class ReindexReport:
         self.lid_pairs_merged += int(counts.get("merged", 0))
         if counts.get("unavailable"):
             self.lids_unavailable[instance_id] = str(counts["unavailable"])
+        if counts.get("incomplete"):
+            self.lids_incomplete[instance_id] = str(counts["incomplete"])
 
     def absorb(self, stats: CrawlStats) -> None:
         self.chats += stats.chats
@@ -121,13 +125,17 @@ class ReindexReport:
                 f"{self.lid_pairs_merged} pairs merged); ",
                 1,
             )
-        # One line per instance whose Wawp serves no LID map, before the summary line.
+        # One line per instance whose Wawp serves no LID map, or only part of it, before
+        # the summary line.
         lines = [
             f"LIDs could not be resolved on {instance} ({why}); indexed as they are"
             for instance, why in sorted(self.lids_unavailable.items())
+        ] + [
+            f"The LID map of {instance} is incomplete ({why}); LIDs it did not give are "
+            "indexed as they are"
+            for instance, why in sorted(self.lids_incomplete.items())
         ]
         return "\n".join([*lines, text])
-        return text
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,6 +196,7 @@ class _Batcher:
         self.count = 0
         self.checkpoint: Checkpoint | None = None
         self.lid_counts: dict[str, Any] | None = None  # as of the checkpoint
+        self.stale: list[str] = []  # document ids to delete once the batch is in
         self.after_batch = after_batch
 
     def on_page(
@@ -195,8 +204,10 @@ class _Batcher:
         docs: list[dict[str, Any]],
         checkpoint: Checkpoint,
         lid_counts: dict[str, Any] | None = None,
+        stale: list[str] | None = None,
     ) -> None:
         self.lid_counts = lid_counts
+        self.stale += stale or []
         if docs:
             if self.count:
                 self.parts.append(b",")
@@ -221,6 +232,10 @@ class _Batcher:
             self.notify("sent", self.instance_id, self.count)
             log.info("sent %d documents of %s to %s", self.count, self.instance_id, self.build)
             self.count = 0
+        if self.stale:
+            # After the batch that may hold them: Meilisearch runs an index's tasks in order.
+            data["tasks"].append(self.store.delete_ids(self.build, self.stale))
+            self.stale = []
         if self.checkpoint is not None:
             data["checkpoints"][self.instance_id] = self.checkpoint.to_json()
             data["handed"][self.instance_id] = self.checkpoint.handed
@@ -236,7 +251,9 @@ def _build_name() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
 
 
-OnPage = Callable[[list[dict[str, Any]], Checkpoint, dict[str, Any]], None]
+# Documents, the checkpoint that covers them, the LID counts then, and document ids to
+# delete after them (LID documents parked by explorer.lids.Merger, now settled).
+OnPage = Callable[[list[dict[str, Any]], Checkpoint, dict[str, Any], list[str]], None]
 
 
 def _crawl_instance(
@@ -261,18 +278,24 @@ def _crawl_instance(
             for page in crawler.pages(resume=resume):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled(inst.id)
-                for chats, checkpoint in people.take(page.chats, page.checkpoint):
+                for chats, checkpoint, stale in people.take(page.chats, page.checkpoint):
                     docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in chats]
-                    on_page(docs, checkpoint, people.counts())
-            for chats, checkpoint in people.rest():
-                docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in chats]
-                on_page(docs, checkpoint, people.counts())
+                    on_page(docs, checkpoint, people.counts(), stale)
+            for handed in (people.rest, people.settle):  # settled once all else is handed on
+                for chats, checkpoint, stale in handed():
+                    docs = [to_document(c, label=inst.label, crawled_at=crawled_at) for c in chats]
+                    on_page(docs, checkpoint, people.counts(), stale)
             # The map's requests and retries count too (it may have finished last).
             crawler.stats.requests = client.requests_made
             crawler.stats.retries = client.retries_made
         finally:
             people.stop()
     return crawler.stats
+
+
+# People's pages: the chats, the checkpoint that covers them, and the document ids to
+# delete once they are written (LID documents parked, then settled).
+Handed = tuple[list[Chat], Checkpoint, list[str]]
 
 
 class People:
@@ -283,7 +306,9 @@ class People:
     client, so under the same request budget and retries. Pages that come before the map
     is complete wait here with their checkpoints (the crawl keeps fetching meanwhile) and
     go on in order once it is; a map given at the start (a resumed build) is used at once.
-    The checkpoints handed on count documents, not chats: a merged pair is one.
+    A map that breaks midway is used for what it gave. The checkpoints handed on count
+    documents, not chats: a merged pair is one. ``written`` finds what was handed on,
+    for the LID chats parked until the crawl is over (:meth:`Merger.settle`).
     """
 
     def __init__(
@@ -293,12 +318,16 @@ class People:
         *,
         counts: dict[str, Any] | None = None,
         on_map: Callable[[LidMap], None] | None = None,
+        checkpoint: Checkpoint | None = None,
+        written: Written | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.lids = lids
         self.merger = Merger()
         self.base = dict(counts or {})  # counts saved before a resume
         self.on_map = on_map
+        self.written = written
+        self._last = checkpoint  # the crawl's latest, before merges are taken off
         self._pending: list[tuple[list[Chat], Checkpoint]] = []
         self._future: Future[LidMap] | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -309,7 +338,7 @@ class People:
             return
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lid-map")
         self._future = self._pool.submit(
-            read_lid_map, client, concurrency=concurrency, stop=self._stop
+            read_lid_map, client, concurrency=concurrency, stop=self._stop, partial=True
         )
 
     def stop(self) -> None:
@@ -323,28 +352,52 @@ class People:
         for chat in chats:
             self.merger.remember(chat)
 
-    def take(
-        self, chats: list[Chat], checkpoint: Checkpoint
-    ) -> list[tuple[list[Chat], Checkpoint]]:
+    def take(self, chats: list[Chat], checkpoint: Checkpoint) -> list[Handed]:
         self._pending.append((chats, checkpoint))
         if self.lids is None and not (self._future is not None and self._future.done()):
             return []
         return self._release()
 
-    def rest(self) -> list[tuple[list[Chat], Checkpoint]]:
+    def rest(self) -> list[Handed]:
         return self._release()
 
-    def _release(self) -> list[tuple[list[Chat], Checkpoint]]:
+    def settle(self) -> list[Handed]:
+        """The parked LID chats, settled once everything else was handed on (so that
+        ``written`` finds all of it)."""
+        started, merged = time.monotonic(), self.merger.merged
+        settled = self.merger.settle(self.written)
+        if not settled:
+            return []
+        log.info(
+            "%s: %d LID chats whose number only their pnJid gave, settled after the crawl: "
+            "%d merged with their phone chat (%.1fs)",
+            self.instance_id,
+            len(settled),
+            self.merger.merged - merged,
+            time.monotonic() - started,
+        )
+        assert self._last is not None  # parked chats came from a page or a resume
+        checkpoint = replace(self._last, handed=self._last.handed - self.merger.merged)
+        return [(settled, checkpoint, self._stale())]
+
+    def _stale(self) -> list[str]:
+        """Document ids of the parked LID chats settled since the last call."""
+        ids = [doc_id(self.instance_id, jid) for jid in self.merger.stale]
+        self.merger.stale = []
+        return ids
+
+    def _release(self) -> list[Handed]:
         if self.lids is None:
             assert self._future is not None
-            self.lids = self._future.result()  # the map's failure is the crawl's
+            self.lids = self._future.result()  # read with partial=True: a Wawp error ends it
             if self.on_map is not None:
                 self.on_map(self.lids)
         out = []
         merger = self.merger
         for chats, cp in self._pending:
             people = [merger.take(c, self.lids, cp.direction) for c in chats]
-            out.append((people, replace(cp, handed=cp.handed - merger.merged)))
+            out.append((people, replace(cp, handed=cp.handed - merger.merged), self._stale()))
+            self._last = cp
         self._pending = []
         return out
 
@@ -355,6 +408,7 @@ class People:
             "resolved": base.get("resolved", 0) + m.resolved,
             "merged": base.get("merged", 0) + m.merged,
             "unavailable": self.lids.unavailable if self.lids is not None else None,
+            "incomplete": self.lids.incomplete if self.lids is not None else None,
         }
 
 
@@ -534,7 +588,17 @@ def _crawl_one(
     size = run.cfg.reindex.batch_size
     batcher = _Batcher(inst.id, run.store, run.build, state, size, run.notify, run.after_batch)
     crawled_at = state.data["crawled_at"]
-    people = _people_of(run, inst, resume)
+
+    def written(jids: list[str]) -> dict[str, Chat | None]:
+        """What the crawl handed on under ``jids``, once it is all indexed."""
+        batcher.flush()
+        with state.lock:
+            tasks = list(state.data["tasks"])
+        run.store.wait(tasks)
+        ids = [doc_id(inst.id, jid) for jid in jids]
+        return {d["jid"]: chat_from_document(d) for d in run.store.fetch_ids(run.build, ids)}
+
+    people = _people_of(run, inst, resume, written)
     try:
         stats = _crawl_instance(
             run.cfg, inst, resume, batcher.on_page, crawled_at, pace, cancel, share.now, people
@@ -560,20 +624,22 @@ def _forget_lid_maps(run: _Run) -> None:
         path.unlink(missing_ok=True)
 
 
-def _people_of(run: _Run, inst: Instance, resume: Checkpoint | None) -> People:
+def _people_of(run: _Run, inst: Instance, resume: Checkpoint | None, written: Written) -> People:
     """The LID step of one instance. A resumed crawl goes on with the map its first part
     used (saved beside the state once read, so documents written before and after agree)
-    and with the people already written that a later half must merge into."""
+    and with the people already written that a later half must merge into (or, parked,
+    settle)."""
     path = _lid_map_path(run, inst.id)
 
     def save(lids: LidMap) -> None:
         write_json(path, lids.to_json())
 
     if resume is None:
-        return People(inst.id, on_map=save)
+        return People(inst.id, on_map=save, written=written)
     saved = read_json(path)
     lids = LidMap.from_json(saved) if saved else None
-    people = People(inst.id, lids, counts=run.state.data.get("lids", {}).get(inst.id), on_map=save)
+    counts = run.state.data.get("lids", {}).get(inst.id)
+    people = People(inst.id, lids, counts=counts, on_map=save, checkpoint=resume, written=written)
     # What the first part wrote must be indexed before it can be read back.
     run.store.wait(list(run.state.data["tasks"]))
     where = f"instance_id = {quote(inst.id)} AND chat_type = individual"
@@ -693,7 +759,12 @@ def _gate(report: ReindexReport, min_ratio: float, force: bool) -> None:
 
 
 def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
-    """Crawl and map, then count what a reindex would add, remove and change. Writes nothing."""
+    """Crawl and map, then count what a reindex would add, remove and change. Writes nothing.
+
+    Only fingerprints are kept, so a LID chat parked until the end of the crawl is counted
+    with the phone chat it merges with but cannot be merged into its content: such a
+    person may count as changed.
+    """
     instances = cfg.require_instances()
     store = IndexStore(cfg.meilisearch)
     live = cfg.meilisearch.index
@@ -709,13 +780,23 @@ def dry_run(cfg: Config, *, progress: Progress | None = None) -> ReindexReport:
     for inst in instances:
 
         def on_page(
-            docs: list[dict[str, Any]], cp: Checkpoint, lids: Any, inst_id: str = inst.id
+            docs: list[dict[str, Any]],
+            cp: Checkpoint,
+            lids: Any,
+            stale: list[str],
+            inst_id: str = inst.id,
         ) -> None:
             for doc in docs:
                 new_prints[doc["id"]] = fingerprint(doc)
+            for gone in stale:
+                new_prints.pop(gone, None)
             notify("chats", inst_id, len(docs))
 
-        people = People(inst.id)
+        def written(jids: list[str], inst_id: str = inst.id) -> dict[str, Chat | None]:
+            # Only fingerprints are kept: a phone chat handed on is known to be there.
+            return {jid: None for jid in jids if doc_id(inst_id, jid) in new_prints}
+
+        people = People(inst.id, written=written)
         report.absorb(_crawl_instance(cfg, inst, None, on_page, int(time.time()), people=people))
         report.absorb_lids(inst.id, people.counts())
     report.added = sum(1 for i in new_prints if i not in live_prints)

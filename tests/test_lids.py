@@ -22,7 +22,7 @@ from explorer.dev.sandbox import Sandbox
 from explorer.documents import doc_id
 from explorer.lids import LidMap, lookup_lid, merge, read_lid_map, resolve
 from explorer.query import search
-from explorer.reindex import reindex
+from explorer.reindex import dry_run, last_report, reindex
 from explorer.secrets import Secret
 from explorer.sync import sync
 from explorer.wawp import RetryPolicy, WawpClient
@@ -43,12 +43,12 @@ def setup(
     index_name: str,
     tmp_path: Path,
 ) -> Callable[..., tuple[Sandbox, Config]]:
-    def make(**options: Any) -> tuple[Sandbox, Config]:
+    def make(retry_budget: float = 20, **options: Any) -> tuple[Sandbox, Config]:
         sb = make_sandbox(**{**WORLD, **options})
         path = tmp_path / "explorer.toml"
         path.write_text(
-            "[wawp]\nwarmup_seconds = 0\npage_size = 40\nretry_budget_seconds = 20\n"
-            "[reindex]\nbatch_size = 100\n"
+            "[wawp]\nwarmup_seconds = 0\npage_size = 40\n"
+            f"retry_budget_seconds = {retry_budget}\n[reindex]\nbatch_size = 100\n"
         )
         env = explorer_env(sb, token, meili.url, meili.master_key, index_name)
         return sb, load_config(path, env=env)
@@ -211,6 +211,83 @@ def test_an_instance_without_the_lids_route_is_indexed_as_today(
     assert (report.lids_resolved > 0) == (shape == "noweb")
 
 
+def reindex_by_cli(
+    sb: Sandbox, cfg: Config, token: str, tmp_path: Path
+) -> tuple[list[str], dict[str, Any]]:
+    """`explorer reindex` as cron runs it, with the test's config file: the lines it
+    printed, and its report as `explorer stats` reads it."""
+    key = cfg.meilisearch.api_key
+    assert key is not None
+    env = explorer_env(sb, token, cfg.meilisearch.url, key.reveal(), cfg.meilisearch.index)
+    env["EXPLORER_CONFIG"] = str(tmp_path / "explorer.toml")
+    result = CliRunner().invoke(cli, ["reindex", "--quiet"], env=env)
+    assert result.exit_code == 0, result.output
+    report = last_report(cfg)
+    assert report is not None
+    return result.output.strip().splitlines(), report
+
+
+def assert_one_document_per_person(sb: Sandbox, meili: MeiliServer, index: str) -> None:
+    """Every person the sandbox lists twice is one document holding both listings."""
+    truth = people(sb)
+    docs = documents(meili, index)
+    assert set(docs) == {p["jid"] for p in truth} == ground_truth(sb)
+    pairs = [p for p in truth if len(p["listed"]) == 2]
+    assert len(pairs) >= 10
+    for person in pairs:
+        doc = docs[person["jid"]]
+        assert {x["jid"] for x in doc["listings"]} == set(person["listed"]), person["jid"]
+        assert doc["lid"] == person["lid"] and doc["phone"] == person["phone"]
+        assert doc["last_activity"] == person["last_activity"]
+
+
+def test_pn_jid_twins_are_merged_when_wawp_has_no_lids_route(
+    setup: Callable[..., Any], meili: MeiliServer, index_name: str, token: str, tmp_path: Path
+) -> None:
+    sb, cfg = setup(shape="noweb", lids_404=True, pn_twins=True)
+    lines, report = reindex_by_cli(sb, cfg, token, tmp_path)
+    assert (
+        lines[0]
+        == f"LIDs could not be resolved on {INST} (/v2/lids answered 404); indexed as they are"
+    )
+    truth = people(sb)
+    pairs = [p for p in truth if len(p["listed"]) == 2]
+    assert report["swapped"] and report["new_count"] == len(truth)
+    assert report["lids_unavailable"] == {INST: "/v2/lids answered 404"}
+    assert report["lid_pairs_merged"] == len(pairs)
+    listed = [j for p in truth for j in p["listed"]]
+    assert report["lid_chats"] == sum(1 for j in listed if j.endswith("@lid"))
+    assert report["lids_resolved"] == len(resolved_lids(sb))
+    # Both orders occur: the phone chat before its LID chat in the crawl, and after.
+    assert {p["listed"][0] < p["listed"][1] for p in pairs} == {True, False}
+    assert_one_document_per_person(sb, meili, index_name)
+    again = dry_run(cfg)  # a dry run counts the same people
+    assert (again.new_count, again.added, again.removed) == (len(truth), 0, 0)
+    assert again.lid_pairs_merged == len(pairs)
+
+
+def test_a_lid_map_that_breaks_midway_still_reindexes_and_says_so(
+    setup: Callable[..., Any], meili: MeiliServer, index_name: str, token: str, tmp_path: Path
+) -> None:
+    # Pages of 40 mappings; from the third on, every request answers 500 past its retries.
+    sb, cfg = setup(
+        chats=1500, shape="noweb", pn_twins=True, max_limit=40, lids_fail_from=80, retry_budget=1
+    )
+    lines, report = reindex_by_cli(sb, cfg, token, tmp_path)
+    assert report["swapped"] and report["retries"] > 0
+    why = report["lids_incomplete"][INST]
+    assert "80 mappings" in why and "500" in why
+    assert lines[:-1] == [
+        f"The LID map of {INST} is incomplete ({why}); LIDs it did not give are indexed as they are"
+    ]
+    truth = people(sb)
+    assert report["new_count"] == len(truth)
+    assert report["lid_pairs_merged"] == sum(1 for p in truth if len(p["listed"]) == 2)
+    # Resolved: the 80 mappings read, and beyond them the chats that name their number.
+    assert report["lids_resolved"] == len(resolved_lids(sb)) > 80
+    assert_one_document_per_person(sb, meili, index_name)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_a_lid_map_page_that_fails_is_retried(
     setup: Callable[..., Any], meili: MeiliServer, index_name: str, shape: str
@@ -239,6 +316,23 @@ def test_the_lid_map_is_read_in_pages_at_once_and_one_lid_looked_up(
     with WawpClient(gone.url, INST, Secret(token)) as client:
         assert read_lid_map(client).unavailable == "/v2/lids answered 404"
         assert lookup_lid(client, "123@lid") is None
+
+
+def test_an_interrupted_reindex_without_the_lids_route_resumes_and_merges_pn_jid_twins(
+    setup: Callable[..., Any], meili: MeiliServer, index_name: str
+) -> None:
+    sb, cfg = setup(chats=900, shape="noweb", lids_404=True, pn_twins=True)
+
+    def crash(batches: int) -> None:
+        if batches == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reindex(cfg, after_batch=crash)
+    report = reindex(cfg)
+    assert report.resumed and report.swapped
+    assert report.new_count == len(people(sb))
+    assert_one_document_per_person(sb, meili, index_name)
 
 
 def test_an_interrupted_reindex_resumes_and_still_merges_pairs(

@@ -333,7 +333,7 @@ def test_sandbox_help_documents_every_option() -> None:
         "--chats", "--seed", "--shape", "--envelope", "--instance", "--latency-ms",
         "--jitter-ms", "--spike-rate", "--error-rate", "--burst-every", "--retry-after",
         "--cold-start", "--cold-mode", "--churn", "--max-limit", "--desc-quirk",
-        "--rate-limit", "--prerender",
+        "--rate-limit", "--prerender", "--lids-fail-from", "--pn-twins",
     ):  # fmt: skip
         assert option in result.output
 
@@ -428,6 +428,30 @@ def test_lids_can_answer_404_or_fail_first(
     flaky = make_sandbox(chats=100, lids_fail=2, **LID_WORLD)
     codes = [get(flaky, token, "/v2/lids", limit=10).status_code for _ in range(3)]
     assert codes == [500, 500, 200]
+
+
+def test_lids_can_fail_from_an_offset_on_for_good(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=400, lids_fail_from=20, **LID_WORLD)
+    assert len(get(sb, token, "/v2/lids", limit=20, offset=0).json()) == 20
+    codes = [get(sb, token, "/v2/lids", limit=20, offset=20).status_code for _ in range(3)]
+    assert codes == [500, 500, 500]
+    assert get(sb, token, "/v2/lids/count").status_code == 200
+
+
+def test_pn_twins_list_each_pn_jid_lid_chat_again_under_a_phone_that_names_no_lid(
+    make_sandbox: Callable[..., Sandbox], token: str
+) -> None:
+    sb = make_sandbox(chats=800, shape="noweb", pn_twins=True, **LID_WORLD)
+    chats = {c["id"]: c for c in get(sb, token, limit=2000).json()}  # merge on: ignored
+    named = {c["pnJid"]: c for c in chats.values() if "pnJid" in c}
+    assert len(named) >= 20 and set(named) <= set(chats)  # each number is a chat too
+    assert not any("lidJid" in chats[pn] for pn in named)
+    twice = {p["jid"] for p in lid_people(sb) if len(p["listed"]) == 2}
+    assert {pn.replace("@s.whatsapp.net", "@c.us") for pn in named} <= twice
+    with pytest.raises(ValueError, match="shape noweb"):
+        make_sandbox(chats=10, pn_twins=True)
 
 
 def test_learning_a_lid_moves_it_in_the_ground_truth(

@@ -23,6 +23,7 @@ import threading
 import time
 import zlib
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +38,7 @@ from explorer.dev.sandbox_options import (
 from explorer.dev.synthetic import (
     ChatSpec,
     Generator,
+    activity,
     merged_listing,
     raw_id,
     renamed,
@@ -67,6 +69,7 @@ class ChatStore:
             lid_share=options.lid_share,
             lid_known=options.lid_known,
             lid_pairs=options.lid_pairs,
+            pn_twins=options.pn_twins,
         )
         self.count = options.chats
         self.next_index = options.chats
@@ -84,8 +87,9 @@ class ChatStore:
 
     @property
     def merges(self) -> bool:
-        """Whether this engine lists a person once (WAHA merge) when not told otherwise."""
-        return self.options.merges and self.shape != "webjs"
+        """Whether this engine lists a person once (WAHA merge) when not told otherwise:
+        never WEBJS, nor the NOWEB builds before merge that ``pn_twins`` plays."""
+        return self.options.merges and self.shape != "webjs" and not self.options.pn_twins
 
     def merged(self, asked: str | None) -> bool:
         """The view a request gets: ``merge=false`` or an engine that never merges lists
@@ -141,7 +145,7 @@ class ChatStore:
         with self.lock:
             if self._twins is None:
                 self._twins = set()
-                if self.gen.lid_known and self.gen.lid_pairs:
+                if self.gen.lid_known and (self.gen.lid_pairs or self.gen.pn_twins):
                     self._twins = {
                         i
                         for i in range(self.next_index)
@@ -222,12 +226,21 @@ class ChatStore:
         if spec.server == "lid" and spec.pn and self.known(i):
             listed = merged_listing(spec, True) if self.merges else unmerged_listing(spec, True)
             if (
-                not self.options.lids_404
+                self.in_map(i)
                 or listed.server == "c.us"
                 or (self.shape == "noweb" and listed.pn_jid)
             ):
                 return f"{spec.pn}@c.us"
         return spec.jid
+
+    def in_map(self, i: int) -> bool:
+        """Whether a crawl reads LID chat ``i``'s number from ``/v2/lids``: not with
+        ``lids_404``, nor on a page ``lids_fail_from`` breaks (exact when that offset is a
+        multiple of the client's page size)."""
+        o = self.options
+        if o.lids_404 or not self.known(i):
+            return False
+        return o.lids_fail_from is None or bisect_left(self.known_lids(), i) < o.lids_fail_from
 
     def expected_jids(self) -> Iterator[str]:
         """Canonical JIDs a complete, merged index holds (``status@broadcast`` is never
@@ -835,8 +848,9 @@ class _Handler(BaseHTTPRequestHandler):
         with sb.rng_lock:
             sb.lid_requests += 1
             n = sb.lid_requests
+        busy = {"statusCode": 500, "exception": {"message": "store busy"}}
         if n <= o.lids_fail:
-            return self._json(500, {"statusCode": 500, "exception": {"message": "store busy"}})
+            return self._json(500, busy)
         try:
             limit = int(params.get("limit", "100"))
             offset = int(params.get("offset", "0"))
@@ -845,6 +859,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             problem = ["limit and offset must be non-negative integers"]
             return self._json(400, {"statusCode": 400, "error": "Bad Request", "message": problem})
+        if o.lids_fail_from is not None and offset >= o.lids_fail_from:
+            return self._json(500, busy)
         if o.max_limit:
             limit = min(limit, o.max_limit)
         known = store.known_lids()
@@ -912,7 +928,7 @@ def _describe(store: ChatStore, jid: str, numbers: list[int]) -> dict[str, Any]:
     listed = [raw_id(store.listed(i, store.merges), "webjs") for i in numbers]
     lid = next((s.lid for s in specs if s.lid), None)
     phone = jid.partition("@")[0] if jid.endswith("@c.us") else None
-    stamps = [s.ts for s in specs if s.ts is not None]
+    stamps = [ts for s in specs if (ts := activity(s, store.shape)) is not None]
     return {
         "jid": jid,
         "listed": listed,

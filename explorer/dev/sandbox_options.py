@@ -47,6 +47,10 @@ class SandboxOptions:
     merges: bool = True  # NOWEB/GOWS merge a person's LID and phone chats (WEBJS never does)
     lids_404: bool = False  # /v2/lids* answer 404, as on a Wawp without the LID routes
     lids_fail: int = 0  # the first N /v2/lids page requests answer 500
+    lids_fail_from: int | None = None  # /v2/lids pages from this offset on answer 500, always
+    # NOWEB as builds before WAHA's merge list it: every LID chat that names its number
+    # (pnJid) is listed again under that number, whose chat names no LID (no lidJid).
+    pn_twins: bool = False
     # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
     webhook_url: str | None = None
     webhook_hmac_key: str | None = None
@@ -66,6 +70,10 @@ class SandboxOptions:
             raise ValueError("chats must be >= 0")
         if not 0 <= self.lid_share <= 0.76:
             raise ValueError("lid_share must be between 0 and 0.76")
+        if self.pn_twins and self.shape != "noweb":
+            raise ValueError("pn_twins is NOWEB's: it needs shape noweb")
+        if self.lids_fail_from is not None and self.lids_fail_from < 0:
+            raise ValueError("lids_fail_from must be >= 0")
         for name in ("error_rate", "spike_rate", "lid_known", "lid_pairs"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")

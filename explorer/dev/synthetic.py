@@ -14,7 +14,9 @@ Wawp knows it for a share of them (``lid_known``), and a share of those (``lid_p
 also have a chat under their phone JID, which engines that do not merge list as a second
 chat (the *twin*: :meth:`Generator.twin`). NOWEB names the number (``pnJid``) on half of
 the known LID chats and the LID (``lidJid``) on phone chats; some LID people have a
-username.
+username. With ``pn_twins``, every LID chat that names its number has a twin, and twins
+name no LID: the phone chat knows only itself, so only the LID chat's ``pnJid`` ties the
+two together.
 """
 
 from __future__ import annotations
@@ -188,6 +190,7 @@ class ChatSpec:
     pn: str | None = None  # ...and their phone digits (whether or not Wawp knows them)
     username: str | None = None
     pn_jid: bool = False  # NOWEB names the number beside the LID (pnJid)
+    lid_jid: bool = True  # a LID person's phone chat: NOWEB names the LID beside it (lidJid)
 
     @property
     def jid(self) -> str:
@@ -211,6 +214,7 @@ class Generator:
         lid_share: float = 0.08,
         lid_known: float = 0.0,
         lid_pairs: float = 0.0,
+        pn_twins: bool = False,
     ) -> None:
         self.seed = instance_seed(seed, instance_id)
         self.epoch = epoch
@@ -219,6 +223,7 @@ class Generator:
         self.lid_from = 760 - round(min(max(lid_share, 0.0), 0.76) * 1000)
         self.lid_known = round(lid_known * 10_000)
         self.lid_pairs = round(lid_pairs * 10_000)
+        self.pn_twins = pn_twins
 
     def _h(self, i: int, salt: int) -> int:
         return _mix(self.seed ^ _mix(i * 0x100000001B3 + salt))
@@ -276,8 +281,11 @@ class Generator:
         return self._h(i, 21) % 10_000 < self.lid_known
 
     def paired(self, i: int) -> bool:
-        """Whether LID person ``i`` also has a chat under their phone JID (a twin)."""
-        return self.known(i) and self._h(i, 22) % 10_000 < self.lid_pairs
+        """Whether LID person ``i`` also has a chat under their phone JID (a twin): a share
+        of the known ones, and with ``pn_twins`` each whose chat names the number."""
+        if not self.known(i):
+            return False
+        return self._h(i, 22) % 10_000 < self.lid_pairs or (self.pn_twins and _names_pn(i))
 
     def twin(self, i: int) -> ChatSpec:
         """LID person ``i``'s chat under their phone JID: its own activity and unread
@@ -294,6 +302,7 @@ class Generator:
             unread=self._h(i, 25) % 6,
             pinned_at=0,
             pn_jid=False,
+            lid_jid=not self.pn_twins,
         )
 
     def _person(self, i: int, script: str) -> str | None:
@@ -357,8 +366,13 @@ class Generator:
             lid=lid,
             pn=pn,
             username=username,
-            pn_jid=lid is not None and i % 2 == 0,
+            pn_jid=lid is not None and _names_pn(i),
         )
+
+
+def _names_pn(i: int) -> bool:
+    """Whether NOWEB names the number beside LID chat ``i`` (``pnJid``), when it is known."""
+    return i % 2 == 0
 
 
 def raw_id(spec: ChatSpec, shape: str) -> str:
@@ -366,6 +380,14 @@ def raw_id(spec: ChatSpec, shape: str) -> str:
     if shape == "noweb" and spec.server == "c.us":
         return f"{spec.user}@s.whatsapp.net"
     return spec.jid
+
+
+def activity(spec: ChatSpec, shape: str) -> int | None:
+    """The last activity an engine reports for this chat: NOWEB only lists chats with
+    messages, so a silent chat there still has its creation time."""
+    if shape == "noweb":
+        return spec.ts or spec.index + 1_400_000_000
+    return spec.ts
 
 
 def _formatted_phone(spec: ChatSpec) -> str:
@@ -390,8 +412,7 @@ def render(spec: ChatSpec, shape: str) -> dict[str, Any]:
         chat: dict[str, Any] = {"id": raw_id(spec, "noweb")}
         if spec.name and (spec.server != "c.us" or spec.index % 3 == 0):
             chat["name"] = spec.name
-        # NOWEB only lists chats with messages; a silent chat still has its creation time.
-        chat["conversationTimestamp"] = _ts_encoding(spec, spec.ts or spec.index + 1_400_000_000)
+        chat["conversationTimestamp"] = _ts_encoding(spec, activity(spec, shape) or 0)
         chat["archived"] = spec.archived
         if spec.pinned_at:
             chat["pinned"] = spec.pinned_at
@@ -400,7 +421,8 @@ def render(spec: ChatSpec, shape: str) -> dict[str, Any]:
         if spec.server == "newsletter":
             chat["readOnly"] = True
         if spec.server == "c.us" and spec.lid:
-            chat["lidJid"] = f"{spec.lid}@lid"
+            if spec.lid_jid:
+                chat["lidJid"] = f"{spec.lid}@lid"
         elif spec.server == "c.us" and spec.index % 5 == 0:
             chat["lidJid"] = f"1{spec.index:014d}@lid"
         if spec.server == "lid" and spec.pn_jid and spec.pn:
