@@ -445,7 +445,7 @@ def test_http_transport_refuses_to_start_without_a_token(world: dict[str, Any]) 
     assert "EXPLORER_MCP_TOKEN" in result.stderr and "--token-file" in result.stderr
     short = CliRunner().invoke(cli, ["mcp", "--http"],
                                env={**world["env"], "EXPLORER_MCP_TOKEN": "short"})  # fmt: skip
-    assert short.exit_code == 2 and "at least 16" in short.stderr
+    assert short.exit_code == 2 and "the MCP bearer token must be at least 16" in short.stderr
 
 
 # -- the documented configurations, as a new user pastes them ------------------------------------
