@@ -671,6 +671,7 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
     """
     from explorer.metrics import new_registry, routes
     from explorer.serve import AgentPage
+    from explorer.server import bound_to
 
     cfg = get_config(ctx)
     try:
@@ -678,7 +679,7 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(
-        f"Agent page on {page.url} for index {cfg.meilisearch.index!r} at "
+        f"Agent page on {bound_to(host, page.url)} for index {cfg.meilisearch.index!r} at "
         f"{cfg.meilisearch.url}\n"
         f"Give an agent a key (explorer keys create-agent) and the link {page.url}#key=KEY\n"
         "Ctrl-C stops it.",
@@ -721,9 +722,11 @@ def mcp_cmd(
     `explorer keys create-search`. See docs/mcp.md.
     """
     from explorer.mcp_server import prepare
+    from explorer.server import bound_to
 
     launch = prepare(get_config(ctx), key_file=key_file, http=use_http, token_file=token_file)
-    click.echo(launch.banner(launch.listen(host, port) if use_http else "stdio"), err=True)
+    where = bound_to(host, launch.listen(host, port)) if use_http else "stdio"
+    click.echo(launch.banner(where), err=True)
     try:
         launch.serve()
     except KeyboardInterrupt:
@@ -750,12 +753,14 @@ def listen_cmd(ctx: click.Context, host: str, port: int, insecure_no_signature: 
     Runs until Ctrl-C or SIGTERM.
     """
     from explorer.listen import check_exposure, run_listener
+    from explorer.server import bound_to
 
     cfg = get_config(ctx)
     check_exposure(cfg, host, insecure_no_signature)
 
     def ready(url: str) -> None:
-        click.echo(f"Listening for Wawp webhooks on {url}/webhooks/wawp (index "
+        where = bound_to(host, f"{url}/webhooks/wawp")
+        click.echo(f"Listening for Wawp webhooks on {where} (index "
                    f"{cfg.meilisearch.index!r} at {cfg.meilisearch.url}); Ctrl-C stops it.",
                    err=True)  # fmt: skip
 

@@ -1,11 +1,12 @@
-"""Scoped Meilisearch keys for agents and other tools: the one home of the key policy.
+"""Scoped Meilisearch keys for agents and other tools: every key this tool makes.
 
 Every key this tool creates works on the live index only, and its description starts with
 :data:`KEY_PREFIX`: that is how ``explorer keys list`` finds them and why ``revoke`` refuses
 any other key (the admin keys, other tools'). Two kinds:
 
 - an **agent** key (:data:`AGENT_ACTIONS`): the smallest the Meilisearch web UI accepts; it
-  cannot write, read settings or fetch documents one by one;
+  cannot write, read settings or fetch documents one by one. It is exactly the read-only
+  allow-list (:data:`explorer.readonly.READ_ONLY_ACTIONS`) that the MCP server holds keys to;
 - a **search** key (``search`` only) for other tools, or a tenant token signed with one
   that only ever sees one instance's chats.
 """
@@ -21,9 +22,10 @@ from explorer.errors import MeiliError, QueryError
 from explorer.filters import instance_id_is
 from explorer.index import call, connect, get_all, meili_errors
 from explorer.query import Searcher
+from explorer.readonly import READ_ONLY_ACTIONS
 
 KEY_PREFIX: Final = "WhatsApp Explorer"
-AGENT_ACTIONS: Final = ("search", "indexes.get", "stats.get", "version")
+AGENT_ACTIONS: Final = READ_ONLY_ACTIONS
 SEARCH_ACTIONS: Final = ("search",)
 LISTED_FIELDS: Final = ("uid", "description", "actions", "indexes", "expiresAt", "createdAt")
 

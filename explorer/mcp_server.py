@@ -2,9 +2,11 @@
 
 AI assistants (Claude, VS Code, hosted agents) get the searches agents have and nothing
 more. Read-only holds by construction, not by promise: the server talks to Meilisearch with
-a search key or a tenant token and refuses to start with a key that could write or read the
-index settings (:func:`check_key`), so no tool, prompt or bug can change the index. Nothing
-here talks to Wawp, so it needs no Wawp token either.
+a search key or a tenant token and refuses to start with a key that holds any action beyond
+the read-only allow-list (:func:`check_key`, :mod:`explorer.readonly`), so no tool, prompt
+or bug can change the index, and a key copied out of an assistant's configuration cannot
+either (bar the three actions Meilisearch shows only by doing them, named at start; a tenant
+token cannot do those). Nothing here talks to Wawp, so it needs no Wawp token either.
 
 The tools' names, descriptions and input schemas are a contract (docs/mcp.md): add, never
 rename. Each answer is bounded (``limit`` has a maximum, long lists become counts plus the
@@ -24,7 +26,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
-import httpx
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
@@ -36,11 +37,12 @@ from starlette.applications import Starlette
 from explorer import __version__
 from explorer.chats import CHAT_TYPES, MalformedChat, normalize_jid
 from explorer.config import DEFAULT_INDEX, Config, MeiliSettings
-from explorer.errors import ExplorerError, MeiliError, QueryError, meili_unreachable
+from explorer.errors import ExplorerError, QueryError
 from explorer.filters import Filters, flag_is
 from explorer.output import relative
 from explorer.phones import phone_query
 from explorer.query import PHONE_FIELDS, Searcher
+from explorer.readonly import READ_ONLY_ACTIONS, UNPROBEABLE, key_powers
 from explorer.secrets import Secret, redact
 
 if TYPE_CHECKING:
@@ -52,30 +54,17 @@ MAX_LIMIT: Final = 50  # rows in one answer: enough to act on, little enough for
 MAX_QUERY: Final = 200  # characters; Meilisearch reads only the first 10 words anyway
 MAX_GROUPS: Final = 1000  # groups per type and instance an audit can read (maxTotalHits)
 MIN_TOKEN: Final = 16  # characters of the HTTP transport's bearer token
-PROBE_INDEX: Final = "explorer-no-such-index-probe"  # the agent page's probe (web/app.js)
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)  # fmt: skip
 
 
 class KeyTooPowerful(ExplorerError):
-    """The Meilisearch key can do more than search: refused (exit 3, a safety check)."""
+    """The Meilisearch key can do more than read: refused (exit 3, a safety check)."""
 
     exit_code = 3
 
 
 # -- the key -----------------------------------------------------------------------------
-
-# What a key must not be able to do, each probed without changing anything: a write route
-# with an empty body is refused with 403 for a key without the action, and answered 400
-# ``missing_payload`` (no task enqueued) for one with it.
-_PROBES: Final[tuple[tuple[str, str, str], ...]] = (
-    ("read the index settings", "GET", "/indexes/{index}/settings"),
-    ("add or replace documents", "POST", "/indexes/{index}/documents"),
-    ("delete documents", "POST", "/indexes/{index}/documents/delete-batch"),
-    ("change the index settings", "PATCH", "/indexes/{index}/settings"),
-    ("create indexes", "POST", "/indexes"),
-    ("read API keys", "GET", "/keys?limit=1"),
-)
 
 
 @dataclass(frozen=True)
@@ -87,12 +76,11 @@ class KeyScope:
 
 
 def check_key(settings: MeiliSettings, *, timeout: float = 10.0) -> KeyScope:
-    """Refuse a key that can do more than search; return what it can see.
+    """Refuse a key that may do more than the read-only rule allows; return what it sees.
 
-    The agent page refuses a key that may search every index (web/app.js, ``looksPowerful``:
-    a search of an index that does not exist answers ``index_not_found`` instead of 403);
-    this is the same probe, plus one per write and settings action, because a server that
-    acts on a model's behalf must not hold a key that can change anything.
+    The rule and its probes are :mod:`explorer.readonly`: a key that acts on a model's
+    behalf, and sits in an assistant's configuration file, must not be able to change
+    anything or to make a key that can.
     """
     if not settings.api_key:
         raise KeyTooPowerful(
@@ -100,31 +88,15 @@ def check_key(settings: MeiliSettings, *, timeout: float = 10.0) -> KeyScope:
             "`explorer keys create-search`; the MCP server never runs with the master key "
             "or without one"
         )
-    index = settings.index
-    headers = {
-        "Authorization": f"Bearer {settings.api_key.reveal()}",
-        "Content-Type": "application/json",
-        "Accept-Encoding": "identity",
-    }
     with Searcher(settings, timeout=timeout) as searcher:
         instances = searcher.known_instances()  # reachability, the key, the index: one line each
-    powers = []
-    with httpx.Client(base_url=settings.url, headers=headers, timeout=timeout) as http:
-        try:
-            probe = http.post(f"/indexes/{PROBE_INDEX}/search", content=b'{"limit":0}')
-            if probe.status_code != 403:
-                powers.append("search every index on the server")
-            for action, method, path in _PROBES:
-                reply = http.request(method, path.format(index=index), content=b"")
-                if reply.status_code not in (401, 403):
-                    powers.append(action)
-        except httpx.HTTPError:
-            raise MeiliError(meili_unreachable(settings.url)) from None
+    powers = key_powers(settings, timeout=timeout)
     if powers:
         raise KeyTooPowerful(
-            f"the Meilisearch key can {', '.join(powers)}: the MCP server only runs with a "
-            f"search key; create one with `explorer keys create-search` (or a tenant token for "
-            f"one instance with `explorer keys create-search --instance ID`) and set "
+            f"the Meilisearch key {powers.description()}: the MCP server only runs with a key "
+            f"limited to {', '.join(READ_ONLY_ACTIONS)} on index {settings.index!r}, or a "
+            f"tenant token; create one with `explorer keys create-search` (or a tenant token "
+            f"for one instance with `explorer keys create-search --instance ID`) and set "
             f"MEILI_API_KEY to it"
         )
     token = settings.api_key.reveal()
@@ -605,9 +577,15 @@ class Launch:
             f"{i} ({label})" if label else i for i, label in sorted(self.scope.instances.items())
         )
         kind = "a tenant token" if self.scope.tenant_token else "a search key"
+        # A tenant token is search-only by construction; a key may still hold the actions
+        # Meilisearch shows only by doing them, and the operator should know that.
+        unchecked = "" if self.scope.tenant_token else (
+            f"; not checkable without doing them: {', '.join(UNPROBEABLE)} (a tenant token "
+            "cannot do them)"
+        )  # fmt: skip
         return (
             f"MCP server (read-only) on {where} for index {self.cfg.meilisearch.index!r} at "
-            f"{self.cfg.meilisearch.url} with {kind}; instances: {seen or 'none yet'}"
+            f"{self.cfg.meilisearch.url} with {kind}; instances: {seen or 'none yet'}{unchecked}"
         )
 
     def http_app(self, host: str) -> Starlette:

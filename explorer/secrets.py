@@ -20,7 +20,11 @@ MASK: Final = "***"
 MIN_LENGTH: Final = 4  # shorter values would mask ordinary words
 
 _QUERY_SECRET = re.compile(r"((?:access_token|access-token|api_key|token)=)[^&\s\"'#]+", re.I)
-_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
+# A credential after "Bearer" holds a digit or is at least 16 characters long (every key
+# and token here is): "the bearer token must be …" is prose, and stays as written.
+_BEARER = re.compile(
+    r"(Bearer\s+)(?=[A-Za-z0-9._~+/=-]*[0-9]|[A-Za-z0-9._~+/=-]{16})[A-Za-z0-9._~+/=-]+", re.I
+)
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)  # a proxy URL's password
 
 # Forms of every remembered secret, longest first (a token may contain a shorter one).

@@ -66,6 +66,7 @@ DOOR_LIMITS = Limits(max_body=64 * 1024)
 # connections one door holds open.
 UPSTREAM_AT_ONCE = 8
 UPSTREAM_TIMEOUT = 30.0  # seconds for Meilisearch's whole answer
+UPSTREAM_CONNECT = 5.0  # seconds to connect to it
 JSON = "application/json"
 
 
@@ -162,6 +163,15 @@ def _reason(exc: aiohttp.ClientError) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _timed_out(exc: TimeoutError, limits: aiohttp.ClientTimeout) -> str:
+    """What ran out of time, and after how long: aiohttp's own timeouts carry no message."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"no connection within {limits.sock_connect:g} s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"no data for {limits.sock_read:g} s"
+    return f"no complete answer within {limits.total:g} s"
+
+
 def _error(status: int, code: str, message: str) -> Response:
     kind = "system" if status >= 500 else "invalid_request"  # Meilisearch's error types
     body = {"message": message, "code": code, "type": kind}
@@ -176,6 +186,7 @@ class Door:
         self.extra = extra or []  # /metrics and /healthz (explorer.metrics), before the rest
         self.config = orjson.dumps({"meili": "", "index": meili.index})
         self.upstream: aiohttp.ClientSession | None = None
+        self.timeout = aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT, sock_connect=UPSTREAM_CONNECT)
         self.security = security_headers()
 
     @asynccontextmanager
@@ -189,7 +200,7 @@ class Door:
         async with aiohttp.ClientSession(
             self.meili.url.rstrip("/") + "/",  # joined with paths that have no leading "/"
             connector=aiohttp.TCPConnector(limit=UPSTREAM_AT_ONCE),
-            timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT, sock_connect=5.0),
+            timeout=self.timeout,
             auto_decompress=False,  # the body passes on as Meilisearch sent it
             skip_auto_headers=("User-Agent",),
             proxy=env_proxy(self.meili.url),
@@ -264,7 +275,8 @@ class Door:
                 status = resp.status
                 ctype = resp.headers.get("Content-Type", JSON)
         except TimeoutError as exc:
-            log.warning("Meilisearch at %s did not answer in time: %s", self.meili.url, exc)
+            log.warning("Meilisearch at %s did not answer in time: %s", self.meili.url,
+                        _timed_out(exc, self.timeout))  # fmt: skip
             raise Refused(504, "meili_timeout", "Meilisearch did not answer in time.") from None
         except aiohttp.ClientError as exc:
             log.warning("Meilisearch at %s is unreachable: %s", self.meili.url, _reason(exc))

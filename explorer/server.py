@@ -32,9 +32,11 @@ What uvicorn leaves open, and this module closes:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -468,8 +470,10 @@ class HttpServer:
 
     @property
     def url(self) -> str:
+        """Where to connect to from this machine (loopback when bound to every interface)."""
         host, port = self.socket.getsockname()[:2]
-        host = "127.0.0.1" if host == "0.0.0.0" else host
+        if every_interface(host):
+            host = "::1" if ":" in host else "127.0.0.1"
         return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     def start(self) -> HttpServer:
@@ -497,6 +501,25 @@ class HttpServer:
         if self._thread is not None:
             self._thread.join(timeout=self.limits.shutdown_timeout + 5)
         self.socket.close()
+
+
+def every_interface(host: str) -> bool:
+    """``0.0.0.0``, ``::`` (or nothing): an address to listen on, not one to connect to."""
+    try:
+        return host == "" or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False  # a name, such as localhost
+
+
+def bound_to(host: str, url: str) -> str:
+    """What a start line says a server is on: ``url`` when it listens on one address; when it
+    listens on every interface, that, and ``url`` as the way in from this machine:
+    "all interfaces (0.0.0.0:8700); from this machine http://127.0.0.1:8700/"."""
+    if not every_interface(host):
+        return url
+    port = urllib.parse.urlsplit(url).port
+    shown = f"[{host}]" if ":" in host else host or "0.0.0.0"
+    return f"all interfaces ({shown}:{port}); from this machine {url}"
 
 
 def healthz() -> Any:

@@ -604,7 +604,20 @@ def test_a_meilisearch_that_never_answers_is_a_504_that_names_no_address(
                 assert time.monotonic() - started < 10
         finally:
             served.stop()
-    assert any("did not answer in time" in r.getMessage() for r in caplog.records)
+    said = [r.getMessage() for r in caplog.records if "did not answer in time" in r.getMessage()]
+    assert said and all(m.endswith("no complete answer within 0.5 s") for m in said), said
+
+
+def test_each_upstream_timeout_is_logged_as_what_ran_out_and_after_how_long() -> None:
+    """aiohttp's timeouts have empty messages; the log line says which limit was hit."""
+    import aiohttp
+
+    from explorer.serve import _timed_out
+
+    limits = aiohttp.ClientTimeout(total=30, sock_connect=5, sock_read=2.5)
+    assert _timed_out(aiohttp.ConnectionTimeoutError(), limits) == "no connection within 5 s"
+    assert _timed_out(aiohttp.SocketTimeoutError(), limits) == "no data for 2.5 s"
+    assert _timed_out(TimeoutError(), limits) == "no complete answer within 30 s"
 
 
 def test_a_slowloris_connection_is_closed_within_the_head_timeout(port: int) -> None:

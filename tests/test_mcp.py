@@ -297,26 +297,39 @@ def test_tenant_token_limits_the_server_to_its_instance(world: dict[str, Any]) -
     session(stdio({**world["env"], "MEILI_API_KEY": token}), body)
 
 
-def test_keys_that_can_do_more_than_search_are_refused_at_start(
+def server_state(master: meilisearch.Client) -> tuple[Any, ...]:
+    """What a key check must leave as it found it: tasks, keys, indexes, documents."""
+    return (
+        master.http.get("tasks?limit=1")["total"],
+        master.http.get("keys?limit=1")["total"],
+        [i["uid"] for i in master.http.get("indexes?limit=100")["results"]],
+        master.index(INDEX).get_stats().number_of_documents,
+    )
+
+
+def make_key(master: meilisearch.Client, actions: list[str], indexes: list[str]) -> str:
+    made = master.http.post("keys", {"actions": actions, "indexes": indexes, "expiresAt": None})
+    return register_secret(str(made["key"]))
+
+
+def test_keys_holding_any_action_beyond_the_read_only_set_are_refused_naming_it(
     world: dict[str, Any], meili: MeiliServer, tmp_path: Path
 ) -> None:
     master = meilisearch.Client(meili.url, meili.master_key)
-
-    def key(actions: list[str], indexes: list[str]) -> str:
-        made = master.http.post("keys", {"actions": actions, "indexes": indexes,
-                                         "expiresAt": None})  # fmt: skip
-        return register_secret(str(made["key"]))
-
-    cases = {
-        meili.master_key: "search every index on the server",
-        key(["search", "settings.get"], [INDEX]): "read the index settings",
-        key(["search", "documents.add"], [INDEX]): "add or replace documents",
-        key(["*"], [INDEX]): "change the index settings",
-    }
-    for value, power in cases.items():
+    with_search = ["keys.create", "indexes.swap", "tasks.delete", "settings.get",
+                   "documents.add", "export", "webhooks.create"]  # fmt: skip
+    cases = {make_key(master, ["search", action], [INDEX]): (f"can also {action}:",)
+             for action in with_search}  # fmt: skip
+    cases[make_key(master, ["*"], [INDEX])] = ("can do every action (`*`)",)
+    # Meilisearch 1.21's `*.get` (its "read-only admin" keys) covers `export`, a write
+    cases[make_key(master, ["search", "*.get"], [INDEX])] = ("settings.get", "export")
+    cases[meili.master_key] = ("can search every index on the server and do every action",)
+    before = server_state(master)
+    for value, powers in cases.items():
         result = CliRunner().invoke(cli, ["mcp"], env={**world["env"], "MEILI_API_KEY": value})
         assert result.exit_code == 3, result.output
-        assert power in result.stderr
+        assert all(power in result.stderr for power in powers), result.stderr
+        assert "limited to search, indexes.get, stats.get, version" in result.stderr
         assert "explorer keys create-search" in result.stderr
         assert value not in result.output
     # the same through --key-file, and no key at all
@@ -327,11 +340,57 @@ def test_keys_that_can_do_more_than_search_are_refused_at_start(
     assert result.exit_code == 3 and "search every index" in result.stderr
     result = CliRunner().invoke(cli, ["mcp"], env=env)
     assert result.exit_code == 3 and "no Meilisearch key" in result.stderr
-    # nothing was written by the probes
-    tasks = master.http.get(f"tasks?indexUids={INDEX}&types=documentAdditionOrUpdate,"
-                            "settingsUpdate,documentDeletion&limit=100")  # fmt: skip
-    assert all(t["status"] == "succeeded" for t in tasks["results"])
-    assert master.index(INDEX).get_stats().number_of_documents == len(world["docs"])
+    assert server_state(master) == before  # the probes changed nothing
+
+
+def test_the_read_only_key_and_a_tenant_token_are_accepted_and_unprobeable_actions_named(
+    world: dict[str, Any], meili: MeiliServer
+) -> None:
+    """Exactly the allow-list passes. Deleting the index, dumps and snapshots have no route
+    that refuses them harmlessly: a key holding them is accepted (probing would delete the
+    index) and the banner names them; a tenant token cannot do them at all."""
+    from explorer.mcp_server import prepare
+
+    master = meilisearch.Client(meili.url, meili.master_key)
+    made = CliRunner().invoke(cli, ["keys", "create-search", "--instance", A],
+                              env=world["admin_env"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    token = register_secret(made.stdout.strip())
+    read_only = make_key(master, ["search", "indexes.get", "stats.get", "version"], [INDEX])
+    unprobeable = make_key(master, ["search", "indexes.delete", "dumps.create",
+                                    "snapshots.create"], [INDEX])  # fmt: skip
+    env = {k: v for k, v in world["env"].items() if k != "MEILI_API_KEY"}
+    before = server_state(master)
+    named = "not checkable without doing them: indexes.delete, dumps.create, snapshots.create"
+    for kind, value in (("key", read_only), ("token", token), ("key", unprobeable)):
+        cfg = load_config(env["EXPLORER_CONFIG"], env={**env, "MEILI_API_KEY": value})
+        launch = prepare(cfg)
+        try:
+            banner = launch.banner("stdio")
+        finally:
+            launch.close()
+        assert launch.scope.tenant_token == (kind == "token")
+        assert (named in banner) == (kind == "key"), banner
+    assert server_state(master) == before  # nothing deleted, no dump, no snapshot
+
+
+def test_every_meilisearch_action_is_allowed_probed_or_named_unprobeable(
+    meili: MeiliServer,
+) -> None:
+    """The allow-list is only as good as its list of the server's actions: Meilisearch names
+    them all when it refuses an unknown one, so a new release's actions fail here."""
+    from explorer.readonly import PROBES, READ_ONLY_ACTIONS, UNPROBEABLE, WILDCARDS
+
+    refused = httpx.post(
+        f"{meili.url}/keys",
+        json={"actions": ["no-such-action"], "indexes": ["*"], "expiresAt": None},
+        headers={"Authorization": f"Bearer {meili.master_key}"},
+    ).json()
+    assert refused["code"] == "invalid_api_key_actions"
+    listed = set(re.findall(r"`([^`]+)`", refused["message"].split("expected one of", 1)[1]))
+    known = {*READ_ONLY_ACTIONS, *(p.action for p in PROBES), *UNPROBEABLE, *WILDCARDS}
+    assert listed == known
+    assert len(PROBES) == len({p.action for p in PROBES})
 
 
 # -- HTTP --------------------------------------------------------------------------------------
@@ -386,7 +445,7 @@ def test_http_transport_refuses_to_start_without_a_token(world: dict[str, Any]) 
     assert "EXPLORER_MCP_TOKEN" in result.stderr and "--token-file" in result.stderr
     short = CliRunner().invoke(cli, ["mcp", "--http"],
                                env={**world["env"], "EXPLORER_MCP_TOKEN": "short"})  # fmt: skip
-    assert short.exit_code == 2 and "at least 16" in short.stderr
+    assert short.exit_code == 2 and "the MCP bearer token must be at least 16" in short.stderr
 
 
 # -- the documented configurations, as a new user pastes them ------------------------------------

@@ -260,3 +260,49 @@ def test_a_busy_port_is_an_os_error(server: HttpServer) -> None:
     port = server.socket.getsockname()[1]
     with pytest.raises(OSError):
         HttpServer(Starlette(), port=port)
+
+
+# -- where it says it is ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "url", "said"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8700/", "http://127.0.0.1:8700/"),
+        ("localhost", "http://127.0.0.1:8700/", "http://127.0.0.1:8700/"),
+        ("0.0.0.0", "http://127.0.0.1:8700/",
+         "all interfaces (0.0.0.0:8700); from this machine http://127.0.0.1:8700/"),
+        ("::", "http://[::1]:8702/mcp",
+         "all interfaces ([::]:8702); from this machine http://[::1]:8702/mcp"),
+    ],
+)  # fmt: skip
+def test_the_start_line_names_the_address_listened_on(host: str, url: str, said: str) -> None:
+    from explorer.server import bound_to
+
+    assert bound_to(host, url) == said
+
+
+def test_explorer_serve_on_every_interface_says_so_and_its_url_still_connects() -> None:
+    """`serve --host 0.0.0.0` once said "on http://127.0.0.1:…" as if bound to loopback only."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import read_until
+
+    argv = [sys.executable, "-m", "explorer.cli", "serve", "--host", "0.0.0.0", "--port", "0"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:  # fmt: skip
+        try:
+            found, lines = read_until(proc, r"Agent page on (.*) for index", 60)
+            assert found, "".join(lines)
+            where = re.fullmatch(
+                r"all interfaces \(0\.0\.0\.0:(\d+)\); from this machine (http://127\.0\.0\.1:"
+                r"(\d+)/)", found.group(1)
+            )  # fmt: skip
+            assert where and where.group(1) == where.group(3) != "0", found.group(1)
+            assert httpx.get(where.group(2) + "healthz", timeout=SAFETY).status_code == 200
+        finally:
+            proc.terminate()
+            proc.wait(SAFETY)

@@ -125,6 +125,25 @@ def chain(exc: BaseException | None) -> Iterator[BaseException]:
 # -- the library -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("the MCP bearer token must be at least 16 characters", None),
+        ("it needs a bearer token.", None),
+        ("Bearer authentication", None),
+        ("Authorization: Bearer 3f2a9c1b7e", "Authorization: Bearer ***"),
+        ("Authorization: bearer mcp-bearer-abcdefghijklmn", "Authorization: bearer ***"),
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJ4IjoxfQ.c2ln rejected", "Bearer *** rejected"),
+    ],
+)
+def test_redaction_masks_bearer_credentials_and_not_the_words_around_them(
+    text: str, shown: str | None
+) -> None:
+    from explorer.secrets import redact
+
+    assert redact(text) == (shown or text)
+
+
 @pytest.mark.parametrize("mode", ECHOES)
 def test_errors_and_retry_lines_never_quote_the_token(
     echo: _EchoServer, mode: str, caplog: pytest.LogCaptureFixture

@@ -102,8 +102,11 @@ function explainKeyError(err) {
 }
 
 // An agent key can search one index and nothing else. Through the door (explorer serve or
-// the compose proxy) nothing but searches passes anyway, but a key that covers every index
-// is an admin or master key: refused, so that nobody gets used to pasting one here.
+// the compose proxy) nothing but searches passes anyway, whatever else the key holds, so
+// the page does not probe every action as `explorer mcp` does (explorer/readonly.py, the
+// one list of what a read-only key may hold): it cannot, the door passes only searches.
+// A key that covers every index is refused, so that nobody gets used to pasting an
+// admin or master key here.
 async function looksPowerful(key) {
   // An agent key is confined to the chat index; a key that may search an index that does not
   // exist (Meilisearch answers index_not_found instead of refusing) covers every index.
