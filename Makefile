@@ -43,8 +43,10 @@ demo: meilisearch
 # From Debian when missing: docker-compose validates docker-compose.yml without a Docker
 # engine; nginx (with njs, for the door's index pinning) runs the agent door in front of a
 # real Meilisearch; chromium drives the agent page in the browser tests; node runs the page's
-# query rules against the shared tables.
-TOOLS := docker-compose:docker-compose nginx:nginx chromium:chromium node:nodejs
+# query rules against the shared tables; prometheus (promtool and the server) unit-tests the
+# alert rules in deploy/prometheus and scrapes a real `explorer listen` with them.
+TOOLS := docker-compose:docker-compose nginx:nginx chromium:chromium node:nodejs \
+    promtool:prometheus
 tools:
 	@missing=""; for pair in $(TOOLS); do command -v $${pair%%:*} >/dev/null || \
 	  [ -x /usr/sbin/$${pair%%:*} ] || missing="$$missing $${pair#*:}"; done; \

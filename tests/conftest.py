@@ -210,12 +210,12 @@ def read_until(
 # -- the fast tier ------------------------------------------------------------------------------
 
 # What `make test-fast` leaves out: tests that start a real Meilisearch (the `meili` fixture) or
-# drive programs outside Python (Chromium, nginx, docker-compose, `explorer demo`). The whole
-# suite (`make test`, what CI runs) still runs everything.
+# drive programs outside Python (Chromium, nginx, docker-compose, Prometheus, `explorer demo`).
+# The whole suite (`make test`, what CI runs) still runs everything.
 EXTERNAL_FIXTURES = frozenset({"meili", "browser", "nginx"})
 EXTERNAL_MODULES = frozenset({
-    "tests.test_agent_page", "tests.test_demo", "tests.test_deploy", "tests.test_door",
-    "tests.test_meilisearch_server",
+    "tests.test_agent_page", "tests.test_alerts", "tests.test_demo", "tests.test_deploy",
+    "tests.test_door", "tests.test_meilisearch_server",
 })  # fmt: skip
 
 
