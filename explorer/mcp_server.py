@@ -580,7 +580,8 @@ class Launch:
         # A tenant token is search-only by construction; a key may still hold the actions
         # Meilisearch shows only by doing them, and the operator should know that.
         unchecked = "" if self.scope.tenant_token else (
-            f"; not checkable without doing them: {', '.join(UNPROBEABLE)} (a tenant token "
+            f"; not checkable without doing them: deleting index "
+            f"{self.cfg.meilisearch.index!r} itself, {', '.join(UNPROBEABLE)} (a tenant token "
             "cannot do them)"
         )  # fmt: skip
         return (

@@ -13,10 +13,12 @@ an allow-list: every action Meilisearch 1.21 knows is in :data:`PROBES`, in
 :data:`READ_ONLY_ACTIONS`, in :data:`WILDCARDS` (seen through the actions they cover), or in
 :data:`UNPROBEABLE`, and tests/test_mcp.py checks that against the real server's list.
 
-:data:`UNPROBEABLE` are the three actions whose only routes take no body and nothing to
-validate (``DELETE /indexes/<uid>``, ``POST /dumps``, ``POST /snapshots``): the only way to
-see whether a key may do them is to do them. They are named wherever a key is accepted;
-a tenant token cannot do them.
+:data:`UNPROBEABLE` are the two actions whose only routes take no body and nothing to
+validate (``POST /dumps``, ``POST /snapshots``): the only way to see whether a key may do
+them is to do them. ``indexes.delete`` is half-way: a key that may delete every index (or
+every index named like the configured one) is seen through an invalid uid under its
+pattern, but one limited to the configured index itself could only be seen by deleting
+it. These are named wherever a key is accepted; a tenant token can do none of them.
 
 The web page's own check (web/app.js ``looksPowerful``) is smaller on purpose: the page
 reaches Meilisearch only through a door that passes on nothing but searches
@@ -74,6 +76,9 @@ PROBES: Final = (
     Probe("documents.delete", "POST", "/indexes/{index}/documents/delete-batch"),
     Probe("indexes.create", "POST", "/indexes"),
     Probe("indexes.update", "PATCH", "/indexes/{index}"),
+    # "chats!" is no valid uid (400, nothing deleted) but falls under a key's `*` or `chats*`:
+    # a key that may delete every index is seen. One limited to the index itself is not.
+    Probe("indexes.delete", "DELETE", "/indexes/{index}!"),
     Probe("indexes.swap", "POST", "/swap-indexes"),
     Probe("tasks.get", "GET", "/tasks?limit=1"),
     Probe("tasks.cancel", "POST", "/tasks/cancel"),  # no filter: 400 missing_task_filters
@@ -101,7 +106,7 @@ PROBES: Final = (
     Probe("webhooks.delete", "DELETE", "/webhooks/{nobody}"),
 )
 
-UNPROBEABLE: Final = ("indexes.delete", "dumps.create", "snapshots.create")
+UNPROBEABLE: Final = ("dumps.create", "snapshots.create")
 
 WILDCARDS: Final = (
     "*", "*.get", "documents.*", "indexes.*", "tasks.*", "settings.*", "stats.*", "metrics.*",
@@ -124,7 +129,8 @@ class KeyPowers:
         parts = []
         if self.every_index:
             parts.append("search every index on the server")
-        if len(self.actions) == len(PROBES):
+        if {p.action for p in PROBES if p.action != "indexes.delete"} <= set(self.actions):
+            # "*" on the index alone: deleting it is the one action its probe cannot see
             parts.append("do every action (`*`)")
         elif self.actions:
             parts.append("also " + ", ".join(self.actions))

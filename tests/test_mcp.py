@@ -321,6 +321,7 @@ def test_keys_holding_any_action_beyond_the_read_only_set_are_refused_naming_it(
     cases = {make_key(master, ["search", action], [INDEX]): (f"can also {action}:",)
              for action in with_search}  # fmt: skip
     cases[make_key(master, ["*"], [INDEX])] = ("can do every action (`*`)",)
+    cases[make_key(master, ["search", "indexes.delete"], ["*"])] = ("indexes.delete",)
     # Meilisearch 1.21's `*.get` (its "read-only admin" keys) covers `export`, a write
     cases[make_key(master, ["search", "*.get"], [INDEX])] = ("settings.get", "export")
     cases[meili.master_key] = ("can search every index on the server and do every action",)
@@ -346,9 +347,9 @@ def test_keys_holding_any_action_beyond_the_read_only_set_are_refused_naming_it(
 def test_the_read_only_key_and_a_tenant_token_are_accepted_and_unprobeable_actions_named(
     world: dict[str, Any], meili: MeiliServer
 ) -> None:
-    """Exactly the allow-list passes. Deleting the index, dumps and snapshots have no route
-    that refuses them harmlessly: a key holding them is accepted (probing would delete the
-    index) and the banner names them; a tenant token cannot do them at all."""
+    """Exactly the allow-list passes. Deleting the index itself, dumps and snapshots have no
+    route that refuses them harmlessly: a key holding them is accepted (probing would delete
+    the index) and the banner names them; a tenant token cannot do them at all."""
     from explorer.mcp_server import prepare
 
     master = meilisearch.Client(meili.url, meili.master_key)
@@ -361,7 +362,8 @@ def test_the_read_only_key_and_a_tenant_token_are_accepted_and_unprobeable_actio
                                     "snapshots.create"], [INDEX])  # fmt: skip
     env = {k: v for k, v in world["env"].items() if k != "MEILI_API_KEY"}
     before = server_state(master)
-    named = "not checkable without doing them: indexes.delete, dumps.create, snapshots.create"
+    named = (f"not checkable without doing them: deleting index {INDEX!r} itself, "
+             "dumps.create, snapshots.create")  # fmt: skip
     for kind, value in (("key", read_only), ("token", token), ("key", unprobeable)):
         cfg = load_config(env["EXPLORER_CONFIG"], env={**env, "MEILI_API_KEY": value})
         launch = prepare(cfg)
