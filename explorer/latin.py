@@ -18,9 +18,12 @@ index; a name already in plain Latin gets nothing, so most documents do not grow
   ``पटेल``): Hindi usage, its final and medial schwa dropped (``कमला`` ``kamla``), and a
   second form with ``ee``/``oo`` for long vowels (``deepak`` beside ``dipak``);
 - Arabic is written here too (anyascii gives bare consonants, ``mhmd``): long vowels and
-  ``ة`` as people write them, ``ال`` as ``al``, and for the commonest names their usual
-  spellings from a small table (:data:`ARABIC_SPELLINGS`): the script writes no short
-  vowels, so ``محمد`` can be ``muhammad`` or ``mohamed`` and no rule can tell.
+  ``ة`` as people write them, ``ال`` as ``al``; a second form with ``a`` for the short
+  vowels the script does not write (``hsn`` ``hasan``), one with Egypt's ``g`` and ``e``
+  (``gamila``, ``eman``), and for the commonest names their usual spellings from a small
+  table (:data:`ARABIC_SPELLINGS`): ``محمد`` can be ``muhammad`` or ``mohamed``, and no rule
+  can tell. A consonant skeleton instead (``mhmd`` for ``mohamed`` too) was measured and
+  not kept: it finds ``محمود`` for ``mohamed``.
 
 Han, kana and Hangul are left alone: a Han name has no one reading (Chinese or Japanese),
 and Meilisearch segments those scripts itself.
@@ -47,7 +50,7 @@ def latin_forms(name: str | None) -> list[str]:
     """The name in Latin letters, lower case, then any further usual spellings; empty when
     Meilisearch already finds the name as typed in Latin (plain Latin, decomposable
     accents) or when it has no letters of :data:`SCRIPTS` beyond those."""
-    if not name or name.isascii():
+    if not name or name.isascii() or _decomposes(name):
         return []
     return list(_forms(name))
 
@@ -56,7 +59,7 @@ def latin_forms(name: str | None) -> list[str]:
 def _forms(name: str) -> tuple[str, ...]:
     """Cached: names repeat (a crawl sees the same first names many times)."""
     runs = _runs(unicodedata.normalize("NFC", name))
-    if not any(script != "LATIN" or not _decomposes(text) for script, text in runs):
+    if all(script == "DIGIT" or script == "LATIN" and _decomposes(text) for script, text in runs):
         return ()
     words: list[str] = []
     extra: list[str] = []
@@ -64,14 +67,22 @@ def _forms(name: str) -> tuple[str, ...]:
         latin, more = _transliterate(script, text)
         words.append(latin)
         extra += more
-    first = " ".join(_WORD_SEP.sub(" ", " ".join(words).lower()).split())
+    first = _clean(" ".join(words))
     if not first:
         return ()
-    return tuple(dict.fromkeys([first, *extra]))
+    return tuple(dict.fromkeys([first, *filter(None, map(_clean, extra))]))
+
+
+def _clean(latin: str) -> str:
+    """Lower case words of ASCII letters and digits, one space apart."""
+    return " ".join(_WORD_SEP.sub(" ", latin.lower()).split())
 
 
 def _script(ch: str) -> str | None:
-    """The script of a letter (None for marks, digits, spaces, symbols, emoji)."""
+    """The script of a letter, ``DIGIT`` for a decimal digit of any script, None for the
+    rest (marks, spaces, symbols, emoji)."""
+    if ch.isdecimal():
+        return "DIGIT"
     if unicodedata.category(ch) in _MARK or not ch.isalpha():
         return None
     return unicodedata.name(ch, "?").split(" ", 1)[0]
@@ -87,16 +98,16 @@ def _runs(text: str) -> list[tuple[str, str]]:
         if script is None and current and (ch.isspace() or unicodedata.category(ch) in _MARK):
             buf.append(" " if ch.isspace() else ch)  # a mark belongs to the letter before it
             continue
-        if script is not None and script not in SCRIPTS:
+        if script is not None and script not in SCRIPTS and script != "DIGIT":
             script = None
         if script != current:
             if current:
                 runs.append((current, "".join(buf).rstrip()))
             current, buf = script or "", []
-        if script:
+        if script == "DIGIT":
+            buf.append(str(unicodedata.decimal(ch)))
+        elif script:
             buf.append(ch)
-        elif ch.isdecimal():
-            runs.append(("DIGIT", str(unicodedata.decimal(ch))))
     if current:
         runs.append((current, "".join(buf).rstrip()))
     return runs
@@ -119,10 +130,24 @@ def _transliterate(script: str, text: str) -> tuple[str, list[str]]:
     if script == "ARABIC":
         return _arabic(text)
     if script == "GREEK":
-        text = _greek_digraphs(text)
-    elif script == "ARMENIAN":
+        elot = _plain(anyascii(_greek_digraphs(text)))
+        popular = _plain(anyascii(_greek_digraphs(text, popular=True)))
+        return elot, [popular] if popular != elot else []
+    if script == "CYRILLIC":
+        # BGN/PCGN's ye and yo where anyascii writes e (Yelena, Fyodor beside Elena,
+        # Fedor), and x for кс (Alexei, Xenia)
+        yes = _CYRILLIC_YO.sub("yo", _CYRILLIC_YE.sub("ye", text))
+        yes = yes.replace("кс", "x").replace("Кс", "X").replace("КС", "X")
+        plain, ye = _plain(anyascii(text)), _plain(anyascii(yes))
+        return plain, [ye] if ye != plain else []
+    if script == "ARMENIAN":
         text = text.replace("ու", "u").replace("Ու", "U").replace("ՈՒ", "U")
     return _plain(anyascii(text)), []
+
+
+# е at the start of a word or after a vowel or sign; ё anywhere
+_CYRILLIC_YE: Final = re.compile(r"(?<![^\sаеёиоуыэюяъьАЕЁИОУЫЭЮЯ])[еЕ]")
+_CYRILLIC_YO: Final = re.compile("[ёЁ]")
 
 
 def _plain(latin: str) -> str:
@@ -136,8 +161,10 @@ _GREEK_VOWELS: Final = "αεηιοωυ"
 _GREEK_VOICELESS: Final = "θκξπστφχψ"
 
 
-def _greek_digraphs(text: str) -> str:
-    """The letter pairs ELOT 743 writes as one sound, in Latin; the rest is anyascii's."""
+def _greek_digraphs(text: str, *, popular: bool = False) -> str:
+    """The letter pairs ELOT 743 writes as one sound, in Latin; the rest is anyascii's.
+    ``popular``: as names are often written abroad instead, ``γι`` before a vowel as
+    ``y``, ``χ`` as ``h``, ``φ`` as ``ph``, ``αι`` as ``e`` (Yannis, Hristos, Sophia)."""
     out = []
     for word in re.split(r"(\s+)", text):
         # lower case, accents off, but a diaeresis kept: it says "two vowels, not a pair"
@@ -146,6 +173,9 @@ def _greek_digraphs(text: str) -> str:
             for c in unicodedata.normalize("NFD", word.lower())
             if c == "\u0308" or unicodedata.category(c) not in _MARK
         )
+        if popular:
+            plain = re.sub("γι(?=[αεηιοωυ])", "y", plain)
+            plain = re.sub("αι(?!\u0308)", "e", plain.replace("χ", "h").replace("φ", "ph"))
         out.append(_greek_word(plain))
     return "".join(out)
 
@@ -204,12 +234,14 @@ _NASAL: Final = {"ं", "ँ"}
 
 def _devanagari(text: str) -> tuple[str, list[str]]:
     """Hindi as people write it: ``शर्मा`` ``sharma``, ``पटेल`` ``patel``, ``कमला``
-    ``kamla``; with ``ee``/``oo`` for long ``ī``/``ū`` as a second form (``deepak``)."""
+    ``kamla``; with ``ee``/``oo`` for long ``ī``/``ū`` as a second form (``deepak``),
+    and ``x`` for ``क्ष`` as a third (``laxmi``)."""
     words = [_deva_word(w) for w in text.split()]
     words = [w.replace("ā", "a") for w in words]
     short = " ".join(w.replace("ī", "i").replace("ū", "u") for w in words)
     long = " ".join(w.replace("ī", "ee").replace("ū", "oo") for w in words)
-    return short, [long] if long != short else []
+    x = short.replace("ksh", "x")  # Laxmi, Laxman
+    return short, [form for form in (long, x) if form != short]
 
 
 def _deva_word(word: str) -> str:
@@ -387,7 +419,35 @@ def _arabic(text: str) -> tuple[str, list[str]]:
         extra += table.get(word.translate(_AR_ALEFS), ())
         if k + 1 < len(words):
             extra += table.get(f"{word} {words[k + 1]}".translate(_AR_ALEFS), ())
-    return " ".join(_arabic_word(w) for w in words), extra
+    latin = " ".join(_arabic_word(w) for w in words)
+    vowelled = _a_vowelled(latin)
+    if vowelled != latin:
+        extra.append(vowelled)
+    # as Egypt writes them: g for ج and e for إ (Gamal, Maged, Eman, Ebrahim)
+    egypt = re.sub(r"\bi", "e", latin) if "إ" in text else latin
+    egypt = egypt.replace("j", "g") if "ج" in text else egypt
+    if egypt != latin:
+        extra.append(egypt)
+    return latin, extra
+
+
+_UNIT: Final = re.compile(r"sh|kh|th|dh|gh|[a-z]")
+
+
+def _a_vowelled(latin: str) -> str:
+    """An ``a`` between two consonants the script wrote with no vowel between them
+    (``hsn`` ``hasan``, ``jmila`` ``jamila``): the short vowel Arabic names have most often.
+    Found under either form; benchmarks/latin.py measures what it buys."""
+    out = []
+    for word in latin.split():
+        units = _UNIT.findall(word)
+        w = units[0] if units else ""
+        for prev, unit in zip(units, units[1:], strict=False):
+            if prev not in "aiu" and unit not in "aiu":
+                w += "a"
+            w += unit
+        out.append(w)
+    return " ".join(out)
 
 
 def _arabic_word(word: str) -> str:
@@ -405,10 +465,12 @@ def _arabic_word(word: str) -> str:
             latin = "i" if ch == "إ" else "a"
         elif ch == "ع":
             latin = "" if vowel_before or alef_after or word[i + 1 : i + 2] in ("و", "ي") else "a"
-            latin = "a" if i == 0 else latin
+            latin = "a" if i == 0 and not alef_after else latin
         elif ch in "وي":
             # a vowel after a consonant, unless an alef follows: a consonant beside vowels
-            if i > 0 and not vowel_before and not alef_after:
+            if i > 0 and out[-1] == ("u" if ch == "و" else "i"):
+                latin = ""  # إي, ئي: one long vowel
+            elif i > 0 and not vowel_before and not alef_after:
                 latin = "u" if ch == "و" else "i"
             else:
                 latin = "w" if ch == "و" else "y"

@@ -36,10 +36,16 @@ FOLDED = [
     # Cyrillic: soft and hard signs join their word (Meilisearch splits on apostrophes)
     ("Анна Петрова", ["anna petrova"]),
     ("Наталья", ["natalya"]),
+    # ... and BGN/PCGN's ye/yo, x for кс, as a second form
+    ("Елена", ["elena", "yelena"]),
+    ("Фёдор", ["fedor", "fyodor"]),
+    ("Алексей", ["aleksey", "alexey"]),
     ("Ольга", ["olga"]),
     ("Команда продаж", ["komanda prodazh"]),
     # Greek: digraphs as on Greek passports (ELOT 743)
-    ("Σοφία Παπαδοπούλου", ["sofia papadopoulou"]),
+    ("Σοφία Παπαδοπούλου", ["sofia papadopoulou", "sophia papadopoulou"]),
+    ("Γιάννης", ["giannis", "yannis"]),  # ... and as often written abroad
+    ("Χρήστος", ["christos", "hristos"]),
     ("Ευάγγελος", ["evangelos"]),
     ("Ελευθερία", ["eleftheria"]),
     ("Παύλος", ["pavlos"]),
@@ -55,13 +61,24 @@ FOLDED = [
     ("कृष्ण", ["krishna"]),
     ("दोस्त", ["dost"]),
     ("दीपक", ["dipak", "deepak"]),
+    ("लक्ष्मी", ["lakshmi", "lakshmee", "laxmi"]),
     ("संजय", ["sanjay"]),
     # Arabic: what the letters say, then the table's usual spellings
     ("سارة", ["sara", "sarah"]),
     ("علي", ["ali"]),
-    ("محمد", ["mhmd", "mohamed", "muhammad", "mohammed", "mohammad", "mohamad", "muhammed"]),
-    ("عبد الله", ["abd al lh", "abd", "abdel", "abdul", "abdullah", "abdallah", "abdulla"]),
-    ("فريق المبيعات", ["friq al mbiat"]),
+    ("إيمان", ["iman", "eman"]),  # ... and as Egypt writes them
+    ("جميلة", ["jmila", "jamila", "gmila"]),
+    ("حسن", ["hsn", "hassan", "hasan"]),
+    (
+        "محمد",
+        ["mhmd", "mohamed", "muhammad", "mohammed", "mohammad", "mohamad", "muhammed", "mahamad"],
+    ),
+    (
+        "عبد الله",
+        ["abd al lh", "abd", "abdel", "abdul", "abdullah", "abdallah", "abdulla", "abad al lah"],
+    ),
+    ("فريق المبيعات", ["friq al mbiat", "fariq al mabiat"]),  # and a for short vowels
+    ("جمال", ["jmal", "gamal", "jamal", "gmal"]),  # the table, then Egypt's g
     # mixed: only the parts that need it change, emoji and Han drop out
     ("Игорь ❤️", ["igor"]),
     ("Łukasz 王", ["lukasz"]),
