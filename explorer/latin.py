@@ -10,13 +10,17 @@ index; a name already in plain Latin gets nothing, so most documents do not grow
 (checked against common names, docs/benchmarks.md "Names typed in Latin letters"):
 
 - apostrophes and quotes it writes for signs (Cyrillic ``ь``, Arabic ``ع``) are dropped:
-  Meilisearch would split ``Natal'ya`` into two words, and people type ``Natalya``;
+  Meilisearch would split ``Natal'ya`` into two words, and people type ``Natalya``; a
+  second Cyrillic form has BGN/PCGN's ``ye``/``yo`` and ``x`` for ``кс`` (``Yelena``,
+  ``Fyodor``, ``Alexei``);
 - Greek digraphs follow ELOT 743, the standard of Greek passports (``ου`` ``ou``, ``ευ``
   ``ev``/``ef``, ``γγ`` ``ng``, ``μπ`` ``b`` at a word's edge), where anyascii writes
-  letter by letter (``Papadopoyloy``); Armenian ``ու`` is ``u``;
+  letter by letter (``Papadopoyloy``); a second form is the spelling common abroad
+  (``Yannis``, ``Hristos``, ``Sophia``); Armenian ``ու`` is ``u``;
 - Devanagari is written here (anyascii leaves out the inherent vowel: ``ptel`` for
   ``पटेल``): Hindi usage, its final and medial schwa dropped (``कमला`` ``kamla``), and a
-  second form with ``ee``/``oo`` for long vowels (``deepak`` beside ``dipak``);
+  second form with ``ee``/``oo`` for long vowels (``deepak`` beside ``dipak``), a third
+  with ``x`` for ``क्ष`` (``laxmi``);
 - Arabic is written here too (anyascii gives bare consonants, ``mhmd``): long vowels and
   ``ة`` as people write them, ``ال`` as ``al``; a second form with ``a`` for the short
   vowels the script does not write (``hsn`` ``hasan``), one with Egypt's ``g`` and ``e``
@@ -181,7 +185,7 @@ def _greek_digraphs(text: str, *, popular: bool = False) -> str:
 
 
 def _greek_word(w: str) -> str:
-    w = w.replace("ου", "ou")
+    w = re.sub("ου(?!\u0308)", "ou", w)
 
     def vowel_u(m: re.Match[str]) -> str:
         after = m.group(2)
@@ -189,7 +193,7 @@ def _greek_word(w: str) -> str:
         soft = after and (after in _GREEK_VOWELS or after not in _GREEK_VOICELESS)
         return first + ("v" if soft else "f") + after
 
-    w = re.sub(r"([αεη])υ(.?)", vowel_u, w)
+    w = re.sub("([αεη])υ(?!\u0308)(.?)", vowel_u, w)
     w = w.replace("γγ", "ng").replace("γξ", "nx").replace("γχ", "nch")
     w = re.sub(r"^μπ|μπ$", "b", w).replace("μπ", "mp")
     w = re.sub(r"^ντ", "d", w).replace("ντ", "nt")

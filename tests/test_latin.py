@@ -51,6 +51,7 @@ FOLDED = [
     ("Παύλος", ["pavlos"]),
     ("Μπάμπης", ["bampis"]),
     ("Μαΐου", ["maiou"]),  # a diaeresis: two vowels, not a pair
+    ("Προϋπόθεση", ["proypothesi"]),
     # Armenian, Georgian
     ("Շուշան", ["shushan"]),
     ("ნინო", ["nino"]),
