@@ -102,6 +102,15 @@ def without_searchable(attr: str) -> Callable[[Settings], Settings]:
     return change
 
 
+def without_field(field: str) -> Callable[[Docs], Docs]:
+    """Documents without ``field`` at all (not only not searchable)."""
+
+    def transform(docs: Docs) -> Docs:
+        return [{k: v for k, v in doc.items() if k != field} for doc in docs]
+
+    return transform
+
+
 def without_filterable(attr: str | None) -> Callable[[Settings], Settings]:
     """None: no filterable attribute at all."""
 
@@ -163,6 +172,13 @@ def variants() -> list[Variant]:
     for rule in INDEX_SETTINGS["filterableAttributes"]:
         for attr in rule["attributePatterns"]:
             out.append(Variant(f"filterable -{attr}", settings=without_filterable(attr)))
+    out.append(
+        Variant(
+            "without name_latin",
+            settings=without_searchable("name_latin"),
+            docs=without_field("name_latin"),
+        )
+    )  # schema 3: no Latin spellings
     out.append(Variant("sortable none", settings=without_sortable(None)))
     for attr in INDEX_SETTINGS["sortableAttributes"]:
         out.append(Variant(f"sortable -{attr}", settings=without_sortable(attr)))

@@ -15,9 +15,10 @@ import time
 from typing import Any, Final
 
 from explorer.chats import Chat
+from explorer.latin import latin_forms
 from explorer.phones import phone_forms
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 MAX_DOC_ID: Final = 511  # bytes of a document id Meilisearch accepts
 HIDDEN_NUMBER: Final = "hidden number"  # what people see where a LID hides the number
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
@@ -94,6 +95,7 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "phone": phone,
         "phone_digits": digits,
         "phone_variants": variants,
+        "name_latin": latin_forms(chat.name),
         "lid": chat.lid,
         "username": chat.username,
         "phone_hidden": hidden,
@@ -175,6 +177,9 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "phone_variants",
         "jid",
         "lid",
+        # After the name and the phone fields: a name matched in its own script ranks
+        # first, and a Latin spelling never outranks a number.
+        "name_latin",
         "username",
         "instance_label",
         "type_words",

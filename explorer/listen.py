@@ -746,7 +746,8 @@ class Listener:
         if activity is not None and activity != have_activity:
             partial.update(last_activity=full["last_activity"], last_active=full["last_active"])
         if u.name is not None and u.name != have.get("name"):
-            partial.update(name=full["name"], display_name=full["display_name"])
+            partial.update(name=full["name"], display_name=full["display_name"],
+                           name_latin=full.get("name_latin"))  # fmt: skip
         if u.archived is not None and u.archived != have.get("archived"):
             partial["archived"] = full["archived"]
         if "unreadCount" in raw and have.get("unread_count") != 0:

@@ -806,3 +806,16 @@ def test_the_journal_keeps_no_message_text_and_only_its_owner_reads_it(
     for file in files:
         assert file.stat().st_mode & 0o777 == 0o600, file
         assert b"Baker Street" not in file.read_bytes(), file
+
+
+def test_a_rename_refreshes_the_latin_spelling_of_the_name(world: Callable[..., World]) -> None:
+    w = world()
+    group = "120363000000000077@g.us"
+    now = int(time.time())
+    w.hooks.send(group_event("group.v2.join", SESSION, group, now, "Night Shift"))
+    wait_until(lambda: w.doc(group), "the joined group")
+    w.hooks.send(group_event("group.v2.update", SESSION, group, now + 1, "Дневная смена"))
+    doc = wait_until(lambda: (w.doc(group) or {}).get("name") == "Дневная смена" and w.doc(group),
+                     "the rename")  # fmt: skip
+    assert "dnevnaya smena" in " ".join(doc["name_latin"])
+    assert group in searcher_hits(w, "dnevnaya")
