@@ -14,8 +14,8 @@ import json
 import time
 from typing import Any, Final
 
-from explorer.chats import Chat
-from explorer.phones import phone_forms
+from explorer.records.chats import Chat
+from explorer.records.phones import phone_forms
 
 SCHEMA_VERSION: Final = 3
 MAX_DOC_ID: Final = 511  # bytes of a document id Meilisearch accepts
