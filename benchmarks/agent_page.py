@@ -33,9 +33,9 @@ from benchmarks.crawl import instances_config  # noqa: E402
 from benchmarks.search import build_queries, recall  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.sandbox import sandbox_process  # noqa: E402
-from explorer.keys import create_agent_key  # noqa: E402
-from explorer.reindex import reindex  # noqa: E402
-from explorer.serve import AgentPage  # noqa: E402
+from explorer.doors.serve import AgentPage  # noqa: E402
+from explorer.jobs.reindex import reindex  # noqa: E402
+from explorer.meili.keys import create_agent_key  # noqa: E402
 from tests.browser import Browser  # noqa: E402
 
 INSTANCES = {"PAGEBENCH001": "page-bench-token-0123456789", "PAGEBENCH002": "page-bench-token-abc"}

@@ -28,13 +28,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from explorer.chats import normalize_chat  # noqa: E402
 from explorer.config import Config, load_config  # noqa: E402
-from explorer.crawl import Crawler, CrawlOptions  # noqa: E402
 from explorer.dev.sandbox import sandbox_process  # noqa: E402
 from explorer.dev.synthetic import Generator, render  # noqa: E402
+from explorer.records.chats import normalize_chat  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
-from explorer.wawp import WawpClient  # noqa: E402
+from explorer.source.crawl import Crawler, CrawlOptions  # noqa: E402
+from explorer.source.wawp import WawpClient  # noqa: E402
 
 INSTANCE = "BENCH0000001"
 TOKEN = "bench-token-0123456789abcdef"

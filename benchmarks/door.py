@@ -56,8 +56,8 @@ from benchmarks.crawl import instances_config  # noqa: E402
 from benchmarks.measure import cpu_seconds, percentile  # noqa: E402
 from explorer.dev.meili_server import MeiliServer, free_port  # noqa: E402
 from explorer.dev.sandbox import sandbox_process  # noqa: E402
-from explorer.keys import create_key  # noqa: E402
-from explorer.reindex import reindex  # noqa: E402
+from explorer.jobs.reindex import reindex  # noqa: E402
+from explorer.meili.keys import create_key  # noqa: E402
 
 INSTANCES = {"DOORBENCH001": "door-bench-token-0123456789", "DOORBENCH002": "door-bench-token-abc"}
 TYPING = 0.2  # seconds between keystrokes: about five characters a second

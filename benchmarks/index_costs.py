@@ -33,16 +33,16 @@ sys.path.insert(0, str(ROOT))
 import meilisearch  # noqa: E402
 import phonenumbers  # noqa: E402
 
-import explorer.query  # noqa: E402
+import explorer.meili.query  # noqa: E402
 from benchmarks.measure import cpu_seconds  # noqa: E402
 from benchmarks.search import INSTANCE, SECOND, build_queries, fold, recall  # noqa: E402
-from explorer.chats import normalize_chat  # noqa: E402
 from explorer.config import MeiliSettings  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.synthetic import Generator, render  # noqa: E402
-from explorer.documents import INDEX_SETTINGS, to_document  # noqa: E402
-from explorer.index import IndexStore, dumps  # noqa: E402
-from explorer.query import Searcher  # noqa: E402
+from explorer.meili.client import IndexStore, dumps  # noqa: E402
+from explorer.meili.query import Searcher  # noqa: E402
+from explorer.records.chats import normalize_chat  # noqa: E402
+from explorer.records.documents import INDEX_SETTINGS, to_document  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
 
 BATCH = 5_000
@@ -137,7 +137,7 @@ def without_sortable(attr: str | None) -> Callable[[Settings], Settings]:
 def facets_for(s: Settings) -> None:
     """The CLI asks for these facets; it cannot when they are no longer filterable."""
     filterable = {p for rule in s["filterableAttributes"] for p in rule["attributePatterns"]}
-    explorer.query.FACETS = tuple(f for f in ("chat_type", "instance_id") if f in filterable)  # type: ignore[misc]
+    explorer.meili.query.FACETS = tuple(f for f in ("chat_type", "instance_id") if f in filterable)  # type: ignore[misc]
 
 
 class Variant:
@@ -236,7 +236,7 @@ def quality(
     s = v.settings()
     searchable = set(s["searchableAttributes"])
     phone_fields = ("phone_digits", "phone_variants", "jid", "lid")
-    explorer.query.PHONE_FIELDS = [f for f in phone_fields if f in searchable]  # type: ignore[misc]
+    explorer.meili.query.PHONE_FIELDS = [f for f in phone_fields if f in searchable]  # type: ignore[misc]
     facets_for(s)
     settings = MeiliSettings(url=meili.url, api_key=Secret(meili.master_key), index=uid)
     index = meilisearch.Client(meili.url, meili.master_key).index(uid)

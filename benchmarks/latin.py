@@ -6,10 +6,10 @@ Devanagari, into a local Meilisearch with today's settings, once per variant of 
 
 - before:       no helper (schema 3);
 - anyascii:     the library's output as it comes (``Natal'ya``, ``mhmd``, ``ptel``);
-- rules:        explorer/latin.py without the two helps it adds for Arabic: its table of
+- rules:        explorer/records/latin.py without the two helps it adds for Arabic: its table of
                 spellings and its form with ``a`` for the short vowels;
 - +table:       rules and the table;
-- after:        explorer/latin.py as shipped (rules, the table, the a-vowelled form);
+- after:        explorer/records/latin.py as shipped (rules, the table, the a-vowelled form);
 - skeleton:     after, plus each Arabic and Devanagari word's consonants alone, with the
                 query reduced to its consonants too (what a query-side skeleton would do).
 
@@ -47,14 +47,14 @@ sys.path.insert(0, str(ROOT))
 import meilisearch  # noqa: E402
 from anyascii import anyascii  # noqa: E402
 
-import explorer.latin  # noqa: E402
-from explorer.chats import Chat, normalize_chat  # noqa: E402
+import explorer.records.latin  # noqa: E402
 from explorer.config import MeiliSettings  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.synthetic import Generator, render  # noqa: E402
-from explorer.documents import INDEX_SETTINGS, to_document  # noqa: E402
-from explorer.index import IndexStore  # noqa: E402
-from explorer.latin import latin_forms  # noqa: E402
+from explorer.meili.client import IndexStore  # noqa: E402
+from explorer.records.chats import Chat, normalize_chat  # noqa: E402
+from explorer.records.documents import INDEX_SETTINGS, to_document  # noqa: E402
+from explorer.records.latin import latin_forms  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
 
 EPOCH = 1_764_000_000
@@ -408,23 +408,23 @@ def anyascii_forms(name: str | None) -> list[str]:
 
 
 def latin_without(*parts: str) -> Callable[[str | None], list[str]]:
-    """latin_forms with parts of explorer/latin.py switched off: ``table`` (the Arabic
+    """latin_forms with parts of explorer/records/latin.py switched off: ``table`` (the Arabic
     spellings), ``a-vowels`` (the Arabic form with a for short vowels)."""
 
     def forms(name: str | None) -> list[str]:
-        saved = (explorer.latin.ARABIC_SPELLINGS, explorer.latin._a_vowelled)
+        saved = (explorer.records.latin.ARABIC_SPELLINGS, explorer.records.latin._a_vowelled)
         if "table" in parts:
-            explorer.latin.ARABIC_SPELLINGS = {}  # type: ignore[misc]
+            explorer.records.latin.ARABIC_SPELLINGS = {}  # type: ignore[misc]
         if "a-vowels" in parts:
-            explorer.latin._a_vowelled = lambda latin: latin
-        explorer.latin._arabic_table.cache_clear()
-        explorer.latin._forms.cache_clear()
+            explorer.records.latin._a_vowelled = lambda latin: latin
+        explorer.records.latin._arabic_table.cache_clear()
+        explorer.records.latin._forms.cache_clear()
         try:
             return latin_forms(name)
         finally:
-            explorer.latin.ARABIC_SPELLINGS, explorer.latin._a_vowelled = saved  # type: ignore[misc]
-            explorer.latin._arabic_table.cache_clear()
-            explorer.latin._forms.cache_clear()
+            explorer.records.latin.ARABIC_SPELLINGS, explorer.records.latin._a_vowelled = saved  # type: ignore[misc]
+            explorer.records.latin._arabic_table.cache_clear()
+            explorer.records.latin._forms.cache_clear()
 
     return forms
 

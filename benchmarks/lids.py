@@ -39,8 +39,8 @@ import phonenumbers  # noqa: E402
 from explorer.config import Config, load_config  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.sandbox import sandbox_process  # noqa: E402
-from explorer.query import Searcher  # noqa: E402
-from explorer.reindex import ReindexReport, reindex  # noqa: E402
+from explorer.jobs.reindex import ReindexReport, reindex  # noqa: E402
+from explorer.meili.query import Searcher  # noqa: E402
 
 INSTANCE, TOKEN = "LIDBENCH0001", "lid-bench-token-0123456789"
 CONCURRENCY = 8

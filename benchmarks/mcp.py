@@ -34,8 +34,8 @@ from mcp.client.stdio import StdioServerParameters  # noqa: E402
 from benchmarks.measure import percentile  # noqa: E402
 from benchmarks.search import build_queries, indexed_world, recall  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
-from explorer.keys import create_search_key  # noqa: E402
-from explorer.query import Searcher  # noqa: E402
+from explorer.meili.keys import create_search_key  # noqa: E402
+from explorer.meili.query import Searcher  # noqa: E402
 
 INSTANCE, SECOND, TOKEN = "MCPBENCH0001", "MCPBENCH0002", "mcp-bench-token-0123456789"
 

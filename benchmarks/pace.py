@@ -25,13 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.crawl import instances_config, rss_of  # noqa: E402
-from explorer.crawl import Crawler, CrawlOptions  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.sandbox import sandbox_process  # noqa: E402
-from explorer.pace import Pace  # noqa: E402
-from explorer.reindex import reindex  # noqa: E402
+from explorer.jobs.reindex import reindex  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
-from explorer.wawp import RetryPolicy, WawpClient  # noqa: E402
+from explorer.source.crawl import Crawler, CrawlOptions  # noqa: E402
+from explorer.source.pace import Pace  # noqa: E402
+from explorer.source.wawp import RetryPolicy, WawpClient  # noqa: E402
 
 LATENCY = 0.1
 

@@ -44,13 +44,13 @@ from benchmarks.crawl import (  # noqa: E402
     run_json_child,
     sandbox,
 )
-from explorer.chats import normalize_chat  # noqa: E402
 from explorer.config import MeiliSettings, load_config  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.synthetic import Generator, render  # noqa: E402
-from explorer.documents import to_document  # noqa: E402
-from explorer.index import IndexStore  # noqa: E402
-from explorer.reindex import reindex  # noqa: E402
+from explorer.jobs.reindex import reindex  # noqa: E402
+from explorer.meili.client import IndexStore  # noqa: E402
+from explorer.records.chats import normalize_chat  # noqa: E402
+from explorer.records.documents import to_document  # noqa: E402
 from explorer.secrets import Secret  # noqa: E402
 
 LATENCY = 0.1
@@ -84,7 +84,7 @@ class _Clock:
 
 
 def child(wawp_url: str, meili_url: str, index: str, state: str, concurrency: str) -> None:
-    from explorer.crawl import PageSource
+    from explorer.source.crawl import PageSource
 
     os.environ["EXPLORER_STATE_DIR"] = state
     key = os.environ["BENCH_MEILI_KEY"]  # through the environment: argv shows in `ps`

@@ -35,8 +35,8 @@ from explorer.config import Config, load_config  # noqa: E402
 from explorer.dev.meili_server import MeiliServer  # noqa: E402
 from explorer.dev.sandbox import Sandbox  # noqa: E402
 from explorer.dev.sandbox_options import SandboxOptions  # noqa: E402
-from explorer.query import Searcher  # noqa: E402
-from explorer.reindex import reindex  # noqa: E402
+from explorer.jobs.reindex import reindex  # noqa: E402
+from explorer.meili.query import Searcher  # noqa: E402
 
 INSTANCE, TOKEN = "QUALITY00001", "quality-token-0123456789"
 SECOND = "QUALITY00002"  # a second instance, so that typing an instance label can narrow

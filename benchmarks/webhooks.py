@@ -39,7 +39,7 @@ from benchmarks.crawl import INSTANCE, TOKEN, sandbox  # noqa: E402
 from benchmarks.measure import cpu_seconds, percentile  # noqa: E402
 from explorer.dev.meili_server import MeiliServer, free_port  # noqa: E402
 from explorer.dev.webhooks import WebhookSender, message, session_name  # noqa: E402
-from explorer.documents import doc_id  # noqa: E402
+from explorer.records.documents import doc_id  # noqa: E402
 
 KEY = "bench-hmac-key-0123456789"
 INDEX = "chats_bench"

@@ -1,7 +1,7 @@
 """WhatsApp Explorer: crawl Wawp chats into a Meilisearch index.
 
 The public Python API is what ``__all__`` lists, plus the functions
-``explorer.reindex.reindex`` and ``explorer.sync.sync`` (modules keep their own names: no
+``explorer.jobs.reindex.reindex`` and ``explorer.jobs.sync.sync`` (modules keep their own names: no
 function hides a module). Their report types are imported on first use, so
 ``import explorer`` stays cheap for a search.
 """
@@ -32,11 +32,11 @@ from explorer.errors import (  # noqa: E402
     WawpRequestError,
     WawpUnavailable,
 )
-from explorer.query import Filters, SearchResult, search  # noqa: E402
+from explorer.meili.query import Filters, SearchResult, search  # noqa: E402
 
 if TYPE_CHECKING:
-    from explorer.reindex import ReindexReport
-    from explorer.sync import SyncReport
+    from explorer.jobs.reindex import ReindexReport
+    from explorer.jobs.sync import SyncReport
 
 __all__ = [
     "Config",
@@ -62,7 +62,7 @@ __all__ = [
     "search",
 ]
 
-_LAZY = {"ReindexReport": "explorer.reindex", "SyncReport": "explorer.sync"}
+_LAZY = {"ReindexReport": "explorer.jobs.reindex", "SyncReport": "explorer.jobs.sync"}
 
 
 def __getattr__(name: str) -> Any:

@@ -18,10 +18,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from explorer import __version__
-
-# Heavy modules (the Meilisearch client, tqdm, the sandbox) are imported inside the commands
-# that need them, so that `explorer search` starts fast; these few are cheap.
-from explorer.chats import CHAT_TYPES
 from explorer.config import Config, load_config
 from explorer.dev.sandbox_options import (
     COLD_MODES,
@@ -31,10 +27,14 @@ from explorer.dev.sandbox_options import (
     SHAPES,
 )
 from explorer.errors import ExplorerError
+
+# Heavy modules (the Meilisearch client, tqdm, the sandbox) are imported inside the commands
+# that need them, so that `explorer search` starts fast; these few are cheap.
+from explorer.records.chats import CHAT_TYPES
 from explorer.secrets import redact
 
 if TYPE_CHECKING:
-    from explorer.reindex import Progress
+    from explorer.jobs.reindex import Progress
 
 
 class ExplorerGroup(click.Group):
@@ -160,7 +160,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
 
     Prints OK or the exact problem per target; exits 0 only if all are OK.
     """
-    from explorer.check import check as run_check
+    from explorer.jobs.check import check as run_check
 
     report = run_check(get_config(ctx))
     if as_json:
@@ -218,8 +218,8 @@ def reindex_cmd(
     than reindex.min_ratio of the live index unless --force. After a crash or Ctrl-C the
     next run resumes the unfinished build.
     """
-    from explorer.reindex import dry_run as run_dry
-    from explorer.reindex import reindex as run_reindex
+    from explorer.jobs.reindex import dry_run as run_dry
+    from explorer.jobs.reindex import reindex as run_reindex
 
     cfg = get_config(ctx)
     progress, close = _progress_bars(quiet or as_json)
@@ -260,8 +260,8 @@ def sync_cmd(ctx: click.Context, wait: float, quiet: bool, as_json: bool) -> Non
     last sync. Never deletes and never touches settings. If a reindex is running it
     waits up to --wait seconds, then skips this round (exit 0).
     """
-    from explorer.state import IndexBusy
-    from explorer.sync import sync
+    from explorer.jobs.state import IndexBusy
+    from explorer.jobs.sync import sync
 
     cfg = get_config(ctx)
     progress, close = _progress_bars(quiet or as_json)
@@ -286,7 +286,7 @@ def sync_cmd(ctx: click.Context, wait: float, quiet: bool, as_json: bool) -> Non
 @click.pass_context
 def settings_cmd(ctx: click.Context, mode: str, as_json: bool) -> None:
     """Compare the live index's settings with the ones in code (exit 1 on drift)."""
-    from explorer.settings import index_settings
+    from explorer.meili.settings import index_settings
 
     report = index_settings(get_config(ctx).meilisearch, apply=mode == "apply")
     click.echo(json.dumps(report.to_json()) if as_json else report.summary())
@@ -565,7 +565,7 @@ def search_cmd(
       explorer search "+20 123 456 7890"
       explorer search --groups --inactive-days 90 --sort last_activity:asc
     """
-    from explorer.query import Filters, Searcher
+    from explorer.meili.query import Filters, Searcher
 
     asked = {
         f"--type {chat_type}": chat_type,
@@ -587,7 +587,7 @@ def search_cmd(
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
-    from explorer.output import hits_table
+    from explorer.records.output import hits_table
 
     for line in hits_table(result.hits, colour=sys.stdout.isatty()):
         click.echo(line)
@@ -611,7 +611,7 @@ def keys_create_agent(ctx: click.Context, expires_in_days: int | None, label: st
     Actions: search, indexes.get, stats.get, version. It cannot write, read settings or
     fetch documents one by one, and build indexes stay invisible to it. Printed once.
     """
-    from explorer.keys import create_agent_key
+    from explorer.meili.keys import create_agent_key
 
     new = create_agent_key(
         get_config(ctx).meilisearch, label=label, expires_in_days=expires_in_days
@@ -638,8 +638,8 @@ def keys_create_search(
     ctx: click.Context, expires_in_days: int | None, instance_id: str | None, force: bool
 ) -> None:
     """A search-only key for other tools, on the live index only. Printed once."""
-    from explorer.keys import create_search_key
-    from explorer.mcp_server import paste_line
+    from explorer.doors.mcp_server import paste_line
+    from explorer.meili.keys import create_search_key
 
     cfg = get_config(ctx)
     with _usage_errors(hint="; --force mints a token for it anyway"):
@@ -669,9 +669,9 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
     Meilisearch through this server, which passes on nothing but searches. Runs until
     Ctrl-C.
     """
-    from explorer.metrics import new_registry, routes
-    from explorer.serve import AgentPage
-    from explorer.server import bound_to
+    from explorer.doors.metrics import new_registry, routes
+    from explorer.doors.serve import AgentPage
+    from explorer.doors.server import bound_to
 
     cfg = get_config(ctx)
     try:
@@ -721,8 +721,8 @@ def mcp_cmd(
     Refuses (exit 3) a Meilisearch key that can do more than search: make one with
     `explorer keys create-search`. See docs/mcp.md.
     """
-    from explorer.mcp_server import prepare
-    from explorer.server import bound_to
+    from explorer.doors.mcp_server import prepare
+    from explorer.doors.server import bound_to
 
     launch = prepare(get_config(ctx), key_file=key_file, http=use_http, token_file=token_file)
     where = bound_to(host, launch.listen(host, port)) if use_http else "stdio"
@@ -752,8 +752,8 @@ def listen_cmd(ctx: click.Context, host: str, port: int, insecure_no_signature: 
     to Meilisearch within about a second. GET /healthz and /metrics for monitoring.
     Runs until Ctrl-C or SIGTERM.
     """
-    from explorer.listen import check_exposure, run_listener
-    from explorer.server import bound_to
+    from explorer.doors.listen import check_exposure, run_listener
+    from explorer.doors.server import bound_to
 
     cfg = get_config(ctx)
     check_exposure(cfg, host, insecure_no_signature)
@@ -784,7 +784,7 @@ def dead_letters_cmd(
     Lists them (with why) by default. --retry asks `explorer listen` to apply them again,
     after a fix; --drop forgets them. Exit 4 when there are dead letters to look at.
     """
-    from explorer.journal import DeadLetterReport, list_dead, mark_dead
+    from explorer.jobs.journal import DeadLetterReport, list_dead, mark_dead
 
     if retry and drop:
         _fail(ctx, "--retry and --drop exclude each other", 2)
@@ -804,7 +804,7 @@ def dead_letters_cmd(
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """The keys this tool created: who for, what they may do, when they expire."""
-    from explorer.keys import list_keys
+    from explorer.meili.keys import list_keys
 
     listed = list_keys(get_config(ctx).meilisearch)
     if as_json:
@@ -818,7 +818,7 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_or_uid: str) -> None:
     """Delete an agent or search key at once (by its value or its uid)."""
-    from explorer.keys import revoke_key
+    from explorer.meili.keys import revoke_key
 
     gone = revoke_key(get_config(ctx).meilisearch, key_or_uid)
     click.echo(f"revoked {gone['uid']} ({gone.get('description')}): it stops working now")
@@ -876,7 +876,7 @@ def audit_cmd(
     flagged. It never leaves a group: Wawp's write endpoints are not documented here;
     feed --ids to the script that does.
     """
-    from explorer.housekeeping import audit
+    from explorer.jobs.housekeeping import audit
 
     report = audit(get_config(ctx), live=live, inactive_days=inactive_days, instance=instance)
 
@@ -901,7 +901,7 @@ def zombies_cmd(
     Reads the live index unless --live crawls Wawp now. Exits 4 when any is found. It
     never archives anything: feed --ids to the script that does.
     """
-    from explorer.housekeeping import zombies
+    from explorer.jobs.housekeeping import zombies
 
     report = zombies(get_config(ctx), days=days, chat_type=chat_type, instance=instance, live=live)
 
@@ -913,7 +913,7 @@ def zombies_cmd(
 @click.pass_context
 def stats_cmd(ctx: click.Context, as_json: bool) -> None:
     """Documents per type and per instance, and the last reindex."""
-    from explorer.stats import stats
+    from explorer.jobs.stats import stats
 
     report = stats(get_config(ctx))
     click.echo(json.dumps(report.to_json()) if as_json else report.summary())
@@ -952,7 +952,7 @@ def demo_cmd(chats: int, meili_port: int, sandbox_port: int, data_dir: str) -> N
 
 
 def _parse_at(ctx: click.Context, param: click.Parameter, value: str) -> Any:
-    from explorer.schedule import parse_at
+    from explorer.jobs.schedule import parse_at
 
     try:
         return parse_at(value)
@@ -989,8 +989,8 @@ def schedule_cmd(
     """
     import threading
 
+    from explorer.jobs.schedule import ScheduleMetrics, run_schedule, zone_named
     from explorer.procs import stop_signals
-    from explorer.schedule import ScheduleMetrics, run_schedule, zone_named
 
     cfg = get_config(ctx)
     cfg.require_instances()

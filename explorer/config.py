@@ -57,7 +57,7 @@ class WawpSettings:
     page_size: int = 100
     concurrency: int = 4  # requests in flight for one instance
     total_concurrency: int | None = None  # across every instance (default: concurrency)
-    adaptive: bool = True  # back off on 429s and slow replies, then recover (explorer.pace)
+    adaptive: bool = True  # back off on 429s and slow replies, then recover (explorer.source.pace)
     warmup_seconds: float = 60.0
     retry_budget_seconds: float = 300.0
     overlap: int = 5

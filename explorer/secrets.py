@@ -124,8 +124,8 @@ _LOGGERS: Final = (
     "httpcore.proxy",
     "httpcore.socks",
     "explorer",
-    "explorer.wawp",
-    "explorer.crawl",
+    "explorer.source.wawp",
+    "explorer.source.crawl",
 )
 
 

@@ -16,9 +16,9 @@ from explorer.config import MeiliSettings, load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.sandbox_options import SandboxOptions
-from explorer.keys import create_agent_key, create_search_key
-from explorer.reindex import reindex
-from explorer.serve import AgentPage
+from explorer.doors.serve import AgentPage
+from explorer.jobs.reindex import reindex
+from explorer.meili.keys import create_agent_key, create_search_key
 from tests.browser import Browser
 from tests.conftest import register_secret
 

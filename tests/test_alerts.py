@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from explorer.dev.meili_server import free_port
-from explorer.metrics import record_outcome
-from explorer.reindex import last_report
-from explorer.sync import sync
+from explorer.doors.metrics import record_outcome
+from explorer.jobs.reindex import last_report
+from explorer.jobs.sync import sync
 from tests.conftest import SANDBOX_INSTANCE
 from tests.test_listen import World, wait_until, world  # noqa: F401 - the fixture
 

@@ -22,7 +22,7 @@ def test_all_names_resolve_and_errors_are_exported() -> None:
 
 def test_the_search_function_hides_no_module() -> None:
     assert callable(explorer.search)
-    assert importlib.import_module("explorer.query").search is explorer.search
+    assert importlib.import_module("explorer.meili.query").search is explorer.search
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("explorer.search")
 

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 from explorer.cli import cli
 from explorer.config import load_config
-from explorer.crawl import Crawler, CrawlOptions
 from explorer.dev.meili_server import free_port
 from explorer.errors import ConfigError, WawpProtocolError
 from explorer.secrets import Secret
-from explorer.wawp import RetryPolicy, WawpClient
+from explorer.source.crawl import Crawler, CrawlOptions
+from explorer.source.wawp import RetryPolicy, WawpClient
 
 KEYS = ["wawp", "meilisearch", "reindex", "instances", "base_url", "access_token", "timeout",
         "page_size", "concurrency", "overlap", "url", "api_key", "index", "min_ratio", "id",

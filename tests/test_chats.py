@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from explorer.chats import (
+from explorer.records.chats import (
     MalformedChat,
     clean_name,
     normalize_chat,
@@ -287,7 +287,7 @@ def test_jids_without_a_plain_user_part_are_malformed(value: str, error: bool) -
 )
 def test_lid_and_phone_jids_follow_normalize_jid(value: Any, lid: Any, phone: Any) -> None:
     """The LID map, NOWEB's pnJid/lidJid and chat ids are read by one JID rule."""
-    from explorer.chats import lid_jid, phone_jid
+    from explorer.records.chats import lid_jid, phone_jid
 
     assert lid_jid(value) == lid
     assert phone_jid(value) == phone

@@ -20,7 +20,7 @@ def test_config_example_is_valid_and_complete() -> None:
 
 
 def test_config_example_allow_lists_are_valid() -> None:
-    from explorer.housekeeping import load_allow_list
+    from explorer.jobs.housekeeping import load_allow_list
 
     cfg = load_config(ROOT / "config.example.toml", env={})
     assert load_allow_list(cfg.audit).patterns == ("Support *",)

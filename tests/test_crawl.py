@@ -15,8 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from explorer.chats import Chat
-from explorer.crawl import Checkpoint, Crawler, CrawlOptions, PageSource
 from explorer.dev.sandbox import Sandbox
 from explorer.errors import (
     CrawlStalled,
@@ -26,8 +24,10 @@ from explorer.errors import (
     WawpRequestError,
     WawpUnavailable,
 )
+from explorer.records.chats import Chat
 from explorer.secrets import Secret
-from explorer.wawp import RetryPolicy, WawpClient
+from explorer.source.crawl import Checkpoint, Crawler, CrawlOptions, PageSource
+from explorer.source.wawp import RetryPolicy, WawpClient
 from tests.conftest import ground_truth
 
 INST = "INST00000001"
@@ -447,7 +447,7 @@ def test_malformed_chats_are_counted_not_fatal() -> None:
 
 
 def test_retry_after_http_date_is_understood() -> None:
-    from explorer.wawp import parse_retry_after
+    from explorer.source.wawp import parse_retry_after
 
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0

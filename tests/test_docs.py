@@ -9,7 +9,7 @@ import click
 
 from explorer.cli import cli
 from explorer.dev.cli_reference import render
-from explorer.documents import INDEX_SETTINGS
+from explorer.records.documents import INDEX_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

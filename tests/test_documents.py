@@ -7,8 +7,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from explorer.chats import normalize_chat
-from explorer.documents import _escape, _when, chat_from_document, doc_id, to_document
+from explorer.records.chats import normalize_chat
+from explorer.records.documents import _escape, _when, chat_from_document, doc_id, to_document
 
 
 def test_ids_escape_reversibly_whatever_the_script() -> None:

@@ -1,6 +1,6 @@
 """Both agent doors in front of a real Meilisearch, probed with the master key: the compose
 door (deploy/nginx/agent-ui.conf + door.js, run by a real nginx) and `explorer serve`
-(explorer/serve.py). Only the read routes answer, whatever the trick; only the configured
+(explorer/doors/serve.py). Only the read routes answer, whatever the trick; only the configured
 index is searched; hostile framing, slow clients and bursts are handled."""
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def test_the_meilisearch_ui_through_the_door_loads_everything_it_asks_for(
     from urllib.parse import urlsplit
 
     from explorer.config import MeiliSettings
-    from explorer.keys import create_agent_key
+    from explorer.meili.keys import create_agent_key
     from explorer.secrets import Secret
     from tests.browser import Browser
 
@@ -298,7 +298,7 @@ def page(door: dict[str, Any]) -> Iterator[int]:
     from dataclasses import replace
 
     from explorer.config import MeiliSettings
-    from explorer.serve import DOOR_LIMITS, AgentPage
+    from explorer.doors.serve import DOOR_LIMITS, AgentPage
 
     settings = MeiliSettings(url=door["meili"].url, index=INDEX)
     served = AgentPage(settings, port=0, limits=replace(DOOR_LIMITS, head_timeout=1.0)).start()
@@ -530,7 +530,7 @@ def test_admin_keys_still_stand_out_from_agent_keys(door: dict[str, Any], port: 
     """How the agent page refuses an admin key: a key that covers every index gets "not
     found" for a made-up index, an agent key "cannot access"; through both doors."""
     from explorer.config import MeiliSettings
-    from explorer.keys import create_key
+    from explorer.meili.keys import create_key
     from explorer.secrets import Secret
 
     settings = MeiliSettings(url=door["meili"].url, api_key=Secret(door["meili"].master_key),
@@ -560,7 +560,7 @@ def test_a_dead_meilisearch_is_a_502_that_names_no_address(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from explorer.config import MeiliSettings
-    from explorer.serve import AgentPage
+    from explorer.doors.serve import AgentPage
 
     dead = f"127.0.0.1:{free_port()}"
     served = AgentPage(MeiliSettings(url=f"http://{dead}", index=INDEX), port=0).start()
@@ -612,7 +612,7 @@ def test_each_upstream_timeout_is_logged_as_what_ran_out_and_after_how_long() ->
     """aiohttp's timeouts have empty messages; the log line says which limit was hit."""
     import aiohttp
 
-    from explorer.serve import _timed_out
+    from explorer.doors.serve import _timed_out
 
     limits = aiohttp.ClientTimeout(total=30, sock_connect=5, sock_read=2.5)
     assert _timed_out(aiohttp.ConnectionTimeoutError(), limits) == "no connection within 5 s"
@@ -645,7 +645,7 @@ def test_a_slowloris_connection_is_closed_within_the_head_timeout(port: int) -> 
 def test_the_door_reaches_meilisearch_through_the_proxy_the_environment_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from explorer.serve import env_proxy
+    from explorer.doors.serve import env_proxy
 
     for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
@@ -664,7 +664,7 @@ def test_a_cookie_from_upstream_is_not_sent_on_with_other_agents_searches() -> N
     import http.server
 
     from explorer.config import MeiliSettings
-    from explorer.serve import AgentPage
+    from explorer.doors.serve import AgentPage
 
     cookies: list[str | None] = []
 

@@ -16,7 +16,7 @@ from explorer.cli import cli
 from explorer.config import load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
-from explorer.reindex import reindex
+from explorer.jobs.reindex import reindex
 from tests.conftest import explorer_env
 
 INST = "INST00000001"

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from explorer.chats import Chat, normalize_chat
 from explorer.config import MeiliSettings
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.synthetic import Generator, render
-from explorer.documents import INDEX_SETTINGS, to_document
-from explorer.index import IndexStore
-from explorer.latin import latin_forms
-from explorer.query import Searcher
+from explorer.meili.client import IndexStore
+from explorer.meili.query import Searcher
+from explorer.records.chats import Chat, normalize_chat
+from explorer.records.documents import INDEX_SETTINGS, to_document
+from explorer.records.latin import latin_forms
 from explorer.secrets import Secret
 
 FOLDED = [

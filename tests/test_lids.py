@@ -14,18 +14,18 @@ import phonenumbers
 import pytest
 from click.testing import CliRunner
 
-from explorer.chats import Chat, normalize_chat
 from explorer.cli import cli
 from explorer.config import Config, load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
-from explorer.documents import doc_id
-from explorer.lids import LidMap, lookup_lid, merge, read_lid_map, resolve
-from explorer.query import search
-from explorer.reindex import dry_run, last_report, reindex
+from explorer.jobs.reindex import dry_run, last_report, reindex
+from explorer.jobs.sync import sync
+from explorer.meili.query import search
+from explorer.records.chats import Chat, normalize_chat
+from explorer.records.documents import doc_id
 from explorer.secrets import Secret
-from explorer.sync import sync
-from explorer.wawp import RetryPolicy, WawpClient
+from explorer.source.lids import LidMap, lookup_lid, merge, read_lid_map, resolve
+from explorer.source.wawp import RetryPolicy, WawpClient
 from tests.conftest import explorer_env, ground_truth
 
 INST = "INST00000001"

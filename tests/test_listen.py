@@ -36,9 +36,9 @@ from explorer.dev.webhooks import (
     sign,
     status_event,
 )
-from explorer.documents import doc_id
-from explorer.query import Filters, Searcher
-from explorer.reindex import reindex
+from explorer.jobs.reindex import reindex
+from explorer.meili.query import Filters, Searcher
+from explorer.records.documents import doc_id
 from tests.conftest import SANDBOX_INSTANCE, explorer_env, read_until
 
 INST = SANDBOX_INSTANCE
@@ -591,7 +591,7 @@ def test_a_poison_event_already_queued_becomes_a_dead_letter_and_stops_nothing(
 ) -> None:
     """An event journaled by an earlier version that no longer reads (an id Meilisearch
     refuses) is set aside with its reason; the events behind it are applied."""
-    from explorer.journal import Journal, journal_path
+    from explorer.jobs.journal import Journal, journal_path
 
     w = world()
     w.stop()
@@ -636,13 +636,13 @@ def test_a_chat_meilisearch_refuses_is_set_aside_and_the_rest_of_its_write_appli
     """Past the id check (switched off here, as for a rule Meilisearch may tighten), a write
     Meilisearch refuses is sent again chat by chat: only the refused chat's event is set
     aside, and nothing is taken for an outage."""
-    import explorer.events
-    from explorer.journal import Queued
-    from explorer.listen import Listener
+    import explorer.records.events
+    from explorer.doors.listen import Listener
+    from explorer.jobs.journal import Queued
 
-    monkeypatch.setattr(explorer.events, "MAX_DOC_ID", 10_000)
-    monkeypatch.setattr("explorer.chats.MAX_USER", 10_000)
-    monkeypatch.setattr("explorer.chats._USER_CHARS", _AnyChar())
+    monkeypatch.setattr(explorer.records.events, "MAX_DOC_ID", 10_000)
+    monkeypatch.setattr("explorer.records.chats.MAX_USER", 10_000)
+    monkeypatch.setattr("explorer.records.chats._USER_CHARS", _AnyChar())
     w = world()
     w.stop()
     listener = Listener(w.cfg)
@@ -792,7 +792,7 @@ def test_unknown_lids_are_looked_up_off_the_queue(world: Callable[..., World]) -
 def test_the_journal_keeps_no_message_text_and_only_its_owner_reads_it(
     world: Callable[..., World],
 ) -> None:
-    from explorer.journal import journal_path
+    from explorer.jobs.journal import journal_path
 
     w = world()
     event = message(SESSION, "4915100001400@c.us", int(time.time()))

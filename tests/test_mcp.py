@@ -29,7 +29,7 @@ from explorer.config import load_config
 from explorer.dev.meili_server import MeiliServer, free_port
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.sandbox_options import SandboxOptions
-from explorer.reindex import reindex
+from explorer.jobs.reindex import reindex
 from tests.conftest import register_secret
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -350,7 +350,7 @@ def test_the_read_only_key_and_a_tenant_token_are_accepted_and_unprobeable_actio
     """Exactly the allow-list passes. Deleting the index itself, dumps and snapshots have no
     route that refuses them harmlessly: a key holding them is accepted (probing would delete
     the index) and the banner names them; a tenant token cannot do them at all."""
-    from explorer.mcp_server import prepare
+    from explorer.doors.mcp_server import prepare
 
     master = meilisearch.Client(meili.url, meili.master_key)
     made = CliRunner().invoke(cli, ["keys", "create-search", "--instance", A],
@@ -381,7 +381,7 @@ def test_every_meilisearch_action_is_allowed_probed_or_named_unprobeable(
 ) -> None:
     """The allow-list is only as good as its list of the server's actions: Meilisearch names
     them all when it refuses an unknown one, so a new release's actions fail here."""
-    from explorer.readonly import PROBES, READ_ONLY_ACTIONS, UNPROBEABLE, WILDCARDS
+    from explorer.meili.readonly import PROBES, READ_ONLY_ACTIONS, UNPROBEABLE, WILDCARDS
 
     refused = httpx.post(
         f"{meili.url}/keys",
@@ -551,7 +551,7 @@ def test_http_transport_on_a_busy_port_is_one_line(world: dict[str, Any]) -> Non
 def test_key_file_and_token_from_the_environment_are_used(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
-    from explorer.mcp_server import prepare
+    from explorer.doors.mcp_server import prepare
 
     key_file = tmp_path / "search-key"
     key_file.write_text(world["key"] + "\n")

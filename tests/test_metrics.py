@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from explorer.dev.meili_server import MeiliServer, free_port
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.webhooks import message
-from explorer.reindex import last_report
+from explorer.jobs.reindex import last_report
 from tests.conftest import SANDBOX_INSTANCE, explorer_env
 from tests.test_listen import SESSION, World, wait_until, world  # noqa: F401 - the fixture
 
@@ -128,7 +128,7 @@ def test_serve_exports_the_index_state_beside_the_door(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     from explorer.config import load_config
-    from explorer.reindex import reindex
+    from explorer.jobs.reindex import reindex
 
     path, env = config_env(make_sandbox(chats=40), token, meili, index_name, tmp_path)
     cfg = load_config(path, env=env)

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from explorer.cli import cli
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
-from explorer.schedule import next_run, run_schedule
+from explorer.jobs.schedule import next_run, run_schedule
 from tests.conftest import explorer_env, ground_truth, read_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def test_schedule_keeps_going_after_a_refused_swap(
         )
 
     assert reindex_once_against(full) == 0
-    with caplog.at_level(logging.WARNING, logger="explorer.schedule"):
+    with caplog.at_level(logging.WARNING, logger="explorer.jobs.schedule"):
         code = reindex_once_against(empty)
     assert code == 3 and "refusing to swap" in caplog.text
 

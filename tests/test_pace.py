@@ -12,14 +12,14 @@ import meilisearch
 import pytest
 
 from explorer.config import load_config
-from explorer.crawl import Crawler, CrawlOptions
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.errors import WawpAuthError
-from explorer.pace import Pace
-from explorer.reindex import reindex
+from explorer.jobs.reindex import reindex
 from explorer.secrets import Secret
-from explorer.wawp import RetryPolicy, WawpClient
+from explorer.source.crawl import Crawler, CrawlOptions
+from explorer.source.pace import Pace
+from explorer.source.wawp import RetryPolicy, WawpClient
 from tests.conftest import explorer_env, ground_truth, register_secret
 
 

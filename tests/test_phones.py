@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from explorer.phones import MIN_SUFFIX, phone_forms, phone_query, phone_variants, pretty_phone
+from explorer.records.phones import (
+    MIN_SUFFIX,
+    phone_forms,
+    phone_query,
+    phone_variants,
+    pretty_phone,
+)
 
 
 def example_numbers() -> list[str]:

@@ -14,15 +14,15 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-import explorer.reindex as reindex_mod
+import explorer.jobs.reindex as reindex_mod
 from explorer.cli import cli
 from explorer.config import Config, load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
-from explorer.documents import doc_id
 from explorer.errors import MeiliError, SafetyCheckFailed
-from explorer.reindex import dry_run, last_report, reindex
-from explorer.state import IndexBusy, index_lock, state_dir
+from explorer.jobs.reindex import dry_run, last_report, reindex
+from explorer.jobs.state import IndexBusy, index_lock, state_dir
+from explorer.records.documents import doc_id
 from tests.conftest import explorer_env, ground_truth
 
 INST = "INST00000001"
@@ -463,7 +463,7 @@ def test_a_sync_after_a_death_between_swap_and_cleanup_cannot_undo_the_swap(
     index_name: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from explorer.sync import sync
+    from explorer.jobs.sync import sync
 
     sb = make_sandbox(chats=200)
     cfg = config_for(sb)
@@ -488,7 +488,7 @@ def test_one_chat_under_two_raw_ids_is_one_document_and_the_count_check_holds(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from explorer.wawp import WawpClient
+    from explorer.source.wawp import WawpClient
 
     sb = make_sandbox(chats=200)
     cfg = config_for(sb)

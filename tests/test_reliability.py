@@ -27,7 +27,7 @@ from explorer.config import load_config
 from explorer.dev.meili_server import MeiliServer, free_port
 from explorer.dev.sandbox import Sandbox, sandbox_process
 from explorer.errors import MeiliError
-from explorer.reindex import reindex
+from explorer.jobs.reindex import reindex
 from tests.conftest import explorer_env, ground_truth
 
 INST = "INST00000001"

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from explorer.cli import cli
 from explorer.config import Config
 from explorer.errors import ConfigError
-from explorer.schedule import next_run, run_schedule, zone_named
+from explorer.jobs.schedule import next_run, run_schedule, zone_named
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

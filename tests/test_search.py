@@ -22,8 +22,8 @@ from explorer.config import load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.sandbox_options import SandboxOptions
-from explorer.query import Filters
-from explorer.reindex import reindex
+from explorer.jobs.reindex import reindex
+from explorer.meili.query import Filters
 from tests.conftest import register_secret
 
 A, B = "INST0000000A", "INST0000000B"
@@ -349,7 +349,7 @@ def test_stats(world: dict[str, Any]) -> None:
 
 
 def test_a_fresh_build_has_no_settings_drift_and_says_so_in_json(world: dict[str, Any]) -> None:
-    from explorer.settings import index_settings
+    from explorer.meili.settings import index_settings
 
     report = index_settings(world["cfg"].meilisearch)
     assert report.ok and report.drift == {} and not report.applied
@@ -365,8 +365,8 @@ def test_search_on_a_missing_index_says_so(world: dict[str, Any]) -> None:
 
 
 def test_matches_are_highlighted_on_a_terminal_only(world: dict[str, Any]) -> None:
-    from explorer.output import hits_table
-    from explorer.query import Searcher
+    from explorer.meili.query import Searcher
+    from explorer.records.output import hits_table
 
     with Searcher(world["cfg"].meilisearch) as searcher:
         hits = searcher.search("alvar", limit=3).hits
@@ -484,7 +484,7 @@ def run_query_js(program: str, data: Any) -> Any:
 
 @pytest.mark.parametrize("case", QUERY_CASES, ids=lambda c: c["input"] or "empty")
 def test_query_preparation_matches_the_shared_table(case: dict[str, Any]) -> None:
-    from explorer.phones import phone_query
+    from explorer.records.phones import phone_query
 
     assert phone_query(case["input"]) == case["digits"]
 

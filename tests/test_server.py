@@ -1,4 +1,4 @@
-"""The shared HTTP server (explorer/server.py), probed over raw sockets: framing, body
+"""The shared HTTP server (explorer/doors/server.py), probed over raw sockets: framing, body
 limits, slow clients, and what reaches the log."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from explorer.server import HttpServer, Limits, healthz
+from explorer.doors.server import HttpServer, Limits, healthz
 
 LIMITS = Limits(max_body=1000, head_timeout=1.0, body_timeout=1.0, idle_timeout=1.0)
 SAFETY = 15.0  # a client-side bound, so that a broken server fails the test instead of hanging
@@ -94,7 +94,7 @@ def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 
 
 def one_line_records(caplog: pytest.LogCaptureFixture) -> list[str]:
-    records = [r for r in caplog.records if r.name.startswith("explorer.server")]
+    records = [r for r in caplog.records if r.name.startswith("explorer.doors.server")]
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
     return [r.getMessage() for r in records]
 
@@ -277,7 +277,7 @@ def test_a_busy_port_is_an_os_error(server: HttpServer) -> None:
     ],
 )  # fmt: skip
 def test_the_start_line_names_the_address_listened_on(host: str, url: str, said: str) -> None:
-    from explorer.server import bound_to
+    from explorer.doors.server import bound_to
 
     assert bound_to(host, url) == said
 

@@ -18,9 +18,9 @@ from explorer.config import Config, load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.errors import MeiliError, WawpProtocolError
-from explorer.reindex import reindex
-from explorer.state import IndexBusy, index_lock, state_dir
-from explorer.sync import sync
+from explorer.jobs.reindex import reindex
+from explorer.jobs.state import IndexBusy, index_lock, state_dir
+from explorer.jobs.sync import sync
 from tests.conftest import explorer_env, ground_truth
 
 INST = "INST00000001"
@@ -185,10 +185,10 @@ def test_summary_json_and_stats(setup: Callable[..., Any]) -> None:
 def test_newest_first_impossible_is_a_clear_error(setup: Callable[..., Any]) -> None:
     import httpx
 
-    from explorer.crawl import PageSource
+    from explorer.jobs.sync import _newest_first
     from explorer.secrets import Secret
-    from explorer.sync import _newest_first
-    from explorer.wawp import WawpClient
+    from explorer.source.crawl import PageSource
+    from explorer.source.wawp import WawpClient
 
     old_first = [{"id": f"{i}@c.us", "conversationTimestamp": 1_700_000_000 + i} for i in range(5)]
     client = WawpClient(

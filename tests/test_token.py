@@ -34,7 +34,7 @@ from explorer.errors import (
     WawpUnavailable,
 )
 from explorer.secrets import Secret
-from explorer.wawp import RetryPolicy, WawpClient
+from explorer.source.wawp import RetryPolicy, WawpClient
 from tests.conftest import register_secret
 
 ROOT = Path(__file__).resolve().parent.parent

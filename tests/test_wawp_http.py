@@ -25,13 +25,13 @@ from typing import Any
 import httpx
 import pytest
 
-import explorer.wawp
-from explorer.crawl import Crawler, CrawlOptions
+import explorer.source.wawp
 from explorer.dev.meili_server import free_port
 from explorer.dev.sandbox import Sandbox
 from explorer.errors import WawpError, WawpProtocolError, WawpUnavailable
 from explorer.secrets import Secret
-from explorer.wawp import RetryPolicy, WawpClient
+from explorer.source.crawl import Crawler, CrawlOptions
+from explorer.source.wawp import RetryPolicy, WawpClient
 from tests.conftest import ground_truth
 
 SECRET = "tok-3f9a7c1e5b"
@@ -227,7 +227,7 @@ def test_a_reply_past_the_cap_is_a_protocol_error_however_small_on_the_wire(
     """A gzip bomb: a few hundred bytes that decode to far more than any page."""
     import gzip
 
-    monkeypatch.setattr(explorer.wawp, "MAX_BODY_BYTES", 100_000)
+    monkeypatch.setattr(explorer.source.wawp, "MAX_BODY_BYTES", 100_000)
     bomb = gzip.compress(b"[" + b" " * 1_000_000 + b"]")
     transport = httpx.MockTransport(
         lambda r: httpx.Response(200, content=bomb, headers={"Content-Encoding": "gzip"})

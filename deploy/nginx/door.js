@@ -12,7 +12,7 @@
 // - the multi-search body is parsed and sent on re-encoded, so Meilisearch reads exactly
 //   what was checked;
 // - GET /indexes and GET /stats are cut down to the pinned index.
-// The same rules as `explorer serve` (explorer/serve.py); tests/test_door.py probes both.
+// The same rules as `explorer serve` (explorer/doors/serve.py); tests/test_door.py probes both.
 
 const INDEX_UID = /^[A-Za-z0-9_-]{1,512}$/;
 const JSON_TYPE = "application/json";

@@ -28,9 +28,9 @@ from explorer.dev.sandbox_options import SandboxOptions
 from explorer.secrets import Secret
 
 if TYPE_CHECKING:
-    from explorer.query import SearchResult
-    from explorer.reindex import Progress, ReindexReport
-    from explorer.serve import AgentPage
+    from explorer.doors.serve import AgentPage
+    from explorer.jobs.reindex import Progress, ReindexReport
+    from explorer.meili.query import SearchResult
 
 INSTANCE = "DEMO00000001"
 AGENT_PAGE_PORT = 8700
@@ -126,8 +126,8 @@ def write_env(path: Path, cfg: Config, admin_key: str) -> Path:
 
 def sample_searches(cfg: Config) -> list[tuple[str, SearchResult]]:
     """Three searches a newcomer can retype: a first name, a phone number, silent groups."""
-    from explorer.phones import pretty_phone
-    from explorer.query import Filters, Searcher
+    from explorer.meili.query import Filters, Searcher
+    from explorer.records.phones import pretty_phone
 
     with Searcher(cfg.meilisearch) as searcher:
         people = searcher.search("", Filters(chat_type="individual"), limit=100).hits
@@ -156,7 +156,7 @@ class DemoReport:
     searches: list[tuple[str, SearchResult]] = field(default_factory=list)
 
     def summary(self, colour: bool = False) -> str:
-        from explorer.output import hits_table
+        from explorer.records.output import hits_table
 
         lines = [self.reindex.summary()]
         for title, result in self.searches:
@@ -213,9 +213,9 @@ class Demo:
 
     def run(self, progress: Progress | None = None) -> DemoReport:
         """Reindex the sandbox, search it, and serve the agent page with a fresh key."""
-        from explorer.keys import admin_key, create_agent_key
-        from explorer.reindex import reindex
-        from explorer.serve import AgentPage
+        from explorer.doors.serve import AgentPage
+        from explorer.jobs.reindex import reindex
+        from explorer.meili.keys import admin_key, create_agent_key
 
         if self.cfg is None or self.meili is None:
             raise RuntimeError("Demo.run() belongs inside `with Demo(...) as demo:`")

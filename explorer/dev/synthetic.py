@@ -49,7 +49,7 @@ COUNTRIES: Final[tuple[tuple[str, tuple[str, ...], str], ...]] = (
 )
 
 # Names by script. Latin has letters Unicode does not decompose (Ł, Đ, Ø, Þ, ß: no
-# accent to strip) beside accented ones, so the Latin-letter search (explorer/latin.py)
+# accent to strip) beside accented ones, so the Latin-letter search (explorer/records/latin.py)
 # meets them as it meets Cyrillic, Arabic and Devanagari (ß begins no word: Straßer).
 FIRST: Final[dict[str, tuple[str, ...]]] = {
     "latin": (

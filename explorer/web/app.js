@@ -103,7 +103,7 @@ function explainKeyError(err) {
 
 // An agent key can search one index and nothing else. Through the door (explorer serve or
 // the compose proxy) nothing but searches passes anyway, whatever else the key holds, so
-// the page does not probe every action as `explorer mcp` does (explorer/readonly.py, the
+// the page does not probe every action as `explorer mcp` does (explorer/meili/readonly.py, the
 // one list of what a read-only key may hold): it cannot, the door passes only searches.
 // A key that covers every index is refused, so that nobody gets used to pasting an
 // admin or master key here.

@@ -1,5 +1,5 @@
 // How the agent page turns what an agent typed into a Meilisearch query: the same rules as
-// `explorer search` (explorer/phones.py, explorer/query.py). Both sides are tested against
+// `explorer search` (explorer/records/phones.py, explorer/meili/query.py). Both sides are tested against
 // one table of cases (tests/data/query_cases.json), so they cannot drift apart.
 
 export const MIN_SUFFIX = 7;
@@ -42,7 +42,7 @@ export function quote(value) {
 export const DAY = 86400;
 const FLAGS = ["archived", "pinned", "muted", "phone_hidden"];
 
-// Filter clauses (ANDed) for the page's controls, written as explorer/filters.py writes
+// Filter clauses (ANDed) for the page's controls, written as explorer/records/filters.py writes
 // them: both are held to tests/data/filter_cases.json. `now` is in milliseconds (Date.now());
 // `skip` leaves one facet's own filter out so that facet can show counts for its other values.
 export function filterClauses(f, now, skip = null) {

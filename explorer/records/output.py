@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 import unicodedata
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import click
 
-from explorer.phones import pretty_phone
-from explorer.query import HL_POST, HL_PRE
+from explorer.records.phones import pretty_phone
+
+# What Meilisearch puts around a match (the searches here ask for these): control
+# characters no name holds, turned into colour or dropped when shown.
+HL_PRE: Final = "\x01"
+HL_POST: Final = "\x02"
 
 
 def width(text: str) -> int:

@@ -22,7 +22,7 @@ it. These are named wherever a key is accepted; a tenant token can do none of th
 
 The web page's own check (web/app.js ``looksPowerful``) is smaller on purpose: the page
 reaches Meilisearch only through a door that passes on nothing but searches
-(:mod:`explorer.serve`, deploy/nginx/agent-ui.conf), so whatever else its key holds cannot
+(:mod:`explorer.doors.serve`, deploy/nginx/agent-ui.conf), so whatever else its key holds cannot
 be used from it; the page only refuses keys that reach every index, so that nobody gets
 used to pasting an admin key.
 """
@@ -39,7 +39,7 @@ from typing import Final
 import httpx
 
 from explorer.config import MeiliSettings
-from explorer.meili import unreachable
+from explorer.meili.errors import unreachable
 
 READ_ONLY_ACTIONS: Final = ("search", "indexes.get", "stats.get", "version")
 

@@ -1,7 +1,7 @@
 """Rules about talking to Meilisearch that both of its clients here share.
 
-Reindexing uses the official client (:mod:`explorer.index`); searching uses httpx directly
-(:mod:`explorer.query`), so that ``explorer search`` starts without importing the official
+Reindexing uses the official client (:mod:`explorer.meili.client`); searching uses httpx directly
+(:mod:`explorer.meili.query`), so that ``explorer search`` starts without importing the official
 client. Whichever met a reply, this module decides what it means for the operator
 (:func:`error`) and how to walk a list Meilisearch hands out a page at a time (:func:`pages`).
 It imports neither client.

@@ -1,6 +1,6 @@
 """`explorer settings`: the live index's settings against the ones in code.
 
-:data:`explorer.documents.INDEX_SETTINGS` is what every build gets. A live index can drift
+:data:`explorer.records.documents.INDEX_SETTINGS` is what every build gets. A live index can drift
 from it (an older version built it, or someone changed a setting by hand); this reports
 the difference and, asked to, applies only the settings that differ.
 """
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.config import MeiliSettings
-from explorer.documents import INDEX_SETTINGS, settings_drift
-from explorer.index import IndexStore
-from explorer.meili import missing_index
+from explorer.meili.client import IndexStore
+from explorer.meili.errors import missing_index
+from explorer.records.documents import INDEX_SETTINGS, settings_drift
 
 
 @dataclass

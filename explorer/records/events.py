@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import orjson
 
-from explorer.chats import MalformedChat, clean_name, normalize_jid, to_timestamp
-from explorer.documents import MAX_DOC_ID, doc_id
+from explorer.records.chats import MalformedChat, clean_name, normalize_jid, to_timestamp
+from explorer.records.documents import MAX_DOC_ID, doc_id
 
 APPLIED: Final = ("message.any", "group.v2.join", "group.v2.leave", "group.v2.update",
                   "chat.archive")  # fmt: skip
@@ -209,7 +209,7 @@ def read_event(
     """The updates one event implies (none for events the index does not care about).
 
     A chat named by its LID is the chat of the phone number behind it when ``resolve``
-    knows it, as the crawl indexes it (:mod:`explorer.lids`), with the LID kept."""
+    knows it, as the crawl indexes it (:mod:`explorer.source.lids`), with the LID kept."""
     resolve = resolve or no_lids
     kind = envelope["event"]
     payload = envelope.get("payload")

@@ -1,8 +1,8 @@
 """`explorer listen`: Wawp's webhooks applied to the live index within seconds.
 
-A request is answered 2xx only once its event is in the journal (:mod:`explorer.journal`);
+A request is answered 2xx only once its event is in the journal (:mod:`explorer.jobs.journal`);
 an applier thread then takes what gathered since its last write, merges the updates per
-chat (:mod:`explorer.events`), reads those chats' current documents, and sends one
+chat (:mod:`explorer.records.events`), reads those chats' current documents, and sends one
 partial update for the lot. A few writes may be in flight while Meilisearch indexes; the
 events of each leave the journal only once Meilisearch has applied it. Meilisearch down:
 the queue grows (bounded: past it, 503 so the sender retries) and drains when it is back.
@@ -36,11 +36,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from explorer.chats import MalformedChat, normalize_chat
 from explorer.config import Config, Instance
-from explorer.documents import doc_id, to_document
+from explorer.doors.metrics import new_registry, routes
 from explorer.errors import ConfigError, ExplorerError, MeiliError, MeiliRefused, MeiliTaskFailed
-from explorer.events import (
+from explorer.jobs.journal import Journal, Queued, journal_path
+from explorer.jobs.reindex import last_report
+from explorer.jobs.state import read_json, state_dir
+from explorer.meili.client import TERMINAL, IndexStore, call
+from explorer.records.chats import MalformedChat, normalize_chat
+from explorer.records.documents import doc_id, to_document
+from explorer.records.events import (
     APPLIED,
     BadEvent,
     Event,
@@ -52,14 +57,9 @@ from explorer.events import (
     read_event,
     slim,
 )
-from explorer.index import TERMINAL, IndexStore, call
-from explorer.journal import Journal, Queued, journal_path
-from explorer.metrics import new_registry, routes
-from explorer.reindex import last_report
 from explorer.secrets import redact
-from explorer.state import read_json, state_dir
 
-log = logging.getLogger("explorer.listen")
+log = logging.getLogger("explorer.doors.listen")
 
 WINDOW = 0.1  # seconds between writes at least: what arrives meanwhile is one write
 BATCH = 5000  # events per write at most
@@ -143,7 +143,7 @@ OnFound = Callable[[str, str, str], None]
 
 class WawpLids:
     """LIDs met in events, resolved one by one with ``/v2/lids/{lid}``
-    (:func:`explorer.lids.lookup_lid`) and remembered: an answer for a day, "unknown"
+    (:func:`explorer.source.lids.lookup_lid`) and remembered: an answer for a day, "unknown"
     (or no answer) for ten minutes, since a mapping can appear later.
 
     Never on the applier's path: a LID not known yet answers None at once (the event is
@@ -191,7 +191,7 @@ class WawpLids:
 
     def lookup(self, instance_id: str, lid: str) -> str | None:
         """Ask Wawp (with its retries) and remember the answer."""
-        from explorer.lids import lookup_lid
+        from explorer.source.lids import lookup_lid
 
         key = (instance_id, lid)
         phone: str | None = None
@@ -218,8 +218,8 @@ class WawpLids:
         self._clients.clear()
 
     def _client(self, instance_id: str) -> Any:
-        from explorer.crawl import open_client
-        from explorer.wawp import RetryPolicy
+        from explorer.source.crawl import open_client
+        from explorer.source.wawp import RetryPolicy
 
         client = self._clients.get(instance_id)
         if client is None:
@@ -242,8 +242,8 @@ class Sessions:
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
-        from explorer.crawl import open_client
-        from explorer.wawp import RetryPolicy
+        from explorer.source.crawl import open_client
+        from explorer.source.wawp import RetryPolicy
 
         self._last = time.monotonic()
         for inst in self.cfg.wawp.instances:
@@ -767,7 +767,7 @@ class Listener:
         threading.Thread(target=self._sync_one, args=(inst,), daemon=True).start()
 
     def _sync_one(self, inst: Instance) -> None:
-        from explorer.sync import sync
+        from explorer.jobs.sync import sync
 
         one = replace(self.cfg, wawp=replace(self.cfg.wawp, instances=(inst,)))
         try:
@@ -836,9 +836,9 @@ class _Hide(logging.Filter):
 def run_listener(
     cfg: Config, host: str, port: int, *, ready: Callable[[str], None] | None = None
 ) -> None:
-    """Serve until SIGINT or SIGTERM, on the shared server (explorer.server): its limits
+    """Serve until SIGINT or SIGTERM, on the shared server (explorer.doors.server): its limits
     (body size, head and body deadlines, connections) are the receiver's."""
-    from explorer.server import HttpServer, Limits
+    from explorer.doors.server import HttpServer, Limits
 
     cfg.require_instances()
     if not cfg.webhooks.hmac_key and not cfg.webhooks.secret:
@@ -848,7 +848,11 @@ def run_listener(
         )
     if cfg.webhooks.secret:
         hide = _Hide(cfg.webhooks.secret.reveal())
-        for name in ("explorer.server", "explorer.server.http", "explorer.listen"):
+        for name in (
+            "explorer.doors.server",
+            "explorer.doors.server.http",
+            "explorer.doors.listen",
+        ):
             logging.getLogger(name).addFilter(hide)
     listener = Listener(cfg)
     reasons = {413: "too_large", 408: "too_slow"}

@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from explorer.config import Config
 from explorer.errors import ConfigError, ExplorerError
-from explorer.state import IndexBusy
+from explorer.jobs.state import IndexBusy
 
-log = logging.getLogger("explorer.schedule")
+log = logging.getLogger("explorer.jobs.schedule")
 
 
 def parse_at(value: str) -> dt.time:
@@ -80,7 +80,7 @@ def next_run(now: dt.datetime, at: dt.time, zone: dt.tzinfo | None = None) -> dt
 def _run(name: str, job: Callable[[], object], cfg: Config | None = None) -> int:
     code = _outcome(name, job)
     if cfg is not None:
-        from explorer.metrics import record_outcome
+        from explorer.doors.metrics import record_outcome
 
         try:
             record_outcome(cfg, name, code)  # for /metrics here, on listen and on serve
@@ -125,8 +125,8 @@ def run_schedule(
     ``jobs`` replaces the reindex and sync calls and ``now`` the clock (tests);
     ``on_next`` hears each newly computed reindex time and ``on_run`` each job's exit
     code (metrics)."""
-    from explorer.reindex import reindex
-    from explorer.sync import sync
+    from explorer.jobs.reindex import reindex
+    from explorer.jobs.sync import sync
 
     zone = zone or zone_named()
     todo = jobs or {"reindex": lambda: reindex(cfg), "sync": lambda: sync(cfg, wait=60)}
@@ -175,7 +175,7 @@ class ScheduleMetrics:
     def __init__(self, cfg: Config) -> None:
         from prometheus_client import Counter, Gauge
 
-        from explorer.metrics import new_registry
+        from explorer.doors.metrics import new_registry
 
         self.registry = new_registry(cfg)
         self.next_reindex = Gauge(
@@ -198,7 +198,7 @@ class ScheduleMetrics:
         """Serve in a thread on the shared server; returns it (``stop()`` ends it)."""
         from starlette.applications import Starlette
 
-        from explorer.metrics import routes
-        from explorer.server import HttpServer
+        from explorer.doors.metrics import routes
+        from explorer.doors.server import HttpServer
 
         return HttpServer(Starlette(routes=routes(self.registry)), host, port).start()

@@ -54,7 +54,7 @@ class Chat:
     unread_count: int | None
     engine_shape: str
     username: str | None = None  # WhatsApp username (without "@"), where the engine gives one
-    # A person listed under two ids, merged (explorer.lids.merge): each listing's JID,
+    # A person listed under two ids, merged (explorer.source.lids.merge): each listing's JID,
     # activity and unread count, so a later sync can merge again without counting twice.
     listings: tuple[tuple[str, int | None, int | None], ...] | None = None
 

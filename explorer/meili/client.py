@@ -19,8 +19,8 @@ from meilisearch.errors import (
 
 from explorer.config import MeiliSettings
 from explorer.errors import MeiliError, MeiliTaskFailed
-from explorer.filters import instance_id_is
-from explorer.meili import PAGE, error, pages, unreachable
+from explorer.meili.errors import PAGE, error, pages, unreachable
+from explorer.records.filters import instance_id_is
 from explorer.secrets import redact
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ def connect(settings: MeiliSettings, *, timeout: float = 30.0) -> meilisearch.Cl
 
 def translate(exc: MeilisearchError, url: str, index: str | None = None) -> MeiliError:
     """The official client's exception as the one-line :class:`MeiliError` of
-    :func:`explorer.meili.error`, without the key a URL may carry."""
+    :func:`explorer.meili.errors.error`, without the key a URL may carry."""
     if isinstance(exc, MeilisearchCommunicationError):
         return unreachable(url)
     if isinstance(exc, MeilisearchTimeoutError):

@@ -17,12 +17,12 @@ the door checked (no duplicate-key games).
 
 Why a door and not the browser talking to Meilisearch directly: a browser cannot ask for an
 uncompressed reply, and Meilisearch's compressed replies on a kept-alive connection stall
-about 40 ms each (the same stall :mod:`explorer.query` avoids). Here the upstream request
+about 40 ms each (the same stall :mod:`explorer.meili.query` avoids). Here the upstream request
 asks for ``identity``, and the page's Content-Security-Policy can be
 ``connect-src 'self'``. The key rides in the URL fragment to the page, which browsers never
 send to a server.
 
-The HTTP side (timeouts, body limit, framing, connection cap) is :mod:`explorer.server`.
+The HTTP side (timeouts, body limit, framing, connection cap) is :mod:`explorer.doors.server`.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from explorer.config import MeiliSettings
-from explorer.server import HttpServer, Limits
+from explorer.doors.server import HttpServer, Limits
 
-log = logging.getLogger("explorer.serve")
+log = logging.getLogger("explorer.doors.serve")
 
 WEB = Path(str(files("explorer") / "web"))
 FILES = ("index.html", "app.js", "query.js", "app.css")
@@ -183,7 +183,7 @@ class Door:
 
     def __init__(self, meili: MeiliSettings, extra: list[Route] | None = None) -> None:
         self.meili = meili
-        self.extra = extra or []  # /metrics and /healthz (explorer.metrics), before the rest
+        self.extra = extra or []  # /metrics and /healthz (explorer.doors.metrics), before the rest
         self.config = orjson.dumps({"meili": "", "index": meili.index})
         self.upstream: aiohttp.ClientSession | None = None
         self.timeout = aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT, sock_connect=UPSTREAM_CONNECT)

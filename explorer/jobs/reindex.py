@@ -22,10 +22,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from explorer.chats import Chat
 from explorer.config import Config, Instance
-from explorer.crawl import Checkpoint, Crawler, CrawlStats, open_client, options_from, pace_for
-from explorer.documents import (
+from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
+from explorer.jobs.state import index_lock, read_json, state_dir, write_json
+from explorer.meili.client import TERMINAL, IndexStore, dumps
+from explorer.records.chats import Chat
+from explorer.records.documents import (
     DOCUMENT_FIELDS,
     INDEX_SETTINGS,
     chat_from_document,
@@ -33,15 +35,20 @@ from explorer.documents import (
     fingerprint,
     to_document,
 )
-from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
-from explorer.filters import quote
-from explorer.index import TERMINAL, IndexStore, dumps
-from explorer.lids import LidMap, Merger, Written, read_lid_map
-from explorer.pace import Pace, PaceStats
-from explorer.state import index_lock, read_json, state_dir, write_json
-from explorer.wawp import WawpClient
+from explorer.records.filters import quote
+from explorer.source.crawl import (
+    Checkpoint,
+    Crawler,
+    CrawlStats,
+    open_client,
+    options_from,
+    pace_for,
+)
+from explorer.source.lids import LidMap, Merger, Written, read_lid_map
+from explorer.source.pace import Pace, PaceStats
+from explorer.source.wawp import WawpClient
 
-log = logging.getLogger("explorer.reindex")
+log = logging.getLogger("explorer.jobs.reindex")
 
 STATE_VERSION = 1
 Progress = Callable[[str, str, int], None]  # (event, instance or index, count)
@@ -252,7 +259,7 @@ def _build_name() -> str:
 
 
 # Documents, the checkpoint that covers them, the LID counts then, and document ids to
-# delete after them (LID documents parked by explorer.lids.Merger, now settled).
+# delete after them (LID documents parked by explorer.source.lids.Merger, now settled).
 OnPage = Callable[[list[dict[str, Any]], Checkpoint, dict[str, Any], list[str]], None]
 
 
@@ -300,7 +307,7 @@ Handed = tuple[list[Chat], Checkpoint, list[str]]
 
 class People:
     """One instance's chats as people: LID chats resolved to their phone identity and a
-    person listed twice merged (:mod:`explorer.lids`).
+    person listed twice merged (:mod:`explorer.source.lids`).
 
     The LID map is read on a thread of its own while the crawl runs, through the same
     client, so under the same request budget and retries. Pages that come before the map

@@ -25,13 +25,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from explorer.chats import Chat, MalformedChat, normalize_chat, raw_id
 from explorer.config import Config, Instance, WawpSettings
 from explorer.errors import CrawlStalled, WawpProtocolError
-from explorer.pace import Pace
-from explorer.wawp import RetryPolicy, WawpClient
+from explorer.records.chats import Chat, MalformedChat, normalize_chat, raw_id
+from explorer.source.pace import Pace
+from explorer.source.wawp import RetryPolicy, WawpClient
 
-log = logging.getLogger("explorer.crawl")
+log = logging.getLogger("explorer.source.crawl")
 
 MAX_SAMPLES = 5
 

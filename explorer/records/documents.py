@@ -14,9 +14,9 @@ import json
 import time
 from typing import Any, Final
 
-from explorer.chats import Chat
-from explorer.latin import latin_forms
-from explorer.phones import phone_forms
+from explorer.records.chats import Chat
+from explorer.records.latin import latin_forms
+from explorer.records.phones import phone_forms
 
 SCHEMA_VERSION: Final = 4
 MAX_DOC_ID: Final = 511  # bytes of a document id Meilisearch accepts

@@ -55,8 +55,8 @@ class CheckReport:
 
 
 def check_instance(cfg: Config, inst: Instance) -> Verdict:
-    from explorer.crawl import open_client
-    from explorer.wawp import RetryPolicy
+    from explorer.source.crawl import open_client
+    from explorer.source.wawp import RetryPolicy
 
     name = inst.id + (f" ({inst.label})" if inst.label else "")
     retry = RetryPolicy(budget_seconds=CHECK_RETRY_SECONDS, max_delay=1.0)
@@ -75,7 +75,7 @@ def check_instance(cfg: Config, inst: Instance) -> Verdict:
 
 
 def check_meilisearch(cfg: Config) -> Verdict:
-    from explorer.index import check_server
+    from explorer.meili.client import check_server
 
     url = cfg.meilisearch.url
     try:

@@ -13,7 +13,7 @@ One SQLite file in the state directory (``webhooks-<index>.sqlite3``), in WAL mo
   for a retry (``retry`` set: the listener moves them back to the inbox);
 - ``meta``: the last event applied and the last swap handled (``explorer stats``).
 
-Only the slimmed envelope is kept (:func:`explorer.events.slim`: no message text), the
+Only the slimmed envelope is kept (:func:`explorer.records.events.slim`: no message text), the
 file is readable by its owner alone, and deleted rows are overwritten (``secure_delete``).
 
 Appends from the HTTP handlers go through one writer thread that commits whatever has
@@ -36,8 +36,8 @@ from typing import Any, Literal
 
 from explorer.config import Config
 from explorer.errors import ExplorerError
-from explorer.events import MAX_AGE
-from explorer.state import state_dir
+from explorer.jobs.state import state_dir
+from explorer.records.events import MAX_AGE
 
 SEEN_SECONDS = 2 * MAX_AGE  # twice the oldest event accepted: a replay is a duplicate
 Outcome = Literal["queued", "duplicate", "full"]

@@ -6,7 +6,7 @@ any other key (the admin keys, other tools'). Two kinds:
 
 - an **agent** key (:data:`AGENT_ACTIONS`): the smallest the Meilisearch web UI accepts; it
   cannot write, read settings or fetch documents one by one. It is exactly the read-only
-  allow-list (:data:`explorer.readonly.READ_ONLY_ACTIONS`) that the MCP server holds keys to;
+  allow-list (:data:`explorer.meili.readonly.READ_ONLY_ACTIONS`) that the MCP server holds keys to;
 - a **search** key (``search`` only) for other tools, or a tenant token signed with one
   that only ever sees one instance's chats.
 """
@@ -19,10 +19,10 @@ from typing import Any, Final
 
 from explorer.config import MeiliSettings
 from explorer.errors import MeiliError, QueryError
-from explorer.filters import instance_id_is
-from explorer.index import call, connect, get_all, meili_errors
-from explorer.query import Searcher
-from explorer.readonly import READ_ONLY_ACTIONS
+from explorer.meili.client import call, connect, get_all, meili_errors
+from explorer.meili.query import Searcher
+from explorer.meili.readonly import READ_ONLY_ACTIONS
+from explorer.records.filters import instance_id_is
 
 KEY_PREFIX: Final = "WhatsApp Explorer"
 AGENT_ACTIONS: Final = READ_ONLY_ACTIONS

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from explorer.config import Config
-from explorer.state import read_json, state_dir
+from explorer.jobs.state import read_json, state_dir
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DOCUMENTS_TTL = 15.0  # seconds a documents-per-instance count is reused between scrapes
@@ -32,7 +32,7 @@ def outcomes_path(cfg: Config) -> Any:
 
 def record_outcome(cfg: Config, job: str, exit_code: int, at: float | None = None) -> None:
     """Remember how a reindex or sync ended (listen and serve report it too)."""
-    from explorer.state import write_json
+    from explorer.jobs.state import write_json
 
     path = outcomes_path(cfg)
     data = read_json(path)
@@ -53,7 +53,7 @@ class StateCollector(Collector):
         if time.monotonic() - at < DOCUMENTS_TTL:
             return cached
         from explorer.errors import ExplorerError
-        from explorer.stats import index_counts
+        from explorer.jobs.stats import index_counts
 
         try:
             counts = index_counts(self.cfg.meilisearch)["instance_id"]
@@ -63,8 +63,8 @@ class StateCollector(Collector):
         return counts
 
     def collect(self) -> Iterator[Metric]:
-        from explorer.reindex import last_report
-        from explorer.sync import load_state
+        from explorer.jobs.reindex import last_report
+        from explorer.jobs.sync import load_state
 
         last = last_report(self.cfg) or {}
         swapped = GaugeMetricFamily(

@@ -45,7 +45,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-log = logging.getLogger("explorer.server")
+log = logging.getLogger("explorer.doors.server")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,7 +88,7 @@ class _OneLine(logging.Filter):
         return True
 
 
-_http_log = logging.getLogger("explorer.server.http")
+_http_log = logging.getLogger("explorer.doors.server.http")
 _http_log.addFilter(_OneLine())
 
 

@@ -2,7 +2,7 @@
 
 Wawp proxies WAHA, so bodies differ by engine and errors come in several shapes (see
 docs/wawp.md). This module only knows HTTP and body shapes; it returns raw chat objects
-and leaves their meaning to :mod:`explorer.chats`.
+and leaves their meaning to :mod:`explorer.records.chats`.
 
 One ``httpx.Client`` per instance carries every request: a keep-alive pool as large as
 the crawl's concurrency, gzip bodies (a page of chats is mostly repeated keys), h11's
@@ -43,10 +43,10 @@ from explorer.errors import (
     WawpRequestError,
     WawpUnavailable,
 )
-from explorer.pace import Pace
 from explorer.secrets import Secret, redact, remember
+from explorer.source.pace import Pace
 
-log = logging.getLogger("explorer.wawp")
+log = logging.getLogger("explorer.source.wawp")
 
 RETRY_STATUSES = frozenset({202, 408, 422, 425, 429, 500, 502, 503, 504})
 LIST_KEYS = ("data", "chats", "result", "response", "items")

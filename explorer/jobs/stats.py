@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.config import Config, MeiliSettings
-from explorer.index import connect, meili_errors
+from explorer.meili.client import connect, meili_errors
 
 FACETS = ("chat_type", "instance_id")
 
@@ -84,9 +84,9 @@ def index_counts(settings: MeiliSettings) -> dict[str, dict[str, int]]:
 
 
 def stats(cfg: Config) -> StatsReport:
-    from explorer.journal import journal_status
-    from explorer.reindex import last_report
-    from explorer.sync import load_state
+    from explorer.jobs.journal import journal_status
+    from explorer.jobs.reindex import last_report
+    from explorer.jobs.sync import load_state
 
     counts = index_counts(cfg.meilisearch)
     return StatsReport(

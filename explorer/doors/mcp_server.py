@@ -3,7 +3,7 @@
 AI assistants (Claude, VS Code, hosted agents) get the searches agents have and nothing
 more. Read-only holds by construction, not by promise: the server talks to Meilisearch with
 a search key or a tenant token and refuses to start with a key that holds any action beyond
-the read-only allow-list (:func:`check_key`, :mod:`explorer.readonly`), so no tool, prompt
+the read-only allow-list (:func:`check_key`, :mod:`explorer.meili.readonly`), so no tool, prompt
 or bug can change the index, and a key copied out of an assistant's configuration cannot
 either (bar the three actions Meilisearch shows only by doing them, named at start; a tenant
 token cannot do those). Nothing here talks to Wawp, so it needs no Wawp token either.
@@ -35,18 +35,18 @@ from pydantic import AnyHttpUrl, Field
 from starlette.applications import Starlette
 
 from explorer import __version__
-from explorer.chats import CHAT_TYPES, MalformedChat, normalize_jid
 from explorer.config import DEFAULT_INDEX, Config, MeiliSettings
 from explorer.errors import ExplorerError, QueryError
-from explorer.filters import Filters, flag_is
-from explorer.output import relative
-from explorer.phones import phone_query
-from explorer.query import PHONE_FIELDS, Searcher
-from explorer.readonly import READ_ONLY_ACTIONS, UNPROBEABLE, key_powers
+from explorer.meili.query import PHONE_FIELDS, Searcher
+from explorer.meili.readonly import READ_ONLY_ACTIONS, UNPROBEABLE, key_powers
+from explorer.records.chats import CHAT_TYPES, MalformedChat, normalize_jid
+from explorer.records.filters import Filters, flag_is
+from explorer.records.output import relative
+from explorer.records.phones import phone_query
 from explorer.secrets import Secret, redact
 
 if TYPE_CHECKING:
-    from explorer.server import HttpServer
+    from explorer.doors.server import HttpServer
 
 NAME: Final = "whatsapp-explorer"
 SCHEMA_URI: Final = "explorer://schema"
@@ -78,7 +78,7 @@ class KeyScope:
 def check_key(settings: MeiliSettings, *, timeout: float = 10.0) -> KeyScope:
     """Refuse a key that may do more than the read-only rule allows; return what it sees.
 
-    The rule and its probes are :mod:`explorer.readonly`: a key that acts on a model's
+    The rule and its probes are :mod:`explorer.meili.readonly`: a key that acts on a model's
     behalf, and sits in an assistant's configuration file, must not be able to change
     anything or to make a key that can.
     """
@@ -268,7 +268,7 @@ class Explorer:
     ) -> dict[str, Any]:
         """`explorer audit` from the index, through searches (a search key cannot fetch
         documents): the same allow-list and the same judgement (housekeeping.judge_groups)."""
-        from explorer.housekeeping import (
+        from explorer.jobs.housekeeping import (
             AUDITED_TYPES,
             AuditReport,
             InstanceAudit,
@@ -333,7 +333,7 @@ class Explorer:
 
     def index_status(self) -> dict[str, Any]:
         """What `explorer stats` shows, as far as the key can see."""
-        from explorer.stats import stats
+        from explorer.jobs.stats import stats
 
         report = stats(self.cfg)
         labels = self.searcher.known_instances()
@@ -372,7 +372,7 @@ class Explorer:
         return sum((data.get("facetDistribution") or {}).get("chat_type", {}).values())
 
     def _source(self) -> str:
-        from explorer.housekeeping import describe_source
+        from explorer.jobs.housekeeping import describe_source
 
         return describe_source(self.cfg, live=False)
 
@@ -596,7 +596,7 @@ class Launch:
     def listen(self, host: str, port: int) -> str:
         """Bind the HTTP transport now (so a busy port fails before anything is served, and
         port 0 gets a real one) on the shared production server; returns the /mcp URL."""
-        from explorer.server import HttpServer
+        from explorer.doors.server import HttpServer
 
         try:
             self.http = HttpServer(self.http_app(host), host, port)

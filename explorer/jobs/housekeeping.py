@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from explorer.chats import MalformedChat, normalize_jid
 from explorer.config import AuditSettings, Config, Instance
 from explorer.errors import ConfigError, MeiliError, QueryError, WawpError
-from explorer.filters import DAY, Filters, chat_type_in, instance_id_is
+from explorer.records.chats import MalformedChat, normalize_jid
+from explorer.records.filters import DAY, Filters, chat_type_in, instance_id_is
 
 AUDITED_TYPES = ("group", "channel")  # communities are groups (their parent @g.us)
 
@@ -116,7 +116,7 @@ FIELDS = ["instance_id", "instance_label", "jid", "name", "chat_type", "last_act
 
 
 def _from_index(cfg: Config, filter_: str) -> Iterator[dict[str, Any]]:
-    from explorer.index import IndexStore
+    from explorer.meili.client import IndexStore
 
     store = IndexStore(cfg.meilisearch)
     if not store.count(cfg.meilisearch.index):
@@ -128,7 +128,7 @@ def _from_index(cfg: Config, filter_: str) -> Iterator[dict[str, Any]]:
 
 
 def _from_crawl(cfg: Config, inst: Instance) -> Iterator[dict[str, Any]]:
-    from explorer.crawl import Crawler, open_client, options_from
+    from explorer.source.crawl import Crawler, open_client, options_from
 
     with open_client(cfg, inst) as client:
         crawler = Crawler(client, options_from(cfg.wawp))
@@ -149,7 +149,7 @@ def _from_crawl(cfg: Config, inst: Instance) -> Iterator[dict[str, Any]]:
 
 def _table(findings: list[Finding], limit: int, colour: bool, what: str = "NAME") -> list[str]:
     """The findings as a terminal table, cut at ``limit`` rows with a note saying so."""
-    from explorer.output import relative, table
+    from explorer.records.output import relative, table
 
     headers = ["INSTANCE", what, "JID", "TYPE", "LAST ACTIVITY", "ARCHIVED", "WHY"]
     rows = [
@@ -175,8 +175,8 @@ def _finding(row: dict[str, Any]) -> Finding:
 def describe_source(cfg: Config, live: bool) -> str:
     if live:
         return f"a live crawl of Wawp ({cfg.wawp.base_url})"
-    from explorer.reindex import last_report
-    from explorer.sync import load_state
+    from explorer.jobs.reindex import last_report
+    from explorer.jobs.sync import load_state
 
     last = last_report(cfg)
     syncs = [i.get("at") or 0 for i in load_state(cfg).get("instances", {}).values()]
@@ -274,7 +274,7 @@ def judge_groups(
 ) -> None:  # fmt: skip
     """Count one instance's groups and channels into ``result`` and flag what the allow-list
     does not admit (or, with ``inactive_days``, what has been silent that long), wherever the
-    rows come from: the index, a crawl, or the searches of :mod:`explorer.mcp_server`."""
+    rows come from: the index, a crawl, or the searches of :mod:`explorer.doors.mcp_server`."""
     for row in rows:
         if row["chat_type"] not in AUDITED_TYPES:
             continue
@@ -385,7 +385,7 @@ def zombies(
             finding.reasons.append(reason)
             report.chats.append(finding)
     if instance and not live and not report.chats:
-        from explorer.query import Searcher
+        from explorer.meili.query import Searcher
 
         with Searcher(cfg.meilisearch) as searcher:
             searcher.check_instance(instance)  # an unknown name is not "no zombies"

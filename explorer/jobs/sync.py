@@ -5,7 +5,7 @@ holds nothing newer than the watermark minus a safety margin (equal timestamps, 
 An account with no news costs one page request per instance. Sync never deletes a chat and
 never touches settings: the nightly reindex stays the source of truth.
 
-LIDs (:mod:`explorer.lids`): news is resolved with the instance's LID map, kept beside the
+LIDs (:mod:`explorer.source.lids`): news is resolved with the instance's LID map, kept beside the
 state and read again only when ``/v2/lids/count`` changes, and a person listed twice is
 merged into their document. A number learnt since the last run moves its chat: the
 document under the LID goes, its data joins the phone identity's document. That deletion
@@ -15,7 +15,7 @@ The watermark per instance lives in ``sync-<index>.json`` in the state directory
 reindex swapped in a build after the last sync, the watermark falls back to that build's
 crawl start, so whatever the build missed (chats active while it crawled) is re-applied.
 Sync and reindex share one lock, so they never write at the same time; a sync that cannot
-get it within ``wait`` seconds raises :class:`explorer.state.IndexBusy`.
+get it within ``wait`` seconds raises :class:`explorer.jobs.state.IndexBusy`.
 """
 
 from __future__ import annotations
@@ -27,20 +27,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from explorer.chats import Chat, MalformedChat, last_activity_of, normalize_chat
 from explorer.config import Config, Instance
-from explorer.crawl import PageSource, open_client
-from explorer.documents import DOCUMENT_FIELDS, chat_from_document, doc_id, to_document
 from explorer.errors import WawpError, WawpProtocolError
-from explorer.filters import quote
-from explorer.index import IndexStore
-from explorer.lids import NO_MAP_STATUSES, LidMap, merge, read_lid_map, resolve
-from explorer.meili import missing_index
-from explorer.reindex import Progress, last_report
-from explorer.state import index_lock, read_json, state_dir, write_json
-from explorer.wawp import WawpClient
+from explorer.jobs.reindex import Progress, last_report
+from explorer.jobs.state import index_lock, read_json, state_dir, write_json
+from explorer.meili.client import IndexStore
+from explorer.meili.errors import missing_index
+from explorer.records.chats import Chat, MalformedChat, last_activity_of, normalize_chat
+from explorer.records.documents import DOCUMENT_FIELDS, chat_from_document, doc_id, to_document
+from explorer.records.filters import quote
+from explorer.source.crawl import PageSource, open_client
+from explorer.source.lids import NO_MAP_STATUSES, LidMap, merge, read_lid_map, resolve
+from explorer.source.wawp import WawpClient
 
-log = logging.getLogger("explorer.sync")
+log = logging.getLogger("explorer.jobs.sync")
 
 MARGIN_SECONDS = 300
 

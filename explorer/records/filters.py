@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from explorer.chats import CHAT_TYPES
 from explorer.errors import QueryError
+from explorer.records.chats import CHAT_TYPES
 
 DAY: Final = 86_400
 FLAGS: Final = ("archived", "pinned", "muted", "phone_hidden")

@@ -26,11 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from explorer.chats import Chat, lid_jid, phone_jid, phone_of_jid
 from explorer.errors import WawpAuthError, WawpError, WawpNotFound, WawpRequestError
-from explorer.wawp import WawpClient
+from explorer.records.chats import Chat, lid_jid, phone_jid, phone_of_jid
+from explorer.source.wawp import WawpClient
 
-log = logging.getLogger("explorer.lids")
+log = logging.getLogger("explorer.source.lids")
 
 # Mappings are small (two JIDs), so a page holds many; a server that caps pages lower is
 # detected from the count and followed.
@@ -139,7 +139,7 @@ def read_lid_map(
     partial: bool = False,
 ) -> LidMap:
     """Every mapping Wawp knows for the client's instance, through the client's retries
-    and request budget (its :class:`~explorer.pace.Pace`).
+    and request budget (its :class:`~explorer.source.pace.Pace`).
 
     The first page says whether the instance has a map at all (404/403/501: an
     unavailable map, logged once, never raised). With the count, the remaining pages are

@@ -17,17 +17,16 @@ import httpx
 
 from explorer.config import Config, MeiliSettings, load_config
 from explorer.errors import QueryError
-from explorer.filters import Filters
-from explorer.meili import SEARCH_NEED, error, unreachable
-from explorer.phones import phone_query
+from explorer.meili.errors import SEARCH_NEED, error, unreachable
+from explorer.records.filters import Filters
+from explorer.records.output import HL_POST, HL_PRE
+from explorer.records.phones import phone_query
 
 __all__ = ["Filters", "SearchResult", "Searcher", "search"]
 
 SORTABLE: Final = ("last_activity", "name", "display_name")
 PHONE_FIELDS: Final = ["phone_digits", "phone_variants", "jid", "lid"]
 FACETS: Final = ("chat_type", "instance_id")
-HL_PRE: Final = "\x01"
-HL_POST: Final = "\x02"
 
 
 def parse_sort(value: str) -> str:
