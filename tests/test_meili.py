@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from explorer.meili.errors import SEARCH_NEED, error, pages
+from explorer.meili.client import SEARCH_NEED, error, pages
 
 URL = "http://127.0.0.1:7700"
 
