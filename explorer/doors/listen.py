@@ -335,7 +335,7 @@ class Listener:
 
     def start(self) -> Listener:
         self.sessions.refresh()
-        # The official client is imported on first use (a quarter of a second of CPU):
+        # The official client is imported on first use (a third of a second of CPU):
         # now, rather than on the first event's path.
         self.store.client  # noqa: B018
         self._applier.start()
