@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import meilisearch  # noqa: E402
 import phonenumbers  # noqa: E402
 
+import explorer.meili.client  # noqa: E402
 import explorer.meili.query  # noqa: E402
 from benchmarks.measure import cpu_seconds  # noqa: E402
 from benchmarks.search import INSTANCE, SECOND, build_queries, fold, recall  # noqa: E402
@@ -236,7 +237,7 @@ def quality(
     s = v.settings()
     searchable = set(s["searchableAttributes"])
     phone_fields = ("phone_digits", "phone_variants", "jid", "lid")
-    explorer.meili.query.PHONE_FIELDS = [f for f in phone_fields if f in searchable]  # type: ignore[misc]
+    explorer.meili.client.PHONE_FIELDS = [f for f in phone_fields if f in searchable]  # type: ignore[misc]
     facets_for(s)
     settings = MeiliSettings(url=meili.url, api_key=Secret(meili.master_key), index=uid)
     index = meilisearch.Client(meili.url, meili.master_key).index(uid)

@@ -1,12 +1,30 @@
-"""One wording for Meilisearch's errors, and lists read to their end, whichever client asked."""
+"""The one client module: Meilisearch's errors in one wording, lists read to their end,
+one search body, and the official client's quirks kept inside."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from explorer.meili.errors import SEARCH_NEED, error, pages
+from explorer.config import MeiliSettings
+from explorer.dev.meili_server import MeiliServer
+from explorer.errors import MeiliError, MeiliRefused
+from explorer.meili.client import (
+    PHONE_FIELDS,
+    SEARCH_NEED,
+    IndexStore,
+    Meili,
+    error,
+    pages,
+    search_body,
+)
+from explorer.records.output import HL_PRE
+from explorer.secrets import Secret
 
 URL = "http://127.0.0.1:7700"
 
@@ -60,3 +78,81 @@ def test_pages_ends_when_the_list_shrinks_while_it_is_read() -> None:
         return {"results": [] if offset else [1, 2], "total": 10}  # total is stale
 
     assert list(pages(get, limit=2)) == [1, 2]
+
+
+# -- the search body -----------------------------------------------------------------------
+
+
+def test_a_phone_query_searches_its_digits_in_the_phone_fields_only() -> None:
+    body = search_body("+20 123 456 7890", phone=True, highlight=True)
+    assert body["q"] == "201234567890" and body["attributesToSearchOn"] == PHONE_FIELDS
+    assert body["highlightPreTag"] == HL_PRE
+    named = search_body("+20 123 456 7890")  # a name search: the text as typed, everywhere
+    assert named["q"] == "+20 123 456 7890" and "attributesToSearchOn" not in named
+
+
+def test_nothing_is_highlighted_without_a_query() -> None:
+    assert "attributesToHighlight" not in search_body("", highlight=True, facets=["chat_type"])
+
+
+# -- the official client's quirks, on the real server ------------------------------------------
+
+
+def settings_for(meili: MeiliServer, index: str = "nothing_here") -> MeiliSettings:
+    return MeiliSettings(url=meili.url, api_key=Secret(meili.master_key), index=index)
+
+
+def test_a_refused_search_says_only_what_meilisearch_said(
+    meili: MeiliServer, index_name: str
+) -> None:
+    """The client appends a hint about versions to some errors; it says nothing here."""
+    store = IndexStore(settings_for(meili, index_name))
+    store.create(index_name)
+    with pytest.raises(MeiliRefused) as caught:
+        store.search(index_name, search_body(filter="colour = blue"))
+    assert str(caught.value).endswith("[invalid_search_filter]"), caught.value
+    assert "Hint" not in str(caught.value)
+    store.delete(index_name)
+
+
+def test_deleting_documents_by_id_warns_nobody(meili: MeiliServer, index_name: str) -> None:
+    store = IndexStore(settings_for(meili, index_name))
+    store.create(index_name)
+    store.wait([store.add(index_name, [{"id": "a"}, {"id": "b"}])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store.wait([store.delete_ids(index_name, ["a"])])
+    assert store.count(index_name) == 1
+    store.delete(index_name)
+
+
+def test_threads_never_share_a_client(meili: MeiliServer) -> None:
+    """The official client rewrites one headers dict per request: one client per thread."""
+    shared = Meili(settings_for(meili))
+    mine = shared.client
+    theirs: list[Any] = []
+    thread = threading.Thread(target=lambda: theirs.append(shared.client))
+    thread.start()
+    thread.join()
+    assert shared.client is mine and theirs[0] is not mine
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def test_a_meilisearch_that_never_answers_is_told_from_one_that_is_down(
+    silent_server: str,
+) -> None:
+    slow = Meili(MeiliSettings(url=silent_server), request_timeout=1)
+    with pytest.raises(MeiliError, match="did not answer in time"):
+        slow.search("chats", search_body())
+    down = Meili(MeiliSettings(url="http://127.0.0.1:9"), request_timeout=1)
+    with pytest.raises(MeiliError, match="is unreachable: check that it is running"):
+        down.search("chats", search_body())

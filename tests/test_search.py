@@ -546,3 +546,28 @@ def test_agent_keys_are_listed_and_revoked(world: dict[str, Any], meili: MeiliSe
     other = next(k for k in admin if k.name == "Default Search API Key")
     refused = runner.invoke(cli, ["keys", "revoke", other.uid], env=world["env"])
     assert refused.exit_code == 1 and "not this tool's to revoke" in refused.output
+
+
+def test_keys_are_listed_beside_a_key_expiring_on_a_whole_second(
+    world: dict[str, Any], meili: MeiliServer
+) -> None:
+    """Other tools write expiresAt without a fraction of a second, which the official
+    client's key model cannot read (meilisearch 0.43): listing and revoking go around it."""
+    master = {"Authorization": f"Bearer {meili.master_key}"}
+    other = httpx.post(f"{meili.url}/keys", headers=master, json={
+        "description": "another tool's key", "actions": ["search"], "indexes": ["*"],
+        "expiresAt": "2042-04-02T00:42:42Z",
+    }).json()  # fmt: skip
+    try:
+        runner = CliRunner()
+        made = runner.invoke(cli, ["keys", "create-agent", "--label", "Zeinab"], env=world["env"])
+        assert made.exit_code == 0, made.output
+        listed = runner.invoke(cli, ["keys", "list", "--json"], env=world["env"])
+        assert listed.exit_code == 0, listed.output
+        described = {k["description"] for k in json.loads(listed.stdout)}
+        assert "WhatsApp Explorer agents (Zeinab)" in described
+        assert "another tool's key" not in described
+        refused = runner.invoke(cli, ["keys", "revoke", other["uid"]], env=world["env"])
+        assert refused.exit_code == 1 and "not this tool's to revoke" in refused.output
+    finally:
+        httpx.delete(f"{meili.url}/keys/{other['uid']}", headers=master)

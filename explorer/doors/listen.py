@@ -42,7 +42,7 @@ from explorer.errors import ConfigError, ExplorerError, MeiliError, MeiliRefused
 from explorer.jobs.journal import Journal, Queued, journal_path
 from explorer.jobs.reindex import last_report
 from explorer.jobs.state import read_json, state_dir
-from explorer.meili.client import TERMINAL, IndexStore, call
+from explorer.meili.client import IndexStore
 from explorer.records.chats import MalformedChat, normalize_chat
 from explorer.records.documents import doc_id, to_document
 from explorer.records.events import (
@@ -66,6 +66,7 @@ BATCH = 5000  # events per write at most
 MAX_FLIGHTS = 4  # writes sent and not yet applied
 RETAIN = 3600.0  # seconds what listen wrote is kept for re-applying after a swap (at least)
 MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before it started
+POLL = 0.025  # seconds between looks at a write Meilisearch is applying
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _FIELDS = ["id", "last_activity", "name", "archived", "unread_count", "crawled_at", "engine_shape"]
 
@@ -334,6 +335,9 @@ class Listener:
 
     def start(self) -> Listener:
         self.sessions.refresh()
+        # The official client is imported on first use (a third of a second of CPU):
+        # now, rather than on the first event's path.
+        self.store.client  # noqa: B018
         self._applier.start()
         return self
 
@@ -430,7 +434,7 @@ class Listener:
                 self.meili_ok, delay = True, 0.5
                 self.metrics.meili_up.set(1)
                 if self._flights:
-                    self.stop.wait(0.025)  # Meilisearch is indexing: look again soon
+                    self.stop.wait(POLL)  # Meilisearch is indexing: look again soon
             except MeiliError as exc:
                 if self.meili_ok:
                     log.warning("cannot write to Meilisearch (events stay queued): %s", exc)
@@ -634,7 +638,6 @@ class Listener:
         if not updates:
             return [], {}
         live = self.cfg.meilisearch.index
-        http = self.store.client.http
         current = self._current([u.doc_id for u in updates])
         docs: list[dict[str, Any]] = []
         gone: list[str] = []
@@ -654,55 +657,27 @@ class Listener:
                 docs.append(doc)
         tasks = []
         if docs:
-            reply = call(self.store.url, http.put, f"indexes/{live}/documents?primaryKey=id", docs)
-            tasks.append(self.store._task_uid(reply))
+            tasks.append(self.store.update(live, docs))
         if gone:
-            reply = call(self.store.url, http.post, f"indexes/{live}/documents/delete-batch", gone)
-            tasks.append(self.store._task_uid(reply))
+            tasks.append(self.store.delete_ids(live, gone))
         self.metrics.writes.inc()
         log.debug("wrote %d chats (%d docs, %d gone)", len(updates), len(docs), len(gone))
         return tasks, refused
 
     def _current(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The live documents of these chats (the fields :meth:`document` compares)."""
-        found = call(self.store.url, self.store.client.http.post,
-                     f"indexes/{self.cfg.meilisearch.index}/documents/fetch",
-                     {"ids": ids, "fields": _FIELDS, "limit": len(ids)})["results"]  # fmt: skip
+        found = self.store.fetch_ids(self.cfg.meilisearch.index, ids, fields=_FIELDS)
         return {d["id"]: d for d in found}
 
     def _finished(self, tasks: list[int]) -> bool:
         """Whether Meilisearch has applied all of ``tasks``; raises if one failed."""
-        if not tasks:
-            return True
-        ids = ",".join(map(str, tasks))
-        reply = call(self.store.url, self.store.client.http.get,
-                     f"tasks?uids={ids}&limit={len(tasks)}")  # fmt: skip
-        done = [t for t in reply["results"] if t["status"] in TERMINAL]
-        for task in done:
-            if task["status"] != "succeeded":
-                error = task.get("error") or {}
-                raise MeiliTaskFailed(f"Meilisearch task {task['uid']} {task['status']}: "
-                                      f"{error.get('message', 'no message')}")  # fmt: skip
-        return len(done) == len(tasks)
+        return not tasks or not self.store.unfinished(tasks)
 
     def _wait(self, tasks: list[int]) -> None:
-        """Until Meilisearch has applied ``tasks``: polled every 25 ms, since the event's
-        latency is this wait (IndexStore.wait backs off to 0.5 s, for long builds)."""
-        deadline = time.monotonic() + self.store.timeout
-        http = self.store.client.http
-        for uid in tasks:
-            while True:
-                task = call(self.store.url, http.get, f"tasks/{uid}")
-                if task["status"] in TERMINAL:
-                    break
-                if time.monotonic() > deadline:
-                    raise MeiliError(f"Meilisearch task {uid} unfinished after "
-                                     f"{self.store.timeout:.0f}s")  # fmt: skip
-                time.sleep(0.025)
-            if task["status"] != "succeeded":
-                error = task.get("error") or {}
-                raise MeiliTaskFailed(f"Meilisearch task {uid} {task['status']}: "
-                                      f"{error.get('message', 'no message')}")  # fmt: skip
+        """Until Meilisearch has applied ``tasks``: polled every :data:`POLL` seconds, since
+        the event's latency is this wait (the store's default backs off to 0.5 s, for
+        long builds)."""
+        self.store.wait(tasks, poll=POLL)
 
     def document(self, u: Update, current: dict[str, Any] | None) -> dict[str, Any] | None:
         """The fields to write for ``u``: a whole document for a chat the index does not

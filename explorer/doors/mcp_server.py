@@ -37,7 +37,8 @@ from starlette.applications import Starlette
 from explorer import __version__
 from explorer.config import DEFAULT_INDEX, Config, MeiliSettings
 from explorer.errors import ExplorerError, QueryError
-from explorer.meili.query import PHONE_FIELDS, Searcher
+from explorer.meili.client import search_body
+from explorer.meili.query import Searcher
 from explorer.meili.readonly import READ_ONLY_ACTIONS, UNPROBEABLE, key_powers
 from explorer.records.chats import CHAT_TYPES, MalformedChat, normalize_jid
 from explorer.records.filters import Filters, flag_is
@@ -212,7 +213,7 @@ class Explorer:
                 jid, _ = normalize_jid(text)
             except MalformedChat as exc:
                 raise QueryError("jid_or_phone", str(exc)) from None
-            hits = self._raw({"q": jid, "attributesToSearchOn": ["jid", "lid"], "limit": 20})
+            hits = self._raw(search_body(jid, on=["jid", "lid"], limit=20))
             found = [h for h in hits if jid in (h.get("jid"), h.get("lid"))]
         else:
             digits = phone_query(text)
@@ -222,7 +223,7 @@ class Explorer:
                     f"must be a JID (…@c.us, …@g.us, …@lid) or a phone number, got {text!r}: "
                     "search_chats finds chats by name",
                 )
-            hits = self._raw({"q": digits, "attributesToSearchOn": PHONE_FIELDS, "limit": 20})
+            hits = self._raw(search_body(text, phone=True, limit=20))
             found = [
                 h for h in hits
                 if digits in (h.get("phone_digits"), *(h.get("phone_variants") or ()))
@@ -367,7 +368,7 @@ class Explorer:
 
     def _count(self, expressions: list[str]) -> int:
         data = self.searcher.raw_search(
-            {"q": "", "limit": 0, "filter": expressions, "facets": ["chat_type"]}
+            search_body(filter=expressions, limit=0, facets=["chat_type"])
         )
         return sum((data.get("facetDistribution") or {}).get("chat_type", {}).values())
 

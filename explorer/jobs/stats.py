@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.config import Config, MeiliSettings
-from explorer.meili.client import connect, meili_errors
-
-FACETS = ("chat_type", "instance_id")
+from explorer.meili.client import Meili, search_body
+from explorer.meili.query import FACETS
 
 
 def _when(stamp: float | None) -> str:
@@ -75,10 +74,7 @@ def index_counts(settings: MeiliSettings) -> dict[str, dict[str, int]]:
 
     Facet counts cover every document, where ``estimatedTotalHits`` stops at maxTotalHits.
     """
-    client = connect(settings)
-    body = {"q": "", "limit": 0, "facets": list(FACETS)}
-    with meili_errors(settings.url, settings.index):
-        reply = client.http.post(f"indexes/{settings.index}/search", body)
+    reply = Meili(settings).search(settings.index, search_body(limit=0, facets=FACETS))
     facets = reply.get("facetDistribution") or {}
     return {facet: dict(facets.get(facet) or {}) for facet in FACETS}
 

@@ -31,8 +31,7 @@ from explorer.config import Config, Instance
 from explorer.errors import WawpError, WawpProtocolError
 from explorer.jobs.reindex import Progress, last_report
 from explorer.jobs.state import index_lock, read_json, state_dir, write_json
-from explorer.meili.client import IndexStore
-from explorer.meili.errors import missing_index
+from explorer.meili.client import IndexStore, missing_index
 from explorer.records.chats import Chat, MalformedChat, last_activity_of, normalize_chat
 from explorer.records.documents import DOCUMENT_FIELDS, chat_from_document, doc_id, to_document
 from explorer.records.filters import quote

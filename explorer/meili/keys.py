@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from explorer.config import MeiliSettings
 from explorer.errors import MeiliError, QueryError
-from explorer.meili.client import call, connect, get_all, meili_errors
+from explorer.meili.client import Meili, RawHttp, pages
 from explorer.meili.query import Searcher
 from explorer.meili.readonly import READ_ONLY_ACTIONS
 from explorer.records.filters import instance_id_is
@@ -84,14 +84,14 @@ def create_key(
     expires_at: dt.datetime | None,
 ) -> NewKey:
     """Create a key on the live index only."""
-    client = connect(settings)
     body = {
         "description": description,
         "actions": list(actions),
         "indexes": [settings.index],
         "expiresAt": _iso(expires_at),
     }
-    reply = call(settings.url, client.http.post, "keys", body)
+    with RawHttp(settings) as http:
+        reply = http.json("POST", "/keys", body)
     return NewKey(str(reply["uid"]), str(reply["key"]), description, tuple(actions), expires_at)
 
 
@@ -144,12 +144,10 @@ def tenant_token(
     expires_at: dt.datetime | None,
 ) -> str:
     """A JWT signed with a search key whose searches always filter to one instance."""
-    client = connect(settings)
     rules = {settings.index: {"filter": instance_id_is(instance_id)}}
-    with meili_errors(settings.url):
-        token: str = client.generate_tenant_token(
-            api_key_uid=key_uid, search_rules=rules, api_key=key, expires_at=expires_at
-        )
+    token: str = Meili(settings).ask(  # signed here: no request is sent
+        lambda c: c.generate_tenant_token(key_uid, rules, api_key=key, expires_at=expires_at)
+    )
     return token
 
 
@@ -172,9 +170,18 @@ class KeyList:
         return [{f: k.get(f) for f in LISTED_FIELDS} for k in self.keys]
 
 
+def all_keys(settings: MeiliSettings) -> list[dict[str, Any]]:
+    """Every key on the server, as Meilisearch words it (through the raw call: the
+    official client cannot read every ``expiresAt``, see :class:`RawHttp`)."""
+    with RawHttp(settings) as http:
+        return list(
+            pages(lambda limit, offset: http.json("GET", f"/keys?limit={limit}&offset={offset}"))
+        )
+
+
 def list_keys(settings: MeiliSettings) -> KeyList:
     """The keys whose description starts with :data:`KEY_PREFIX`."""
-    everything = get_all(connect(settings), settings.url, "keys")
+    everything = all_keys(settings)
     return KeyList([k for k in everything if (k.get("description") or "").startswith(KEY_PREFIX)])
 
 
@@ -188,13 +195,14 @@ def revoke_key(settings: MeiliSettings, key_or_uid: str) -> dict[str, Any]:
             f"no WhatsApp Explorer key {key_or_uid[:8]}… on {settings.url} "
             "(see `explorer keys list`; other keys are not this tool's to revoke)"
         )
-    call(settings.url, connect(settings).http.delete, f"keys/{target['uid']}")
+    with RawHttp(settings) as http:
+        http.json("DELETE", f"/keys/{target['uid']}")
     return target
 
 
 def admin_key(settings: MeiliSettings) -> str:
     """The server's "Default Admin API Key" (needs the master key): all actions, no keys."""
-    for key in get_all(connect(settings), settings.url, "keys"):
+    for key in all_keys(settings):
         if key.get("name") == "Default Admin API Key":
             return str(key["key"])
     raise MeiliError(f"Meilisearch at {settings.url}: no default admin key found")

@@ -1,31 +1,26 @@
 """Searching the live index: filters, phone-number queries, and a small Python API.
 
-A person waits on this path (`explorer search` is a whole process per query), so it talks
-to Meilisearch with httpx directly rather than importing the official client, which would
-add its import time to every search. It sends ``Accept-Encoding: identity`` because Meilisearch's
-compressed replies on a kept-alive connection each stall before they arrive, longer than
-the search itself takes.
+A person waits on this path (`explorer search` is a whole process per query). The body of
+each search is :func:`explorer.meili.client.search_body`, sent through the one client
+module; what that costs at start-up and per search is in docs/architecture.md.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import httpx
-
 from explorer.config import Config, MeiliSettings, load_config
 from explorer.errors import QueryError
-from explorer.meili.errors import SEARCH_NEED, error, unreachable
+from explorer.meili.client import SEARCH_NEED, Meili, search_body
 from explorer.records.filters import Filters
-from explorer.records.output import HL_POST, HL_PRE
 from explorer.records.phones import phone_query
 
 __all__ = ["Filters", "SearchResult", "Searcher", "search"]
 
 SORTABLE: Final = ("last_activity", "name", "display_name")
-PHONE_FIELDS: Final = ["phone_digits", "phone_variants", "jid", "lid"]
+# Their counts cover every match, where estimatedTotalHits stops at maxTotalHits: the exact
+# total, and the counts by type and instance (`explorer search --json`, `explorer stats`).
 FACETS: Final = ("chat_type", "instance_id")
 
 
@@ -78,15 +73,14 @@ class SearchResult:
 
 
 class Searcher:
+    """Searches of one index, with a key that may only search."""
+
     def __init__(self, settings: MeiliSettings, *, timeout: float = 10.0) -> None:
         self.settings = settings
-        headers = {"Accept-Encoding": "identity", "Content-Type": "application/json"}
-        if settings.api_key:
-            headers["Authorization"] = f"Bearer {settings.api_key.reveal()}"
-        self._http = httpx.Client(base_url=settings.url, headers=headers, timeout=timeout)
+        self._meili = Meili(settings, request_timeout=timeout, need=SEARCH_NEED)
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release: the client keeps no connection between requests."""
 
     def __enter__(self) -> Searcher:
         return self
@@ -110,26 +104,8 @@ class Searcher:
             raise QueryError("offset", f"must be >= 0, got {offset}")
         expressions = (filters or Filters()).expressions()
         sort = [parse_sort(s) for s in sort or []]
-        digits = phone_query(query)
-        body: dict[str, Any] = {
-            "q": digits or query,
-            "limit": limit,
-            "offset": offset,
-            "filter": expressions,
-        }
-        if sort:
-            body["sort"] = sort
-        if digits:
-            body["attributesToSearchOn"] = PHONE_FIELDS
-        if highlight and query:
-            body.update(
-                attributesToHighlight=["display_name", "phone_digits"],
-                highlightPreTag=HL_PRE,
-                highlightPostTag=HL_POST,
-            )
-        # Facet counts cover every matching document, where estimatedTotalHits stops at
-        # maxTotalHits: they give the exact total and the page's counts by type and instance.
-        body["facets"] = list(FACETS)
+        body = search_body(query, phone=True, filter=expressions, sort=sort, limit=limit,
+                           offset=offset, facets=FACETS, highlight=highlight)  # fmt: skip
         data = self.raw_search(body)
         facets = data.get("facetDistribution") or {}
         by_type = facets.get("chat_type")
@@ -142,7 +118,7 @@ class Searcher:
             self.check_instance(filters.instance)
         return SearchResult(
             query=query,
-            phone_digits=digits,
+            phone_digits=phone_query(query),  # what search_body searched for instead
             filter=expressions,
             sort=sort,
             total=total,
@@ -156,9 +132,9 @@ class Searcher:
 
     def known_instances(self) -> dict[str, str | None]:
         """Instance id -> label, for every instance with chats in the index."""
-        data = self.raw_search({"q": "", "limit": 1000, "facets": ["instance_id"],
-                           "attributesToRetrieve": ["instance_id", "instance_label"],
-                           "distinct": "instance_id"})  # fmt: skip
+        body = search_body(limit=1000, facets=["instance_id"], distinct="instance_id",
+                           fields=["instance_id", "instance_label"])  # fmt: skip
+        data = self.raw_search(body)
         known: dict[str, str | None] = {
             k: None for k in data.get("facetDistribution", {}).get("instance_id", {})
         }
@@ -178,30 +154,11 @@ class Searcher:
             f"known: {listed or 'none (the index is empty)'}",
         )
 
-    def raw_search(self, body: dict[str, Any]) -> Any:
-        """Meilisearch's reply to one search body on this index, errors translated: for
-        callers that build their own body (the MCP tools' counts and lookups)."""
-        index = self.settings.index
-        url = self.settings.url
-        try:
-            resp = self._http.post(f"/indexes/{index}/search", content=json.dumps(body))
-        except httpx.HTTPError:
-            raise unreachable(url) from None
-        data = _json(resp)
-        if resp.status_code != 200:
-            reply = data if isinstance(data, dict) else {}
-            raise error(
-                url, status=resp.status_code, code=reply.get("code"),
-                message=reply.get("message") or resp.text[:200], index=index, need=SEARCH_NEED,
-            )  # fmt: skip
-        return data
-
-
-def _json(resp: httpx.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return {}
+    def raw_search(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Meilisearch's reply to one :func:`~explorer.meili.client.search_body` on this
+        index, errors translated: for callers that need more than :meth:`search` (the MCP
+        tools' counts and lookups)."""
+        return self._meili.search(self.settings.index, body)
 
 
 def search(

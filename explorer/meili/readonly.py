@@ -36,10 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
-import httpx
-
 from explorer.config import MeiliSettings
-from explorer.meili.errors import unreachable
+from explorer.meili.client import RawHttp
 
 READ_ONLY_ACTIONS: Final = ("search", "indexes.get", "stats.get", "version")
 
@@ -147,37 +145,24 @@ def key_powers(settings: MeiliSettings, *, timeout: float = 10.0) -> KeyPowers:
     (:data:`UNPROBEABLE` aside), several at once; raises MeiliError if Meilisearch cannot
     be reached. The key must be able to search the configured index (check that first:
     a key that cannot gets 403 everywhere, and so would look harmless)."""
-    key = settings.api_key.reveal() if settings.api_key else ""
-    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
     names = {"index": settings.index, "nobody": str(uuid.uuid4())}
-    limits = httpx.Limits(max_connections=AT_ONCE)
-
-    with httpx.Client(
-        base_url=settings.url, headers=headers, timeout=timeout, limits=limits
-    ) as http:
+    with RawHttp(settings, timeout=timeout, connections=AT_ONCE) as http:
 
         def holds(probe: Probe) -> bool:
             path = probe.path.format(**names)
             if probe.late_body:
-                # A fresh connection: the server may answer before the body is sent, and
-                # what is left of it must not be read as the next request.
-                reply = http.request(probe.method, path, content=_late(b"x"),
-                                     headers={"Connection": "close"})  # fmt: skip
+                # The server may answer before the body is sent: the connection closes after.
+                reply = http.request(probe.method, path, _late(b"x"), alone=True)
             else:
-                reply = http.request(probe.method, path, content=b"")
-            return reply.status_code not in (401, 403)
+                reply = http.request(probe.method, path)
+            return reply.status not in (401, 403)
 
         def every_index() -> bool:
-            reply = http.post(f"/indexes/{PROBE_INDEX}/search", content=b'{"limit":0}')
-            return reply.status_code not in (401, 403)
+            reply = http.request("POST", f"/indexes/{PROBE_INDEX}/search", b'{"limit":0}')
+            return reply.status not in (401, 403)
 
-        try:
-            with ThreadPoolExecutor(AT_ONCE, thread_name_prefix="explorer-probe") as pool:
-                everywhere = pool.submit(every_index)
-                held = list(pool.map(holds, PROBES))
-                wide = everywhere.result()
-        except httpx.HTTPError:
-            raise unreachable(settings.url) from None
+        with ThreadPoolExecutor(AT_ONCE, thread_name_prefix="explorer-probe") as pool:
+            everywhere = pool.submit(every_index)
+            held = list(pool.map(holds, PROBES))
+            wide = everywhere.result()
     return KeyPowers(tuple(p.action for p, h in zip(PROBES, held, strict=True) if h), wide)

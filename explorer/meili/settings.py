@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.config import MeiliSettings
-from explorer.meili.client import IndexStore
-from explorer.meili.errors import missing_index
+from explorer.meili.client import IndexStore, missing_index
 from explorer.records.documents import INDEX_SETTINGS, settings_drift
 
 
