@@ -507,11 +507,28 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
         server.server_close()
 
 
+def _type_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--type and its shorthands; :meth:`Filters.chat_type_from` reconciles them."""
+    for option in reversed([
+        click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES),
+                     help="Only this kind of chat."),
+        click.option("--groups", is_flag=True, help="Only groups (--type group)."),
+        click.option("--individuals", is_flag=True, help="Only 1:1 chats (--type individual)."),
+    ]):  # fmt: skip
+        f = option(f)
+    return f
+
+
+def _chat_type(chat_type: str | None, groups: bool, individuals: bool) -> str | None:
+    from explorer.records.filters import Filters
+
+    with _usage_errors():
+        return Filters.chat_type_from(chat_type, groups=groups, individuals=individuals)
+
+
 @cli.command("search")
 @click.argument("query", required=False, default="")
-@click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES), help="Only this kind of chat.")
-@click.option("--groups", is_flag=True, help="Only groups (--type group).")
-@click.option("--individuals", is_flag=True, help="Only 1:1 chats (--type individual).")
+@_type_options
 @click.option("--instance", "instance", help="Only chats of this instance (id or label).")
 @click.option("--archived/--not-archived", default=None, help="Only archived / unarchived chats.")
 @click.option("--pinned/--not-pinned", default=None, help="Only pinned / unpinned chats.")
@@ -567,18 +584,10 @@ def search_cmd(
     """
     from explorer.meili.query import Filters, Searcher
 
-    asked = {
-        f"--type {chat_type}": chat_type,
-        "--groups": "group" if groups else None,
-        "--individuals": "individual" if individuals else None,
-    }
-    chosen = {flag: kind for flag, kind in asked.items() if kind}
-    if len(set(chosen.values())) > 1:
-        raise click.UsageError(f"{' and '.join(chosen)} contradict each other: pick one type")
-    chat_type = next(iter(chosen.values()), None)
+    kind = _chat_type(chat_type, groups, individuals)
     cfg = get_config(ctx)
     filters = Filters(
-        chat_type, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
+        kind, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
     )
     with _usage_errors(), Searcher(cfg.meilisearch) as searcher:
         result = searcher.search(
@@ -887,13 +896,13 @@ def audit_cmd(
 @_housekeeping_options
 @click.option("--days", default=90, show_default=True, type=click.IntRange(0),
               help="No activity for this many days.")  # fmt: skip
-@click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES), help="Only this kind.")
+@_type_options
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1),
               help="Rows in the table (JSON and --ids list everything).")  # fmt: skip
 @click.pass_context
 def zombies_cmd(
     ctx: click.Context, live: bool, instance: str | None, as_json: bool, as_ids: bool,
-    days: int, chat_type: str | None, limit: int,
+    days: int, chat_type: str | None, groups: bool, individuals: bool, limit: int,
 ) -> None:  # fmt: skip
     """Zombie chats: no activity for N days (default 90), oldest first, with counts.
 
@@ -903,7 +912,8 @@ def zombies_cmd(
     """
     from explorer.jobs.housekeeping import zombies
 
-    report = zombies(get_config(ctx), days=days, chat_type=chat_type, instance=instance, live=live)
+    kind = _chat_type(chat_type, groups, individuals)
+    report = zombies(get_config(ctx), days=days, chat_type=kind, instance=instance, live=live)
 
     _emit(ctx, report, report.chats, as_json, as_ids, limit)
 
