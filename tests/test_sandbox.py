@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
 
 from explorer.cli import cli
 from explorer.dev.sandbox import Sandbox
+from explorer.dev.sandbox_options import SandboxOptions
 from tests.conftest import ground_truth
 
 INST = "INST00000001"
@@ -334,8 +337,35 @@ def test_sandbox_help_documents_every_option() -> None:
         "--jitter-ms", "--spike-rate", "--error-rate", "--burst-every", "--retry-after",
         "--cold-start", "--cold-mode", "--churn", "--max-limit", "--desc-quirk",
         "--rate-limit", "--prerender", "--lids-fail-from", "--pn-twins",
+        "--lid-share FLOAT RANGE", "[default: 0.08; 0<=x<=0.76]", "--merge / --no-merge",
+        "--shape [webjs|noweb|gows]", "ID:TOKEN",
     ):  # fmt: skip
         assert option in result.output
+
+
+def test_every_sandbox_option_is_a_flag_with_the_same_default_and_help() -> None:
+    """Each option is written once, in SandboxOptions: the command's flags come from it."""
+    command = cli.commands["sandbox"]
+    flags = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for spec in fields(SandboxOptions):
+        assert spec.name in flags, f"no flag for SandboxOptions.{spec.name}"
+        assert flags[spec.name].help == spec.metadata["help"]
+    given = command.make_context("sandbox", []).params
+    del given["host"], given["port"], given["instances"]  # instances: parsed by the command
+    assert SandboxOptions(**given) == SandboxOptions()
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [({"chats": -1}, "chats must be >= 0"), ({"burst_length": 0}, "burst_length must be >= 1"),
+     ({"lid_share": 0.8}, "lid_share must be between 0 and 0.76"),
+     ({"cold_mode": "500"}, "cold_mode must be one of 202, 422, empty")],
+)  # fmt: skip
+def test_the_python_api_keeps_to_the_bounds_the_flags_show(
+    options: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        SandboxOptions(**options)
 
 
 def test_keep_alive_responses_do_not_stall(
