@@ -859,26 +859,15 @@ def schedule_cmd(
 
     Failures are logged and the loop goes on; use --log-format json for log shippers.
     """
-    import threading
+    from explorer.jobs import schedule
 
-    from explorer.jobs.schedule import ScheduleMetrics, run_schedule, zone_named
-    from explorer.procs import stop_signals
-
-    cfg = get_config(ctx)
-    cfg.require_instances()
-    zone = zone_named(timezone)
-    metrics = ScheduleMetrics(cfg)
-    if metrics_port is not None:
-        metrics.serve(metrics_host, metrics_port)
-    stop = threading.Event()
     try:
-        with stop_signals(stop):  # the job in hand finishes; Ctrl-C still stops at once
-            code = run_schedule(
-                cfg, at=reindex_at, sync_every=sync_every, run_now=run_now,
-                max_runs=max_runs, stop=stop, zone=zone, on_next=metrics.on_next,
-                on_run=metrics.on_run,
-            )  # fmt: skip
-    except KeyboardInterrupt:
+        code = schedule.run(
+            get_config(ctx), at=reindex_at, sync_every=sync_every, run_now=run_now,
+            timezone=timezone, metrics_host=metrics_host, metrics_port=metrics_port,
+            max_runs=max_runs,
+        )  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C; SIGTERM and SIGHUP let the job in hand finish
         code = 0
     if max_runs:
         ctx.exit(code)
