@@ -108,11 +108,12 @@ class _Counted(httpx.SyncByteStream):
 
 
 class CountingTransport(httpx.HTTPTransport):
-    """httpx's own transport, counting the bytes of every reply as they arrive (status
-    line, headers, and the body before any decoding)."""
+    """httpx's own transport, asking for ``encoding`` and counting the bytes of every
+    reply as they arrive (status line, headers, and the body before any decoding)."""
 
-    def __init__(self) -> None:
+    def __init__(self, encoding: str) -> None:
         super().__init__()
+        self.encoding = encoding
         self.received = 0
         self._lock = threading.Lock()
 
@@ -121,6 +122,7 @@ class CountingTransport(httpx.HTTPTransport):
             self.received += n
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["Accept-Encoding"] = self.encoding
         response = super().handle_request(request)
         head = len(b"HTTP/1.1 200 \r\n\r\n") + len(response.reason_phrase)
         head += sum(len(k) + len(v) + 4 for k, v in response.headers.raw)
@@ -137,12 +139,10 @@ class CountingTransport(httpx.HTTPTransport):
 def child(url: str, concurrency: int, page_size: int, encoding: str = "") -> None:
     """Crawl once and print a JSON line with the figures of this process. ``encoding``
     (gzip or identity) counts the bytes received, asking for that encoding."""
-    counter = CountingTransport() if encoding else None
+    counter = CountingTransport(encoding) if encoding else None
     started = time.perf_counter()
     cpu = time.process_time()
     with WawpClient(url, INSTANCE, Secret(TOKEN), timeout=60, transport=counter) as client:
-        if encoding:
-            client._http.headers["Accept-Encoding"] = encoding
         crawler = Crawler(
             client, CrawlOptions(page_size=page_size, concurrency=concurrency, warmup_seconds=0)
         )

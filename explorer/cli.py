@@ -13,19 +13,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import Field, fields
+from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 import click
 
 from explorer import __version__
 from explorer.config import Config, load_config
-from explorer.dev.sandbox_options import (
-    COLD_MODES,
-    DEFAULT_INSTANCE,
-    DEFAULT_TOKEN,
-    ENVELOPES,
-    SHAPES,
-)
+from explorer.dev.sandbox_options import SandboxOptions
 from explorer.errors import ExplorerError
 
 # Heavy modules (the Meilisearch client, tqdm, the sandbox) are imported inside the commands
@@ -301,172 +296,38 @@ def _instance_option(value: str) -> tuple[str, str]:
     return iid, token
 
 
+def _sandbox_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """A flag for each field of SandboxOptions, from its type, default and help there."""
+    hints = get_type_hints(SandboxOptions)
+    for spec in reversed(fields(SandboxOptions)):
+        f = _sandbox_flag(spec, hints[spec.name])(f)
+    return f
+
+
+def _sandbox_flag(spec: Field[Any], hint: Any) -> Callable[[Callable[..., Any]], Any]:
+    meta = spec.metadata
+    decl = meta.get("flag", f"--{spec.name.replace('_', '-')}")
+    common = {"help": meta["help"], "envvar": meta.get("envvar"), "metavar": meta.get("metavar")}
+    if meta.get("multiple"):
+        return click.option(decl, spec.name, multiple=True, **common)
+    kind = next(t for t in get_args(hint) or (hint,) if t is not type(None))
+    if kind is bool:
+        return click.option(decl, spec.name, is_flag=True, default=spec.default,
+                            show_default=spec.default is True, **common)  # fmt: skip
+    low, high = meta.get("low"), meta.get("high")
+    param: Any = kind
+    if "choices" in meta:
+        param = click.Choice(meta["choices"])
+    elif low is not None or high is not None:
+        param = click.IntRange(low, high) if kind is int else click.FloatRange(low, high)
+    return click.option(decl, spec.name, type=param, default=spec.default, show_default=True,
+                        **common)  # fmt: skip
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, help="Port (0 picks a free one).")
-@click.option(
-    "--chats", default=1000, show_default=True, type=click.IntRange(0), help="Chats per instance."
-)
-@click.option("--seed", default=1, show_default=True, help="Seed of the synthetic data.")
-@click.option(
-    "--instance",
-    "instances",
-    multiple=True,
-    metavar="ID:TOKEN",
-    help=f"An instance and its token; repeatable [default {DEFAULT_INSTANCE}:{DEFAULT_TOKEN}].",
-)
-@click.option(
-    "--shape",
-    type=click.Choice(SHAPES),
-    default="webjs",
-    show_default=True,
-    help="Chat objects as this WAHA engine returns them.",
-)
-@click.option(
-    "--envelope",
-    type=click.Choice(ENVELOPES),
-    default="bare",
-    show_default=True,
-    help='bare: a JSON array; data: {"data": [...]}; indexed: {"0": {...}, ...}.',
-)
-@click.option(
-    "--epoch", type=int, help="Unix time the activity timestamps count back from [default: now]."
-)
-@click.option("--latency-ms", default=0.0, show_default=True, help="Fixed delay per request.")
-@click.option("--jitter-ms", default=0.0, show_default=True, help="Extra random delay, 0..N ms.")
-@click.option(
-    "--spike-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of requests delayed by --spike-ms more.",
-)
-@click.option("--spike-ms", default=0.0, show_default=True, help="Size of a latency spike.")
-@click.option(
-    "--error-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of chat-list requests answered 500 or 502.",
-)
-@click.option(
-    "--burst-every",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Every N chat-list requests, a 429 burst (0: never).",
-)
-@click.option(
-    "--burst-length",
-    default=3,
-    show_default=True,
-    type=click.IntRange(1),
-    help="429 answers per burst.",
-)
-@click.option(
-    "--retry-after", default=1.0, show_default=True, help="Retry-After seconds sent with 429."
-)
-@click.option(
-    "--cold-start",
-    default=0.0,
-    show_default=True,
-    help="Seconds after start during which the session is not ready.",
-)
-@click.option(
-    "--cold-mode",
-    type=click.Choice(COLD_MODES),
-    default="422",
-    show_default=True,
-    help="What a cold session answers: 202, 422 or an empty list.",
-)
-@click.option(
-    "--churn",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Chats deleted and created per chat-list request.",
-)
-@click.option(
-    "--max-limit",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Cap on page size; larger limits are silently cut (0: none).",
-)
-@click.option(
-    "--desc-quirk",
-    is_flag=True,
-    help="Uppercase sortOrder=DESC sorts ascending, as upstream GOWS/WEBJS do.",
-)
-@click.option("--fault-seed", default=0, show_default=True, help="Seed of the fault randomness.")
-@click.option(
-    "--rate-limit",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Chat-list requests per second before 429 (0: no limit).",
-)
-@click.option(
-    "--prerender",
-    is_flag=True,
-    help="Render every chat before serving, so serving costs little CPU (benchmarks).",
-)
-@click.option(
-    "--lid-share",
-    default=0.08,
-    show_default=True,
-    type=click.FloatRange(0, 0.76),
-    help="Share of chats listed under a LID (a hidden number).",
-)
-@click.option(
-    "--lid-known",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of LIDs whose number /v2/lids knows (the rest: pn null, not listed).",
-)
-@click.option(
-    "--lid-pairs",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Share of known LID people who also have a chat under their phone JID.",
-)
-@click.option(
-    "--merge/--no-merge",
-    "merges",
-    default=True,
-    show_default=True,
-    help="Whether NOWEB/GOWS list such a person once (WAHA merge); WEBJS never does.",
-)
-@click.option("--lids-404", is_flag=True, help="/v2/lids answers 404 (no LID routes).")
-@click.option(
-    "--lids-fail",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0),
-    help="The first N /v2/lids page requests answer 500.",
-)
-@click.option(
-    "--lids-fail-from",
-    type=click.IntRange(0),
-    help="Every /v2/lids page from this offset on answers 500, however often asked.",
-)
-@click.option(
-    "--pn-twins",
-    is_flag=True,
-    help="NOWEB before merge: each LID chat naming its number (pnJid) is listed again "
-    "under that number, which names no LID. Needs --shape noweb.",
-)
-@click.option("--webhook-url", help="POST the events mutations imply here (explorer listen).")
-@click.option("--webhook-hmac-key", envvar="EXPLORER_WEBHOOK_HMAC_KEY",
-              help="Sign them as WAHA does [env EXPLORER_WEBHOOK_HMAC_KEY].")  # fmt: skip
-@click.option("--webhook-duplicates", default=0.0, type=click.FloatRange(0, 1),
-              help="Share of events sent twice.")  # fmt: skip
-@click.option("--webhook-delay-ms", default=0.0, type=click.FloatRange(0),
-              help="Random delay before each event, 0..N ms.")  # fmt: skip
-@click.option("--webhook-reorder", default=0.0, type=click.FloatRange(0, 1),
-              help="Share of events sent after the next one.")  # fmt: skip
+@_sandbox_options
 def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) -> None:
     """Run a Wawp-compatible sandbox server with synthetic chats.
 
@@ -477,26 +338,27 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
     Ctrl-C.
     """
     from explorer.dev.sandbox import Sandbox
-    from explorer.dev.sandbox_options import SandboxOptions
 
-    pairs = dict(_instance_option(v) for v in instances) or {DEFAULT_INSTANCE: DEFAULT_TOKEN}
+    if instances:  # else the field's default
+        options["instances"] = dict(_instance_option(v) for v in instances)
     try:
-        sb = Sandbox(SandboxOptions(instances=pairs, **options))
+        sb = Sandbox(SandboxOptions(**options))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if sb.options.prerender:
-        click.echo(f"Rendering {options['chats']:,} chats per instance before serving...")
+    o = sb.options
+    if o.prerender:
+        click.echo(f"Rendering {o.chats:,} chats per instance before serving...")
         for store in sb.stores.values():
             store.prerender()
     server = sb.bind(host, port)
-    first = next(iter(pairs))
+    first = next(iter(o.instances))
     click.echo(
-        f"Wawp sandbox on {sb.url}: {options['chats']} chats per instance, "
-        f"shape {options['shape']}, envelope {options['envelope']}\n"
+        f"Wawp sandbox on {sb.url}: {o.chats} chats per instance, "
+        f"shape {o.shape}, envelope {o.envelope}\n"
         "Point explorer at it:\n"
         f"  export WAWP_BASE_URL={sb.url}\n"
-        f"  export WAWP_INSTANCE_ID={','.join(pairs)}\n"
-        f"  export WAWP_ACCESS_TOKEN={pairs[first]}   # the sandbox's own token\n"
+        f"  export WAWP_INSTANCE_ID={','.join(o.instances)}\n"
+        f"  export WAWP_ACCESS_TOKEN={o.instances[first]}   # the sandbox's own token\n"
         "Ctrl-C stops it."
     )
     try:
@@ -507,11 +369,28 @@ def sandbox(host: str, port: int, instances: tuple[str, ...], **options: Any) ->
         server.server_close()
 
 
+def _type_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--type and its shorthands; :meth:`Filters.chat_type_from` reconciles them."""
+    for option in reversed([
+        click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES),
+                     help="Only this kind of chat."),
+        click.option("--groups", is_flag=True, help="Only groups (--type group)."),
+        click.option("--individuals", is_flag=True, help="Only 1:1 chats (--type individual)."),
+    ]):  # fmt: skip
+        f = option(f)
+    return f
+
+
+def _chat_type(chat_type: str | None, groups: bool, individuals: bool) -> str | None:
+    from explorer.records.filters import Filters
+
+    with _usage_errors():
+        return Filters.chat_type_from(chat_type, groups=groups, individuals=individuals)
+
+
 @cli.command("search")
 @click.argument("query", required=False, default="")
-@click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES), help="Only this kind of chat.")
-@click.option("--groups", is_flag=True, help="Only groups (--type group).")
-@click.option("--individuals", is_flag=True, help="Only 1:1 chats (--type individual).")
+@_type_options
 @click.option("--instance", "instance", help="Only chats of this instance (id or label).")
 @click.option("--archived/--not-archived", default=None, help="Only archived / unarchived chats.")
 @click.option("--pinned/--not-pinned", default=None, help="Only pinned / unpinned chats.")
@@ -567,18 +446,10 @@ def search_cmd(
     """
     from explorer.meili.query import Filters, Searcher
 
-    asked = {
-        f"--type {chat_type}": chat_type,
-        "--groups": "group" if groups else None,
-        "--individuals": "individual" if individuals else None,
-    }
-    chosen = {flag: kind for flag, kind in asked.items() if kind}
-    if len(set(chosen.values())) > 1:
-        raise click.UsageError(f"{' and '.join(chosen)} contradict each other: pick one type")
-    chat_type = next(iter(chosen.values()), None)
+    kind = _chat_type(chat_type, groups, individuals)
     cfg = get_config(ctx)
     filters = Filters(
-        chat_type, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
+        kind, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
     )
     with _usage_errors(), Searcher(cfg.meilisearch) as searcher:
         result = searcher.search(
@@ -887,13 +758,13 @@ def audit_cmd(
 @_housekeeping_options
 @click.option("--days", default=90, show_default=True, type=click.IntRange(0),
               help="No activity for this many days.")  # fmt: skip
-@click.option("--type", "chat_type", type=click.Choice(CHAT_TYPES), help="Only this kind.")
+@_type_options
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1),
               help="Rows in the table (JSON and --ids list everything).")  # fmt: skip
 @click.pass_context
 def zombies_cmd(
     ctx: click.Context, live: bool, instance: str | None, as_json: bool, as_ids: bool,
-    days: int, chat_type: str | None, limit: int,
+    days: int, chat_type: str | None, groups: bool, individuals: bool, limit: int,
 ) -> None:  # fmt: skip
     """Zombie chats: no activity for N days (default 90), oldest first, with counts.
 
@@ -903,7 +774,8 @@ def zombies_cmd(
     """
     from explorer.jobs.housekeeping import zombies
 
-    report = zombies(get_config(ctx), days=days, chat_type=chat_type, instance=instance, live=live)
+    kind = _chat_type(chat_type, groups, individuals)
+    report = zombies(get_config(ctx), days=days, chat_type=kind, instance=instance, live=live)
 
     _emit(ctx, report, report.chats, as_json, as_ids, limit)
 
@@ -987,26 +859,15 @@ def schedule_cmd(
 
     Failures are logged and the loop goes on; use --log-format json for log shippers.
     """
-    import threading
+    from explorer.jobs import schedule
 
-    from explorer.jobs.schedule import ScheduleMetrics, run_schedule, zone_named
-    from explorer.procs import stop_signals
-
-    cfg = get_config(ctx)
-    cfg.require_instances()
-    zone = zone_named(timezone)
-    metrics = ScheduleMetrics(cfg)
-    if metrics_port is not None:
-        metrics.serve(metrics_host, metrics_port)
-    stop = threading.Event()
     try:
-        with stop_signals(stop):  # the job in hand finishes; Ctrl-C still stops at once
-            code = run_schedule(
-                cfg, at=reindex_at, sync_every=sync_every, run_now=run_now,
-                max_runs=max_runs, stop=stop, zone=zone, on_next=metrics.on_next,
-                on_run=metrics.on_run,
-            )  # fmt: skip
-    except KeyboardInterrupt:
+        code = schedule.run(
+            get_config(ctx), at=reindex_at, sync_every=sync_every, run_now=run_now,
+            timezone=timezone, metrics_host=metrics_host, metrics_port=metrics_port,
+            max_runs=max_runs,
+        )  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C; SIGTERM and SIGHUP let the job in hand finish
         code = 0
     if max_runs:
         ctx.exit(code)

@@ -127,10 +127,15 @@ def token() -> str:
 def make_sandbox(token: str) -> Iterator[Callable[..., Sandbox]]:
     started: list[Sandbox] = []
 
-    def make(**options: Any) -> Sandbox:
+    def make(
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        **options: Any,
+    ) -> Sandbox:
         options.setdefault("instances", {SANDBOX_INSTANCE: token})
         options.setdefault("epoch", 1_764_000_000)
-        sb = Sandbox(SandboxOptions(**options)).start()
+        sb = Sandbox(SandboxOptions(**options), clock=clock, sleep=sleep).start()
         started.append(sb)
         return sb
 

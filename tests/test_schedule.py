@@ -7,15 +7,22 @@ forward, so a week of nights passes in milliseconds.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import threading
+from collections.abc import Iterator
+from types import FrameType
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from explorer.cli import cli
-from explorer.config import Config
+from explorer.config import Config, load_config
+from explorer.dev.meili_server import free_port
 from explorer.errors import ConfigError
+from explorer.jobs import schedule
 from explorer.jobs.schedule import next_run, run_schedule, zone_named
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -133,3 +140,65 @@ def test_an_unknown_zone_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) ->
     assert result.output.strip().splitlines() == [
         "Error: unknown time zone 'Mars/Olympus' (an IANA name such as Europe/Berlin or UTC)"
     ]
+
+
+# -- schedule.run: the service the command runs ---------------------------------------------
+
+ONE_INSTANCE = {"WAWP_INSTANCE_ID": "ABC", "WAWP_ACCESS_TOKEN": "t"}
+
+
+def test_run_serves_metrics_while_it_runs_and_stops_serving_when_it_returns() -> None:
+    port = free_port()
+    seen: list[str] = []
+
+    def reindex() -> None:
+        seen.append(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+
+    code = schedule.run(
+        load_config(env=ONE_INSTANCE), at=AT, run_now=True, timezone="Europe/Berlin",
+        metrics_port=port, max_runs=1, jobs={"reindex": reindex},
+    )  # fmt: skip
+    assert code == 0 and len(seen) == 1
+    assert "explorer_schedule_next_reindex_timestamp_seconds" in seen[0]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+
+
+def test_run_checks_what_it_is_asked_before_any_job() -> None:
+    ran: list[str] = []
+    jobs = {"reindex": lambda: ran.append("reindex")}
+    with pytest.raises(ConfigError, match="no Wawp instance"):
+        schedule.run(Config(), at=AT, run_now=True, max_runs=1, jobs=jobs)
+    with pytest.raises(ConfigError, match="Mars/Olympus"):
+        schedule.run(load_config(env=ONE_INSTANCE), at=AT, run_now=True, max_runs=1,
+                     timezone="Mars/Olympus", jobs=jobs)  # fmt: skip
+    assert ran == []
+
+
+@pytest.fixture
+def sigterm_fails_the_test() -> Iterator[None]:
+    """A SIGTERM that nothing inside catches fails the test instead of ending pytest."""
+
+    def outside(signum: int, frame: FrameType | None) -> None:
+        raise AssertionError("SIGTERM reached past schedule.run")
+
+    previous = signal.signal(signal.SIGTERM, outside)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.usefixtures("sigterm_fails_the_test")
+def test_sigterm_lets_the_job_in_hand_finish_and_starts_no_other() -> None:
+    steps: list[str] = []
+
+    def reindex() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # as a container stop during a reindex
+        steps.append("reindex finished")
+
+    code = schedule.run(
+        load_config(env=ONE_INSTANCE), at=AT, run_now=True, sync_every=0.01, max_runs=2,
+        jobs={"reindex": reindex, "sync": lambda: steps.append("sync")},
+    )  # fmt: skip
+    assert steps == ["reindex finished"] and code == 0

@@ -391,16 +391,19 @@ def test_counts_are_exact_beyond_max_total_hits(world: dict[str, Any]) -> None:
     assert f"1-5 of {individuals:,} chats" in line.stderr and "~" not in line.stderr
 
 
+@pytest.mark.parametrize("command", ["search", "zombies"])
 @pytest.mark.parametrize(
-    "flags",
-    [["--groups", "--individuals"], ["--type", "group", "--individuals"],
-     ["--individuals", "--type", "channel"]],
+    ("flags", "line"),
+    [(["--groups", "--individuals"], "--groups and --individuals"),
+     (["--type", "group", "--individuals"], "--type group and --individuals"),
+     (["--individuals", "--type", "channel"], "--type channel and --individuals")],
 )  # fmt: skip
 def test_contradictory_type_filters_are_a_usage_error(
-    world: dict[str, Any], flags: list[str]
+    command: str, flags: list[str], line: str
 ) -> None:
-    result = CliRunner().invoke(cli, ["search", *flags], env=world["env"])
-    assert result.exit_code == 2 and "contradict each other" in result.output
+    result = CliRunner().invoke(cli, [command, *flags])
+    assert result.exit_code == 2
+    assert f"Error: {line} contradict each other: pick one type" in result.output.splitlines()
 
 
 def test_an_agreeing_pair_of_type_filters_is_fine(world: dict[str, Any]) -> None:
@@ -505,6 +508,34 @@ def test_a_bad_filter_names_its_argument(case: dict[str, Any]) -> None:
     with pytest.raises(explorer.QueryError) as info:
         Filters(**case["filters"]).expressions()
     assert info.value.param == case["param"]
+
+
+@pytest.mark.parametrize(
+    ("chat_type", "groups", "individuals", "kind"),
+    [(None, False, False, None), ("channel", False, False, "channel"),
+     (None, True, False, "group"), (None, False, True, "individual"),
+     ("group", True, False, "group"), ("individual", False, True, "individual")],
+)  # fmt: skip
+def test_type_shorthands_name_one_type(
+    chat_type: str | None, groups: bool, individuals: bool, kind: str | None
+) -> None:
+    assert Filters.chat_type_from(chat_type, groups=groups, individuals=individuals) == kind
+
+
+@pytest.mark.parametrize(
+    ("chat_type", "groups", "individuals", "param", "problem"),
+    [(None, True, True, "groups", "and --individuals"),
+     ("group", False, True, "type", "group and --individuals"),
+     ("channel", True, False, "type", "channel and --groups"),
+     ("broadcast", True, True, "type", "broadcast and --groups and --individuals")],
+)  # fmt: skip
+def test_type_shorthands_that_disagree_are_named(
+    chat_type: str | None, groups: bool, individuals: bool, param: str, problem: str
+) -> None:
+    with pytest.raises(explorer.QueryError) as info:
+        Filters.chat_type_from(chat_type, groups=groups, individuals=individuals)
+    assert info.value.param == param
+    assert info.value.problem == f"{problem} contradict each other: pick one type"
 
 
 def test_the_page_writes_the_same_filters_as_the_table() -> None:

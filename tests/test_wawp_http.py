@@ -125,9 +125,13 @@ def no_httpx_in(exc: BaseException) -> bool:
 
 
 def test_concurrent_requests_share_a_pool_no_larger_than_asked(server: _Server) -> None:
+    """The server never closes a connection, so every connection beyond four, and every
+    retry, is one the client closed under a request of its own (httpcore's shared pool did,
+    under load: see WawpClient)."""
     with client_at(url_of(server), max_connections=4) as client, ThreadPoolExecutor(8) as pool:
         pages = list(pool.map(lambda n: client.chats_page(offset=n, limit=1), range(60)))
     assert pages == [[{"id": "1@c.us"}]] * 60
+    assert client.retries_made == 0, f"{client.retries_made} requests failed and were retried"
     assert 1 <= len(server.peers) <= 4, f"{len(server.peers)} connections for a pool of 4"
 
 

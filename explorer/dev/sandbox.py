@@ -24,7 +24,7 @@ import time
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -83,7 +83,7 @@ class ChatStore:
         self._lids: dict[str, int] | None = None  # LID digits -> chat number
         self._known: list[int] | None = None  # chat numbers of known LIDs, in order
         self._mappings: dict[int, dict[str, str | None]] = {}
-        self.session_started = time.monotonic()
+        self.session_started = 0.0  # on the sandbox's clock: restart_session() sets it
 
     @property
     def merges(self) -> bool:
@@ -382,17 +382,30 @@ class ChatStore:
             self._twins = self._lids = self._known = None
             self._changed()
 
-    def restart_session(self) -> None:
-        self.session_started = time.monotonic()
+    def restart_session(self, now: float) -> None:
+        self.session_started = now
 
 
 class Sandbox:
-    """The sandbox server, run in a background thread (tests) or the foreground (CLI)."""
+    """The sandbox server, run in a background thread (tests) or the foreground (CLI).
 
-    def __init__(self, options: SandboxOptions | None = None) -> None:
+    ``clock`` and ``sleep`` time the latency, spikes, the rate limit and the cold start:
+    a test gives fake ones to see what the sandbox waited for without waiting."""
+
+    def __init__(
+        self,
+        options: SandboxOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.options = options or SandboxOptions()
+        self.clock = clock
+        self.sleep = sleep
         epoch = self.options.epoch or int(time.time())
         self.stores = {iid: ChatStore(iid, self.options, epoch) for iid in self.options.instances}
+        for store in self.stores.values():
+            store.restart_session(clock())
         self.rng = random.Random(self.options.fault_seed)
         self.rng_lock = threading.Lock()
         self.requests = 0
@@ -402,6 +415,7 @@ class Sandbox:
         self.in_flight = 0  # chat-list requests being answered now, and the most at once
         self.max_in_flight = 0
         self.throttled = 0  # 429s sent for the rate limit
+        self.cold_replies = 0  # chat-list requests answered as a session not ready yet
         self._recent: list[float] = []  # start times of the last second's chat-list requests
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -425,7 +439,7 @@ class Sandbox:
         server.request_queue_size = 128
         self._server = server
         for store in self.stores.values():
-            store.restart_session()
+            store.restart_session(self.clock())
         return server
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> Sandbox:
@@ -619,7 +633,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         sb = self.sandbox
-        self._arrived = time.monotonic()
+        self._arrived = sb.clock()
         self._due = 0.0
         self._body = {}
         path = urlsplit(self.path).path.rstrip("/")
@@ -667,7 +681,7 @@ class _Handler(BaseHTTPRequestHandler):
         sb = self.sandbox
         if not sb.options.rate_limit:
             return False
-        now = time.monotonic()
+        now = sb.clock()
         with sb.rng_lock:
             sb._recent = [t for t in sb._recent if now - t < 1.0]
             if len(sb._recent) >= sb.options.rate_limit:
@@ -727,13 +741,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._due = self._arrived + ms / 1000
 
     def _wait_due(self) -> None:
-        remaining = getattr(self, "_due", 0.0) - time.monotonic()
+        remaining = getattr(self, "_due", 0.0) - self.sandbox.clock()
         if remaining > 0:
-            time.sleep(remaining)
+            self.sandbox.sleep(remaining)
 
     def _cold(self, store: ChatStore) -> bool:
-        o = self.sandbox.options
-        return o.cold_start > 0 and time.monotonic() - store.session_started < o.cold_start
+        sb, o = self.sandbox, self.sandbox.options
+        return o.cold_start > 0 and sb.clock() - store.session_started < o.cold_start
 
     def _session_info(self, store: ChatStore) -> None:
         status = "STARTING" if self._cold(store) else "WORKING"
@@ -750,6 +764,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _chats(self, store: ChatStore, params: dict[str, str]) -> None:
         sb, o = self.sandbox, self.sandbox.options
         if self._cold(store):
+            with sb.rng_lock:
+                sb.cold_replies += 1
             if o.cold_mode == "202":
                 return self._json(202, {"message": "Session is starting, try again later"})
             if o.cold_mode == "422":

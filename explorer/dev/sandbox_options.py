@@ -1,13 +1,16 @@
 """The sandbox's options and their choices, without the server.
 
-The CLI builds its `explorer sandbox` flags from these; keeping them apart means a plain
-`explorer search` does not import ``http.server`` and the data generator at start-up.
+Each option is written once, here: its type, default, help text and bounds. The CLI
+builds `explorer sandbox`'s flags from these fields (``explorer.cli``), and
+:meth:`SandboxOptions.__post_init__` checks the same bounds for the Python API. Keeping
+them apart from the server means a plain `explorer search` does not import
+``http.server`` and the data generator at start-up.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass, field, fields
+from typing import Any, Final, TypeVar
 
 SHAPES: Final = ("webjs", "noweb", "gows")
 ENVELOPES: Final = ("bare", "data", "indexed")
@@ -16,64 +19,130 @@ SORT_KEYS: Final = ("id", "conversationTimestamp", "name")
 DEFAULT_INSTANCE: Final = "SANDBOX00001"
 DEFAULT_TOKEN: Final = "sandbox-token"
 
+T = TypeVar("T")
+
+
+def option(
+    default: T,
+    help: str,  # noqa: A002 - the word click uses
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    flag: str | None = None,
+    envvar: str | None = None,
+) -> T:
+    """A field with what `explorer sandbox` needs to offer it: ``help``, the bounds
+    (``low``/``high``, inclusive) or ``choices`` a value must keep to, and the ``flag`` when
+    it is not ``--<field-name>`` (``--merge/--no-merge`` for a flag on by default)."""
+    spec = {"help": help, "low": low, "high": high, "choices": choices, "flag": flag,
+            "envvar": envvar}  # fmt: skip
+    return field(default=default, metadata={k: v for k, v in spec.items() if v is not None})
+
 
 @dataclass
 class SandboxOptions:
-    chats: int = 1000
-    seed: int = 1
-    shape: str = "webjs"
-    envelope: str = "bare"
-    instances: dict[str, str] = field(default_factory=lambda: {DEFAULT_INSTANCE: DEFAULT_TOKEN})
-    epoch: int | None = None
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    spike_rate: float = 0.0
-    spike_ms: float = 0.0
-    error_rate: float = 0.0
-    burst_every: int = 0
-    burst_length: int = 3
-    retry_after: float = 1.0
-    cold_start: float = 0.0
-    cold_mode: str = "422"
-    churn: int = 0
-    max_limit: int = 0
-    desc_quirk: bool = False
-    fault_seed: int = 0
-    rate_limit: float = 0.0  # chat-list requests per second the account may make (0: none)
-    prerender: bool = False  # render every chat before serving (benchmarks)
-    lid_share: float = 0.08  # chats listed under a LID (of all chats; at most 0.76)
-    lid_known: float = 0.0  # of those, the share whose number Wawp knows (/v2/lids)
-    lid_pairs: float = 0.5  # of the known ones, people with a second chat under their phone
-    merges: bool = True  # NOWEB/GOWS merge a person's LID and phone chats (WEBJS never does)
-    lids_404: bool = False  # /v2/lids* answer 404, as on a Wawp without the LID routes
-    lids_fail: int = 0  # the first N /v2/lids page requests answer 500
-    lids_fail_from: int | None = None  # /v2/lids pages from this offset on answer 500, always
-    # NOWEB as builds before WAHA's merge list it: every LID chat that names its number
-    # (pnJid) is listed again under that number, whose chat names no LID (no lidJid).
-    pn_twins: bool = False
+    chats: int = option(1000, "Chats per instance.", low=0)
+    seed: int = option(1, "Seed of the synthetic data.")
+    shape: str = option("webjs", "Chat objects as this WAHA engine returns them.", choices=SHAPES)
+    envelope: str = option(
+        "bare", 'bare: a JSON array; data: {"data": [...]}; indexed: {"0": {...}, ...}.',
+        choices=ENVELOPES,
+    )  # fmt: skip
+    instances: dict[str, str] = field(
+        default_factory=lambda: {DEFAULT_INSTANCE: DEFAULT_TOKEN},
+        metadata={
+            "help": "An instance and its token; repeatable "
+            f"[default {DEFAULT_INSTANCE}:{DEFAULT_TOKEN}].",
+            "flag": "--instance",
+            "metavar": "ID:TOKEN",
+            "multiple": True,
+        },
+    )
+    epoch: int | None = option(
+        None, "Unix time the activity timestamps count back from [default: now]."
+    )
+    latency_ms: float = option(0.0, "Fixed delay per request.")
+    jitter_ms: float = option(0.0, "Extra random delay, 0..N ms.")
+    spike_rate: float = option(0.0, "Share of requests delayed by --spike-ms more.", low=0, high=1)
+    spike_ms: float = option(0.0, "Size of a latency spike.")
+    error_rate: float = option(
+        0.0, "Share of chat-list requests answered 500 or 502.", low=0, high=1
+    )
+    burst_every: int = option(0, "Every N chat-list requests, a 429 burst (0: never).", low=0)
+    burst_length: int = option(3, "429 answers per burst.", low=1)
+    retry_after: float = option(1.0, "Retry-After seconds sent with 429.")
+    cold_start: float = option(0.0, "Seconds after start during which the session is not ready.")
+    cold_mode: str = option(
+        "422", "What a cold session answers: 202, 422 or an empty list.", choices=COLD_MODES
+    )
+    churn: int = option(0, "Chats deleted and created per chat-list request.", low=0)
+    max_limit: int = option(0, "Cap on page size; larger limits are silently cut (0: none).", low=0)
+    desc_quirk: bool = option(
+        False, "Uppercase sortOrder=DESC sorts ascending, as upstream GOWS/WEBJS do."
+    )
+    fault_seed: int = option(0, "Seed of the fault randomness.")
+    rate_limit: float = option(
+        0.0, "Chat-list requests per second before 429 (0: no limit).", low=0
+    )
+    prerender: bool = option(
+        False, "Render every chat before serving, so serving costs little CPU (benchmarks)."
+    )
+    lid_share: float = option(
+        0.08, "Share of chats listed under a LID (a hidden number).", low=0, high=0.76
+    )
+    lid_known: float = option(
+        0.0, "Share of LIDs whose number /v2/lids knows (the rest: pn null, not listed).",
+        low=0, high=1,
+    )  # fmt: skip
+    lid_pairs: float = option(
+        0.5, "Share of known LID people who also have a chat under their phone JID.",
+        low=0, high=1,
+    )  # fmt: skip
+    merges: bool = option(
+        True, "Whether NOWEB/GOWS list such a person once (WAHA merge); WEBJS never does.",
+        flag="--merge/--no-merge",
+    )  # fmt: skip
+    lids_404: bool = option(False, "/v2/lids answers 404 (no LID routes).")
+    lids_fail: int = option(0, "The first N /v2/lids page requests answer 500.", low=0)
+    lids_fail_from: int | None = option(
+        None, "Every /v2/lids page from this offset on answers 500, however often asked.",
+        low=0,
+    )  # fmt: skip
+    pn_twins: bool = option(
+        False, "NOWEB before merge: each LID chat naming its number (pnJid) is listed again "
+        "under that number, which names no LID. Needs --shape noweb.",
+    )  # fmt: skip
     # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
-    webhook_url: str | None = None
-    webhook_hmac_key: str | None = None
-    webhook_duplicates: float = 0.0  # share of events sent twice
-    webhook_delay_ms: float = 0.0  # random delay before each, 0..N ms
-    webhook_reorder: float = 0.0  # share held back and sent after the next one
-    webhook_retry_seconds: float = 2.0  # constant delay between attempts, as WAHA's default
+    webhook_url: str | None = option(
+        None, "POST the events mutations imply here (explorer listen)."
+    )
+    webhook_hmac_key: str | None = option(
+        None, "Sign them as WAHA does [env EXPLORER_WEBHOOK_HMAC_KEY].",
+        envvar="EXPLORER_WEBHOOK_HMAC_KEY",
+    )  # fmt: skip
+    webhook_duplicates: float = option(0.0, "Share of events sent twice.", low=0, high=1)
+    webhook_delay_ms: float = option(0.0, "Random delay before each event, 0..N ms.", low=0)
+    webhook_reorder: float = option(0.0, "Share of events sent after the next one.", low=0, high=1)
+    webhook_retry_seconds: float = option(
+        2.0, "Constant delay between a webhook's attempts, as WAHA's default.", low=0
+    )
 
     def __post_init__(self) -> None:
-        if self.shape not in SHAPES:
-            raise ValueError(f"shape must be one of {', '.join(SHAPES)}")
-        if self.envelope not in ENVELOPES:
-            raise ValueError(f"envelope must be one of {', '.join(ENVELOPES)}")
-        if self.cold_mode not in COLD_MODES:
-            raise ValueError(f"cold mode must be one of {', '.join(COLD_MODES)}")
-        if self.chats < 0:
-            raise ValueError("chats must be >= 0")
-        if not 0 <= self.lid_share <= 0.76:
-            raise ValueError("lid_share must be between 0 and 0.76")
+        for f in fields(self):
+            _check(f.name, getattr(self, f.name), f.metadata)
         if self.pn_twins and self.shape != "noweb":
             raise ValueError("pn_twins is NOWEB's: it needs shape noweb")
-        if self.lids_fail_from is not None and self.lids_fail_from < 0:
-            raise ValueError("lids_fail_from must be >= 0")
-        for name in ("error_rate", "spike_rate", "lid_known", "lid_pairs"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be between 0 and 1")
+
+
+def _check(name: str, value: Any, spec: Any) -> None:
+    """The bounds a field's ``option`` gives, for callers that did not come through click."""
+    if value is None:
+        return
+    choices, low, high = spec.get("choices"), spec.get("low"), spec.get("high")
+    if choices is not None and value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}")
+    if low is not None and high is not None and not low <= value <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low:g}")

@@ -20,11 +20,16 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from explorer.config import Config
 from explorer.errors import ConfigError, ExplorerError
 from explorer.jobs.state import IndexBusy
+from explorer.procs import stop_signals
+
+if TYPE_CHECKING:
+    from explorer.doors.server import HttpServer
 
 log = logging.getLogger("explorer.jobs.schedule")
 
@@ -77,7 +82,7 @@ def next_run(now: dt.datetime, at: dt.time, zone: dt.tzinfo | None = None) -> dt
         day += dt.timedelta(days=1)
 
 
-def _run(name: str, job: Callable[[], object], cfg: Config | None = None) -> int:
+def _run_job(name: str, job: Callable[[], object], cfg: Config | None = None) -> int:
     code = _outcome(name, job)
     if cfg is not None:
         from explorer.doors.metrics import record_outcome
@@ -104,6 +109,43 @@ def _outcome(name: str, job: Callable[[], object]) -> int:
     summary = getattr(report, "summary", None)
     log.info("%s", summary() if callable(summary) else name, extra={"event": name, "exit_code": 0})
     return 0
+
+
+def run(
+    cfg: Config,
+    *,
+    at: dt.time,
+    sync_every: float | None = None,
+    run_now: bool = False,
+    timezone: str | None = None,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int | None = None,
+    max_runs: int | None = None,
+    jobs: dict[str, Callable[[], object]] | None = None,
+) -> int:
+    """`explorer schedule`: reindex every day at ``at`` in ``timezone`` (default: $TZ, else
+    the system's), sync every ``sync_every`` seconds in between, and serve ``/metrics`` on
+    ``metrics_port`` if given, until SIGTERM or SIGHUP (the job in hand finishes first) or
+    ``max_runs`` jobs; returns the last job's exit code.
+
+    What it is asked is checked before any job runs (ConfigError: no instance, an unknown
+    zone); Ctrl-C stops it at once (KeyboardInterrupt). ``jobs`` replaces reindex and sync
+    (tests)."""
+    cfg.require_instances()
+    zone = zone_named(timezone)
+    metrics = ScheduleMetrics(cfg)
+    server = metrics.serve(metrics_host, metrics_port) if metrics_port is not None else None
+    stop = threading.Event()
+    try:
+        with stop_signals(stop):
+            return run_schedule(
+                cfg, at=at, sync_every=sync_every, zone=zone, run_now=run_now,
+                max_runs=max_runs, stop=stop, jobs=jobs, on_next=metrics.on_next,
+                on_run=metrics.on_run,
+            )  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def run_schedule(
@@ -145,7 +187,7 @@ def run_schedule(
         return due.astimezone(dt.UTC)
 
     def run(name: str) -> int:
-        result = _run(name, todo[name], cfg if jobs is None else None)
+        result = _run_job(name, todo[name], cfg if jobs is None else None)
         if on_run is not None:
             on_run(name, result)
         return result
@@ -194,7 +236,7 @@ class ScheduleMetrics:
     def on_run(self, job: str, code: int) -> None:
         self.runs.labels(job, str(code)).inc()
 
-    def serve(self, host: str, port: int) -> object:
+    def serve(self, host: str, port: int) -> HttpServer:
         """Serve in a thread on the shared server; returns it (``stop()`` ends it)."""
         from starlette.applications import Starlette
 

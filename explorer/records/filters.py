@@ -19,6 +19,7 @@ from explorer.records.chats import CHAT_TYPES
 
 DAY: Final = 86_400
 FLAGS: Final = ("archived", "pinned", "muted", "phone_hidden")
+TYPE_FLAGS: Final = {"groups": "group", "individuals": "individual"}  # shorthands for a type
 
 
 def quote(value: str) -> str:
@@ -92,6 +93,23 @@ class Filters:
     inactive_days: int | None = None
     active_since: str | None = None  # YYYY-MM-DD or an ISO datetime
     number_hidden: bool | None = None  # people behind a LID nobody resolved (or the others)
+
+    @staticmethod
+    def chat_type_from(
+        chat_type: str | None = None, *, groups: bool = False, individuals: bool = False
+    ) -> str | None:
+        """The one kind of chat that ``--type``, ``--groups`` and ``--individuals`` ask for
+        together (None: any). They may repeat each other; two different kinds would match
+        nothing, which is a mistake to point out rather than an empty answer to give.
+        Raises QueryError naming the options that disagree."""
+        asked = {f"--type {chat_type}": chat_type} if chat_type is not None else {}
+        shorthands = {"groups": groups, "individuals": individuals}
+        asked |= {f"--{name}": TYPE_FLAGS[name] for name, given in shorthands.items() if given}
+        if len(set(asked.values())) > 1:
+            sentence = f"{' and '.join(asked)} contradict each other: pick one type"
+            param = sentence.split()[0].removeprefix("--")
+            raise QueryError(param, sentence.removeprefix(f"--{param} "))
+        return next(iter(asked.values()), None)
 
     def expressions(self, now: float | None = None) -> list[str]:
         """Meilisearch filter clauses (ANDed); raises QueryError on a bad value."""

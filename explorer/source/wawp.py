@@ -4,10 +4,11 @@ Wawp proxies WAHA, so bodies differ by engine and errors come in several shapes 
 docs/wawp.md). This module only knows HTTP and body shapes; it returns raw chat objects
 and leaves their meaning to :mod:`explorer.records.chats`.
 
-One ``httpx.Client`` per instance carries every request: a keep-alive pool as large as
-the crawl's concurrency, gzip bodies (a page of chats is mostly repeated keys), h11's
-strict HTTP/1.1 framing, and proxies, ``NO_PROXY`` and certificates from the environment
-as httpx reads them.
+Requests go through httpx: keep-alive connections, as many as the crawl's concurrency,
+gzip bodies (a page of chats is mostly repeated keys), h11's strict HTTP/1.1 framing, and
+proxies, ``NO_PROXY`` and certificates from the environment as httpx reads them. Each
+connection is its own ``httpx.Client``, lent to one request at a time (:class:`_Lender`
+says why).
 
 The access token rides in the query string, and a server may quote it back in any error
 body, so nothing leaves this module unredacted: every error is built by
@@ -26,7 +27,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -151,6 +152,50 @@ def extract_items(body: Any) -> list[Any] | None:
     return None
 
 
+class _Lender:
+    """Up to ``size`` single-connection httpx clients, each lent to one request at a time
+    (more requests wait for one).
+
+    Not one client with a pool of ``size``: httpcore's pool (1.0.9, the latest) takes an
+    idle connection whose socket is readable for one the server closed, and looks in two
+    steps without a lock. Between them another thread can take that connection, send its
+    request and receive the reply, which makes the socket readable: the pool then closes
+    it under that request, which fails (EBADF, retried on a new connection) or, since
+    closing a socket does not wake the ``poll()`` waiting on it, hangs until the read
+    timeout. Under load that was most runs of 60 concurrent requests to a local server
+    (tests/test_wawp_http.py); encode/httpcore#1110 is the same race by another path. A
+    client only one thread uses at a time never checks a connection beside a request.
+    """
+
+    def __init__(self, make: Callable[[], httpx.Client], size: int) -> None:
+        self._make = make
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._idle: list[httpx.Client] = []  # the last one returned is lent first: warm
+        self._made: list[httpx.Client] = []
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[httpx.Client]:
+        with self._slots:
+            with self._lock:
+                client = self._idle.pop() if self._idle else None
+            if client is None:
+                client = self._make()
+                with self._lock:
+                    self._made.append(client)
+            try:
+                yield client
+            finally:
+                with self._lock:
+                    self._idle.append(client)
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made, self._idle = self._made, [], []
+        for client in made:
+            client.close()
+
+
 class WawpClient:
     """One Wawp instance. Thread-safe: pages may be fetched concurrently, up to
     ``max_connections`` at once (more wait for a connection)."""
@@ -180,21 +225,26 @@ class WawpClient:
         self.retries_made = 0
         self.base_url = base_url
         self._prefix = base_url.rstrip("/")
-        self._http = httpx.Client(
-            transport=transport,  # None: httpx's own, with the environment's proxies
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            timeout=timeout,
-            follow_redirects=False,  # a redirect would carry the token to another host
-            headers={
-                # Latin-1, as HTTP headers are (config refuses anything else in a token).
-                b"access-token": token.reveal().encode("latin-1"),
-                b"Accept": b"application/json",
-                b"Accept-Encoding": b"gzip",
-                b"User-Agent": USER_AGENT.encode(),
-            },
-        )
+        # One for every connection: loading the certificates costs more than a request.
+        tls = httpx.create_ssl_context(trust_env=True)  # SSL_CERT_FILE, SSL_CERT_DIR
+
+        def connection() -> httpx.Client:
+            return httpx.Client(
+                transport=transport,  # None: httpx's own, with the environment's proxies
+                verify=tls,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                timeout=timeout,
+                follow_redirects=False,  # a redirect would carry the token to another host
+                headers={
+                    # Latin-1, as HTTP headers are (config refuses anything else in a token).
+                    b"access-token": token.reveal().encode("latin-1"),
+                    b"Accept": b"application/json",
+                    b"Accept-Encoding": b"gzip",
+                    b"User-Agent": USER_AGENT.encode(),
+                },
+            )
+
+        self._http = _Lender(connection, max_connections)
 
     def close(self) -> None:
         self._http.close()
@@ -350,7 +400,7 @@ class WawpClient:
 
     def _get(self, url: str) -> _Reply:
         """The reply, its body decoded (gzip) and capped at :data:`MAX_BODY_BYTES`."""
-        with self._http.stream("GET", url) as resp:
+        with self._http.lend() as http, http.stream("GET", url) as resp:
             parts: list[bytes] = []
             size = 0
             for chunk in resp.iter_bytes():
