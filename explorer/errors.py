@@ -52,7 +52,18 @@ class MeiliError(ExplorerError):
 
 
 class MeiliTaskFailed(MeiliError):
-    """Deterministic: retrying the same build would fail the same way."""
+    """Deterministic: retrying the same build would fail the same way. ``error_type`` is
+    Meilisearch's (``invalid_request`` for a document it refuses; ``internal`` or
+    ``system`` for its own trouble, a full disk say, which a retry may get past)."""
+
+    def __init__(self, message: str, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+    @property
+    def refused(self) -> bool:
+        """Whether Meilisearch refused what it was given (not its own failure)."""
+        return self.error_type == "invalid_request"
 
 
 class MeiliRefused(MeiliError):

@@ -156,3 +156,21 @@ def test_a_meilisearch_that_never_answers_is_told_from_one_that_is_down(
     down = Meili(MeiliSettings(url="http://127.0.0.1:9"), request_timeout=1)
     with pytest.raises(MeiliError, match="is unreachable: check that it is running"):
         down.search("chats", search_body())
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "refused"),
+    [(400, "invalid_document_id", True), (413, "payload_too_large", True),
+     (404, "index_not_found", False), (429, None, False), (408, None, False),
+     (500, "internal", False), (502, None, False), (503, None, False),
+     (401, "missing_authorization_header", False), (403, "invalid_api_key", False)],
+)  # fmt: skip
+def test_only_a_request_meilisearch_refuses_is_refused(
+    status: int, code: str | None, refused: bool
+) -> None:
+    """What listen sets aside as a dead letter (MeiliRefused) against what keeps its queue
+    waiting: Meilisearch down or busy, a key or an index missing."""
+    from explorer.meili.client import error
+
+    found = error("http://m", status=status, code=code, message="x")
+    assert isinstance(found, MeiliRefused) is refused

@@ -185,10 +185,14 @@ class WawpLids:
 
     def _work(self) -> None:
         while (key := self._pending.get()) is not None:
-            phone = self.lookup(*key)
-            self._asked.discard(key)
-            if phone and self.on_found is not None:
-                self.on_found(key[0], key[1], phone)
+            try:
+                phone = self.lookup(*key)
+                if phone and self.on_found is not None:
+                    self.on_found(key[0], key[1], phone)
+            except Exception:  # a bug here must not end every later lookup
+                log.exception("looking up a LID failed")
+            finally:
+                self._asked.discard(key)
 
     def lookup(self, instance_id: str, lid: str) -> str | None:
         """Ask Wawp (with its retries) and remember the answer."""
@@ -298,6 +302,7 @@ class _Flight:
     touched: list[tuple[str, str]]
     tasks: list[int] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # doc id: why Meilisearch refused it
+    moves: list[tuple[str, str, str]] = field(default_factory=list)  # LIDs it moves
 
 
 class Listener:
@@ -310,7 +315,10 @@ class Listener:
         self.sessions = Sessions(cfg)
         self.resolve = WawpLids(cfg, on_found=self._found)
         self._moves: deque[tuple[str, str, str]] = deque()  # LIDs resolved since: to move
-        self.last_dead: str | None = None
+        # For /healthz, kept here (read in _maintain): a count under the journal's lock
+        # could wait on another process's write, and /healthz answers on the event loop.
+        self.dead_letters = self.journal.dead_count()
+        self.last_dead: dict[str, Any] | None = None
         self.labels = {inst.id: inst.label for inst in cfg.wawp.instances}
         self.store = IndexStore(cfg.meilisearch, timeout=120)
         self.stop = threading.Event()
@@ -357,7 +365,7 @@ class Listener:
         return not full and self._applier.is_alive(), {
             "queue_depth": self.journal.depth,
             "meilisearch": "ok" if self.meili_ok else "unreachable",
-            "dead_letters": self.journal.dead_count(),
+            "dead_letters": self.dead_letters,
             "last_dead_letter": self.last_dead,
         }
 
@@ -453,7 +461,9 @@ class Listener:
 
     def _reset(self) -> None:
         """Forget what is in flight: it is submitted again from the journal (writes are
-        idempotent: merging an update twice changes nothing)."""
+        idempotent: merging an update twice changes nothing), and LID moves made again."""
+        for flight in self._flights:
+            self._moves.extend(flight.moves)
         self._flights.clear()
         self._overlay.clear()
         self._taken = 0
@@ -487,9 +497,12 @@ class Listener:
                 carried.activity = max(carried.activity or 0, have["last_activity"])
             gone = Update(instance_id, lid_jid, carried.engine, member=False,
                           member_at=int(time.time()))  # fmt: skip
-            log.info("LID %s of %s is %s: its chat moves to the number", lid_jid, instance_id,
-                     phone_jid)  # fmt: skip
-            self._flights.append(self._launch([], {carried.doc_id: carried, gone.doc_id: gone}))
+            if isinstance(have.get("archived"), bool) and carried.archived is None:
+                carried.archived = have["archived"]
+            log.debug("a LID of %s resolved: its chat moves to the number", instance_id)
+            flight = self._launch([], {carried.doc_id: carried, gone.doc_id: gone})
+            flight.moves.append(move)
+            self._flights.append(flight)
         self._moves.extend(later)
 
     def _submit_next(self) -> None:
@@ -566,7 +579,11 @@ class Listener:
                 tasks, bad = self.submit([update])
                 refused.update(bad)
                 self._wait(tasks)
-            except (MeiliRefused, MeiliTaskFailed) as exc:
+            except MeiliRefused as exc:
+                refused[update.doc_id] = str(exc)
+            except MeiliTaskFailed as exc:
+                if not exc.refused:  # Meilisearch's own trouble: wait, as for an outage
+                    raise MeiliError(str(exc)) from None
                 refused[update.doc_id] = str(exc)
         return refused
 
@@ -578,6 +595,8 @@ class Listener:
                 if not self._finished(flight.tasks):
                     return
             except MeiliTaskFailed as exc:
+                if not exc.refused:  # Meilisearch's own trouble: wait, as for an outage
+                    raise MeiliError(str(exc)) from None
                 # Deterministic: the same write would fail again. Find the chats it fails
                 # on, one by one; their events become dead letters, the rest is applied.
                 log.warning("Meilisearch failed a write of %d chats (%s): writing them one "
@@ -614,9 +633,11 @@ class Listener:
         touched = [(doc, data) for doc, data in flight.touched if doc not in flight.refused]
         self.journal.done([q.seq for q, _ in flight.events], touched, last, dead)
         for seq, reason in dead.items():
-            log.error("webhook event set aside as dead letter %d (explorer dead-letters): %s",
-                      seq, reason)  # fmt: skip
-            self.last_dead = reason
+            why = "unreadable" if reason.startswith("unreadable") else "refused by Meilisearch"
+            log.error("webhook event set aside as dead letter %d (%s): `explorer dead-letters` "
+                      "shows why", seq, why)  # fmt: skip
+            self.last_dead = {"seq": seq, "why": why}
+        self.dead_letters += len(dead)
         for doc, _ in flight.touched:
             if self._overlay.get(doc, (None,))[0] is flight:
                 del self._overlay[doc]
@@ -710,10 +731,7 @@ class Listener:
             return None
         if known:  # only its changed fields are written: no phone forms to compute
             chat = replace(chat, phone=None)
-        # A document made here holds what the events said as of their time: an event
-        # older than that, arriving late, is old news for it too.
-        as_of = max(activity or 0, u.name_at, u.archived_at, u.member_at)
-        full = to_document(chat, label=self.labels.get(u.instance_id), crawled_at=as_of)
+        full = to_document(chat, label=self.labels.get(u.instance_id), crawled_at=int(time.time()))
         full["engine_shape"] = u.engine
         if not known:
             return full
@@ -763,6 +781,7 @@ class Listener:
             moved = self.journal.requeue_asked()
             if moved:
                 log.info("%d dead letters queued again, as asked", moved)
+            self.dead_letters = self.journal.dead_count()
             last = last_report(self.cfg) or {}
             handled = self.journal.meta("swap_handled")
             # finished_at is in whole seconds: two reindexes of a small index can share one,
@@ -789,9 +808,13 @@ class Listener:
 
 def _after(at: int, have: dict[str, Any], *also: str) -> bool:
     """Whether an event dated ``at`` is news to the document ``have``: not older than the
-    crawl that wrote it (``crawled_at``), nor than its fields named in ``also``."""
-    fields = ("crawled_at", *also)
-    return all(not isinstance(have.get(f), int) or at >= have[f] for f in fields)
+    crawl that wrote it (``crawled_at``, less :data:`MARGIN`: a crawl may miss what
+    happened shortly before it started, and clocks differ), nor than its fields named in
+    ``also``."""
+    crawled = have.get("crawled_at")
+    if isinstance(crawled, int) and at < crawled - MARGIN:
+        return False
+    return all(not isinstance(have.get(f), int) or at >= have[f] for f in also)
 
 
 class _Hide(logging.Filter):

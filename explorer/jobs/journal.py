@@ -39,6 +39,7 @@ from explorer.errors import ExplorerError
 from explorer.jobs.state import state_dir
 from explorer.records.events import MAX_AGE
 
+DEAD_SECONDS = 30 * 86_400  # dead letters kept for a person to look at, then forgotten
 SEEN_SECONDS = 2 * MAX_AGE  # twice the oldest event accepted: a replay is a duplicate
 Outcome = Literal["queued", "duplicate", "full"]
 
@@ -263,16 +264,26 @@ class Journal:
         return found[0] if found else None
 
     def requeue_asked(self) -> int:
-        """Move the dead letters someone asked to retry back into the inbox (at its end);
-        how many moved."""
+        """Move the dead letters someone asked to retry back into the inbox (at its end),
+        as many as the queue has room for; how many moved."""
         with self._lock:
+            asked = self._db.execute("SELECT EXISTS (SELECT 1 FROM dead WHERE retry = 1)")
+            room = self.max_queue - self.depth
+            if not asked.fetchone()[0] or room <= 0:
+                return 0
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                rows = self._db.execute(
+                    "SELECT seq FROM dead WHERE retry = 1 ORDER BY seq LIMIT ?", (room,)
+                )
+                seqs = [r[0] for r in rows]
+                marks = ",".join("?" * len(seqs))
                 moved = self._db.execute(
-                    "INSERT INTO inbox (instance_id, received, body) "
-                    "SELECT instance_id, received, body FROM dead WHERE retry = 1 ORDER BY seq"
+                    "INSERT INTO inbox (instance_id, received, body) SELECT instance_id, "
+                    f"received, body FROM dead WHERE seq IN ({marks}) ORDER BY seq",
+                    seqs,
                 ).rowcount
-                self._db.execute("DELETE FROM dead WHERE retry = 1")
+                self._db.execute(f"DELETE FROM dead WHERE seq IN ({marks})", seqs)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -308,6 +319,7 @@ class Journal:
         with self._lock:
             self._db.execute("DELETE FROM touched WHERE at < ?", (touched_before,))
             self._db.execute("DELETE FROM seen WHERE at < ?", (now - SEEN_SECONDS,))
+            self._db.execute("DELETE FROM dead WHERE at < ?", (now - DEAD_SECONDS,))
 
     def meta(self, key: str) -> Any:
         with self._lock:

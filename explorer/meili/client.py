@@ -514,7 +514,8 @@ class IndexStore(Meili):
             if task.status != "succeeded" and not (allow and error.get("code") in allow):
                 raise MeiliTaskFailed(
                     f"Meilisearch task {task.uid} ({task.type}) {task.status}: "
-                    f"{error.get('message', 'no message')} [{error.get('code', '?')}]"
+                    f"{error.get('message', 'no message')} [{error.get('code', '?')}]",
+                    error.get("type"),
                 )
         return [u for u in uids if u not in done]
 

@@ -216,7 +216,11 @@ def read_event(
     payload = payload if isinstance(payload, dict) else {}
     engine = ENGINES.get(str(envelope.get("engine") or "").upper(), "unknown")
     sent = to_timestamp(envelope.get("timestamp"))  # ms in the envelope
+    # The payload's time (the message's own) first; never later than the sender's stamp
+    # allows, so that no payload dated years ahead wins over every later event.
     when = to_timestamp(payload.get("timestamp")) or sent or 0
+    if sent is not None:
+        when = min(when, sent + MAX_AHEAD)
     event = Event(eid, kind, envelope["session"], [])
 
     def update(jid: str, **fields: Any) -> None:
