@@ -836,3 +836,24 @@ def test_a_payload_dated_ahead_of_its_envelope_cannot_win_over_later_events() ->
     sent = event["timestamp"] // 1000
     update = read_event(event, INST, event["id"]).updates[0]
     assert update.activity is not None and update.activity <= sent + MAX_AHEAD
+
+
+def test_a_lid_the_index_knows_is_written_to_the_number_without_asking_wawp(
+    world: Callable[..., World],
+) -> None:
+    """After a restart the lookup cache is empty, and Wawp may not answer at all: a LID the
+    crawl already merged into the number's document is found there, not made a second
+    ("hidden number") chat."""
+    w = world(lid_share=0.3, lid_known=0.5)
+    w.sandbox.options.lids_404 = True  # Wawp's LID routes gone since the reindex
+    resp = httpx.get(f"{w.sandbox.url}/_sandbox/ids",
+                     params={"instance_id": INST, "format": "json"})  # fmt: skip
+    people = [json.loads(line) for line in resp.text.splitlines()]
+    known = next(p for p in people if p["lid"] and not p["hidden"] and p["jid"].endswith("@c.us"))
+    lid = known["lid"].partition("@")[0] + "@lid"
+    assert (w.doc(known["jid"]) or {}).get("lid") == lid.partition("@")[0]
+    newer = int(time.time())
+    w.hooks.send(message(SESSION, lid, newer))
+    wait_until(lambda: (w.doc(known["jid"]) or {}).get("last_activity") == newer,
+               "the activity on the number's document")  # fmt: skip
+    assert w.doc(lid) is None

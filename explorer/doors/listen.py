@@ -57,6 +57,7 @@ from explorer.records.events import (
     read_event,
     slim,
 )
+from explorer.records.filters import instance_id_is
 from explorer.secrets import redact
 
 log = logging.getLogger("explorer.doors.listen")
@@ -65,6 +66,7 @@ WINDOW = 0.1  # seconds between writes at least: what arrives meanwhile is one w
 BATCH = 5000  # events per write at most
 MAX_FLIGHTS = 4  # writes sent and not yet applied
 RETAIN = 3600.0  # seconds what listen wrote is kept for re-applying after a swap (at least)
+LID_SEARCHES = 200  # LIDs of one batch looked for in the index at most (one multi-search)
 MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before it started
 POLL = 0.025  # seconds between looks at a write Meilisearch is applying
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -193,6 +195,12 @@ class WawpLids:
                 log.exception("looking up a LID failed")
             finally:
                 self._asked.discard(key)
+
+    def remember(self, instance_id: str, lid: str, phone: str) -> None:
+        """What the index knows: the number behind ``lid`` (for a day, as Wawp's answers)."""
+        if len(self._known) >= self.limit:
+            self._known.clear()
+        self._known[(instance_id, lid)] = (time.monotonic() + 86_400, phone)
 
     def lookup(self, instance_id: str, lid: str) -> str | None:
         """Ask Wawp (with its retries) and remember the answer."""
@@ -538,15 +546,44 @@ class Listener:
                 events.append((item, f"unreadable: {exc}"))
                 continue
             events.append((item, event))
-            for update in event.updates:
+        self._known_under_number([e for _, e in events if not isinstance(e, str)])
+        for item, read in events:
+            if isinstance(read, str):
+                continue
+            for update in read.updates:
                 known = updates.get(update.doc_id)
                 if known is None:
                     updates[update.doc_id] = update
                 else:
                     known.merge(update)
-            if event.catch_up:
+            if read.catch_up:
                 self._catch_up(item.instance_id)
         return self._launch(events, updates)
+
+    def _known_under_number(self, events: list[Event]) -> None:
+        """A LID the lookup cache does not hold (after a restart, say) may already be
+        in the index: on the number's document, which carries it in ``lid`` (the crawl
+        merged them, from the LID map or NOWEB's ``pnJid``). Write there, not to a new
+        "hidden number" chat; one multi-search for the batch, and the cache learns it."""
+        unresolved = {(u.instance_id, u.lid): u for e in events for u in e.updates
+                      if u.lid and u.jid.endswith("@lid")}  # fmt: skip
+        if not unresolved:
+            return
+        keys = list(unresolved)[:LID_SEARCHES]
+        queries = [{"indexUid": self.cfg.meilisearch.index, "q": lid, "limit": 3,
+                    "attributesToSearchOn": ["lid"], "filter": instance_id_is(inst),
+                    "attributesToRetrieve": ["jid", "lid"]} for inst, lid in keys]  # fmt: skip
+        replies = self.store.ask(lambda c: c.multi_search(queries))["results"]
+        numbers: dict[tuple[str, str], str] = {}
+        for (inst, lid), reply in zip(keys, replies, strict=True):
+            for hit in reply.get("hits", []):
+                if hit.get("lid") == lid and not str(hit.get("jid", "")).endswith("@lid"):
+                    numbers[(inst, lid)] = hit["jid"]
+                    self.resolve.remember(inst, f"{lid}@lid", hit["jid"])
+        for e in events:
+            for u in e.updates:
+                if u.lid and u.jid.endswith("@lid") and (u.instance_id, u.lid) in numbers:
+                    u.jid = numbers[(u.instance_id, u.lid)]
 
     def _launch(self, events: list[tuple[Queued, Event | str]], updates: dict[str, Update]
                 ) -> _Flight:  # fmt: skip
