@@ -51,7 +51,9 @@ def test_cron_lines_are_valid_invocations() -> None:
     assert all("rc" in line or "||" in line for line in lines)  # failures are reported
 
 
-@pytest.mark.parametrize("unit", ["explorer-reindex.service", "explorer-sync.service"])
+@pytest.mark.parametrize(
+    "unit", ["explorer-reindex.service", "explorer-sync.service", "explorer-serve.service"]
+)
 def test_systemd_exec_start_is_valid(unit: str) -> None:
     text = (ROOT / "deploy/systemd" / unit).read_text()
     exec_start = re.search(r"^ExecStart=(\S+) (.*)$", text, re.M)

@@ -46,7 +46,7 @@ import re
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -351,9 +351,10 @@ class Door:
     async def call(
         self, method: str, path: str, query: bytes = b"", *, body: bytes | None = None,
         auth: str | None = None,
-    ) -> tuple[int, bytes, dict[str, str]]:  # fmt: skip
+    ) -> tuple[int, bytes, Mapping[str, str]]:  # fmt: skip
         """One request to Meilisearch: its status, body and headers, or :class:`Refused`
-        (502, 504) saying it could not be reached, without its address."""
+        (502, 504) saying it could not be reached, without its address. The headers are
+        aiohttp's, looked up whatever the case Meilisearch sent them in."""
         headers = {"Accept-Encoding": "identity"}
         if body is not None:
             headers["Content-Type"] = JSON
@@ -363,7 +364,7 @@ class Door:
         assert self.upstream, "the door's lifespan did not run"
         try:
             async with self.upstream.request(method, target, data=body, headers=headers) as resp:
-                return resp.status, await resp.read(), dict(resp.headers)
+                return resp.status, await resp.read(), resp.headers
         except TimeoutError as exc:
             log.warning("Meilisearch at %s did not answer in time: %s", self.meili.url,
                         _timed_out(exc, self.timeout))  # fmt: skip
