@@ -41,8 +41,8 @@ demo: meilisearch
 	$(VENV)/bin/explorer demo $(DEMO_ARGS)
 
 # From Debian when missing: docker-compose validates docker-compose.yml without a Docker
-# engine; nginx (with njs, for the door's index pinning) runs the agent door in front of a
-# real Meilisearch; chromium drives the agent page in the browser tests; node runs the page's
+# engine; nginx runs compose's servers (deploy/nginx) in front of a real `explorer serve`;
+# chromium drives the agent page and the web UI in the browser tests; node runs the page's
 # query rules against the shared tables; prometheus (promtool and the server) unit-tests the
 # alert rules in deploy/prometheus and scrapes a real `explorer listen` with them.
 TOOLS := docker-compose:docker-compose nginx:nginx chromium:chromium node:nodejs \
@@ -53,9 +53,6 @@ tools:
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; } || \
 	  echo "could not install$$missing: the tests that need them will fail"
-	@[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || { [ "$$(id -u)" = 0 ] && (apt-get update -qq \
-	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnginx-mod-http-js) >/dev/null; } || \
-	  echo "could not install libnginx-mod-http-js (njs): the nginx door tests will fail"
 
 # The README's screenshots of the agent page (docs/screenshots/), with fonts for every script.
 FONTS := fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji

@@ -1,9 +1,10 @@
 """The agents' door under a team: keystroke-to-answer through the door vs Meilisearch itself.
 
 Builds an index from a sandbox (in its own process) in a real Meilisearch, starts
-`explorer serve` in its own process (and the compose door, nginx + door.js, when nginx and
-njs are installed), then lets 50 and 200 simulated agents type at once. Each agent has
-its own kept-alive connection, like a browser tab, and types names a character at a
+`explorer serve` in its own process (and the compose door, nginx in front of that same
+`explorer serve` with deploy/nginx/agent-ui.conf, when nginx is installed), then lets 50
+and 200 simulated agents type at once. Each agent has its own key and its own kept-alive
+connection, like a browser tab, and types names a character at a
 time: every keystroke sends the agent page's multi-search (the hits query and its two
 facet queries) and waits for the answer; the next keystroke comes TYPING seconds after
 the previous one, or when the answer arrives if that is later.
@@ -11,9 +12,10 @@ the previous one, or when the answer arrives if that is later.
 The same agents, queries and timing run against each target in turn, ``--rounds`` times
 over (Meilisearch, the door, ..., Meilisearch, the door, ...), so that a slow minute on the
 machine falls on every target alike; the figures pool the rounds. Prints p50/p95/p99 from
-keystroke to answer, how many keystrokes were answered, what each door adds at p95 (pooled,
-and per round), and the CPU each process spent per keystroke: the door's, Meilisearch's and
-the simulated agents'. Asserts nothing.
+keystroke to answer, how many keystrokes were answered, what each door adds at p50 and p95
+(pooled, and per round at p95), and the CPU each process spent per keystroke: the door's
+(for the compose door, nginx's and `explorer serve`'s together), Meilisearch's and the
+simulated agents'. Asserts nothing.
 
 The agents use aiohttp and orjson because here they share the CPU with what they measure:
 with httpx's AsyncClient and the stdlib json they spent 2.5 ms of CPU per keystroke, three
@@ -22,7 +24,7 @@ agents' browsers are on other machines.
 
     .venv/bin/python benchmarks/door.py                  # 100,000 chats, 50 and 200 agents
     .venv/bin/python benchmarks/door.py --chats 20000 --agents 50 --rounds 8
-    .venv/bin/python benchmarks/door.py --baseline /tmp/old   # and an older serve.py
+    .venv/bin/python benchmarks/door.py --baseline /tmp/old /tmp/other   # and older doors
 """
 
 from __future__ import annotations
@@ -104,14 +106,14 @@ async def agent(
 
 
 def run_agents(
-    base: str, key: str, index: str, scripts: list[list[str]], typing: float
+    base: str, keys: list[str], index: str, scripts: list[list[str]], typing: float
 ) -> list[float | None]:
     out: list[float | None] = []
 
     async def main() -> None:
         start = time.monotonic() + 1.0
         spread = [start + random.Random(i).uniform(0, typing) for i in range(len(scripts))]
-        await asyncio.gather(*(agent(base, key, index, words, spread[i], typing, out)
+        await asyncio.gather(*(agent(base, keys[i], index, words, spread[i], typing, out)
                                for i, words in enumerate(scripts)))  # fmt: skip
 
     asyncio.run(main())
@@ -126,7 +128,7 @@ def ms(values: list[float], share: float) -> float:
 @dataclass(frozen=True)
 class Target:
     url: str
-    pid: int | None  # the door's process, whose CPU is counted (None: Meilisearch itself)
+    pids: tuple[int, ...] = ()  # the door's processes, whose CPU is counted (none: Meilisearch)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -152,20 +154,21 @@ def serve_door(meili: MeiliServer, index: str, tree: Path = ROOT) -> Iterator[Ta
     )  # fmt: skip
     try:
         wait_for_port(port, proc)
-        yield Target(f"http://127.0.0.1:{port}", proc.pid)
+        yield Target(f"http://127.0.0.1:{port}", (proc.pid,))
     finally:
         proc.terminate()
         proc.wait(timeout=15)
 
 
 @contextmanager
-def nginx_door(meili: MeiliServer, workdir: Path) -> Iterator[Target]:
+def nginx_door(door: Target, workdir: Path) -> Iterator[Target]:
+    """The compose door: nginx (deploy/nginx/agent-ui.conf) in front of ``door``."""
     from tests.test_door import nginx
 
-    with nginx(workdir, f"127.0.0.1:{meili.port}") as port:
+    with nginx(workdir, door.url.removeprefix("http://")) as port:
         master = int((workdir / "nginx.pid").read_text())
         workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-        yield Target(f"http://127.0.0.1:{port}", int(workers[0]) if workers else None)
+        yield Target(f"http://127.0.0.1:{port}", (*map(int, workers), *door.pids))
 
 
 @dataclass
@@ -176,6 +179,7 @@ class Run:
     sent: int = 0
     took: float = 0.0
     p95s: list[float] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
 
     def add(self, out: list[float | None], took: float, cpu: dict[str, float]) -> None:
@@ -184,20 +188,26 @@ class Run:
         self.sent += len(out)
         self.took += took
         self.p95s.append(ms(answered, 0.95) if answered else float("nan"))
+        self.p50s.append(ms(answered, 0.5) if answered else float("nan"))
         for name, seconds in cpu.items():
             self.cpu[name] = self.cpu.get(name, 0.0) + seconds
 
 
 def one_round(
-    target: Target, meili_pid: int | None, key: str, index: str, scripts: list[list[str]],
-    typing: float, run: Run,
+    target: Target, meili_pid: int | None, keys: list[str], index: str,
+    scripts: list[list[str]], typing: float, run: Run,
 ) -> None:  # fmt: skip
-    pids = {"door": target.pid, "Meilisearch": meili_pid, "agents": os.getpid()}
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    pids = {"door": target.pids, "Meilisearch": (meili_pid,), "agents": (os.getpid(),)}
+
+    def cpu() -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in ps if p) for name, ps in pids.items()}
+
+    before = cpu()
     started = time.monotonic()
-    out = run_agents(target.url, key, index, scripts, typing)
+    out = run_agents(target.url, keys, index, scripts, typing)
     took = time.monotonic() - started
-    run.add(out, took, {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()})
+    after = cpu()
+    run.add(out, took, {name: after[name] - before[name] for name in pids})
 
 
 def report(runs: dict[str, Run]) -> None:
@@ -218,9 +228,11 @@ def report(runs: dict[str, Run]) -> None:
             continue
         pooled = ms(run.answered, 0.95) - ms(direct.answered, 0.95)
         rounds = [door - meili for door, meili in zip(run.p95s, direct.p95s, strict=True)]
+        at_p50 = [door - meili for door, meili in zip(run.p50s, direct.p50s, strict=True)]
         each = " ".join(f"{d:+.1f}" for d in rounds)
-        print(f"  {name} adds {pooled:+.1f} ms at p95 (per round {each};"
-              f" median {statistics.median(rounds):+.1f})")  # fmt: skip
+        print(f"  {name} adds {ms(run.answered, 0.5) - ms(direct.answered, 0.5):+.1f} ms at p50"
+              f" (median of rounds {statistics.median(at_p50):+.1f}), {pooled:+.1f} ms at p95"
+              f" (per round {each}; median {statistics.median(rounds):+.1f})")  # fmt: skip
 
 
 def main() -> None:
@@ -229,8 +241,9 @@ def main() -> None:
     ap.add_argument("--agents", type=int, nargs="+", default=[50, 200])
     ap.add_argument("--rounds", type=int, default=3, help="runs of every target, interleaved")
     ap.add_argument("--typing", type=float, default=TYPING, help="seconds between keystrokes")
-    ap.add_argument("--baseline", type=Path, help="also time `explorer serve` from this "
-                    "checkout (e.g. `git worktree add /tmp/old <commit>`)")  # fmt: skip
+    ap.add_argument("--baseline", type=Path, nargs="+", default=[],
+                    help="also time `explorer serve` from these checkouts "
+                    "(e.g. `git archive <commit> | tar -x -C /tmp/old`)")  # fmt: skip
     args = ap.parse_args()
     print(f"door benchmark: {args.chats:,} chats, {os.cpu_count()} CPUs, {args.rounds} rounds"
           " (compare within one run: other work on the machine shows in every figure)")  # fmt: skip
@@ -243,25 +256,27 @@ def main() -> None:
         indexed = reindex(cfg)
         print(f"  indexed {indexed.new_count:,} chats in {time.monotonic() - started:.0f} s")
         index = cfg.meilisearch.index
-        key = create_key(cfg.meilisearch, ["search"], "door benchmark", None).key
+        keys = [create_key(cfg.meilisearch, ["search"], f"door benchmark {i}", None).key
+                for i in range(max(args.agents))]  # fmt: skip
         client = meilisearch.Client(meili.url, meili.master_key)
         hits = client.index(index).get_documents({"limit": 2000, "fields": ["name"]}).results
         names = sorted({w.lower() for d in hits for w in (dict(d).get("name") or "").split()
                         if len(w) >= 4 and w.isalpha()})  # fmt: skip
-        targets = {"meilisearch": Target(meili.url, None),
+        targets = {"meilisearch": Target(meili.url),
                    "explorer serve": stack.enter_context(serve_door(meili, index))}  # fmt: skip
-        if args.baseline:
-            targets["serve (baseline)"] = stack.enter_context(
-                serve_door(meili, index, args.baseline.resolve()))  # fmt: skip
-        if shutil.which("nginx") and Path("/usr/lib/nginx/modules/ngx_http_js_module.so").exists():
+        for tree in args.baseline:
+            targets[f"serve ({tree.name})"] = stack.enter_context(
+                serve_door(meili, index, tree.resolve()))  # fmt: skip
+        if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
             nginx_dir = work / "nginx"
             nginx_dir.mkdir()
-            targets["nginx door"] = stack.enter_context(nginx_door(meili, nginx_dir))
+            targets["nginx + serve"] = stack.enter_context(
+                nginx_door(targets["explorer serve"], nginx_dir))  # fmt: skip
         meili_pid = meili.proc.pid if meili.proc is not None else None
         for target in targets.values():  # warm every connection path and page cache
             for _ in range(20):
                 httpx.post(f"{target.url}/multi-search", json=page_search(index, "a"),
-                           headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+                           headers={"Authorization": f"Bearer {keys[0]}"})  # fmt: skip
         for agents in args.agents:
             rng = random.Random(agents)
             scripts = [rng.sample(names, WORDS_PER_AGENT) for _ in range(agents)]
@@ -271,7 +286,7 @@ def main() -> None:
             runs = {name: Run() for name in targets}
             for _ in range(args.rounds):
                 for name, target in targets.items():
-                    one_round(target, meili_pid, key, index, scripts, args.typing, runs[name])
+                    one_round(target, meili_pid, keys, index, scripts, args.typing, runs[name])
             report(runs)
 
 

@@ -533,12 +533,14 @@ def keys_create_search(
 @click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
 @click.pass_context
 def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
-    """Serve the agent page: search as you type, filters with counts, copy and open.
+    """Serve the agents' door: their page, the Meilisearch web UI, pinned searches.
 
-    Agents open the printed address and paste a key from `explorer keys create-agent`,
-    or open ADDRESS#key=KEY (the fragment never reaches a server log). Searches go to
-    Meilisearch through this server, which passes on nothing but searches. Runs until
-    Ctrl-C.
+    Agents open the printed address (/agent/) and paste a key from `explorer keys
+    create-agent`, or open ADDRESS#key=KEY (the fragment never reaches a server log). The
+    Meilisearch web UI is at /. Searches go to Meilisearch through this server, which
+    passes on nothing but searches of the configured index and what the two pages read.
+    Beyond a trusted LAN, put nginx in front (deploy/nginx/agent-ui.conf, docs/door.md).
+    Runs until Ctrl-C.
     """
     from explorer.doors.metrics import new_registry, routes
     from explorer.doors.serve import AgentPage

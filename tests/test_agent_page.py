@@ -313,7 +313,7 @@ def test_the_page_fits_a_phone_and_a_wide_screen(
 def test_the_page_door_passes_on_searches_only(world: dict[str, Any]) -> None:
     import httpx
 
-    base = world["page"].url.rstrip("/")
+    base = world["page"].server.url.rstrip("/")  # the door; the page is at /agent/
     master = {"Authorization": f"Bearer {world['meili'].master_key}"}
     ok = httpx.post(f"{base}/indexes/{INDEX}/search", json={"q": "a"}, headers=master)
     assert ok.status_code == 200 and ok.json()["hits"]

@@ -51,7 +51,9 @@ def test_cron_lines_are_valid_invocations() -> None:
     assert all("rc" in line or "||" in line for line in lines)  # failures are reported
 
 
-@pytest.mark.parametrize("unit", ["explorer-reindex.service", "explorer-sync.service"])
+@pytest.mark.parametrize(
+    "unit", ["explorer-reindex.service", "explorer-sync.service", "explorer-serve.service"]
+)
 def test_systemd_exec_start_is_valid(unit: str) -> None:
     text = (ROOT / "deploy/systemd" / unit).read_text()
     exec_start = re.search(r"^ExecStart=(\S+) (.*)$", text, re.M)
@@ -97,7 +99,7 @@ def test_compose_file_validates() -> None:
     with_profile = compose("--profile", "try", "config", "--services")
     assert with_profile.returncode == 0, with_profile.stderr
     assert set(with_profile.stdout.split()) == {
-        "meilisearch", "agent-ui", "explorer", "listener", "sandbox"
+        "meilisearch", "door", "nginx", "explorer", "listener", "sandbox"
     }  # fmt: skip
 
 
@@ -144,21 +146,94 @@ def test_unknown_option_is_caught_by_the_validator() -> None:
         parse_invocation(["reindex", "--no-such-flag"])
 
 
-def test_compose_door_loads_njs_and_mounts_what_agent_ui_conf_names() -> None:
-    """The index pinning runs in njs: the image's nginx must load it and find door.js."""
+def test_compose_puts_nginx_in_front_of_the_door_and_the_listener() -> None:
+    """nginx is the only way in: its servers proxy to the door (`explorer serve`) and the
+    listener at the addresses compose gives them, and neither of those is published."""
     result = compose("config")
     assert result.returncode == 0, result.stderr
-    ui = yaml.safe_load(result.stdout)["services"]["agent-ui"]
+    services = yaml.safe_load(result.stdout)["services"]
+    proxy = services["nginx"]
     pairs = [
         (v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
-        for v in ui["volumes"]
+        for v in proxy["volumes"]
     ]
     mounts = {str(target): Path(str(source)) for source, target in pairs}
     assert all(source.exists() for source in mounts.values()), mounts
-    main = (ROOT / "deploy/nginx/nginx.conf").read_text()
-    assert mounts["/etc/nginx/nginx.conf"].read_text() == main
-    assert re.search(r"^load_module modules/ngx_http_js_module\.so;", main, re.M)
-    assert "include /etc/nginx/conf.d/*.conf;" in main
-    server = mounts["/etc/nginx/conf.d/default.conf"].read_text()
-    assert "js_import door from /etc/nginx/door.js;" in server
-    assert "/etc/nginx/door.js" in mounts
+    main = mounts["/etc/nginx/nginx.conf"].read_text()
+    assert "include /etc/nginx/conf.d/*.conf;" in main and "load_module" not in main
+    agents = mounts["/etc/nginx/conf.d/default.conf"].read_text()
+    hooks = mounts["/etc/nginx/conf.d/webhooks.conf"].read_text()
+    assert mounts["/etc/nginx/conf.d/default.conf"] == ROOT / "deploy/nginx/agent-ui.conf"
+    assert mounts["/etc/nginx/conf.d/webhooks.conf"] == ROOT / "deploy/nginx/webhooks.conf"
+    assert "js_" not in agents and not (ROOT / "deploy/nginx/door.js").exists()
+    door, listener = services["door"], services["listener"]
+    assert parse_invocation(door["command"]) == "serve" and "ports" not in door
+    assert parse_invocation(listener["command"]) == "listen" and "ports" not in listener
+    assert "server door:" + door["command"][door["command"].index("--port") + 1] in agents
+    assert "listener:" + listener["command"][listener["command"].index("--port") + 1] in hooks
+    published = {
+        str(p["target"]) if isinstance(p, dict) else p.split(":")[-1].split("/")[0]
+        for p in proxy["ports"]
+    }
+    assert published == {re.search(r"listen (\d+);", c).group(1) for c in (agents, hooks)}  # type: ignore[union-attr]
+    assert "MEILI_API_KEY" not in door.get("environment", {})  # agents bring their own keys
+
+
+def test_the_webhooks_server_passes_only_posts_to_the_receiver(tmp_path: Path) -> None:
+    """deploy/nginx/webhooks.conf run by a real nginx in front of a stand-in receiver:
+    events (with their signature header and body intact) pass; nothing else does; a
+    trickled head is closed."""
+    import http.client
+    import http.server
+    import socket
+    import threading
+
+    from tests.test_door import nginx
+    from tests.test_server import read_all
+
+    got: list[tuple[str, str, bytes, str | None]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.command, self.path, body, self.headers.get("X-Webhook-Hmac")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    where = f"127.0.0.1:{receiver.server_address[1]}"
+    try:
+        with nginx(tmp_path, where, "1s", conf="webhooks.conf", upstream="listener:8701") as port:
+
+            def request(method: str, path: str) -> int:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request(method, path, body=b'{"event": "x"}' if method == "POST" else None,
+                             headers={"X-Webhook-Hmac": "abc"})  # fmt: skip
+                status = conn.getresponse().status
+                conn.close()
+                return status
+
+            assert request("POST", "/webhooks/wawp") == 200
+            assert request("POST", "/webhooks/wawp/some-secret") == 200
+            assert request("GET", "/webhooks/wawp") == 403
+            assert request("POST", "/metrics") == 404
+            assert request("GET", "/healthz") == 404
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(b"POST /webhooks/wawp HTTP/1.1\r\nHost: x\r\n")
+                read_all(sock)  # returns once nginx closed it, after its 1 s head deadline
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    assert got == [
+        ("POST", "/webhooks/wawp", b'{"event": "x"}', "abc"),
+        ("POST", "/webhooks/wawp/some-secret", b'{"event": "x"}', "abc"),
+    ]

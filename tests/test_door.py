@@ -1,7 +1,8 @@
-"""Both agent doors in front of a real Meilisearch, probed with the master key: the compose
-door (deploy/nginx/agent-ui.conf + door.js, run by a real nginx) and `explorer serve`
-(explorer/doors/serve.py). Only the read routes answer, whatever the trick; only the configured
-index is searched; hostile framing, slow clients and bursts are handled."""
+"""The agents' one door, in front of a real Meilisearch, probed with the master key both as
+`explorer serve` runs alone (explorer/doors/serve.py) and as compose runs it, behind a real
+nginx (deploy/nginx/agent-ui.conf). Only the read routes answer, whatever the trick; only
+the configured index is searched; hostile framing and bursts are handled by both, slow
+and oversized request heads by nginx."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from typing import Any
 import meilisearch
 import pytest
 
+from explorer.config import MeiliSettings
 from explorer.dev.meili_server import MeiliServer, free_port
+from explorer.doors.serve import AgentPage
 from tests.test_server import read_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,20 +35,16 @@ OTHER = "door_other"  # another index on the same server: no door may search it
 SECRET_WORD = "Zanzibarian"
 SECRET = b"Zanzibarian chat"  # the other index's document, as a hit would show it
 PROBE = "explorer-no-such-index-probe"  # what the agent page probes admin keys with
-NJS = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # Debian's libnginx-mod-http-js
 
 
-def nginx_config(tmp: Path, upstream: str, port: int, header_timeout: str = "10s") -> Path:
-    """The project's server block, with only its addresses, the page's folder, door.js's path
-    (and, for the slow-client test, the head timeout) substituted."""
-    server = (ROOT / "deploy/nginx/agent-ui.conf").read_text()
-    server = server.replace(
-        "client_header_timeout 10s;", f"client_header_timeout {header_timeout};"
-    )
-    server = server.replace("meilisearch:7700", upstream)
-    server = server.replace("listen 8080;", f"listen 127.0.0.1:{port};")
-    server = server.replace("/usr/share/explorer/web/", f"{ROOT / 'explorer/web'}/")
-    server = server.replace("/etc/nginx/door.js", str(ROOT / "deploy/nginx/door.js"))
+def nginx_config(tmp: Path, conf: str, port: int, subs: dict[str, str]) -> Path:
+    """One of the project's server blocks (deploy/nginx/``conf``) with only its listen port
+    and the strings in ``subs`` (its upstream's address, a timeout, a rate) substituted."""
+    server = (ROOT / "deploy/nginx" / conf).read_text()
+    for old, new in subs.items():
+        assert old in server, old
+        server = server.replace(old, new)
+    server = re.sub(r"^    listen \d+;", f"    listen 127.0.0.1:{port};", server, flags=re.M)
     temp = tmp / "temp"
     temp.mkdir(mode=0o777)
     temps = "".join(
@@ -54,37 +53,26 @@ def nginx_config(tmp: Path, upstream: str, port: int, header_timeout: str = "10s
     )
     main = tmp / "nginx.conf"
     main.write_text(
-        f"load_module {NJS};\nworker_processes 1;\ndaemon off;\npid {tmp / 'nginx.pid'};\n"
-        f"error_log {tmp / 'error.log'} warn;\nevents {{ worker_connections 1024; }}\n"
+        f"worker_processes 1;\ndaemon off;\npid {tmp / 'nginx.pid'};\n"
+        f"error_log {tmp / 'error.log'} info;\nevents {{ worker_connections 1024; }}\n"
         f"http {{\n include /etc/nginx/mime.types;\n access_log off;\n{temps}{server}\n}}\n"
     )
     return main
 
 
-@pytest.fixture(scope="module")
-def door(meili: MeiliServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    client = meilisearch.Client(meili.url, meili.master_key)
-    client.wait_for_task(client.create_index(INDEX, {"primaryKey": "id"}).task_uid)
-    docs = [{"id": f"d{i}", "display_name": f"Chat {i}", "chat_type": "group"} for i in range(20)]
-    client.wait_for_task(client.index(INDEX).add_documents(docs).task_uid)
-    secret = [{"id": "s1", "display_name": SECRET.decode()}]
-    client.wait_for_task(client.create_index(OTHER, {"primaryKey": "id"}).task_uid)
-    client.wait_for_task(client.index(OTHER).add_documents(secret).task_uid)
-    with nginx(tmp_path_factory.mktemp("door"), f"127.0.0.1:{meili.port}", "2s") as port:
-        yield {"port": port, "meili": meili, "client": client}
-    client.wait_for_task(client.delete_index(INDEX).task_uid)
-    client.wait_for_task(client.delete_index(OTHER).task_uid)
-
-
 @contextlib.contextmanager
-def nginx(tmp: Path, upstream: str, header_timeout: str = "10s") -> Iterator[int]:
-    """A real nginx running the project's door for ``upstream``; yields its port."""
+def nginx(
+    tmp: Path, door: str, header_timeout: str = "10s", *, conf: str = "agent-ui.conf",
+    upstream: str = "door:8700", subs: dict[str, str] | None = None,
+) -> Iterator[int]:  # fmt: skip
+    """A real nginx running one of the project's server blocks in front of ``door`` (the
+    address that stands for ``upstream`` in it); yields its port."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     assert os.path.exists(binary), "nginx is missing: `make test` installs Debian's nginx"
-    assert os.path.exists(NJS), "njs is missing: `make test` installs libnginx-mod-http-js"
     port = free_port()
-    conf = nginx_config(tmp, upstream, port, header_timeout)
-    proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(conf)], stderr=subprocess.PIPE)
+    timeout = {"client_header_timeout 10s;": f"client_header_timeout {header_timeout};"}
+    config = nginx_config(tmp, conf, port, {upstream: door, **timeout, **(subs or {})})
+    proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(config)], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -101,6 +89,38 @@ def nginx(tmp: Path, upstream: str, header_timeout: str = "10s") -> Iterator[int
         proc.wait(timeout=10)
         if proc.stderr:
             proc.stderr.close()
+
+
+def door_address(page: AgentPage) -> str:
+    return f"127.0.0.1:{page.server.socket.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def door(meili: MeiliServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`explorer serve` for the index, and nginx in front of it as compose runs them."""
+    client = meilisearch.Client(meili.url, meili.master_key)
+    client.wait_for_task(client.create_index(INDEX, {"primaryKey": "id"}).task_uid)
+    docs = [{"id": f"d{i}", "display_name": f"Chat {i}", "chat_type": "group"} for i in range(20)]
+    client.wait_for_task(client.index(INDEX).add_documents(docs).task_uid)
+    secret = [{"id": "s1", "display_name": SECRET.decode()}]
+    client.wait_for_task(client.create_index(OTHER, {"primaryKey": "id"}).task_uid)
+    client.wait_for_task(client.index(OTHER).add_documents(secret).task_uid)
+    served = AgentPage(MeiliSettings(url=meili.url, index=INDEX), port=0).start()
+    tmp = tmp_path_factory.mktemp("door")
+    try:
+        with nginx(tmp, door_address(served), "2s") as port:
+            yield {"port": port, "serve": served.server.socket.getsockname()[1], "meili": meili,
+                   "client": client, "nginx_dir": tmp}  # fmt: skip
+    finally:
+        served.stop()
+    client.wait_for_task(client.delete_index(INDEX).task_uid)
+    client.wait_for_task(client.delete_index(OTHER).task_uid)
+
+
+@pytest.fixture(params=["serve", "nginx"])
+def port(request: pytest.FixtureRequest, door: dict[str, Any]) -> int:
+    """Each probe so marked runs against `explorer serve` alone and behind nginx."""
+    return int(door["serve"] if request.param == "serve" else door["port"])
 
 
 def send(port: int, method: str, target: str, key: str | None, body: Any = None,
@@ -188,8 +208,8 @@ REFUSED = [
 ]  # fmt: skip
 
 
-def test_only_the_read_routes_answer_and_nothing_changes(door: dict[str, Any]) -> None:
-    port, master = door["port"], door["meili"].master_key
+def test_only_the_read_routes_answer_and_nothing_changes(door: dict[str, Any], port: int) -> None:
+    master = door["meili"].master_key
     before = snapshot(door["client"])
     answered = []
     for method, target in REFUSED:
@@ -197,7 +217,7 @@ def test_only_the_read_routes_answer_and_nothing_changes(door: dict[str, Any]) -
         status, _, data = send(port, method, target, master, body)
         if 200 <= status < 300:
             answered.append((method, target, status, data[:80]))
-    # the absolute-form request target: nginx must route it by its path, like any other
+    # the absolute-form request target: routed by its path, like any other
     host = f"http://127.0.0.1:{door['meili'].port}"
     for method, path in (("GET", "/keys"), ("DELETE", f"/indexes/{INDEX}/documents/d1")):
         status, _, data = send(port, method, host + path, master)
@@ -207,8 +227,8 @@ def test_only_the_read_routes_answer_and_nothing_changes(door: dict[str, Any]) -
     assert snapshot(door["client"]) == before
 
 
-def test_the_read_routes_work_for_the_pages(door: dict[str, Any]) -> None:
-    port, master = door["port"], door["meili"].master_key
+def test_the_read_routes_work_for_the_pages(door: dict[str, Any], port: int) -> None:
+    master = door["meili"].master_key
     for method, target in ALLOWED:
         body = (
             {"queries": [{"indexUid": INDEX, "q": "chat"}]}
@@ -224,30 +244,51 @@ def test_the_read_routes_work_for_the_pages(door: dict[str, Any]) -> None:
         assert send(port, "GET", asset.decode(), None)[0] == 200, asset
 
 
-def test_tricks_that_normalise_to_search_are_sent_as_search(door: dict[str, Any]) -> None:
-    """What goes upstream is the path nginx validated: a search, never the raw document URI."""
+def test_tricks_that_normalise_to_a_search_are_refused_as_sent(
+    door: dict[str, Any], port: int
+) -> None:
+    """The door matches the request target exactly as sent, and nginx passes it on as it
+    came: a path that only normalises to a search is no search (once, nginx normalised it
+    and sent the search on; now nothing is normalised anywhere)."""
     for target in (f"/indexes/{INDEX}/documents/x%2F..%2F..%2Fsearch",
-                   f"/indexes/{INDEX}/documents/../search"):  # fmt: skip
-        status, _, data = send(door["port"], "GET", target, door["meili"].master_key)
-        assert status == 200 and "hits" in json.loads(data), (target, data[:100])
-        status, _, _ = send(door["port"], "DELETE", target, door["meili"].master_key)
-        assert status == 403
+                   f"/indexes/{INDEX}/documents/../search", f"/indexes/{INDEX}/./search",
+                   f"/indexes/{INDEX}/%73earch"):  # fmt: skip
+        for method in ("GET", "POST", "DELETE"):
+            body: dict[str, Any] | None = {} if method == "POST" else None
+            status, _, data = send(port, method, target, door["meili"].master_key, body)
+            assert status == 403 and b"hits" not in data, (method, target, status, data[:100])
 
 
-def test_a_large_body_is_refused(door: dict[str, Any]) -> None:
+def test_a_large_body_is_refused(door: dict[str, Any], port: int) -> None:
     big = json.dumps({"q": "x" * 70_000}).encode()
-    status, _, _ = send(
-        door["port"], "POST", f"/indexes/{INDEX}/search", door["meili"].master_key, raw=big
-    )
+    status, _, _ = send(port, "POST", f"/indexes/{INDEX}/search", door["meili"].master_key, raw=big)
     assert status == 413
 
 
-def test_pages_carry_csp_and_no_referrer(door: dict[str, Any]) -> None:
-    for target in ("/", "/agent/", "/keys"):
-        _, headers, _ = send(door["port"], "GET", target, None)
+def test_pages_carry_csp_and_no_referrer(door: dict[str, Any], port: int) -> None:
+    for target in ("/", "/agent/", "/keys", "/static/nothing.js", "/indexes"):
+        _, headers, _ = send(port, "GET", target, None)
         assert "default-src 'self'" in headers["content-security-policy"], target
         assert "connect-src 'self'" in headers["content-security-policy"], target
         assert headers["referrer-policy"] == "no-referrer", target
+    # inline styles for the web UI only, which needs them
+    assert "unsafe-inline" in send(port, "GET", "/", None)[1]["content-security-policy"]
+    assert "unsafe-inline" not in send(port, "GET", "/agent/", None)[1]["content-security-policy"]
+
+
+def test_the_web_ui_is_passed_on_read_only_and_without_the_key(
+    door: dict[str, Any], port: int
+) -> None:
+    """GET and HEAD of the page and its assets; the page's ?api_key= stays in the browser."""
+    status, headers, html = send(port, "GET", "/?api_key=some-key", None)
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    asset = re.findall(rb'src="(/static/[^"]+)"', html)[0].decode()  # Meilisearch's page
+    assert send(port, "GET", asset, None)[0] == 200
+    assert send(port, "HEAD", "/", None)[:1] == (200,)
+    assert send(port, "HEAD", asset, None)[:1] == (200,)
+    for method in ("POST", "PUT", "DELETE"):
+        assert send(port, method, "/", None, {})[0] == 403, method
+        assert send(port, method, "/static/x.js", None, {})[0] == 403, method
 
 
 def test_the_meilisearch_ui_through_the_door_loads_everything_it_asks_for(
@@ -259,6 +300,7 @@ def test_the_meilisearch_ui_through_the_door_loads_everything_it_asks_for(
 
     from explorer.config import MeiliSettings
     from explorer.meili.keys import create_agent_key
+    from explorer.records.documents import INDEX_SETTINGS
     from explorer.secrets import Secret
     from tests.browser import Browser
 
@@ -285,31 +327,17 @@ def test_the_meilisearch_ui_through_the_door_loads_everything_it_asks_for(
             # empty indexUid (400), happen without a proxy too: anything else is the door's.
             if status >= 400 and status != 401 and not (status == 400 and "multi-search" in u)
         ]  # fmt: skip
+        # and the agent page, through the same door, once the index has the project's
+        # settings (its faceted searches need them)
+        task = door["client"].index(INDEX).update_settings(INDEX_SETTINGS).task_uid
+        door["client"].wait_for_task(task)
+        b.navigate(f"{base}/agent/#key={key}")
+        b.wait_for("document.body.dataset.state === 'results'", timeout=20)
+        found = b.evaluate("document.querySelectorAll('#results li').length")
+        hosts |= {urlsplit(u).netloc for u in b.requests if u.startswith("http")}
     assert hosts == {urlsplit(base).netloc}, hosts
     assert failed == [], failed
-
-
-# -- both doors: explorer serve and nginx, probed the same way ----------------------------
-
-
-@pytest.fixture(scope="module")
-def page(door: dict[str, Any]) -> Iterator[int]:
-    """`explorer serve`'s door for the same Meilisearch and index, with a 1 s head deadline."""
-    from dataclasses import replace
-
-    from explorer.config import MeiliSettings
-    from explorer.doors.serve import DOOR_LIMITS, AgentPage
-
-    settings = MeiliSettings(url=door["meili"].url, index=INDEX)
-    served = AgentPage(settings, port=0, limits=replace(DOOR_LIMITS, head_timeout=1.0)).start()
-    yield served.server.socket.getsockname()[1]
-    served.stop()
-
-
-@pytest.fixture(params=["serve", "nginx"])
-def port(request: pytest.FixtureRequest, door: dict[str, Any]) -> int:
-    """Each probe below runs against both doors."""
-    return int(request.getfixturevalue("page") if request.param == "serve" else door["port"])
+    assert found == 20
 
 
 def raw(port: int, head: bytes, body: bytes = b"", *, close: bool = True) -> bytes:
@@ -548,44 +576,52 @@ def test_admin_keys_still_stand_out_from_agent_keys(door: dict[str, Any], port: 
     assert status == 200 and json.loads(data)["hits"]
 
 
-def test_the_nginx_door_lists_only_the_configured_index(door: dict[str, Any]) -> None:
+def test_the_door_lists_only_the_configured_index(door: dict[str, Any], port: int) -> None:
     master = door["meili"].master_key
-    status, _, data = send(door["port"], "GET", "/indexes", master)
-    assert status == 200 and [i["uid"] for i in json.loads(data)["results"]] == [INDEX]
-    status, _, data = send(door["port"], "GET", "/stats", master)
+    status, _, data = send(port, "GET", "/indexes", master)
+    listed = json.loads(data)
+    assert status == 200 and [i["uid"] for i in listed["results"]] == [INDEX]
+    assert listed["total"] == 1
+    status, _, data = send(port, "GET", "/stats", master)
     assert status == 200 and list(json.loads(data)["indexes"]) == [INDEX]
+    assert SECRET_WORD.encode() not in data and OTHER.encode() not in data
 
 
 def test_a_dead_meilisearch_is_a_502_that_names_no_address(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from explorer.config import MeiliSettings
-    from explorer.doors.serve import AgentPage
-
     dead = f"127.0.0.1:{free_port()}"
     served = AgentPage(MeiliSettings(url=f"http://{dead}", index=INDEX), port=0).start()
     try:
-        with nginx(tmp_path, dead) as nginx_port:
+        with nginx(tmp_path, door_address(served)) as nginx_port:
             for port in (served.server.socket.getsockname()[1], nginx_port):
-                for target, body in ((f"/indexes/{INDEX}/search", {"q": "x"}),
-                                     ("/multi-search", {"queries": []})):  # fmt: skip
-                    status, _, data = send(port, "POST", target, "some-key", body)
+                for method, target, body in (
+                    ("POST", f"/indexes/{INDEX}/search", {"q": "x"}),
+                    ("POST", "/multi-search", {"queries": []}),
+                    ("GET", "/version", None), ("GET", "/indexes", None), ("GET", "/", None),
+                ):  # fmt: skip
+                    status, _, data = send(port, method, target, "some-key", body)
                     assert status == 502, (port, target, status, data)
                     assert dead.encode() not in data and b"127.0.0.1" not in data, data
                     assert json.loads(data)["code"] == "meili_unreachable"
-            status, _, data = send(nginx_port, "GET", "/version", "some-key")
-            assert status == 502 and dead.encode() not in data
     finally:
         served.stop()
     assert any(dead in r.getMessage() for r in caplog.records)  # the operator's log says where
+
+
+def test_a_dead_door_behind_nginx_is_a_502_that_names_no_address(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    with nginx(tmp_path, dead) as port:
+        status, _, data = send(port, "POST", "/multi-search", "some-key", {"queries": []})
+    assert status == 502 and json.loads(data)["code"] == "meili_unreachable"
+    assert dead.encode() not in data and b"127.0.0.1" not in data, data
 
 
 def test_a_meilisearch_that_never_answers_is_a_504_that_names_no_address(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Connected, request sent, no answer: the agent gets a 504 once the door gives up."""
-    from explorer import serve
-    from explorer.config import MeiliSettings
+    from explorer.doors import serve
 
     monkeypatch.setattr(serve, "UPSTREAM_TIMEOUT", 0.5)
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, reads, never answers
@@ -620,11 +656,15 @@ def test_each_upstream_timeout_is_logged_as_what_ran_out_and_after_how_long() ->
     assert _timed_out(TimeoutError(), limits) == "no complete answer within 30 s"
 
 
-def test_a_slowloris_connection_is_closed_within_the_head_timeout(port: int) -> None:
+# -- what nginx in front adds: uvicorn has no head deadline, head cap or lingering close --
+
+
+def test_a_slowloris_connection_is_closed_within_the_head_timeout(door: dict[str, Any]) -> None:
     """A header byte every 200 ms, each in time for a keep-alive timer, never the end of the
-    head: the door closes it (1 s for this serve, 2 s for this nginx), long before our 60 s."""
+    head: nginx closes it (2 s here, 10 s in compose), long before our 60 s. (Was
+    tests/test_server.py's probe of `explorer serve` itself.)"""
     closed = False
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+    with socket.create_connection(("127.0.0.1", door["port"]), timeout=60) as sock:
         sock.sendall(f"POST /indexes/{INDEX}/search HTTP/1.1\r\nHost: door\r\nX-Slow: ".encode())
         sock.settimeout(0.2)
         for _ in range(300):
@@ -640,6 +680,65 @@ def test_a_slowloris_connection_is_closed_within_the_head_timeout(port: int) -> 
                 break
             # an answer (a 408) before the close: read on until the close
     assert closed, "the door kept a trickling connection open for a minute"
+
+
+def test_a_silent_connection_is_closed(door: dict[str, Any]) -> None:
+    with socket.create_connection(("127.0.0.1", door["port"]), timeout=60) as sock:
+        assert read_all(sock) == b""  # returns only because nginx closed it
+
+
+def test_a_request_head_over_the_cap_is_refused(door: dict[str, Any]) -> None:
+    """llhttp reads heads of any size; nginx stops at 8 KB a line (32 KB in all)."""
+    big = b"X-Big: " + b"a" * 9000 + b"\r\n"
+    reply = raw(door["port"], b"GET /health HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")
+    assert statuses(reply) == [400] and b"Header" in reply
+    many = b"".join(b"X-Many-%d: " % i + b"a" * 7000 + b"\r\n" for i in range(6))
+    reply = raw(door["port"], b"GET /health HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    assert statuses(reply) == [400]
+    fine = b"X-Fine: " + b"a" * 1000 + b"\r\n"
+    reply = raw(door["port"], b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                + fine + b"\r\n")  # fmt: skip
+    assert statuses(reply) == [200]
+
+
+def test_a_refused_body_still_being_sent_gets_its_answer_not_a_reset(
+    door: dict[str, Any],
+) -> None:
+    """2 MB sent at once after an announced 2 MB: nginx answers 413 and keeps reading
+    (lingering close) so the answer is not destroyed by a reset; the body never reaches
+    the door, nor is any of it read as a next request."""
+    inner = master_head(door, "GET", "/keys")
+    body = inner * (2_000_000 // len(inner))
+    head = master_head(door, "POST", "/multi-search", f"Content-Length: {len(body)}\r\n")
+    with socket.create_connection(("127.0.0.1", door["port"]), timeout=30) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(head + body)
+        reply = read_all(sock)
+    assert statuses(reply) == [413] and b'"results"' not in reply
+
+
+def test_a_malformed_request_stops_at_nginx(door: dict[str, Any]) -> None:
+    """nginx refuses what it cannot frame (and says why in its error log); nothing reaches
+    the door."""
+    for length in (b"-1", b"abc", b"1, 2"):
+        head = master_head(door, "POST", "/multi-search", f"Content-Length: {length.decode()}\r\n")
+        assert statuses(raw(door["port"], head, b'{"queries": []}')) == [400], length
+    log = (door["nginx_dir"] / "error.log").read_text()
+    assert 'client sent invalid "Content-Length" header' in log
+
+
+def test_a_key_past_its_rate_is_refused_and_others_are_not(
+    door: dict[str, Any], tmp_path: Path
+) -> None:
+    """nginx's rate limit per key (30 a second, bursts of 200; here one a minute, bursts
+    of 5, so that no clock decides): past it, that key gets 429; another key does not."""
+    rate = {"rate=30r/s;": "rate=1r/m;", "burst=200": "burst=5"}
+    serve = f"127.0.0.1:{door['serve']}"
+    with nginx(tmp_path, serve, subs=rate) as port:
+        codes = [send(port, "GET", "/version", "hammering-key")[0] for _ in range(8)]
+        other = send(port, "GET", "/version", door["meili"].master_key)[0]
+    assert codes == [403] * 6 + [429] * 2  # Meilisearch's "invalid key", then nginx's 429
+    assert other == 200
 
 
 def test_the_door_reaches_meilisearch_through_the_proxy_the_environment_names(

@@ -462,7 +462,8 @@ def test_compose_runs_the_listener_with_the_shared_state() -> None:
     listener = services["listener"]
     assert parse_invocation(listener["command"]) == "listen"
     assert "/healthz" in " ".join(listener["healthcheck"]["test"])
-    assert [str(p).split(":")[0] for p in listener["ports"]] == ["127.0.0.1"]  # TLS in front
+    assert "ports" not in listener  # reached through nginx (deploy/nginx/webhooks.conf), which
+    assert "127.0.0.1:8701:8081/tcp" in services["nginx"]["ports"]  # publishes it on loopback
     assert listener["volumes"] == services["explorer"]["volumes"]  # journal beside the state
     assert parse_invocation(services["explorer"]["command"]) == "schedule"
 

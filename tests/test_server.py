@@ -1,5 +1,6 @@
 """The shared HTTP server (explorer/doors/server.py), probed over raw sockets: framing, body
-limits, slow clients, and what reaches the log."""
+limits, slow bodies, and what reaches the log. Slow and oversized request heads, and the
+lingering close, are nginx's in front: tests/test_door.py probes them there."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import logging
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from explorer.doors.server import HttpServer, Limits, healthz
 
-LIMITS = Limits(max_body=1000, head_timeout=1.0, body_timeout=1.0, idle_timeout=1.0)
+LIMITS = Limits(max_body=1000, body_timeout=1.0, idle_timeout=1.0)
 SAFETY = 15.0  # a client-side bound, so that a broken server fails the test instead of hanging
 seen: list[bytes] = []
 
@@ -94,7 +94,8 @@ def logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
 
 
 def one_line_records(caplog: pytest.LogCaptureFixture) -> list[str]:
-    records = [r for r in caplog.records if r.name.startswith("explorer.doors.server")]
+    """What the server logged (ours, and uvicorn's own about malformed requests)."""
+    records = [r for r in caplog.records if r.name.startswith(("explorer.doors.server", "uvicorn"))]
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
     return [r.getMessage() for r in records]
 
@@ -120,7 +121,8 @@ def test_a_bad_content_length_is_a_400_with_one_log_line(
     assert statuses(reply) == [400]
     assert len(seen) == before  # the app never saw it
     lines = one_line_records(caplog)
-    assert len(lines) == 1 and "malformed request" in lines[0] and "Content-Length" in lines[0]
+    # uvicorn's one line does not say why; nginx's error log in front does (test_door.py)
+    assert len(lines) == 1 and "Invalid HTTP request" in lines[0]
 
 
 def test_an_announced_body_over_the_limit_is_refused_unread(server: HttpServer) -> None:
@@ -168,6 +170,17 @@ def test_a_refused_requests_body_is_not_answered_as_a_second_request(server: Htt
     assert statuses(first + rest) == [403]
 
 
+def test_an_answer_before_the_body_closes_the_connection(server: HttpServer) -> None:
+    """The app refused without reading the body, of which a tenth has arrived: the server
+    says so and closes, rather than wait (with no deadline: the app reads nothing) for the
+    rest of a body nobody will read."""
+    port = server.socket.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as sock:
+        sock.sendall(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        reply = read_all(sock)  # returns only once the server closed the connection
+    assert statuses(reply) == [403] and b"connection: close" in reply.lower()
+
+
 def test_keep_alive_still_works_for_well_formed_requests(server: HttpServer) -> None:
     body = b'{"q": "x"}'
     one = f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
@@ -175,40 +188,6 @@ def test_keep_alive_still_works_for_well_formed_requests(server: HttpServer) -> 
         server, one + one + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     assert statuses(reply) == [200, 200, 200]
-
-
-def test_a_slowloris_head_is_closed_within_the_head_timeout(
-    server: HttpServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Header bytes trickled slower than the deadline: the server answers 408 and closes,
-    although every byte arrives well inside the keep-alive timeout of the one before."""
-    caplog.set_level(logging.WARNING)
-    port = server.socket.getsockname()[1]
-    closed = threading.Event()
-    reply = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-        sock.settimeout(LIMITS.head_timeout / 4)
-        for _ in range(int(SAFETY / (LIMITS.head_timeout / 4))):
-            try:
-                sock.sendall(b"X-a: b\r\n")
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                continue  # nothing yet: trickle on
-            except OSError:
-                closed.set()
-                break
-            reply += chunk
-            if not chunk:
-                closed.set()
-                break
-    assert closed.is_set(), "the server kept a trickling connection open"
-    assert statuses(reply) in ([408], [])
-    assert logged(caplog, "not complete within 1 s")
-
-
-def test_a_silent_connection_is_closed(server: HttpServer) -> None:
-    assert exchange(server, b"") == b""  # returns only because the server closed it
 
 
 def test_a_slow_body_is_a_408(server: HttpServer) -> None:
@@ -240,20 +219,6 @@ def test_a_malformed_header_line_is_logged_without_its_content(
     assert statuses(reply) == [400]
     lines = one_line_records(caplog)
     assert len(lines) == 1 and "s3cret" not in lines[0] and b"s3cret" not in reply
-
-
-def test_a_request_head_over_the_limit_is_refused(
-    server: HttpServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    """llhttp reads headers of any size; the server stops at ``max_head`` bytes."""
-    caplog.set_level(logging.WARNING)
-    big = b"X-Big: " + b"a" * LIMITS.max_head + b"\r\n"
-    reply = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + big * 4 + b"\r\n")
-    assert statuses(reply) == [431]
-    assert logged(caplog, f"headers over {LIMITS.max_head} bytes")
-    small = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                     + b"X-Ok: " + b"a" * 1000 + b"\r\n\r\n")  # fmt: skip
-    assert statuses(small) == [200]
 
 
 def test_a_busy_port_is_an_os_error(server: HttpServer) -> None:
@@ -299,7 +264,7 @@ def test_explorer_serve_on_every_interface_says_so_and_its_url_still_connects() 
             assert found, "".join(lines)
             where = re.fullmatch(
                 r"all interfaces \(0\.0\.0\.0:(\d+)\); from this machine (http://127\.0\.0\.1:"
-                r"(\d+)/)", found.group(1)
+                r"(\d+)/)agent/", found.group(1)
             )  # fmt: skip
             assert where and where.group(1) == where.group(3) != "0", found.group(1)
             assert httpx.get(where.group(2) + "healthz", timeout=SAFETY).status_code == 200

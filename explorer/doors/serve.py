@@ -1,9 +1,20 @@
-"""`explorer serve`: the agent page and a read-only door to Meilisearch, on one address.
+"""`explorer serve`: the one door agents get to Meilisearch, with the agent page.
 
-It hands out the page's plain files and ``config.json``, and passes exactly two routes on to
-Meilisearch, both POST: ``/multi-search`` and ``/indexes/<index>/search``, with the agent's
-own key from the request (never logged, never stored). Anything else is 403, as at the
-compose door (deploy/nginx/agent-ui.conf).
+On one address (in compose, behind nginx: deploy/nginx/agent-ui.conf) it serves:
+
+- the agent page at ``/agent/`` (explorer/web's plain files and ``config.json``);
+- Meilisearch's own web UI at ``/``, with its assets (``/static/``, ``/fonts/``, icons),
+  passed on read-only: GET and HEAD only, without the key or the query string;
+- what both pages call: ``GET /indexes`` and ``GET /stats`` cut down to the configured
+  index, ``GET /version``, ``GET /health``, and searches: ``POST /multi-search`` and
+  ``GET``/``POST /indexes/<index>/search``, with the agent's own key from the request
+  (never logged, never stored);
+- and nothing else: any other route or method is 403.
+
+**Routes are matched on the request target exactly as sent** (``raw_path``), never
+decoded or normalised: ``%2F``, ``%2e%2e``, ``//``, a trailing slash or another case match
+no route and are refused. What goes upstream is a path built here from the route, never
+the client's.
 
 **Pinned to the configured index.** A search of any other index, in the path, in a
 multi-search query's ``indexUid`` or in ``federation.facetsByIndex``, is sent to Meilisearch
@@ -13,16 +24,17 @@ back with the name the client asked for. So no other index's data passes, whatev
 a key that covers every index from an agent's key, which is how it refuses admin keys.
 Searches on another Meilisearch (``federationOptions.remote``) are refused outright.
 The multi-search body is parsed and sent on re-encoded, so Meilisearch reads exactly what
-the door checked (no duplicate-key games).
+the door checked (no duplicate-key games). This is the door's one copy of the rule.
 
 Why a door and not the browser talking to Meilisearch directly: a browser cannot ask for an
 uncompressed reply, and Meilisearch's compressed replies on a kept-alive connection stall
-about 40 ms each (the same stall :mod:`explorer.meili.query` avoids). Here the upstream request
-asks for ``identity``, and the page's Content-Security-Policy can be
-``connect-src 'self'``. The key rides in the URL fragment to the page, which browsers never
-send to a server.
+about 40 ms each (the same stall :mod:`explorer.meili.query` avoids). Here every upstream
+request asks for ``identity``, and the pages' Content-Security-Policy can be
+``connect-src 'self'``. The key rides in the URL fragment to the agent page, which browsers
+never send to a server.
 
-The HTTP side (timeouts, body limit, framing, connection cap) is :mod:`explorer.doors.server`.
+The HTTP side (body limit and deadline, framing, connection cap) is
+:mod:`explorer.doors.server`; request heads, TLS and rate limits are nginx's in front.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import re
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -53,8 +65,18 @@ from explorer.doors.server import HttpServer, Limits
 log = logging.getLogger("explorer.doors.serve")
 
 WEB = Path(str(files("explorer") / "web"))
-FILES = ("index.html", "app.js", "query.js", "app.css")
-SEARCH_ROUTE = re.compile(r"^/(?:multi-search|indexes/([A-Za-z0-9_-]+)/search)$")
+# The agent page: /agent/ and its files, config.json made here.
+PAGE_ROUTE = re.compile(r"/agent/(index\.html|app\.js|query\.js|app\.css|config\.json)?")
+SEARCH_ROUTE = re.compile(r"/indexes/([A-Za-z0-9_-]+)/search")
+# Meilisearch's web UI: its page at /, and the assets that page loads. A path segment
+# never starts with a dot, so none is `..`; `%` matches nothing, so none is encoded.
+UI_ROUTE = re.compile(
+    r"/|/(?:static|fonts)(?:/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+|/(?:favicon-16x16\.png|"
+    r"favicon-32x32\.png|favicon\.ico|logo\.svg|manifest\.json|logo192\.png|logo512\.png|"
+    r"apple-touch-icon\.png)"
+)
+# What the web UI's assets keep of Meilisearch's answer, besides their type.
+ASSET_HEADERS = ("Cache-Control", "ETag", "Last-Modified")
 # What Meilisearch accepts as an index uid: any other string names no index, and is
 # passed on for Meilisearch to refuse in its own words.
 INDEX_UID = re.compile(r"[A-Za-z0-9_-]{1,512}")
@@ -70,11 +92,14 @@ UPSTREAM_CONNECT = 5.0  # seconds to connect to it
 JSON = "application/json"
 
 
-def security_headers() -> dict[str, str]:
+def security_headers(ui: bool = False) -> dict[str, str]:
+    """Pages may talk to this origin only. The web UI needs inline styles and data: fonts;
+    and its habit of loading any http(s) field value as an image goes nowhere."""
+    style, font = ("'self' 'unsafe-inline'", "'self' data:") if ui else ("'self'", "'self'")
     return {
         "Content-Security-Policy": (
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
+            f"default-src 'self'; script-src 'self'; style-src {style}; img-src 'self' data:; "
+            f"font-src {font}; connect-src 'self'; frame-ancestors 'none'; "
             "base-uri 'none'; form-action 'none'"
         ),
         "Referrer-Policy": "no-referrer",
@@ -179,7 +204,7 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 class Door:
-    """The page's files and the pinned search door, as a Starlette app."""
+    """The pages and the pinned door to Meilisearch, as a Starlette app."""
 
     def __init__(self, meili: MeiliSettings, extra: list[Route] | None = None) -> None:
         self.meili = meili
@@ -188,6 +213,7 @@ class Door:
         self.upstream: aiohttp.ClientSession | None = None
         self.timeout = aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT, sock_connect=UPSTREAM_CONNECT)
         self.security = security_headers()
+        self.ui_security = security_headers(ui=True)
 
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
@@ -218,48 +244,96 @@ class Door:
         )
 
     async def dispatch(self, request: Request) -> Response:
-        if request.method in ("GET", "HEAD"):
-            return self.page(request)
-        if request.method != "POST":
-            return _error(403, "read_only", "This door is read-only: it passes on searches only.")
         try:
-            return await self.search(request)
+            return await self.route(request)
         except Refused as refused:
             return _error(refused.status, refused.code, refused.message)
 
-    def page(self, request: Request) -> Response:
-        path = request.url.path
-        name = "index.html" if path in ("/", "/index.html") else path.lstrip("/")
+    async def route(self, request: Request) -> Response:
+        """Which of the door's routes the request target names, exactly as sent."""
+        path = request.scope.get("raw_path", b"").decode("latin-1")
+        method = request.method
+        query: bytes = request.scope.get("query_string", b"")
+        reading = method in ("GET", "HEAD")
+        search = SEARCH_ROUTE.fullmatch(path)
+        if path == "/multi-search" or (search and method == "POST"):
+            if method != "POST":
+                raise _read_only()
+            if query:
+                raise Refused(403, "not_a_search", "A search here takes no query string.")
+            return await self.search(request, search.group(1) if search else None)
+        if not reading:
+            raise _read_only()
+        if search:
+            return await self.get_search(request, search.group(1), query)
+        if path in ("/indexes", "/stats"):
+            return await self.listing(request, path, query if path == "/indexes" else b"")
+        if path in ("/version", "/health"):
+            status, body, headers = await self.call("GET", path, auth=_auth(request))
+            return Response(body, status, self.security, media_type=headers.get("Content-Type"))
+        if path == "/agent":
+            return Response(status_code=301, headers={**self.security, "Location": "/agent/"})
+        page = PAGE_ROUTE.fullmatch(path)
+        if page:
+            return self.page(page.group(1) or "index.html")
+        if UI_ROUTE.fullmatch(path):
+            return await self.ui(path)
+        raise Refused(403, "not_allowed", "This door passes on searches and what the pages read.")
+
+    def page(self, name: str) -> Response:
         if name == "config.json":
             return Response(self.config, 200, self.security, media_type=JSON)
-        if name not in FILES:
-            return Response(b"not found\n", 404, self.security, media_type="text/plain")
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if name.endswith(".js"):
             ctype = "text/javascript"
         return Response((WEB / name).read_bytes(), 200, self.security, media_type=ctype)
 
-    async def search(self, request: Request) -> Response:
-        """Searches only: the path exactly as the client sent it must be one of the two."""
-        raw_path = request.scope.get("raw_path", b"").decode("latin-1")
-        route = SEARCH_ROUTE.match(raw_path)
-        if route is None or request.scope.get("query_string"):
-            raise Refused(403, "not_a_search", "This door passes on searches only.")
-        headers = {"Content-Type": JSON, "Accept-Encoding": "identity"}
-        auth = dict(request.scope["headers"]).get(b"authorization")
-        if auth is not None:
-            if not auth.isascii():
-                raise Refused(
-                    400, "invalid_authorization_header",
-                    "The Authorization header must be ASCII: `Bearer <key>`.",
-                )  # fmt: skip
-            headers["Authorization"] = auth.decode("ascii")
+    async def ui(self, path: str) -> Response:
+        """The web UI's page or one of its assets, as Meilisearch has it (without the key
+        the page's URL may carry: the page reads it there, Meilisearch needs none)."""
+        status, body, upstream = await self.call("GET", path)
+        headers = {**self.ui_security, **{k: upstream[k] for k in ASSET_HEADERS if k in upstream}}
+        return Response(body, status, headers, media_type=upstream.get("Content-Type"))
+
+    async def listing(self, request: Request, path: str, query: bytes) -> Response:
+        """GET /indexes and /stats, which the web UI lists indexes from: the pinned one only."""
+        status, body, headers = await self.call("GET", path, query, auth=_auth(request))
+        if status == 200:
+            try:
+                answer = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                answer = None
+            if isinstance(answer, dict) and path == "/indexes":
+                found = answer.get("results")
+                answer["results"] = [
+                    i for i in found if isinstance(i, dict) and i.get("uid") == self.meili.index
+                ] if isinstance(found, list) else []  # fmt: skip
+                answer["total"] = len(answer["results"])
+                body = orjson.dumps(answer)
+            elif isinstance(answer, dict) and isinstance(answer.get("indexes"), dict):
+                mine = answer["indexes"].get(self.meili.index)
+                answer["indexes"] = {self.meili.index: mine} if mine is not None else {}
+                body = orjson.dumps(answer)
+        return Response(body, status, self.security, media_type=headers.get("Content-Type", JSON))
+
+    async def get_search(self, request: Request, uid: str, query: bytes) -> Response:
+        """A GET search: its parameters are in the query string; the index is pinned."""
+        pinned = Pinned(self.meili.index)
+        path = f"/indexes/{pinned.uid(uid)}/search"
+        status, body, headers = await self.call("GET", path, query, auth=_auth(request))
+        if pinned.asked and status >= 400:
+            body = pinned.answer(body)
+        return Response(body, status, self.security, media_type=headers.get("Content-Type", JSON))
+
+    async def search(self, request: Request, uid: str | None) -> Response:
+        """A POST search (``uid``) or multi-search (None), pinned."""
+        auth = _auth(request)
         try:
             body = await request.body()
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening (or the server refused it)
         pinned = Pinned(self.meili.index)
-        if route.group(1) is None:
+        if uid is None:
             try:
                 payload = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
@@ -267,13 +341,30 @@ class Door:
             body = orjson.dumps(pinned.multi_search(payload))
             path = "/multi-search"
         else:
-            path = f"/indexes/{pinned.uid(route.group(1))}/search"
+            path = f"/indexes/{pinned.uid(uid)}/search"
+        status, content, headers = await self.call("POST", path, body=body, auth=auth)
+        if pinned.asked and status >= 400:
+            content = pinned.answer(content)
+        ctype = headers.get("Content-Type", JSON)
+        return Response(content, status, self.security, media_type=ctype)
+
+    async def call(
+        self, method: str, path: str, query: bytes = b"", *, body: bytes | None = None,
+        auth: str | None = None,
+    ) -> tuple[int, bytes, Mapping[str, str]]:  # fmt: skip
+        """One request to Meilisearch: its status, body and headers, or :class:`Refused`
+        (502, 504) saying it could not be reached, without its address. The headers are
+        aiohttp's, looked up whatever the case Meilisearch sent them in."""
+        headers = {"Accept-Encoding": "identity"}
+        if body is not None:
+            headers["Content-Type"] = JSON
+        if auth is not None:
+            headers["Authorization"] = auth
+        target = path.lstrip("/") + ("?" + query.decode("latin-1") if query else "")
         assert self.upstream, "the door's lifespan did not run"
         try:
-            async with self.upstream.post(path.lstrip("/"), data=body, headers=headers) as resp:
-                content = await resp.read()
-                status = resp.status
-                ctype = resp.headers.get("Content-Type", JSON)
+            async with self.upstream.request(method, target, data=body, headers=headers) as resp:
+                return resp.status, await resp.read(), resp.headers
         except TimeoutError as exc:
             log.warning("Meilisearch at %s did not answer in time: %s", self.meili.url,
                         _timed_out(exc, self.timeout))  # fmt: skip
@@ -284,13 +375,27 @@ class Door:
                 502, "meili_unreachable",
                 "Meilisearch cannot be reached from this door: tell its administrator.",
             ) from None  # fmt: skip
-        if pinned.asked and status >= 400:
-            content = pinned.answer(content)
-        return Response(content, status, self.security, media_type=ctype)
+
+
+def _read_only() -> Refused:
+    return Refused(403, "read_only", "This door is read-only: it passes on searches only.")
+
+
+def _auth(request: Request) -> str | None:
+    """The agent's own ``Authorization`` header, to pass on as it came."""
+    auth = dict(request.scope["headers"]).get(b"authorization")
+    if auth is None:
+        return None
+    if not auth.isascii():
+        raise Refused(
+            400, "invalid_authorization_header",
+            "The Authorization header must be ASCII: `Bearer <key>`.",
+        )  # fmt: skip
+    return bytes(auth).decode("ascii")
 
 
 class AgentPage:
-    """The page and its search door, for the Meilisearch and index in ``meili``.
+    """The door and its pages, for the Meilisearch and index in ``meili``.
 
     Binds at once (an OSError if the address is taken); ``start()`` serves in a thread,
     ``serve_forever()`` in this one."""
@@ -307,7 +412,8 @@ class AgentPage:
 
     @property
     def url(self) -> str:
-        return self.server.url
+        """The agent page's address (the door itself is ``server.url``)."""
+        return self.server.url + "agent/"
 
     def start(self) -> AgentPage:
         self.server.start()
