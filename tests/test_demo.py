@@ -69,7 +69,7 @@ def test_demo_env_file_makes_every_command_work_from_a_second_terminal(
 ) -> None:
     proc, data, lines = demo
     page = re.search(
-        r"agent page \(explorer serve\): (http://127\.0\.0\.1:\d+/)#key=\S+", "".join(lines)
+        r"agent page \(explorer serve\): (http://127\.0\.0\.1:\d+/agent/)#key=\S+", "".join(lines)
     )
     assert page, "".join(lines)
     assert "Find a chat" in httpx.get(page.group(1), timeout=10).text
