@@ -168,8 +168,8 @@ class Pinned:
 
 
 def env_proxy(url: str) -> str | None:
-    """The proxy HTTP(S)_PROXY and NO_PROXY name for ``url``, as httpx reads them for every
-    other call to Meilisearch. Read once: aiohttp's ``trust_env`` reads the environment
+    """The proxy HTTP(S)_PROXY and NO_PROXY name for ``url``, as the other clients here
+    (requests, httpx) read them. Read once: aiohttp's ``trust_env`` reads the environment
     (and ~/.netrc) again on every request, which doubled the door's CPU per search."""
     scheme = urllib.parse.urlsplit(url)
     if not scheme.hostname or urllib.request.proxy_bypass(scheme.hostname):
