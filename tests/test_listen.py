@@ -621,9 +621,9 @@ def test_a_poison_event_already_queued_becomes_a_dead_letter_and_stops_nothing(
     assert listed.exit_code == 4
     assert "usable chat id" in listed.output and "#1 " in listed.output
     retried = _cli(w, "dead-letters", "--retry")
-    assert retried.exit_code == 0 and "1 dead letters marked" in retried.output
+    assert retried.exit_code == 0 and "1 dead letter marked" in retried.output
     # The listener queues it again within a second; it fails again, and is set aside again.
-    wait_until(lambda: any("1 dead letters queued again" in line for line in w.logs), "retried")
+    wait_until(lambda: any("1 dead letter(s) queued again" in line for line in w.logs), "retried")
     wait_until(lambda: _health(w)["dead_letters"] == 1 and _health(w)["queue_depth"] == 0,
                "set aside again")  # fmt: skip
     assert json.loads(_cli(w, "dead-letters", "--json").output)["dead_letters"][0]["reason"]

@@ -196,25 +196,23 @@ class WawpLids:
             finally:
                 self._asked.discard(key)
 
-    def remember(self, instance_id: str, lid: str, phone: str) -> None:
-        """What the index knows: the number behind ``lid`` (for a day, as Wawp's answers)."""
+    def remember(self, instance_id: str, lid: str, phone: str | None) -> None:
+        """The number behind ``lid`` (from Wawp or the index), kept for a day; "unknown"
+        for ten minutes, since a mapping can appear later."""
         if len(self._known) >= self.limit:
             self._known.clear()
-        self._known[(instance_id, lid)] = (time.monotonic() + 86_400, phone)
+        self._known[(instance_id, lid)] = (time.monotonic() + (86_400 if phone else 600), phone)
 
     def lookup(self, instance_id: str, lid: str) -> str | None:
         """Ask Wawp (with its retries) and remember the answer."""
         from explorer.source.lids import lookup_lid
 
-        key = (instance_id, lid)
         phone: str | None = None
         try:
             phone = lookup_lid(self._client(instance_id), lid)
         except (ExplorerError, ValueError) as exc:
             log.debug("LID %s of %s not resolved: %s", lid, instance_id, exc)
-        if len(self._known) >= self.limit:
-            self._known.clear()
-        self._known[key] = (time.monotonic() + (86_400 if phone else 600), phone)
+        self.remember(instance_id, lid, phone)
         return phone
 
     def close(self) -> None:
@@ -817,7 +815,7 @@ class Listener:
             self._swap_checked = now
             moved = self.journal.requeue_asked()
             if moved:
-                log.info("%d dead letters queued again, as asked", moved)
+                log.info("%d dead letter(s) queued again, as asked", moved)
             self.dead_letters = self.journal.dead_count()
             last = last_report(self.cfg) or {}
             handled = self.journal.meta("swap_handled")

@@ -398,13 +398,13 @@ class DeadLetterReport:
 
     def summary(self) -> str:
         if self.action == "retry":
-            return (f"{self.changed} dead letters marked for retry: a running `explorer listen` "
+            return (f"{_letters(self.changed)} marked for retry: a running `explorer listen` "
                     "queues them within a second, or the next one when it starts")  # fmt: skip
         if self.action == "drop":
-            return f"{self.changed} dead letters dropped"
+            return f"{_letters(self.changed)} dropped"
         if not self.letters:
             return "no dead letters"
-        lines = [f"{len(self.letters)} dead letters (events set aside, nothing waits on them):"]
+        lines = [f"{_letters(len(self.letters))} (events set aside, nothing waits on them):"]
         for d in self.letters:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.at))
             lines.append(f"  #{d.seq}  {when} UTC  {d.instance_id}  {d.reason}"
@@ -416,6 +416,10 @@ class DeadLetterReport:
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "changed": self.changed,
                 "dead_letters": [d.to_json() for d in self.letters]}  # fmt: skip
+
+
+def _letters(n: int) -> str:
+    return f"{n} dead letter" + ("" if n == 1 else "s")
 
 
 def mark_dead(cfg: Config, seqs: list[int] | None, *, drop: bool = False) -> int:
