@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from explorer.errors import ConfigError
@@ -88,12 +88,25 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class MessagesSettings:
+    """Message text in its own index (docs/messages.md): opt-in, because it is personal data.
+
+    ``retention_days`` is both how far back the first backfill reads and how long a
+    message is kept.
+    """
+
+    enabled: bool = False
+    retention_days: int = 90
+
+
+@dataclass(frozen=True)
 class Config:
     wawp: WawpSettings = field(default_factory=WawpSettings)
     meilisearch: MeiliSettings = field(default_factory=MeiliSettings)
     reindex: ReindexSettings = field(default_factory=ReindexSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    messages: MessagesSettings = field(default_factory=MessagesSettings)
     source: str = "the config file (--config, EXPLORER_CONFIG or ./explorer.toml)"
 
     def audit_for(self, instance: Instance) -> AuditSettings:
@@ -164,12 +177,14 @@ _WEBHOOK_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_body": int,
     "max_queue": int,
 }
+_MESSAGES_KEYS: dict[str, type | tuple[type, ...]] = {"enabled": bool, "retention_days": int}
 _SECTIONS = {
     "wawp": _WAWP_KEYS,
     "meilisearch": _MEILI_KEYS,
     "reindex": _REINDEX_KEYS,
     "audit": _AUDIT_KEYS,
     "webhooks": _WEBHOOK_KEYS,
+    "messages": _MESSAGES_KEYS,
 }
 _TYPE_NAMES = {
     bool: "true or false",
@@ -288,8 +303,15 @@ def _from_file(data: Mapping[str, Any], src: str) -> Config:
     hooks = dict(data.get("webhooks", {}))
     hooks.update({k: Secret(hooks[k]) for k in ("hmac_key", "secret") if hooks.get(k)})
     webhooks = WebhookSettings(**hooks)
+    messages = MessagesSettings(**data.get("messages", {}))
     return Config(
-        wawp=wawp, meilisearch=meili, reindex=reindex, audit=audit, webhooks=webhooks, source=src
+        wawp=wawp,
+        meilisearch=meili,
+        reindex=reindex,
+        audit=audit,
+        webhooks=webhooks,
+        messages=messages,
+        source=src,
     )
 
 
@@ -345,7 +367,31 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
     ):
         if env.get(var):
             hooks = replace(hooks, **{key: Secret(env[var])})  # type: ignore[arg-type]
-    return replace(cfg, wawp=wawp, meilisearch=meili, webhooks=hooks)
+    messages = cfg.messages
+    if env.get("EXPLORER_MESSAGES"):
+        messages = replace(
+            messages, enabled=_env_bool(env["EXPLORER_MESSAGES"], "EXPLORER_MESSAGES")
+        )
+    if env.get("EXPLORER_MESSAGES_RETENTION_DAYS"):
+        raw = env["EXPLORER_MESSAGES_RETENTION_DAYS"].strip()
+        if not raw.isascii() or not raw.isdigit():
+            raise ConfigError(
+                f"environment: EXPLORER_MESSAGES_RETENTION_DAYS must be a whole number of days, "
+                f"got {raw!r}"
+            )
+        messages = replace(messages, retention_days=int(raw))
+    return replace(cfg, wawp=wawp, meilisearch=meili, webhooks=hooks, messages=messages)
+
+
+_TRUE: Final = ("1", "true", "on", "yes")
+_FALSE: Final = ("0", "false", "off", "no")
+
+
+def _env_bool(value: str, var: str) -> bool:
+    word = value.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ConfigError(f"environment: {var} must be 1/true/on or 0/false/off, got {value!r}")
 
 
 def _merge_ids(
@@ -384,6 +430,7 @@ def _validate(cfg: Config) -> Config:
                 f"{src}: 'webhooks.{name}' must be a long random string "
                 f"({MIN_WEBHOOK_SECRET}+ characters)"
             )
+    _positive(cfg.messages.retention_days, "messages.retention_days", src)
     if not 0 <= r.min_ratio <= 1:
         raise ConfigError(f"{src}: 'reindex.min_ratio' must be between 0 and 1, got {r.min_ratio}")
     return replace(cfg, wawp=wawp, meilisearch=meili)
