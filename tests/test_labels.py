@@ -200,3 +200,98 @@ def cfg_env(cfg: Config) -> dict[str, str]:
         "MEILI_API_KEY": cfg.meilisearch.api_key.reveal() if cfg.meilisearch.api_key else "",
         "EXPLORER_INDEX": cfg.meilisearch.index,
     }
+
+
+# -- listen ------------------------------------------------------------------------------
+
+from tests.test_listen import SESSION, World, wait_until, world  # noqa: E402, F401 - the fixture
+
+
+def labels_of(w: World, jid: str) -> set[str]:
+    return set((w.doc(jid) or {}).get("labels") or [])
+
+
+def first_labelled(w: World, label_name: str | None = None) -> tuple[str, set[str]]:
+    truth = w.sandbox.store(INST).expected_labels()
+    return next((j, n) for j, n in sorted(truth.items())
+                if j.endswith("@c.us") and (label_name is None or label_name in n))  # fmt: skip
+
+
+def test_listen_puts_a_label_on_a_chat_and_takes_it_off(world: Callable[..., World]) -> None:
+    w = world()
+    truth = w.sandbox.store(INST).expected_labels()
+    jid = next(j for j in sorted(w.sandbox.store(INST).expected_jids())
+               if j.endswith("@c.us") and HOT not in truth.get(j, set()))  # fmt: skip
+    before = labels_of(w, jid)
+    w.mutate(label_add=[[jid, "7"]])
+    wait_until(lambda: labels_of(w, jid) == before | {HOT}, "the label on the chat")
+    doc = w.doc(jid) or {}
+    assert "7" in doc["label_ids"] and {"id": "7", "name": HOT, "color": "#ff9dff"} in doc[
+        "label_details"]
+    w.mutate(label_remove=[[jid, "7"]])
+    wait_until(lambda: labels_of(w, jid) == before, "the label taken off")
+    assert w.applied() >= 2
+
+
+def test_listen_renames_a_label_on_every_chat_and_a_deleted_one_disappears(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    truth = w.sandbox.store(INST).expected_labels()
+    carrying = sorted(j for j, n in truth.items() if "Paid" in n)
+    assert len(carrying) >= 3
+    renamed = 'Paid "in full", thanks 🙏'
+    w.mutate(label_upsert=[{"id": "4", "name": renamed, "color": 3, "colorHex": "#dfaef0"}])
+    for jid in carrying:
+        wait_until(lambda j=jid: renamed in labels_of(w, j) and "Paid" not in labels_of(w, j),
+                   f"the new name on {jid}")  # fmt: skip
+    hits = search("", config=w.cfg, labels=[renamed], limit=1000).hits
+    assert sorted(h["jid"] for h in hits) == carrying
+    w.mutate(label_delete=["4"])
+    for jid in carrying:
+        wait_until(lambda j=jid: renamed not in labels_of(w, j), f"the label gone from {jid}")
+        assert "4" not in (w.doc(jid) or {}).get("label_ids", [])
+    assert search("", config=w.cfg, labels=[renamed]).total == 0
+
+
+def test_listen_resolves_a_label_given_under_a_lid_to_the_person(
+    world: Callable[..., World],
+) -> None:
+    w = world(lid_share=0.3, lid_known=1.0, lid_pairs=0.0)
+    store = w.sandbox.store(INST)
+    number = next(i for i in sorted(store.lid_numbers().values()) if store.identity(i).endswith(
+        "@c.us") and BILLING not in store.expected_labels().get(store.identity(i), set()))
+    lid, phone = f"{store.spec(number).lid}@lid", store.identity(number)
+    w.mutate(label_add=[[lid, "6"]])
+    wait_until(lambda: BILLING in labels_of(w, phone), "the label on the number's document")
+    assert w.doc(lid) is None  # no "hidden number" document for the LID
+
+
+def test_listen_keeps_an_unknown_labels_id_then_writes_its_name_from_wawp(
+    world: Callable[..., World],
+) -> None:
+    from explorer.dev.webhooks import label_chat_event
+
+    w = world()
+    jid, before = first_labelled(w)
+    # Wawp knows label 42, listen has heard nothing of it.
+    w.sandbox.store(INST).upsert_label({"id": "42", "name": "Returns, 'EU'", "colorHex": "#123456"})
+    w.hooks.send(label_chat_event("label.chat.added", SESSION, jid, "42"))
+    wait_until(lambda: "42" in (w.doc(jid) or {}).get("label_ids", []), "the label's id")
+    wait_until(lambda: labels_of(w, jid) == before | {"Returns, 'EU'"}, "its name from Wawp")
+
+
+def test_listen_skips_and_counts_a_label_on_a_chat_the_index_does_not_hold(
+    world: Callable[..., World],
+) -> None:
+    from explorer.dev.webhooks import label_chat_event, message
+
+    w = world()
+    ghost = "4915199999999@c.us"
+    w.hooks.send(label_chat_event("label.chat.added", SESSION, ghost, "1"))
+    marker = "4915100000002@c.us"
+    w.hooks.send(message(SESSION, marker, 1_764_000_100))
+    wait_until(lambda: w.doc(marker), "the marker after the label event")
+    wait_until(lambda: w.metrics().get("explorer_webhook_label_unknown_chats_total") == 1,
+               "the skipped label counted")  # fmt: skip
+    assert w.doc(ghost) is None

@@ -107,9 +107,9 @@ class Searcher:
         # Counts per label only when filtering by label: an index built before labels
         # (schema 4) refuses a facet on a field it does not filter, and searches there
         # must keep working until the next reindex.
-        facets = (*FACETS, "labels") if filters is not None and filters.labels else FACETS
+        counted = (*FACETS, "labels") if filters is not None and filters.labels else FACETS
         body = search_body(query, phone=True, filter=expressions, sort=sort, limit=limit,
-                           offset=offset, facets=facets, highlight=highlight)  # fmt: skip
+                           offset=offset, facets=counted, highlight=highlight)  # fmt: skip
         data = self.raw_search(body)
         facets = data.get("facetDistribution") or {}
         by_type = facets.get("chat_type")
