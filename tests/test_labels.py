@@ -295,3 +295,22 @@ def test_listen_skips_and_counts_a_label_on_a_chat_the_index_does_not_hold(
     wait_until(lambda: w.metrics().get("explorer_webhook_label_unknown_chats_total") == 1,
                "the skipped label counted")  # fmt: skip
     assert w.doc(ghost) is None
+
+
+# -- MCP ---------------------------------------------------------------------------------
+
+
+def test_mcp_search_chats_filters_by_labels_and_counts_them(setup: Callable[..., Any]) -> None:
+    from explorer.doors.mcp_server import Explorer
+
+    sb, cfg = setup(chats=300)
+    reindex(cfg)
+    truth = {j for j, n in sb.store(INST).expected_labels().items() if n & {VIP, LONG}}
+    ex = Explorer(cfg)
+    try:
+        found = ex.search_chats(labels=[VIP, LONG], limit=50)
+    finally:
+        ex.close()
+    assert found["total"] == len(truth) and {c["jid"] for c in found["chats"]} <= truth
+    assert sum(found["by_label"].get(n, 0) for n in (VIP, LONG)) >= len(truth)
+    assert all(set(c["labels"]) & {VIP, LONG} for c in found["chats"])
