@@ -455,7 +455,14 @@ def search_cmd(
     kind = _chat_type(chat_type, groups, individuals)
     cfg = get_config(ctx)
     filters = Filters(
-        kind, instance, archived, pinned, muted, inactive_days, active_since, number_hidden,
+        kind,
+        instance,
+        archived,
+        pinned,
+        muted,
+        inactive_days,
+        active_since,
+        number_hidden,
         labels,
     )
     with _usage_errors(), Searcher(cfg.meilisearch) as searcher:

@@ -341,10 +341,18 @@ def test_the_labels_filter_counts_live_and_each_card_shows_its_labels_as_text_ch
     target = next(d for d in docs if d.get("labels") and d["name"] and d["name"].isascii())
     evil = '<img src=x onerror="window.pwned=1"><b>bold</b>'
     client = meilisearch.Client(world["meili"].url, world["meili"].master_key)
-    task = client.index(INDEX).update_documents([{
-        "id": target["id"], "labels": [*target["labels"], evil],
-        "label_details": [*target["label_details"],
-                          {"id": "99", "name": evil, "color": "red;background:url(//x)"}]}])
+    task = client.index(INDEX).update_documents(
+        [
+            {
+                "id": target["id"],
+                "labels": [*target["labels"], evil],
+                "label_details": [
+                    *target["label_details"],
+                    {"id": "99", "name": evil, "color": "red;background:url(//x)"},
+                ],
+            }
+        ]
+    )
     client.wait_for_task(task.task_uid)
     sign_in(browser, world)
 
@@ -368,7 +376,8 @@ def test_the_labels_filter_counts_live_and_each_card_shows_its_labels_as_text_ch
     assert "label=VIP" in str(browser.evaluate("location.search"))
     # Live counts: Hot lead now counts only among the VIP chats (any-of within labels).
     assert browser.evaluate(count(vip)).replace(",", "") == str(
-        sum(1 for d in docs if vip in (d.get("labels") or [])))
+        sum(1 for d in docs if vip in (d.get("labels") or []))
+    )
     colour = browser.evaluate("getComputedStyle(document.querySelector('#results .chip'))"
                               ".getPropertyValue('--chip').trim()")  # fmt: skip
     assert colour.startswith("#")
@@ -384,6 +393,8 @@ def test_the_labels_filter_counts_live_and_each_card_shows_its_labels_as_text_ch
     assert browser.evaluate("document.querySelectorAll('#results .chip img, #results .chip b,"
                             " #label-options img').length") == 0  # fmt: skip
     assert browser.evaluate("window.pwned === undefined")
-    bad = browser.evaluate("[...document.querySelectorAll('#results .chip')].find(x =>"
-                           f" x.textContent === {json.dumps(evil)}).style.getPropertyValue('--chip')")
+    bad = browser.evaluate(
+        "[...document.querySelectorAll('#results .chip')].find(x =>"
+        f" x.textContent === {json.dumps(evil)}).style.getPropertyValue('--chip')"
+    )
     assert bad == ""

@@ -23,6 +23,7 @@ from explorer.jobs.sync import sync
 from explorer.meili.query import search
 from explorer.records.documents import INDEX_SETTINGS
 from tests.conftest import explorer_env
+from tests.test_listen import SESSION, World, wait_until, world  # noqa: F401 - the fixture
 
 INST = "INST00000001"
 OTHER = "INST00000002"
@@ -98,7 +99,9 @@ def test_each_chat_carries_its_labels_with_lid_label_ids_resolved_to_the_person(
 def test_the_label_fields_are_filterable_and_shown_but_not_searched() -> None:
     patterns = INDEX_SETTINGS["filterableAttributes"][0]["attributePatterns"]
     assert {"labels", "label_ids"} <= set(patterns)
-    assert not {"labels", "label_ids", "label_details"} & set(INDEX_SETTINGS["searchableAttributes"])
+    assert not {"labels", "label_ids", "label_details"} & set(
+        INDEX_SETTINGS["searchableAttributes"]
+    )
     assert {"labels", "label_ids", "label_details"} <= set(INDEX_SETTINGS["displayedAttributes"])
 
 
@@ -160,7 +163,9 @@ def test_labels_500_past_retries_still_completes_the_reindex_and_says_what_is_mi
     sb, cfg = setup(chats=150, labels_fail=1000, retry_budget=1)
     report = reindex(cfg)
     assert report.swapped and report.new_count == len(documents(meili, index_name))
-    assert INST in report.labels_incomplete and "/v2/labels failed" in report.labels_incomplete[INST]
+    assert (
+        INST in report.labels_incomplete and "/v2/labels failed" in report.labels_incomplete[INST]
+    )
     assert f"The labels of {INST} are incomplete" in report.summary().splitlines()[0]
 
 
@@ -204,8 +209,6 @@ def cfg_env(cfg: Config) -> dict[str, str]:
 
 # -- listen ------------------------------------------------------------------------------
 
-from tests.test_listen import SESSION, World, wait_until, world  # noqa: E402, F401 - the fixture
-
 
 def labels_of(w: World, jid: str) -> set[str]:
     return set((w.doc(jid) or {}).get("labels") or [])
@@ -217,7 +220,9 @@ def first_labelled(w: World, label_name: str | None = None) -> tuple[str, set[st
                 if j.endswith("@c.us") and (label_name is None or label_name in n))  # fmt: skip
 
 
-def test_listen_puts_a_label_on_a_chat_and_takes_it_off(world: Callable[..., World]) -> None:
+def test_listen_puts_a_label_on_a_chat_and_takes_it_off(
+    world: Callable[..., World],  # noqa: F811 - the fixture imported above
+) -> None:
     w = world()
     truth = w.sandbox.store(INST).expected_labels()
     jid = next(j for j in sorted(w.sandbox.store(INST).expected_jids())
@@ -226,15 +231,17 @@ def test_listen_puts_a_label_on_a_chat_and_takes_it_off(world: Callable[..., Wor
     w.mutate(label_add=[[jid, "7"]])
     wait_until(lambda: labels_of(w, jid) == before | {HOT}, "the label on the chat")
     doc = w.doc(jid) or {}
-    assert "7" in doc["label_ids"] and {"id": "7", "name": HOT, "color": "#ff9dff"} in doc[
-        "label_details"]
+    assert (
+        "7" in doc["label_ids"]
+        and {"id": "7", "name": HOT, "color": "#ff9dff"} in doc["label_details"]
+    )
     w.mutate(label_remove=[[jid, "7"]])
     wait_until(lambda: labels_of(w, jid) == before, "the label taken off")
     assert w.applied() >= 2
 
 
 def test_listen_renames_a_label_on_every_chat_and_a_deleted_one_disappears(
-    world: Callable[..., World],
+    world: Callable[..., World],  # noqa: F811 - the fixture imported above
 ) -> None:
     w = world()
     truth = w.sandbox.store(INST).expected_labels()
@@ -255,12 +262,16 @@ def test_listen_renames_a_label_on_every_chat_and_a_deleted_one_disappears(
 
 
 def test_listen_resolves_a_label_given_under_a_lid_to_the_person(
-    world: Callable[..., World],
+    world: Callable[..., World],  # noqa: F811 - the fixture imported above
 ) -> None:
     w = world(lid_share=0.3, lid_known=1.0, lid_pairs=0.0)
     store = w.sandbox.store(INST)
-    number = next(i for i in sorted(store.lid_numbers().values()) if store.identity(i).endswith(
-        "@c.us") and BILLING not in store.expected_labels().get(store.identity(i), set()))
+    number = next(
+        i
+        for i in sorted(store.lid_numbers().values())
+        if store.identity(i).endswith("@c.us")
+        and BILLING not in store.expected_labels().get(store.identity(i), set())
+    )
     lid, phone = f"{store.spec(number).lid}@lid", store.identity(number)
     w.mutate(label_add=[[lid, "6"]])
     wait_until(lambda: BILLING in labels_of(w, phone), "the label on the number's document")
@@ -268,7 +279,7 @@ def test_listen_resolves_a_label_given_under_a_lid_to_the_person(
 
 
 def test_listen_keeps_an_unknown_labels_id_then_writes_its_name_from_wawp(
-    world: Callable[..., World],
+    world: Callable[..., World],  # noqa: F811 - the fixture imported above
 ) -> None:
     from explorer.dev.webhooks import label_chat_event
 
@@ -282,7 +293,7 @@ def test_listen_keeps_an_unknown_labels_id_then_writes_its_name_from_wawp(
 
 
 def test_listen_skips_and_counts_a_label_on_a_chat_the_index_does_not_hold(
-    world: Callable[..., World],
+    world: Callable[..., World],  # noqa: F811 - the fixture imported above
 ) -> None:
     from explorer.dev.webhooks import label_chat_event, message
 

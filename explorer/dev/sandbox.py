@@ -386,9 +386,7 @@ class ChatStore:
         with self.lock:
             if label_id not in self.label_defs:
                 raise KeyError(f"label {label_id}")
-            (self.label_added if added else self.label_removed).setdefault(label_id, set()).add(
-                jid
-            )
+            (self.label_added if added else self.label_removed).setdefault(label_id, set()).add(jid)
             (self.label_removed if added else self.label_added).get(label_id, set()).discard(jid)
 
     # -- mutating ------------------------------------------------------------------------

@@ -303,11 +303,11 @@ class LabelCatalog:
             return
         at = int(time.time())
         for label in filter(None, map(parse_label, raw)):
-            if self.get(instance_id, label.id) is None and self.learn(
-                LabelChange(instance_id, label, False, at - MARGIN)
-            ):
-                if self.on_learnt is not None:
-                    self.on_learnt(instance_id, label.id)
+            if self.get(instance_id, label.id) is not None:
+                continue  # an event named it meanwhile: its word is newer
+            learnt = self.learn(LabelChange(instance_id, label, False, at - MARGIN))
+            if learnt and self.on_learnt is not None:
+                self.on_learnt(instance_id, label.id)
 
 
 class Sessions:
@@ -560,9 +560,7 @@ class Listener:
             if updates:
                 self._flights.append(self._launch([], updates))
 
-    def _carrying(
-        self, instance_id: str, label_id: str, gone_at: int | None
-    ) -> dict[str, Update]:
+    def _carrying(self, instance_id: str, label_id: str, gone_at: int | None) -> dict[str, Update]:
         """An update for each chat carrying a label, in the index or in writes on their
         way there: its names written again, or (``gone_at``: the label was deleted then)
         the label taken off."""

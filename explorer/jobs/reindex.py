@@ -144,21 +144,26 @@ class ReindexReport:
             )
         # One line per instance whose Wawp serves no LID map, or only part of it, before
         # the summary line.
-        lines = [
-            f"LIDs could not be resolved on {instance} ({why}); indexed as they are"
-            for instance, why in sorted(self.lids_unavailable.items())
-        ] + [
-            f"The LID map of {instance} is incomplete ({why}); LIDs it did not give are "
-            "indexed as they are"
-            for instance, why in sorted(self.lids_incomplete.items())
-        ] + [
-            f"Labels could not be read on {instance} ({why}); indexed without labels"
-            for instance, why in sorted(self.labels_unavailable.items())
-        ] + [
-            f"The labels of {instance} are incomplete ({why}); chats it did not give are "
-            "indexed without those labels"
-            for instance, why in sorted(self.labels_incomplete.items())
-        ]
+        lines = (
+            [
+                f"LIDs could not be resolved on {instance} ({why}); indexed as they are"
+                for instance, why in sorted(self.lids_unavailable.items())
+            ]
+            + [
+                f"The LID map of {instance} is incomplete ({why}); LIDs it did not give are "
+                "indexed as they are"
+                for instance, why in sorted(self.lids_incomplete.items())
+            ]
+            + [
+                f"Labels could not be read on {instance} ({why}); indexed without labels"
+                for instance, why in sorted(self.labels_unavailable.items())
+            ]
+            + [
+                f"The labels of {instance} are incomplete ({why}); chats it did not give are "
+                "indexed without those labels"
+                for instance, why in sorted(self.labels_incomplete.items())
+            ]
+        )
         if self.labels:
             labelled = "" if self.labelled_chats is None else f" on {self.labelled_chats} chats"
             text = text.replace("; ", f"; {self.labels} labels{labelled}; ", 1)

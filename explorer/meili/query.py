@@ -192,7 +192,14 @@ def search(
     cfg = config or load_config()
     names = (labels,) if isinstance(labels, str) else tuple(labels or ())
     filters = Filters(
-        chat_type, instance, archived, pinned, muted, inactive_days, active_since, number_hidden,
+        chat_type,
+        instance,
+        archived,
+        pinned,
+        muted,
+        inactive_days,
+        active_since,
+        number_hidden,
         names,
     )
     with Searcher(cfg.meilisearch) as searcher:

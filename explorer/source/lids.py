@@ -348,7 +348,9 @@ def merge(a: Chat, b: Chat) -> Chat:
     )
 
 
-def merge_labels(a: tuple[Label, ...] | None, b: tuple[Label, ...] | None) -> tuple[Label, ...] | None:
+def merge_labels(
+    a: tuple[Label, ...] | None, b: tuple[Label, ...] | None
+) -> tuple[Label, ...] | None:
     """A person's labels under both ids: each label once (None: neither half knew)."""
     if a is None and b is None:
         return None
