@@ -325,3 +325,18 @@ def test_mcp_search_chats_filters_by_labels_and_counts_them(setup: Callable[...,
     assert found["total"] == len(truth) and {c["jid"] for c in found["chats"]} <= truth
     assert sum(found["by_label"].get(n, 0) for n in (VIP, LONG)) >= len(truth)
     assert all(set(c["labels"]) & {VIP, LONG} for c in found["chats"])
+
+
+def test_zombies_with_a_label_lists_only_silent_chats_carrying_it(
+    setup: Callable[..., Any],
+) -> None:
+    sb, cfg = setup(chats=300)
+    reindex(cfg)
+    out = CliRunner().invoke(cli, ["zombies", "--days", "30", "--label", "New customer",
+                                   "--json"], env=cfg_env(cfg))  # fmt: skip
+    assert out.exit_code == 4, out.output
+    found = {c["jid"] for c in json.loads(out.output)["chats"]}
+    labelled = {j for j, n in sb.store(INST).expected_labels().items() if "New customer" in n}
+    assert found and found <= labelled
+    live = CliRunner().invoke(cli, ["zombies", "--label", "VIP", "--live"], env=cfg_env(cfg))
+    assert live.exit_code == 2 and "label cannot be used with --live" in live.output

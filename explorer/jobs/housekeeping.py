@@ -368,7 +368,7 @@ def zombies(
     if days < 0:
         raise QueryError("days", f"must be >= 0, got {days}")
     if labels and live:
-        raise QueryError("label", "labels are read from the index: leave out --live")
+        raise QueryError("label", "cannot be used with --live: labels are read from the index")
     # the same filter as `explorer search --inactive-days`; it also checks chat_type
     clauses = Filters(chat_type, instance, inactive_days=days, labels=labels).expressions(now)
     report = ZombieReport(
