@@ -407,6 +407,10 @@ def _chat_type(chat_type: str | None, groups: bool, individuals: bool) -> str | 
 )
 @click.option("--active-since", metavar="DATE", help="Chats active since DATE (YYYY-MM-DD, UTC).")
 @click.option(
+    "--label", "labels", multiple=True, metavar="NAME",
+    help="Chats carrying this WhatsApp Business label; repeat for any of several.",
+)  # fmt: skip
+@click.option(
     "--sort", "sort", multiple=True, metavar="ATTR[:asc|desc]",
     help="Sort by last_activity, name or display_name, e.g. last_activity:desc.",
 )  # fmt: skip
@@ -429,6 +433,7 @@ def search_cmd(
     number_hidden: bool | None,
     inactive_days: int | None,
     active_since: str | None,
+    labels: tuple[str, ...],
     sort: tuple[str, ...],
     limit: int,
     offset: int,
@@ -443,13 +448,22 @@ def search_cmd(
       explorer search "ahmed hasan"
       explorer search "+20 123 456 7890"
       explorer search --groups --inactive-days 90 --sort last_activity:asc
+      explorer search sara --label VIP --label "Pending payment"
     """
     from explorer.meili.query import Filters, Searcher
 
     kind = _chat_type(chat_type, groups, individuals)
     cfg = get_config(ctx)
     filters = Filters(
-        kind, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
+        kind,
+        instance,
+        archived,
+        pinned,
+        muted,
+        inactive_days,
+        active_since,
+        number_hidden,
+        labels,
     )
     with _usage_errors(), Searcher(cfg.meilisearch) as searcher:
         result = searcher.search(
@@ -761,12 +775,15 @@ def audit_cmd(
 @click.option("--days", default=90, show_default=True, type=click.IntRange(0),
               help="No activity for this many days.")  # fmt: skip
 @_type_options
+@click.option("--label", "labels", multiple=True, metavar="NAME",
+              help="Only chats carrying this label; repeat for any of several.")  # fmt: skip
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1),
               help="Rows in the table (JSON and --ids list everything).")  # fmt: skip
 @click.pass_context
 def zombies_cmd(
     ctx: click.Context, live: bool, instance: str | None, as_json: bool, as_ids: bool,
-    days: int, chat_type: str | None, groups: bool, individuals: bool, limit: int,
+    days: int, chat_type: str | None, groups: bool, individuals: bool, labels: tuple[str, ...],
+    limit: int,
 ) -> None:  # fmt: skip
     """Zombie chats: no activity for N days (default 90), oldest first, with counts.
 
@@ -777,7 +794,8 @@ def zombies_cmd(
     from explorer.jobs.housekeeping import zombies
 
     kind = _chat_type(chat_type, groups, individuals)
-    report = zombies(get_config(ctx), days=days, chat_type=kind, instance=instance, live=live)
+    report = zombies(get_config(ctx), days=days, chat_type=kind, instance=instance, live=live,
+                     labels=labels)  # fmt: skip
 
     _emit(ctx, report, report.chats, as_json, as_ids, limit)
 

@@ -328,3 +328,73 @@ def test_the_page_door_passes_on_searches_only(world: dict[str, Any]) -> None:
         assert resp.status_code in (403, 404), (method, path, resp.status_code)
     big = httpx.post(f"{base}/multi-search", content=b"x" * 70_000, headers=master)
     assert big.status_code == 413
+
+
+def test_the_labels_filter_counts_live_and_each_card_shows_its_labels_as_text_chips(
+    world: dict[str, Any], browser: Browser
+) -> None:
+    from explorer.dev.synthetic import LABELS
+
+    vip, hot = LABELS[4][0], LABELS[6][0]  # quotes and a backslash; an emoji
+    docs = world["docs"]
+    # One chat whose label is markup and whose colour is not one: both must stay inert.
+    target = next(d for d in docs if d.get("labels") and d["name"] and d["name"].isascii())
+    evil = '<img src=x onerror="window.pwned=1"><b>bold</b>'
+    client = meilisearch.Client(world["meili"].url, world["meili"].master_key)
+    task = client.index(INDEX).update_documents(
+        [
+            {
+                "id": target["id"],
+                "labels": [*target["labels"], evil],
+                "label_details": [
+                    *target["label_details"],
+                    {"id": "99", "name": evil, "color": "red;background:url(//x)"},
+                ],
+            }
+        ]
+    )
+    client.wait_for_task(task.task_uid)
+    sign_in(browser, world)
+
+    def count(name: str) -> str:
+        return ("(() => { const i = [...document.querySelectorAll('#label-options input')]"
+                f".find(x => x.value === {json.dumps(name)}); return i &&"
+                " i.parentElement.querySelector('.count').textContent; })()")  # fmt: skip
+
+    for name in (vip, hot):
+        expected = sum(1 for d in docs if name in (d.get("labels") or []))
+        shown = browser.wait_for(count(name))
+        assert shown.replace(",", "") == str(expected), name
+    browser.evaluate(f"[...document.querySelectorAll('#label-options input')]"
+                     f".find(x => x.value === {json.dumps(vip)}).click()")  # fmt: skip
+    chips = browser.wait_for(
+        "(() => { const c = [...document.querySelectorAll('#results li.hit')].map(li =>"
+        " [...li.querySelectorAll('.chip')].map(x => x.textContent));"
+        f" return c.length && c.every(x => x.includes({json.dumps(vip)})) ? c : null; }})()"
+    )
+    assert len(chips) == min(20, sum(1 for d in docs if vip in (d.get("labels") or [])))
+    assert "label=VIP" in str(browser.evaluate("location.search"))
+    # Live counts: Hot lead now counts only among the VIP chats (any-of within labels).
+    assert browser.evaluate(count(vip)).replace(",", "") == str(
+        sum(1 for d in docs if vip in (d.get("labels") or []))
+    )
+    colour = browser.evaluate("getComputedStyle(document.querySelector('#results .chip'))"
+                              ".getPropertyValue('--chip').trim()")  # fmt: skip
+    assert colour.startswith("#")
+    type_query(browser, target["name"])
+    browser.evaluate("[...document.querySelectorAll('#label-options input')]"
+                     ".forEach(x => { if (x.checked) x.click(); })")  # fmt: skip
+    shown = browser.wait_for(
+        "(() => { const li = [...document.querySelectorAll('#results li.hit')].find(x =>"
+        f" x.querySelector('button[data-what=JID]').dataset.copy === {json.dumps(target['jid'])});"
+        " return li ? [...li.querySelectorAll('.chip')].map(x => x.textContent) : null; })()"
+    )
+    assert evil in shown
+    assert browser.evaluate("document.querySelectorAll('#results .chip img, #results .chip b,"
+                            " #label-options img').length") == 0  # fmt: skip
+    assert browser.evaluate("window.pwned === undefined")
+    bad = browser.evaluate(
+        "[...document.querySelectorAll('#results .chip')].find(x =>"
+        f" x.textContent === {json.dumps(evil)}).style.getPropertyValue('--chip')"
+    )
+    assert bad == ""

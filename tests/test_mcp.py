@@ -124,7 +124,9 @@ def test_tools_and_schema_resource_are_listed_with_their_documented_schemas(
         search = tools["search_chats"].input_schema
         assert list(search["properties"]) == [
             "query", "chat_type", "instance", "archived", "inactive_days", "sort", "limit",
+            "labels",
         ]  # fmt: skip
+        assert search["properties"]["labels"]["anyOf"][0]["items"] == {"type": "string"}
         assert search.get("required", []) == []
         assert search["properties"]["limit"]["minimum"] == 1
         assert search["properties"]["limit"]["maximum"] == 50

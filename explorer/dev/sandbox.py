@@ -39,6 +39,8 @@ from explorer.dev.synthetic import (
     ChatSpec,
     Generator,
     activity,
+    label_object,
+    labelled,
     merged_listing,
     raw_id,
     renamed,
@@ -84,6 +86,12 @@ class ChatStore:
         self._known: list[int] | None = None  # chat numbers of known LIDs, in order
         self._mappings: dict[int, dict[str, str | None]] = {}
         self.session_started = 0.0  # on the sandbox's clock: restart_session() sets it
+        # Labels: id -> its object (upserts replace, deletions remove), and chats whose
+        # labels a mutation changed (the JIDs as given: a LID stays a LID, as in WAHA).
+        self.label_defs = {str(k + 1): label_object(k) for k in range(options.labels)}
+        self.label_added: dict[str, set[str]] = {}
+        self.label_removed: dict[str, set[str]] = {}
+        self._label_chats: dict[str, list[int]] | None = None
 
     @property
     def merges(self) -> bool:
@@ -315,10 +323,78 @@ class ChatStore:
             self._known = None
             self._changed(i)
 
+    # -- labels --------------------------------------------------------------------------
+
+    def label_jid(self, i: int) -> str:
+        """The id ``/v2/labels/chats`` gives chat ``i``: a LID person's LID, whatever the
+        chat is listed under (WAHA resolves labels only with ``@lid`` ids, waha#1647)."""
+        if i in self.overrides:
+            spec = self.spec(i)
+            return f"{spec.lid}@lid" if spec.lid else spec.jid
+        user, server = self.gen.user_and_server(i)
+        return f"{user}@{server}"
+
+    def _generated_labels(self) -> dict[str, list[int]]:
+        """Label id -> the chat numbers carrying it before any label mutation."""
+        with self.lock:
+            if self._label_chats is None:
+                count = self.options.labels
+                found: dict[str, list[int]] = {str(k + 1): [] for k in range(count)}
+                for i in range(self.next_index):
+                    if i in self.deleted or self.gen.kind(i) == "status":
+                        continue
+                    for k in range(count):
+                        if labelled(self.gen, i, k):
+                            found[str(k + 1)].append(i)
+                self._label_chats = found
+            return self._label_chats
+
+    def label_chats(self, label_id: str) -> list[str] | None:
+        """The chat ids carrying a label, None for no such label."""
+        with self.lock:
+            if label_id not in self.label_defs:
+                return None
+            jids = [self.label_jid(i) for i in self._generated_labels().get(label_id, [])]
+            jids += sorted(self.label_added.get(label_id, set()) - set(jids))
+            removed = self.label_removed.get(label_id, set())
+            return [j for j in jids if j not in removed]
+
+    def expected_labels(self) -> dict[str, set[str]]:
+        """Identity JID -> the label names a complete index gives it (ground truth; a LID
+        the crawl cannot resolve stays the LID's)."""
+        by_lid = self.lid_numbers()
+        out: dict[str, set[str]] = {}
+        for label_id, label in self.label_defs.items():
+            for jid in self.label_chats(label_id) or []:
+                i = by_lid.get(jid.partition("@")[0]) if jid.endswith("@lid") else None
+                identity = self.identity(i) if i is not None else jid
+                out.setdefault(identity, set()).add(label["name"])
+        return out
+
+    def upsert_label(self, label: dict[str, Any]) -> None:
+        with self.lock:
+            self.label_defs[str(label["id"])] = dict(label)
+
+    def delete_label(self, label_id: str) -> dict[str, Any]:
+        with self.lock:
+            label = self.label_defs.pop(label_id, None)
+            if label is None:
+                raise KeyError(f"label {label_id}")
+            return label
+
+    def label_chat(self, jid: str, label_id: str, added: bool) -> None:
+        with self.lock:
+            if label_id not in self.label_defs:
+                raise KeyError(f"label {label_id}")
+            (self.label_added if added else self.label_removed).setdefault(label_id, set()).add(jid)
+            (self.label_removed if added else self.label_added).get(label_id, set()).discard(jid)
+
     # -- mutating ------------------------------------------------------------------------
 
     def _changed(self, *indexes: int) -> None:
         self._orders.clear()
+        if not indexes:  # chats added or deleted
+            self._label_chats = None
         for i in indexes:
             self._rendered.pop((i, False), None)
             self._rendered.pop((i, True), None)
@@ -411,6 +487,7 @@ class Sandbox:
         self.requests = 0
         self.chat_requests = 0
         self.lid_requests = 0  # /v2/lids page requests
+        self.label_requests = 0  # /v2/labels and /v2/labels/chats requests
         self.served: dict[str, int] = {}
         self.in_flight = 0  # chat-list requests being answered now, and the most at once
         self.max_in_flight = 0
@@ -647,7 +724,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/health":
             return self._json(200, {"status": "ok"})
         lids = path == "/v2/lids" or path.startswith("/v2/lids/")
-        if path not in ("/v2/chats", "/v2/session/info") and not lids:
+        labels = path in ("/v2/labels", "/v2/labels/chats")
+        if path not in ("/v2/chats", "/v2/session/info") and not (lids or labels):
             return self._json(404, {"statusCode": 404, "message": f"Cannot {self.command} {path}"})
         store = self._authenticate(params)
         if store is None:
@@ -655,6 +733,9 @@ class _Handler(BaseHTTPRequestHandler):
         if lids:
             self._delay()
             return self._lids(store, path, params)
+        if labels:
+            self._delay()
+            return self._labels(store, path, params)
         if path == "/v2/session/info":
             self._delay()
             return self._session_info(store)
@@ -882,6 +963,26 @@ class _Handler(BaseHTTPRequestHandler):
         known = store.known_lids()
         self._json(200, [store.mapping(i) for i in known[offset : offset + limit]])
 
+    def _labels(self, store: ChatStore, path: str, params: dict[str, str]) -> None:
+        """``/v2/labels`` (every label) and ``/v2/labels/chats?labelId=`` (``[{id}]``)."""
+        sb, o = self.sandbox, self.sandbox.options
+        if o.labels_404 or self.command != "GET":
+            missing = {"statusCode": 404, "message": f"Cannot GET {path}", "error": "Not Found"}
+            return self._json(404, missing)
+        with sb.rng_lock:
+            sb.label_requests += 1
+            n = sb.label_requests
+        if n <= o.labels_fail:
+            return self._json(500, {"statusCode": 500, "exception": {"message": "store busy"}})
+        if path == "/v2/labels":
+            with store.lock:
+                return self._json(200, list(store.label_defs.values()))
+        label_id = params.get("labelId", "")
+        jids = store.label_chats(label_id)
+        if jids is None:
+            return self._json(404, {"statusCode": 404, "message": f"Label {label_id} not found"})
+        self._json(200, [{"id": jid} for jid in jids])
+
     def _items(self, indexes: list[int], store: ChatStore, merged: bool = False) -> None:
         env = self.sandbox.options.envelope
 
@@ -927,10 +1028,17 @@ class _Handler(BaseHTTPRequestHandler):
                 store.touch(jid)
             for lid in body.get("learn", []):
                 store.learn(lid)
+            for label in body.get("label_upsert") or []:
+                store.upsert_label(label)
+            deleted = [store.delete_label(str(i)) for i in body.get("label_delete") or []]
+            for jid, label_id in body.get("label_add") or []:
+                store.label_chat(jid, str(label_id), True)
+            for jid, label_id in body.get("label_remove") or []:
+                store.label_chat(jid, str(label_id), False)
             if self.sandbox.webhooks is not None:
                 from explorer.dev.webhooks import mutation_events
 
-                self.sandbox.webhooks.send_all(mutation_events(store, body, added))
+                self.sandbox.webhooks.send_all(mutation_events(store, body, added, deleted))
         except KeyError as exc:
             return self._json(404, {"message": f"no chat {exc.args[0]}"})
         self._json(200, {"added": added, "count": len(store)})

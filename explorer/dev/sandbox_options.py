@@ -113,6 +113,13 @@ class SandboxOptions:
         False, "NOWEB before merge: each LID chat naming its number (pnJid) is listed again "
         "under that number, which names no LID. Needs --shape noweb.",
     )  # fmt: skip
+    labels: int = option(
+        8, "WhatsApp Business labels per instance (/v2/labels), 0: none.", low=0, high=8
+    )
+    labels_404: bool = option(False, "/v2/labels answers 404 (no label routes).")
+    labels_fail: int = option(
+        0, "The first N requests to /v2/labels and /v2/labels/chats answer 500.", low=0
+    )
     # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
     webhook_url: str | None = option(
         None, "POST the events mutations imply here (explorer listen)."

@@ -485,3 +485,29 @@ def renamed(spec: ChatSpec, name: str | None) -> ChatSpec:
 
 def touched(spec: ChatSpec, ts: int) -> ChatSpec:
     return replace(spec, ts=ts)
+
+
+# WhatsApp Business labels: every instance has the same names (the same label in two
+# instances is one name to filter on), with the ids WhatsApp gives (1, 2, …, per account).
+# Names an index must keep as they are: quotes, a backslash, a comma, emoji, 300 characters.
+LABELS: Final[tuple[tuple[str, str, int], ...]] = (  # name, colorHex, chats per 1000
+    ("New customer", "#ff9485", 120),
+    ("New order", "#64c4ff", 80),
+    ("Pending payment", "#ffd429", 50),
+    ("Paid", "#dfaef0", 40),
+    ("VIP \"gold\" \\ 'plus'", "#99b6c1", 30),
+    ("Billing, EU", "#55ccb3", 20),
+    ("🔥 Hot lead", "#ff9dff", 10),
+    (("Follow up after the spring promotion, " * 8)[:300], "#d3a91d", 5),
+)
+
+
+def label_object(k: int) -> dict[str, Any]:
+    """Label ``k`` (0-based) as ``/v2/labels`` and ``label.upsert`` give it."""
+    name, color, _ = LABELS[k]
+    return {"id": str(k + 1), "name": name, "color": k, "colorHex": color}
+
+
+def labelled(gen: Generator, i: int, k: int) -> bool:
+    """Whether chat ``i`` carries label ``k`` (before any mutation)."""
+    return gen._h(i, 100 + k) % 1000 < LABELS[k][2]

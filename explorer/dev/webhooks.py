@@ -105,6 +105,17 @@ def archive_event(session: str, jid: str, archived: bool, ts: int) -> dict[str, 
     return envelope("chat.archive", session, {"id": jid, "timestamp": ts, "archived": archived})
 
 
+def label_event(kind: str, session: str, label: dict[str, Any]) -> dict[str, Any]:
+    """``label.upsert`` or ``label.deleted``: the label object itself."""
+    return envelope(kind, session, dict(label))
+
+
+def label_chat_event(kind: str, session: str, jid: str, label_id: str,
+                     label: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """``label.chat.added`` or ``label.chat.deleted``; ``label`` is often null in WAHA."""
+    return envelope(kind, session, {"labelId": label_id, "chatId": jid, "label": label})
+
+
 def status_event(session: str, status: str) -> dict[str, Any]:
     return envelope("session.status", session, {"status": status})
 
@@ -281,11 +292,17 @@ def session_name(instance_id: str) -> str:
 
 
 def mutation_events(
-    store: ChatStore, body: dict[str, Any], added: list[str]
+    store: ChatStore,
+    body: dict[str, Any],
+    added: list[str],
+    deleted_labels: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The events a ``/_sandbox/mutate`` body implies, once applied to ``store``; also
     applies what only events tell (``archive``: {jid: bool}). ``send`` (JIDs: a message
-    from this account) and ``status`` (session states) add events alone."""
+    from this account) and ``status`` (session states) add events alone. Labels:
+    ``label_upsert`` and ``label_delete`` (``deleted_labels``: the labels it removed)
+    imply ``label.upsert`` and ``label.deleted``, ``label_add`` and ``label_remove``
+    (``[jid, label id]`` pairs) ``label.chat.added`` and ``label.chat.deleted``."""
     session = session_name(store.instance_id)
     now = int(time.time())
     events = []
@@ -314,4 +331,11 @@ def mutation_events(
         events.append(archive_event(session, jid, bool(archived), now))
     for status in body.get("status") or []:
         events.append(status_event(session, status))
+    for label in body.get("label_upsert") or []:
+        events.append(label_event("label.upsert", session, label))
+    for label in deleted_labels or []:
+        events.append(label_event("label.deleted", session, label))
+    for kind, key in (("label.chat.added", "label_add"), ("label.chat.deleted", "label_remove")):
+        for jid, label_id in body.get(key) or []:
+            events.append(label_chat_event(kind, session, jid, str(label_id)))
     return events

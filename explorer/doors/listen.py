@@ -49,6 +49,7 @@ from explorer.records.events import (
     APPLIED,
     BadEvent,
     Event,
+    LabelChange,
     Update,
     check_fresh,
     envelope_of,
@@ -57,7 +58,8 @@ from explorer.records.events import (
     read_event,
     slim,
 )
-from explorer.records.filters import instance_id_is
+from explorer.records.filters import instance_id_is, label_id_is
+from explorer.records.labels import Label, label_fields, labels_of_document, sort_labels
 from explorer.secrets import redact
 
 log = logging.getLogger("explorer.doors.listen")
@@ -70,7 +72,9 @@ LID_SEARCHES = 200  # LIDs of one batch looked for in the index at most (one mul
 MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before it started
 POLL = 0.025  # seconds between looks at a write Meilisearch is applying
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-_FIELDS = ["id", "last_activity", "name", "archived", "unread_count", "crawled_at", "engine_shape"]
+_FIELDS = ["id", "last_activity", "name", "archived", "unread_count", "crawled_at", "engine_shape",
+           "label_details"]  # fmt: skip
+LABEL_LOOKUP_EVERY = 60.0  # seconds between two reads of one instance's /v2/labels
 
 
 class InsecureListen(ConfigError):
@@ -119,6 +123,12 @@ class ListenMetrics:
         )
         self.catch_ups = Counter(
             "explorer_webhook_catch_up_syncs", "Catch-up syncs started.", registry=r
+        )
+        self.label_unknown_chats = Counter(
+            "explorer_webhook_label_unknown_chats",
+            "Label changes for chats the index does not hold (skipped: the next reindex "
+            "reads every chat's labels).",
+            registry=r,
         )
         self.latency = Histogram(
             "explorer_webhook_apply_latency_seconds",
@@ -240,6 +250,66 @@ class WawpLids:
         return client
 
 
+class LabelCatalog:
+    """Each instance's label names, as the newest word on them says: a ``label.upsert`` or
+    ``label.deleted`` event, the label a ``label.chat.added`` carries, a document already
+    carrying the label, or ``/v2/labels`` read when an event names a label none of these
+    knows (on a thread of its own, at most every :data:`LABEL_LOOKUP_EVERY` seconds per
+    instance; ``on_learnt`` then writes the name on the chats carrying the label)."""
+
+    def __init__(self, cfg: Config, on_learnt: Callable[[str, str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.on_learnt = on_learnt
+        self._known: dict[tuple[str, str], tuple[Label, bool, int]] = {}  # label, deleted, at
+        self._asked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def learn(self, change: LabelChange) -> bool:
+        """Take a change unless an equally new word is known; whether anything changed."""
+        key = (change.instance_id, change.label.id)
+        with self._lock:
+            have = self._known.get(key)
+            if have is not None and have[2] > change.at:
+                return False
+            self._known[key] = (change.label, change.deleted, change.at)
+            return have is None or have[:2] != (change.label, change.deleted)
+
+    def get(self, instance_id: str, label_id: str) -> tuple[Label, bool, int] | None:
+        return self._known.get((instance_id, label_id))
+
+    def ask_wawp(self, instance_id: str) -> None:
+        """Read the instance's labels from Wawp soon, unless asked lately."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._asked.get(instance_id, -LABEL_LOOKUP_EVERY) < LABEL_LOOKUP_EVERY:
+                return
+            self._asked[instance_id] = now
+        threading.Thread(target=self._read, args=(instance_id,), daemon=True,
+                         name="labels").start()  # fmt: skip
+
+    def _read(self, instance_id: str) -> None:
+        from explorer.records.labels import parse_label
+        from explorer.source.crawl import open_client
+        from explorer.source.wawp import RetryPolicy
+
+        inst = next((i for i in self.cfg.wawp.instances if i.id == instance_id), None)
+        if inst is None:
+            return
+        try:
+            with open_client(self.cfg, inst, timeout=5, retry=RetryPolicy(10)) as client:
+                raw = client.labels()
+        except ExplorerError as exc:
+            log.info("labels of %s not read: %s", instance_id, exc)
+            return
+        at = int(time.time())
+        for label in filter(None, map(parse_label, raw)):
+            if self.get(instance_id, label.id) is not None:
+                continue  # an event named it meanwhile: its word is newer
+            learnt = self.learn(LabelChange(instance_id, label, False, at - MARGIN))
+            if learnt and self.on_learnt is not None:
+                self.on_learnt(instance_id, label.id)
+
+
 class Sessions:
     """Which configured instance an envelope's ``session`` names: its id, or the session
     name ``/v2/session/info`` reports for it (learnt at start, and again when an unknown
@@ -321,6 +391,8 @@ class Listener:
         self.sessions = Sessions(cfg)
         self.resolve = WawpLids(cfg, on_found=self._found)
         self._moves: deque[tuple[str, str, str]] = deque()  # LIDs resolved since: to move
+        self.catalog = LabelCatalog(cfg, on_learnt=self._learnt)
+        self._relabels: deque[tuple[str, str]] = deque()  # labels named since: to write
         # For /healthz, kept here (read in _maintain): a count under the journal's lock
         # could wait on another process's write, and /healthz answers on the event loop.
         self.dead_letters = self.journal.dead_count()
@@ -442,6 +514,7 @@ class Listener:
                 self._maintain()
                 self._settle()
                 self._move_identities()
+                self._write_learnt()
                 self._submit_next()
                 if not self.meili_ok:
                     log.info("Meilisearch is back: applying queued events")
@@ -474,6 +547,41 @@ class Listener:
         self._overlay.clear()
         self._taken = 0
 
+    def _learnt(self, instance_id: str, label_id: str) -> None:
+        self._relabels.append((instance_id, label_id))
+        self.journal.arrived.set()
+
+    def _write_learnt(self) -> None:
+        """Names read from Wawp for labels the events named by id only: written on the
+        chats carrying them."""
+        while self._relabels and len(self._flights) < MAX_FLIGHTS:
+            instance_id, label_id = self._relabels.popleft()
+            updates = self._carrying(instance_id, label_id, None)
+            if updates:
+                self._flights.append(self._launch([], updates))
+
+    def _carrying(self, instance_id: str, label_id: str, gone_at: int | None) -> dict[str, Update]:
+        """An update for each chat carrying a label, in the index or in writes on their
+        way there: its names written again, or (``gone_at``: the label was deleted then)
+        the label taken off."""
+        where = label_id_is(instance_id, label_id)
+        try:
+            jids = {d["jid"] for d in self.store.fetch(self.cfg.meilisearch.index, where,
+                                                       ["id", "jid"])}  # fmt: skip
+        except MeiliRefused as exc:  # an index built before labels (schema 4): none to find
+            log.warning("chats carrying label %s of %s not found: %s (reindex)", label_id,
+                        instance_id, exc)  # fmt: skip
+            jids = set()
+        jids |= {Update.from_json(data).jid for doc, (_, data) in self._overlay.items()
+                 if label_id in Update.from_json(data).labels}  # fmt: skip
+        out = {}
+        for jid in sorted(jids):
+            update = Update(instance_id, jid, relabel=True)
+            if gone_at is not None:
+                update.labels[label_id] = [False, gone_at]
+            out[update.doc_id] = update
+        return out
+
     def _found(self, instance_id: str, lid_jid: str, phone_jid: str) -> None:
         self._moves.append((instance_id, lid_jid, phone_jid))
         self.journal.arrived.set()
@@ -505,6 +613,10 @@ class Listener:
                           member_at=int(time.time()))  # fmt: skip
             if isinstance(have.get("archived"), bool) and carried.archived is None:
                 carried.archived = have["archived"]
+            for label in labels_of_document(have) or ():  # the labels go with the chat
+                crawled = have.get("crawled_at")
+                carried.labels.setdefault(label.id, [True, crawled if isinstance(crawled, int)
+                                                     else int(time.time())])  # fmt: skip
             log.debug("a LID of %s resolved: its chat moves to the number", instance_id)
             flight = self._launch([], {carried.doc_id: carried, gone.doc_id: gone})
             flight.moves.append(move)
@@ -548,6 +660,16 @@ class Listener:
         for item, read in events:
             if isinstance(read, str):
                 continue
+            for change in read.labels:  # before the chats: their names are written below
+                if self.catalog.learn(change):
+                    gone = change.at if change.deleted else None
+                    for doc, update in self._carrying(
+                        change.instance_id, change.label.id, gone
+                    ).items():
+                        if doc in updates:
+                            updates[doc].merge(update)
+                        else:
+                            updates[doc] = update
             for update in read.updates:
                 known = updates.get(update.doc_id)
                 if known is None:
@@ -700,6 +822,12 @@ class Listener:
         refused: dict[str, str] = {}
         for update in updates:
             have = current.get(update.doc_id)
+            if have is None and update.labels_only:
+                if update.labels:  # a label on a chat the index does not hold: counted
+                    self.metrics.label_unknown_chats.inc()
+                    log.info("label change for chat %s, not in the index: skipped",
+                             update.doc_id)  # fmt: skip
+                continue
             if update.member is False:
                 if have is not None and _after(update.member_at, have, "last_activity"):
                     gone.append(update.doc_id)
@@ -769,6 +897,8 @@ class Listener:
         full = to_document(chat, label=self.labels.get(u.instance_id), crawled_at=int(time.time()))
         full["engine_shape"] = u.engine
         if not known:
+            if u.labels:
+                full.update(label_fields(self._labels(u, None)))
             return full
         partial: dict[str, Any] = {"id": full["id"]}
         if activity is not None and activity != have_activity:
@@ -780,7 +910,50 @@ class Listener:
             partial["archived"] = full["archived"]
         if "unreadCount" in raw and have.get("unread_count") != 0:
             partial["unread_count"] = 0
+        if u.labels or u.relabel:
+            labels = label_fields(self._labels(u, current))
+            if labels["label_details"] != have.get("label_details"):
+                partial.update(labels)
         return partial if len(partial) > 1 else None
+
+    def _labels(self, u: Update, current: dict[str, Any] | None) -> tuple[Label, ...]:
+        """The chat's labels once ``u`` is applied, each under its newest name: a label
+        change older than the crawl that wrote the document is old news, and a label
+        whose name nobody gave yet is kept by its id (its name is asked of Wawp)."""
+        have = labels_of_document(current or {}) or ()
+        named = {lb.id: lb for lb in have}
+        for label_id, (on, at) in u.labels.items():
+            if current is not None and not _after(at, current):
+                continue
+            if on:
+                named.setdefault(label_id, Label(label_id))
+            else:
+                named.pop(label_id, None)
+        out = []
+        for label_id, label in named.items():
+            known = self.catalog.get(u.instance_id, label_id)
+            if known is not None and known[1]:  # deleted, unless put on a chat since
+                put_on = u.labels.get(label_id)
+                if not (put_on and put_on[0] and put_on[1] > known[2]):
+                    continue
+            if known is not None and not known[1]:
+                label = known[0]
+            elif label.name is None:
+                label = self._named_by_index(u.instance_id, label_id) or label
+            out.append(label)
+        return sort_labels(out)
+
+    def _named_by_index(self, instance_id: str, label_id: str) -> Label | None:
+        """The name another chat's document gives a label, else None (and Wawp is asked)."""
+        body = {"q": "", "limit": 1, "filter": label_id_is(instance_id, label_id) +
+                " AND labels EXISTS", "attributesToRetrieve": ["label_details"]}  # fmt: skip
+        for hit in self.store.search(self.cfg.meilisearch.index, body).get("hits", []):
+            for label in labels_of_document(hit) or ():
+                if label.id == label_id and label.name is not None:
+                    self.catalog.learn(LabelChange(instance_id, label, False, 0))
+                    return label
+        self.catalog.ask_wawp(instance_id)
+        return None
 
     # -- the safety net: catch-up syncs, swaps -------------------------------------------
 

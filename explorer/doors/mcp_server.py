@@ -53,6 +53,7 @@ NAME: Final = "whatsapp-explorer"
 SCHEMA_URI: Final = "explorer://schema"
 MAX_LIMIT: Final = 50  # rows in one answer: enough to act on, little enough for a context
 MAX_QUERY: Final = 200  # characters; Meilisearch reads only the first 10 words anyway
+MAX_LABELS: Final = 20  # label names in one search: WhatsApp Business allows 20 labels
 MAX_GROUPS: Final = 1000  # groups per type and instance an audit can read (maxTotalHits)
 MIN_TOKEN: Final = 16  # characters of the HTTP transport's bearer token
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
@@ -151,6 +152,7 @@ def compact(hit: dict[str, Any], now: float | None = None) -> dict[str, Any]:
         "unread": hit.get("unread_count"),
         "archived": hit.get("archived"),
         "wa_me": f"https://{link}" if link else None,
+        "labels": hit.get("labels") or [],
     }
 
 
@@ -181,12 +183,15 @@ class Explorer:
     def search_chats(
         self, query: str = "", chat_type: str | None = None, instance: str | None = None,
         archived: bool | None = None, inactive_days: int | None = None,
-        sort: str | None = None, limit: int = 10,
+        sort: str | None = None, limit: int = 10, labels: list[str] | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         if len(query) > MAX_QUERY:
             raise QueryError("query", f"must be at most {MAX_QUERY} characters, got {len(query)}")
         _bounded(limit)
-        filters = Filters(chat_type, instance, archived, None, None, inactive_days)
+        if labels is not None and len(labels) > MAX_LABELS:
+            raise QueryError("labels", f"at most {MAX_LABELS} label names, got {len(labels)}")
+        filters = Filters(chat_type, instance, archived, None, None, inactive_days,
+                          labels=tuple(labels or ()))  # fmt: skip
         result = self.searcher.search(
             query, filters, sort=[sort] if sort else None, limit=limit, highlight=False
         )
@@ -198,6 +203,7 @@ class Explorer:
             "total_exact": result.total_exact,
             "by_type": result.facets.get("chat_type", {}),
             "by_instance": result.facets.get("instance_id", {}),
+            **({"by_label": result.facets.get("labels", {})} if labels else {}),
             "shown": len(result.hits),
             "chats": [compact(h, now) for h in result.hits],
         }
@@ -453,14 +459,20 @@ def build_server(cfg: Config, token: Secret | None = None) -> tuple[MCPServer[An
             "ATTRIBUTE:asc or ATTRIBUTE:desc with ATTRIBUTE one of last_activity, name, "
             "display_name; default: relevance."))] = None,
         limit: _Limit = 10,
+        labels: Annotated[list[str] | None, Field(description=(
+            "Only chats carrying any of these WhatsApp Business labels, by name as the "
+            "business wrote it (VIP, Pending payment); case does not matter."),
+            max_length=MAX_LABELS)] = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Find WhatsApp chats by name or phone number, like `explorer search`.
 
-        Returns the total number of matches (with counts per type and instance) and up to
-        `limit` chats, best first: name, formatted phone, JID, type, instance, last
-        activity (ISO date and in words), unread count and a wa.me link.
+        Returns the total number of matches (with counts per type and instance, and per
+        label when filtering by labels) and up to `limit` chats, best first: name,
+        formatted phone, JID, type, instance, last activity (ISO date and in words), unread
+        count, a wa.me link and the chat's labels.
         """
-        return ex.search_chats(query, chat_type, instance, archived, inactive_days, sort, limit)
+        return ex.search_chats(query, chat_type, instance, archived, inactive_days, sort, limit,
+                               labels)  # fmt: skip
 
     @server.tool(annotations=READ_ONLY)
     @_tool

@@ -359,14 +359,18 @@ class ZombieReport:
 
 def zombies(
     cfg: Config, *, days: int = 90, chat_type: str | None = None, instance: str | None = None,
-    live: bool = False, now: float | None = None,
+    live: bool = False, now: float | None = None, labels: tuple[str, ...] = (),
 ) -> ZombieReport:  # fmt: skip
-    """Chats with no activity for ``days`` days (or none recorded), oldest first."""
+    """Chats with no activity for ``days`` days (or none recorded), oldest first; with
+    ``labels``, only chats carrying any of them (read from the index: a crawl of
+    ``/v2/chats`` knows no labels)."""
     now = time.time() if now is None else now
     if days < 0:
         raise QueryError("days", f"must be >= 0, got {days}")
+    if labels and live:
+        raise QueryError("label", "cannot be used with --live: labels are read from the index")
     # the same filter as `explorer search --inactive-days`; it also checks chat_type
-    clauses = Filters(chat_type, instance, inactive_days=days).expressions(now)
+    clauses = Filters(chat_type, instance, inactive_days=days, labels=labels).expressions(now)
     report = ZombieReport(
         "live" if live else "index", describe_source(cfg, live), days, chat_type, int(now)
     )

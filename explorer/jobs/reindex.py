@@ -25,7 +25,7 @@ from typing import Any
 from explorer.config import Config, Instance
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
 from explorer.jobs.state import index_lock, read_json, state_dir, write_json
-from explorer.meili.client import TERMINAL, IndexStore, dumps
+from explorer.meili.client import TERMINAL, IndexStore, dumps, search_body
 from explorer.records.chats import Chat
 from explorer.records.documents import (
     DOCUMENT_FIELDS,
@@ -44,6 +44,7 @@ from explorer.source.crawl import (
     options_from,
     pace_for,
 )
+from explorer.source.labels import LabelMap, read_labels
 from explorer.source.lids import LidMap, Merger, Written, read_lid_map
 from explorer.source.pace import Pace, PaceStats
 from explorer.source.wawp import WawpClient
@@ -87,8 +88,17 @@ class ReindexReport:
     lid_pairs_merged: int = 0  # people listed under a LID and a phone JID, one document
     lids_unavailable: dict[str, str] = field(default_factory=dict)  # instance -> why
     lids_incomplete: dict[str, str] = field(default_factory=dict)  # instance -> what broke
+    labels: int = 0  # labels read, over all instances
+    labelled_chats: int | None = None  # documents of the build carrying a label
+    labels_unavailable: dict[str, str] = field(default_factory=dict)  # instance -> why
+    labels_incomplete: dict[str, str] = field(default_factory=dict)  # instance -> what broke
 
     def absorb_lids(self, instance_id: str, counts: dict[str, Any]) -> None:
+        self.labels += int(counts.get("labels", 0))
+        if counts.get("labels_unavailable"):
+            self.labels_unavailable[instance_id] = str(counts["labels_unavailable"])
+        if counts.get("labels_incomplete"):
+            self.labels_incomplete[instance_id] = str(counts["labels_incomplete"])
         self.lid_chats += int(counts.get("lid_chats", 0))
         self.lids_resolved += int(counts.get("resolved", 0))
         self.lid_pairs_merged += int(counts.get("merged", 0))
@@ -134,14 +144,29 @@ class ReindexReport:
             )
         # One line per instance whose Wawp serves no LID map, or only part of it, before
         # the summary line.
-        lines = [
-            f"LIDs could not be resolved on {instance} ({why}); indexed as they are"
-            for instance, why in sorted(self.lids_unavailable.items())
-        ] + [
-            f"The LID map of {instance} is incomplete ({why}); LIDs it did not give are "
-            "indexed as they are"
-            for instance, why in sorted(self.lids_incomplete.items())
-        ]
+        lines = (
+            [
+                f"LIDs could not be resolved on {instance} ({why}); indexed as they are"
+                for instance, why in sorted(self.lids_unavailable.items())
+            ]
+            + [
+                f"The LID map of {instance} is incomplete ({why}); LIDs it did not give are "
+                "indexed as they are"
+                for instance, why in sorted(self.lids_incomplete.items())
+            ]
+            + [
+                f"Labels could not be read on {instance} ({why}); indexed without labels"
+                for instance, why in sorted(self.labels_unavailable.items())
+            ]
+            + [
+                f"The labels of {instance} are incomplete ({why}); chats it did not give are "
+                "indexed without those labels"
+                for instance, why in sorted(self.labels_incomplete.items())
+            ]
+        )
+        if self.labels:
+            labelled = "" if self.labelled_chats is None else f" on {self.labelled_chats} chats"
+            text = text.replace("; ", f"; {self.labels} labels{labelled}; ", 1)
         return "\n".join([*lines, text])
 
     def to_json(self) -> dict[str, Any]:
@@ -327,9 +352,15 @@ class People:
         on_map: Callable[[LidMap], None] | None = None,
         checkpoint: Checkpoint | None = None,
         written: Written | None = None,
+        labels: LabelMap | None = None,
+        on_labels: Callable[[LabelMap], None] | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.lids = lids
+        self.labels = labels
+        self.on_labels = on_labels
+        self._labels_future: Future[LabelMap] | None = None
+        self._indexed = False
         self.merger = Merger()
         self.base = dict(counts or {})  # counts saved before a resume
         self.on_map = on_map
@@ -341,11 +372,24 @@ class People:
         self._stop = threading.Event()
 
     def start(self, client: WawpClient, concurrency: int) -> None:
-        if self.lids is not None:
+        if self.lids is not None and self.labels is not None:
             return
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="lid-map")
-        self._future = self._pool.submit(
-            read_lid_map, client, concurrency=concurrency, stop=self._stop, partial=True
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="lid-map")
+        if self.lids is None:
+            self._future = self._pool.submit(
+                read_lid_map, client, concurrency=concurrency, stop=self._stop, partial=True
+            )
+        if self.labels is None:
+            self._labels_future = self._pool.submit(
+                read_labels, client, concurrency=concurrency, stop=self._stop, partial=True
+            )
+
+    def _ready(self) -> bool:
+        """Whether the LID map and the labels are both at hand (read or given)."""
+        lids = self.lids is not None or (self._future is not None and self._future.done())
+        return lids and (
+            self.labels is not None
+            or (self._labels_future is not None and self._labels_future.done())
         )
 
     def stop(self) -> None:
@@ -361,7 +405,7 @@ class People:
 
     def take(self, chats: list[Chat], checkpoint: Checkpoint) -> list[Handed]:
         self._pending.append((chats, checkpoint))
-        if self.lids is None and not (self._future is not None and self._future.done()):
+        if not self._ready():
             return []
         return self._release()
 
@@ -385,7 +429,7 @@ class People:
         )
         assert self._last is not None  # parked chats came from a page or a resume
         checkpoint = replace(self._last, handed=self._last.handed - self.merger.merged)
-        return [(settled, checkpoint, self._stale())]
+        return [(self._labelled(settled), checkpoint, self._stale())]
 
     def _stale(self) -> list[str]:
         """Document ids of the parked LID chats settled since the last call."""
@@ -399,14 +443,28 @@ class People:
             self.lids = self._future.result()  # read with partial=True: a Wawp error ends it
             if self.on_map is not None:
                 self.on_map(self.lids)
+        if self.labels is None:
+            assert self._labels_future is not None
+            self.labels = self._labels_future.result()  # partial=True as well
+            if self.on_labels is not None:
+                self.on_labels(self.labels)
+        if not self._indexed:  # once both are at hand: a label's LIDs resolved with the map
+            self.labels.index(self.lids)
+            self._indexed = True
         out = []
         merger = self.merger
         for chats, cp in self._pending:
-            people = [merger.take(c, self.lids, cp.direction) for c in chats]
+            people = self._labelled([merger.take(c, self.lids, cp.direction) for c in chats])
             out.append((people, replace(cp, handed=cp.handed - merger.merged), self._stale()))
             self._last = cp
         self._pending = []
         return out
+
+    def _labelled(self, chats: list[Chat]) -> list[Chat]:
+        """The chats with their labels (under any of their ids: a merged person's are
+        both halves')."""
+        assert self.labels is not None
+        return [replace(chat, labels=self.labels.labels_of(chat)) for chat in chats]
 
     def counts(self) -> dict[str, Any]:
         m, base = self.merger, self.base
@@ -416,6 +474,9 @@ class People:
             "merged": base.get("merged", 0) + m.merged,
             "unavailable": self.lids.unavailable if self.lids is not None else None,
             "incomplete": self.lids.incomplete if self.lids is not None else None,
+            "labels": len(self.labels.labels) if self.labels is not None else 0,
+            "labels_unavailable": self.labels.unavailable if self.labels is not None else None,
+            "labels_incomplete": self.labels.incomplete if self.labels is not None else None,
         }
 
 
@@ -540,11 +601,20 @@ def _wait_for_build(run: _Run) -> None:
     run.report.wait_seconds = time.monotonic() - started
     expected = sum(run.state.data["handed"].values())
     run.report.new_count = run.store.count(build)
+    run.report.labelled_chats = labelled_in(run.store, build)
     if run.report.new_count != expected:
         raise MeiliTaskFailed(
             f"index {build} holds {run.report.new_count} documents but the crawl handed "
             f"on {expected}; not swapping"
         )
+
+
+def labelled_in(store: IndexStore, uid: str) -> int:
+    """How many documents of ``uid`` carry a label (exact: facet counts cover every match)."""
+    body = search_body(filter="label_ids EXISTS AND NOT label_ids IS EMPTY", limit=1,
+                       facets=["chat_type"], fields=["id"])  # fmt: skip
+    counts = store.search(uid, body).get("facetDistribution", {}).get("chat_type", {})
+    return sum(int(n) for n in counts.values())
 
 
 def _swap(run: _Run) -> None:
@@ -625,10 +695,15 @@ def _lid_map_path(run: _Run, instance_id: str) -> Path:
     return state_dir(run.cfg) / f"reindex-{run.report.live_index}-lids-{instance_id}.json"
 
 
+def _labels_path(run: _Run, instance_id: str) -> Path:
+    return state_dir(run.cfg) / f"reindex-{run.report.live_index}-labels-{instance_id}.json"
+
+
 def _forget_lid_maps(run: _Run) -> None:
-    """LID maps saved for a build that is gone (a fresh build reads them again)."""
-    for path in state_dir(run.cfg).glob(f"reindex-{run.report.live_index}-lids-*.json"):
-        path.unlink(missing_ok=True)
+    """LID maps and labels saved for a build that is gone (a fresh build reads them again)."""
+    for kind in ("lids", "labels"):
+        for path in state_dir(run.cfg).glob(f"reindex-{run.report.live_index}-{kind}-*.json"):
+            path.unlink(missing_ok=True)
 
 
 def _people_of(run: _Run, inst: Instance, resume: Checkpoint | None, written: Written) -> People:
@@ -637,16 +712,23 @@ def _people_of(run: _Run, inst: Instance, resume: Checkpoint | None, written: Wr
     and with the people already written that a later half must merge into (or, parked,
     settle)."""
     path = _lid_map_path(run, inst.id)
+    labels_path = _labels_path(run, inst.id)
 
     def save(lids: LidMap) -> None:
         write_json(path, lids.to_json())
 
+    def save_labels(labels: LabelMap) -> None:
+        write_json(labels_path, labels.to_json())
+
     if resume is None:
-        return People(inst.id, on_map=save, written=written)
+        return People(inst.id, on_map=save, written=written, on_labels=save_labels)
     saved = read_json(path)
     lids = LidMap.from_json(saved) if saved else None
+    saved_labels = read_json(labels_path)
+    labels = LabelMap.from_json(saved_labels) if saved_labels else None
     counts = run.state.data.get("lids", {}).get(inst.id)
-    people = People(inst.id, lids, counts=counts, on_map=save, checkpoint=resume, written=written)
+    people = People(inst.id, lids, counts=counts, on_map=save, checkpoint=resume, written=written,
+                    labels=labels, on_labels=save_labels)  # fmt: skip
     # What the first part wrote must be indexed before it can be read back.
     run.store.wait(list(run.state.data["tasks"]))
     where = f"instance_id = {quote(inst.id)} AND chat_type = individual"

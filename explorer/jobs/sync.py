@@ -235,14 +235,14 @@ def _sync_instance(
                 chats = people.take(news.take(items, inst.id, result))
                 if chats:
                     docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
-                    tasks.append(store.add(cfg.meilisearch.index, docs))
+                    tasks.append(store.update(cfg.meilisearch.index, docs))
                     result.upserted += len(docs)
                     notify("sent", inst.id, len(docs))
         result.requests = client.requests_made
     moved = people.learnt()
     if moved:
         docs = [to_document(c, label=inst.label, crawled_at=now) for c in moved]
-        tasks.append(store.add(cfg.meilisearch.index, docs))
+        tasks.append(store.update(cfg.meilisearch.index, docs))
         result.moved = len(moved)
         notify("sent", inst.id, len(docs))
     if people.stale:

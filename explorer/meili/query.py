@@ -104,8 +104,12 @@ class Searcher:
             raise QueryError("offset", f"must be >= 0, got {offset}")
         expressions = (filters or Filters()).expressions()
         sort = [parse_sort(s) for s in sort or []]
+        # Counts per label only when filtering by label: an index built before labels
+        # (schema 4) refuses a facet on a field it does not filter, and searches there
+        # must keep working until the next reindex.
+        counted = (*FACETS, "labels") if filters is not None and filters.labels else FACETS
         body = search_body(query, phone=True, filter=expressions, sort=sort, limit=limit,
-                           offset=offset, facets=FACETS, highlight=highlight)  # fmt: skip
+                           offset=offset, facets=counted, highlight=highlight)  # fmt: skip
         data = self.raw_search(body)
         facets = data.get("facetDistribution") or {}
         by_type = facets.get("chat_type")
@@ -176,15 +180,27 @@ def search(
     limit: int = 20,
     offset: int = 0,
     number_hidden: bool | None = None,
+    labels: list[str] | tuple[str, ...] | str | None = None,
 ) -> SearchResult:
-    """Search the live index with the same filters as `explorer search`.
+    """Search the live index with the same filters as `explorer search`. ``labels``: chats
+    carrying any of these label names (one name may be given as a string).
 
     >>> from explorer import search
     >>> search("ahmed", chat_type="individual", sort=["last_activity:desc"]).hits
+    >>> search("sara", labels=["VIP"]).hits
     """
     cfg = config or load_config()
+    names = (labels,) if isinstance(labels, str) else tuple(labels or ())
     filters = Filters(
-        chat_type, instance, archived, pinned, muted, inactive_days, active_since, number_hidden
+        chat_type,
+        instance,
+        archived,
+        pinned,
+        muted,
+        inactive_days,
+        active_since,
+        number_hidden,
+        names,
     )
     with Searcher(cfg.meilisearch) as searcher:
         return searcher.search(

@@ -15,6 +15,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Final
 
+from explorer.records.labels import Label
+
 USER_SERVERS: Final = {
     "c.us": "individual",
     "s.whatsapp.net": "individual",
@@ -57,6 +59,9 @@ class Chat:
     # A person listed under two ids, merged (explorer.source.lids.merge): each listing's JID,
     # activity and unread count, so a later sync can merge again without counting twice.
     listings: tuple[tuple[str, int | None, int | None], ...] | None = None
+    # WhatsApp Business labels (explorer.records.labels), sorted; None: not known here (a
+    # chat from /v2/chats alone), which writers must not turn into "no labels".
+    labels: tuple[Label, ...] | None = None
 
     @property
     def is_group(self) -> bool:

@@ -15,10 +15,11 @@ import time
 from typing import Any, Final
 
 from explorer.records.chats import Chat
+from explorer.records.labels import label_fields, labels_of_document
 from explorer.records.latin import latin_forms
 from explorer.records.phones import phone_forms
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 MAX_DOC_ID: Final = 511  # bytes of a document id Meilisearch accepts
 HIDDEN_NUMBER: Final = "hidden number"  # what people see where a LID hides the number
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
@@ -68,6 +69,10 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
     only the first six before "Show more", so the order of these keys is part of what an
     agent sees. Meilisearch puts the primary key first whatever we do; the five fields a
     person reads (name, phone, type, instance, last activity) follow it.
+
+    Label fields are written only when the chat's labels are known (:attr:`Chat.labels`
+    not None): a writer that does not know them (sync) updates documents partially and
+    leaves the labels a reindex or a webhook wrote.
     """
     phone = chat.phone
     hidden = False
@@ -110,11 +115,15 @@ def to_document(chat: Chat, *, label: str | None, crawled_at: int) -> dict[str, 
         "engine_shape": chat.engine_shape,
         "crawled_at": crawled_at,
         "listings": _listings(chat),
+        **label_fields(chat.labels),
     }
 
 
-# The document fields :func:`chat_from_document` reads: every Chat field, under its name.
-DOCUMENT_FIELDS: Final = tuple(field.name for field in dataclasses.fields(Chat))
+# The document fields :func:`chat_from_document` reads: every Chat field, under its name
+# (the labels under the name of the field that holds them whole).
+DOCUMENT_FIELDS: Final = tuple(
+    "label_details" if field.name == "labels" else field.name for field in dataclasses.fields(Chat)
+)
 
 
 def chat_from_document(doc: dict[str, Any]) -> Chat:
@@ -140,6 +149,7 @@ def chat_from_document(doc: dict[str, Any]) -> Chat:
         )
         if isinstance(listings, list) and listings
         else None,
+        labels=labels_of_document(doc),
     )
 
 
@@ -197,6 +207,10 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
                 "pinned",
                 "muted",
                 "phone_hidden",
+                # Labels: filters and facet counts (the page's live counts need no facet
+                # search: an account has at most 20 labels, all in one facetDistribution).
+                "labels",
+                "label_ids",
             ],
             "features": {"facetSearch": False, "filter": {"equality": True, "comparison": False}},
         },
@@ -230,6 +244,11 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
         "unread_count",
         "engine_shape",
         "crawled_at",
+        # Not searchable: a label is a filter (`--label`), and its words in the search
+        # would let "vip" match every VIP customer before the one named Vipul.
+        "labels",
+        "label_ids",
+        "label_details",
     ],
     # Among equally good matches the most recently active chat first: an agent looking
     # for "Liam" wants the one who wrote today, not a namesake silent for months. Last,

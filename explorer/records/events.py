@@ -11,16 +11,18 @@ Envelope (docs/webhooks.md): ``{id, timestamp (ms), event, session, engine, me, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from explorer.records.chats import MalformedChat, clean_name, normalize_jid, to_timestamp
 from explorer.records.documents import MAX_DOC_ID, doc_id
+from explorer.records.labels import Label, label_id_of, parse_label
 
+LABEL_EVENTS: Final = ("label.upsert", "label.deleted", "label.chat.added", "label.chat.deleted")
 APPLIED: Final = ("message.any", "group.v2.join", "group.v2.leave", "group.v2.update",
-                  "chat.archive")  # fmt: skip
+                  "chat.archive", *LABEL_EVENTS)  # fmt: skip
 SESSION_STATUS: Final = "session.status"
 ENGINES: Final = {"WEBJS": "webjs", "NOWEB": "noweb", "GOWS": "gows"}
 # Every event WAHA documents: what /metrics labels an event by. Anything else a sender
@@ -80,7 +82,7 @@ def check_fresh(envelope: dict[str, Any], now: float) -> None:
 # so no message text is written to disk (a message's body, media, quoted replies).
 _ENVELOPE_KEYS: Final = ("id", "timestamp", "event", "session", "engine")
 _PAYLOAD_KEYS: Final = ("id", "timestamp", "from", "to", "fromMe", "pushName", "archived",
-                        "status")  # fmt: skip
+                        "status", "labelId", "chatId", "name", "colorHex")  # fmt: skip
 
 
 def slim(envelope: dict[str, Any], eid: str) -> bytes:
@@ -99,6 +101,9 @@ def slim(envelope: dict[str, Any], eid: str) -> bytes:
         group = payload.get("group")
         if isinstance(group, dict):
             kept["group"] = {k: group[k] for k in ("id", "subject") if k in group}
+        label = payload.get("label")
+        if isinstance(label, dict):
+            kept["label"] = {k: label[k] for k in ("id", "name", "colorHex") if k in label}
         out["payload"] = kept
     return orjson.dumps(out)
 
@@ -122,6 +127,15 @@ class Update:
     archived_at: int = 0
     member: bool | None = None  # group joined (True) or left (False)
     member_at: int = 0
+    # Labels put on (True) or taken off (False) the chat: label id -> [on, event time].
+    labels: dict[str, list[Any]] = field(default_factory=dict)
+    relabel: bool = False  # a label it may carry was renamed or deleted: write names again
+
+    @property
+    def labels_only(self) -> bool:
+        """Whether all the events said is about labels (nothing that makes a chat)."""
+        return (self.activity is None and self.name is None and self.hint_name is None
+                and self.archived is None and self.member is None)  # fmt: skip
 
     @property
     def doc_id(self) -> str:
@@ -141,6 +155,10 @@ class Update:
         if self.engine == "unknown":
             self.engine = other.engine
         self.lid = self.lid or other.lid
+        for label_id, (on, at) in other.labels.items():
+            if label_id not in self.labels or at >= self.labels[label_id][1]:
+                self.labels[label_id] = [on, at]
+        self.relabel = self.relabel or other.relabel
 
     def to_json(self) -> str:
         return orjson.dumps(self).decode()  # orjson encodes dataclasses natively (fast)
@@ -156,6 +174,17 @@ def _newest(a: int | None, b: int | None) -> int | None:
     return a if b is None or a >= b else b
 
 
+@dataclass(frozen=True)
+class LabelChange:
+    """A label named (``label.upsert``, or a ``label.chat.added`` that carries its label)
+    or deleted, in one instance, at ``at``."""
+
+    instance_id: str
+    label: Label
+    deleted: bool
+    at: int
+
+
 @dataclass
 class Event:
     id: str
@@ -163,6 +192,7 @@ class Event:
     session: str
     updates: list[Update]
     catch_up: bool = False  # session.status back to WORKING: sync this instance
+    labels: list[LabelChange] = field(default_factory=list)
 
 
 def event_id(envelope: dict[str, Any], body: bytes) -> str:
@@ -269,6 +299,20 @@ def read_event(
         if chat is None or not isinstance(payload.get("archived"), bool):
             raise BadEvent("chat.archive without payload.id and payload.archived")
         update(chat[0], archived=payload["archived"], archived_at=when)
+    elif kind in ("label.upsert", "label.deleted"):
+        label = parse_label(payload)
+        if label is None:
+            raise BadEvent(f"{kind} without a label id in payload.id")
+        event.labels.append(LabelChange(instance_id, label, kind == "label.deleted", when))
+    elif kind in ("label.chat.added", "label.chat.deleted"):
+        label_id = label_id_of(payload.get("labelId"))
+        chat = _chat(payload.get("chatId"))
+        if label_id is None or chat is None:
+            raise BadEvent(f"{kind} without payload.labelId and a usable payload.chatId")
+        update(chat[0], labels={label_id: [kind == "label.chat.added", when]})
+        named = parse_label(payload.get("label"))
+        if named is not None and named.id == label_id and named.name is not None:
+            event.labels.append(LabelChange(instance_id, named, False, when))
     elif kind == SESSION_STATUS:
         event.catch_up = payload.get("status") == "WORKING"
     return event

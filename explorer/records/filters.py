@@ -50,6 +50,22 @@ def instance_is(name: str) -> str:
     return f"(instance_id = {value} OR instance_label = {value})"
 
 
+def labels_any(names: tuple[str, ...] | list[str]) -> str:
+    """Chats carrying any of these labels (by name: the same name in two instances is one
+    label to an agent; ``--instance`` narrows). Meilisearch compares names without case."""
+    if not names:
+        raise QueryError("label", "needs at least one label name")
+    for name in names:
+        if not name.strip():
+            raise QueryError("label", "a label name cannot be empty")
+    return f"labels IN [{', '.join(quote(n) for n in names)}]"
+
+
+def label_id_is(instance_id: str, label_id: str) -> str:
+    """The chats of one instance carrying the label ``label_id`` (ids are per instance)."""
+    return f"{instance_id_is(instance_id)} AND label_ids = {quote(label_id)}"
+
+
 def flag_is(name: str, value: bool) -> str:
     """``!= true`` rather than ``= false``: a document without the field counts as false."""
     if name not in FLAGS:
@@ -93,6 +109,7 @@ class Filters:
     inactive_days: int | None = None
     active_since: str | None = None  # YYYY-MM-DD or an ISO datetime
     number_hidden: bool | None = None  # people behind a LID nobody resolved (or the others)
+    labels: tuple[str, ...] = ()  # any of these label names
 
     @staticmethod
     def chat_type_from(
@@ -127,4 +144,6 @@ class Filters:
             out.append(inactive_for(self.inactive_days, now))
         if self.active_since is not None:
             out.append(active_since(self.active_since))
+        if self.labels:
+            out.append(labels_any(self.labels))
         return out

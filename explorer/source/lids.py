@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from explorer.errors import WawpAuthError, WawpError, WawpNotFound, WawpRequestError
 from explorer.records.chats import Chat, lid_jid, phone_jid, phone_of_jid
+from explorer.records.labels import Label, sort_labels
 from explorer.source.wawp import WawpClient
 
 log = logging.getLogger("explorer.source.lids")
@@ -343,7 +344,17 @@ def merge(a: Chat, b: Chat) -> Chat:
         muted=_first(newer.muted, older.muted),
         unread_count=sum(counts) if counts else None,
         listings=listings or None,
+        labels=merge_labels(a.labels, b.labels),
     )
+
+
+def merge_labels(
+    a: tuple[Label, ...] | None, b: tuple[Label, ...] | None
+) -> tuple[Label, ...] | None:
+    """A person's labels under both ids: each label once (None: neither half knew)."""
+    if a is None and b is None:
+        return None
+    return sort_labels((*(a or ()), *(b or ())))
 
 
 def best_name(*names: str | None) -> str | None:

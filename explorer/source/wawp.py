@@ -303,6 +303,20 @@ class WawpClient:
         """``/v2/lids/{lid}``: ``{"lid", "pn"}``, ``pn`` null when the number is unknown."""
         return self._call(f"/v2/lids/{quote(lid, safe='')}", {})
 
+    def labels(self, stop: threading.Event | None = None) -> list[Any]:
+        """``/v2/labels``: the instance's raw ``{id, name, color, colorHex}`` labels."""
+        items = extract_items(self._call("/v2/labels", {}, want_list=True, stop=stop))
+        assert items is not None  # _interpret(want_list=True) guarantees it
+        return items
+
+    def label_chats(self, label_id: str, stop: threading.Event | None = None) -> list[Any]:
+        """``/v2/labels/chats?labelId=``: the chats carrying a label, as raw ``{id}``
+        objects (WAHA's ``/labels/{labelId}/chats``, its path parameter in the query)."""
+        body = self._call("/v2/labels/chats", {"labelId": label_id}, want_list=True, stop=stop)
+        items = extract_items(body)
+        assert items is not None  # _interpret(want_list=True) guarantees it
+        return items
+
     # -- machinery -----------------------------------------------------------------------
 
     def _where(self, path: str) -> str:

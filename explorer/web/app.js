@@ -18,6 +18,7 @@ const HL_POST = "\u0002";
 const PAGE = 20;
 const KEY_STORE = "explorer.agentKey";
 const PROBE_INDEX = "explorer-no-such-index-probe";
+const HEX = /^#[0-9a-fA-F]{6}$/;
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -26,8 +27,9 @@ const state = {
   instances: {}, // id -> label
   filters: {
     type: "", instance: "", archived: false, pinned: false, muted: false, phone_hidden: false,
-    inactive: 0, sort: "",
+    inactive: 0, sort: "", labels: [],
   },
+  labelsIndexed: true, // false: the index predates labels (schema 4) until its next reindex
   q: "",
   hits: [],
   selected: -1,
@@ -151,7 +153,7 @@ function searchBodies() {
     attributesToRetrieve: [
       "id", "jid", "name", "display_name", "phone", "phone_display", "chat_type", "instance_id",
       "instance_label", "last_activity", "unread_count", "archived", "pinned", "muted",
-      "lid", "username", "phone_hidden",
+      "lid", "username", "phone_hidden", "label_details",
     ],
   };
   if (digits) main.attributesToSearchOn = PHONE_FIELDS;
@@ -170,7 +172,9 @@ function searchBodies() {
     facets: [facet],
     ...(digits ? { attributesToSearchOn: PHONE_FIELDS } : {}),
   });
-  return [main, facetQuery("type", "chat_type"), facetQuery("instance", "instance_id")];
+  const queries = [main, facetQuery("type", "chat_type"), facetQuery("instance", "instance_id")];
+  if (state.labelsIndexed) queries.push(facetQuery("labels", "labels"));
+  return queries;
 }
 
 async function runSearch() {
@@ -196,6 +200,13 @@ async function runSearch() {
     }
   } catch (err) {
     if (err.name === "AbortError" || seq !== state.seq) return;
+    if (state.labelsIndexed && err instanceof MeiliError && /\blabels\b/.test(err.message) &&
+        ["invalid_search_facets", "invalid_search_filter"].includes(err.code)) {
+      state.labelsIndexed = false; // an index built before labels: search without them
+      state.filters.labels = [];
+      runSearch();
+      return;
+    }
     if (err instanceof MeiliError && (err.status === 401 || err.status === 403)) {
       signOut(explainKeyError(err));
       return;
@@ -270,6 +281,9 @@ function card(hit, n) {
   for (const flag of FLAGS) {
     if (hit[flag] && flag !== "phone_hidden") meta.append(el("span", { class: "flag", text: flag }));
   }
+  const labels = Array.isArray(hit.label_details) ? hit.label_details : [];
+  const chips = el("div", { class: "chips", role: "list", "aria-label": "labels" });
+  for (const label of labels) chips.append(chip(label));
   const actions = el("div", { class: "actions" });
   if (hit.phone) {
     actions.append(el("button", { type: "button", "data-copy": hit.phone, "data-what": "phone", text: "Copy phone" }));
@@ -281,8 +295,32 @@ function card(hit, n) {
       target: "_blank", rel: "noreferrer noopener", text: "Open in WhatsApp",
     }));
   }
-  li.append(title, meta, actions);
+  li.append(title, meta);
+  if (labels.length) li.append(chips);
+  li.append(actions);
   return li;
+}
+
+// One label: its name as text (names are whatever the business typed), its colour only
+// when it is a plain #rrggbb, through a custom property, never markup or a style string.
+function chip(label) {
+  const name = label && typeof label.name === "string" ? label.name : `label ${label && label.id}`;
+  const item = el("span", { class: "chip", role: "listitem", title: name }, el("span", { text: name }));
+  if (label && typeof label.color === "string" && HEX.test(label.color)) {
+    item.style.setProperty("--chip", label.color);
+  }
+  return item;
+}
+
+function renderLabelOptions(counts) {
+  const chosen = state.filters.labels;
+  const names = [...new Set([...Object.keys(counts), ...chosen])]
+    .sort((a, b) => a.localeCompare(b, undefined, { sensitivity: "base" }));
+  $("label-set").hidden = !names.length;
+  $("label-options").replaceChildren(...names.map((name) => el("label", { class: "option", title: name },
+    el("input", { type: "checkbox", name: "label", value: name, checked: chosen.includes(name) }),
+    el("span", { class: "label-name", text: name }),
+    el("span", { class: "count", text: (counts[name] || 0).toLocaleString() }))));
 }
 
 function renderFacetOptions(container, name, values, counts, current, labelOf) {
@@ -299,7 +337,7 @@ function renderFacetOptions(container, name, values, counts, current, labelOf) {
 }
 
 function render(results, ms) {
-  const [main, byType, byInstance] = results;
+  const [main, byType, byInstance, byLabel] = results;
   const typeCounts = (byType.facetDistribution || {}).chat_type || {};
   const instCounts = (byInstance.facetDistribution || {}).instance_id || {};
   const mainFacets = main.facetDistribution || {};
@@ -313,6 +351,7 @@ function render(results, ms) {
   for (const flag of FLAGS) {
     $(`c-${flag}`).textContent = ((mainFacets[flag] || {}).true || 0).toLocaleString();
   }
+  renderLabelOptions(byLabel ? (byLabel.facetDistribution || {}).labels || {} : {});
   state.hits = main.hits;
   state.selected = main.hits.length ? 0 : -1;
   const list = $("results");
@@ -345,12 +384,13 @@ function describeFilters() {
   if (f.instance) parts.push(state.instances[f.instance] || f.instance);
   for (const flag of FLAGS) if (f[flag]) parts.push(FLAG_WORDS[flag] || flag);
   if (f.inactive) parts.push(`silent ${f.inactive}+ days`);
+  if (f.labels.length) parts.push(f.labels.join(" or "));
   return parts.length ? `(${parts.join(", ")})` : "";
 }
 
 function anyFilter() {
   const f = state.filters;
-  return Boolean(f.type || f.instance || f.inactive || FLAGS.some((x) => f[x]));
+  return Boolean(f.type || f.instance || f.inactive || f.labels.length || FLAGS.some((x) => f[x]));
 }
 
 function updateSelection() {
@@ -411,6 +451,7 @@ function toUrl(push) {
   if (f.instance) p.set("instance", f.instance);
   for (const flag of FLAGS) if (f[flag]) p.set(flag, "1");
   if (f.inactive) p.set("inactive", String(f.inactive));
+  for (const name of f.labels) p.append("label", name);
   if (f.sort) p.set("sort", f.sort);
   const url = `${location.pathname}${p.toString() ? `?${p}` : ""}`;
   if (push) history.pushState(null, "", url);
@@ -430,6 +471,7 @@ function fromUrl() {
     phone_hidden: p.get("phone_hidden") === "1",
     inactive: Number.parseInt(p.get("inactive") || "0", 10) || 0,
     sort: ["last_activity:desc", "display_name:asc"].includes(p.get("sort")) ? p.get("sort") : "",
+    labels: state.labelsIndexed ? [...new Set(p.getAll("label").filter((n) => n.trim()))] : [],
   };
   $("q").value = state.q;
   for (const flag of FLAGS) $(`f-${flag}`).checked = state.filters[flag];
@@ -536,6 +578,12 @@ function wire() {
       onFilter();
     });
   }
+  $("label-options").addEventListener("change", (event) => {
+    const name = event.target.value;
+    const chosen = state.filters.labels.filter((n) => n !== name);
+    state.filters.labels = event.target.checked ? [...chosen, name] : chosen;
+    onFilter();
+  });
   for (const flag of FLAGS) {
     $(`f-${flag}`).addEventListener("change", (event) => {
       state.filters[flag] = event.target.checked;

@@ -60,5 +60,9 @@ export function filterClauses(f, now, skip = null) {
     const cutoff = Math.floor(now / 1000) - f.inactive * DAY;
     out.push(`(last_activity < ${cutoff} OR last_activity IS NULL)`);
   }
+  // Any of the ticked labels, by name (explorer/records/filters.py labels_any).
+  if (f.labels && f.labels.length && skip !== "labels") {
+    out.push(`labels IN [${f.labels.map(quote).join(", ")}]`);
+  }
   return out;
 }
