@@ -26,6 +26,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -39,6 +40,7 @@ from explorer.dev.synthetic import (
     ChatSpec,
     Generator,
     activity,
+    chat_messages,
     merged_listing,
     raw_id,
     renamed,
@@ -83,6 +85,8 @@ class ChatStore:
         self._lids: dict[str, int] | None = None  # LID digits -> chat number
         self._known: list[int] | None = None  # chat numbers of known LIDs, in order
         self._mappings: dict[int, dict[str, str | None]] = {}
+        self._by_id: dict[str, tuple[int, bool]] | None = None  # chat id -> (number, merged)
+        self.added: dict[int, tuple[int, ...]] = {}  # messages since generation: their times
         self.session_started = 0.0  # on the sandbox's clock: restart_session() sets it
 
     @property
@@ -276,6 +280,38 @@ class ChatStore:
                 people.setdefault(jid, []).append(i)
         yield from people.items()
 
+    # -- messages ----------------------------------------------------------------------
+
+    def chat_number(self, chat_id: str) -> tuple[int, bool]:
+        """The live chat a messages request names (any id it is listed under, its
+        ``@c.us`` form included) and the view it is listed in; ``KeyError`` if none."""
+        with self.lock:
+            if self._by_id is None:
+                by_id: dict[str, tuple[int, bool]] = {}
+                for merged in (False, True) if self.merges else (False,):
+                    for i in self.live(merged):
+                        listed = self.listed(i, merged)
+                        by_id.setdefault(listed.jid, (i, merged))
+                        by_id.setdefault(raw_id(listed, self.shape), (i, merged))
+                self._by_id = by_id
+            return self._by_id[chat_id]
+
+    def messages(
+        self, i: int, merged: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[Any]:
+        """Chat ``i``'s messages as listed in this view, newest first: the generated
+        history (ending at its generated activity) and those that came after (touches)."""
+        generated = self.gen.twin(i & ~TWIN) if i & TWIN else self.gen.spec(i)
+        spec = replace(self.listed(i, merged), ts=generated.ts)
+        count = self.options.messages_per_chat
+        added = self.added.get(i, ())
+        return chat_messages(self.gen, spec, count, offset=offset, limit=limit, added=added)
+
+    def gone(self, i: int) -> bool:
+        """Whether chat ``i``'s messages route answers 404 (``messages_gone``)."""
+        share = self.options.messages_gone
+        return share > 0 and self.gen._h(i, 99) % 10_000 < round(share * 10_000)
+
     # -- the LID map -------------------------------------------------------------------
 
     def lid_numbers(self) -> dict[str, int]:
@@ -319,6 +355,7 @@ class ChatStore:
 
     def _changed(self, *indexes: int) -> None:
         self._orders.clear()
+        self._by_id = None
         for i in indexes:
             self._rendered.pop((i, False), None)
             self._rendered.pop((i, True), None)
@@ -332,6 +369,7 @@ class ChatStore:
                 self.next_index += 1
                 spec = touched(self.gen.spec(i), int(time.time()))
                 self.overrides[i] = spec
+                self.added[i] = (spec.ts or 0,)
                 added.append(spec.jid)
             self._twins = self._lids = self._known = None
             self._changed()
@@ -360,7 +398,9 @@ class ChatStore:
     def touch(self, jid: str, ts: int | None = None) -> None:
         with self.lock:
             i = self._find(jid)
-            self.overrides[i] = touched(self.spec(i), ts or int(time.time()))
+            spec = touched(self.spec(i), ts or int(time.time()))
+            self.overrides[i] = spec
+            self.added[i] = (*self.added.get(i, ()), spec.ts or 0)
             self._changed(i)
 
     def churn(self, n: int, rng: random.Random) -> None:
@@ -411,6 +451,8 @@ class Sandbox:
         self.requests = 0
         self.chat_requests = 0
         self.lid_requests = 0  # /v2/lids page requests
+        self.message_requests = 0  # /v2/chats/messages requests, whatever they were answered
+        self.paths: dict[str, int] = {}  # requests by path: the request log tests read
         self.served: dict[str, int] = {}
         self.in_flight = 0  # chat-list requests being answered now, and the most at once
         self.max_in_flight = 0
@@ -640,6 +682,7 @@ class _Handler(BaseHTTPRequestHandler):
         params = self._params()
         with sb.rng_lock:
             sb.requests += 1
+            sb.paths[path] = sb.paths.get(path, 0) + 1
         if path == "/_sandbox/ids":
             return self._ids(params)
         if path == "/_sandbox/mutate" and self.command == "POST":
@@ -647,7 +690,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/health":
             return self._json(200, {"status": "ok"})
         lids = path == "/v2/lids" or path.startswith("/v2/lids/")
-        if path not in ("/v2/chats", "/v2/session/info") and not lids:
+        if path not in ("/v2/chats", "/v2/chats/messages", "/v2/session/info") and not lids:
             return self._json(404, {"statusCode": 404, "message": f"Cannot {self.command} {path}"})
         store = self._authenticate(params)
         if store is None:
@@ -670,7 +713,10 @@ class _Handler(BaseHTTPRequestHandler):
             sb.max_in_flight = max(sb.max_in_flight, sb.in_flight)
         try:
             self._delay()
-            self._chats(store, params)
+            if path == "/v2/chats/messages":
+                self._messages(store, params)
+            else:
+                self._chats(store, params)
         finally:
             with sb.rng_lock:
                 sb.in_flight -= 1
@@ -839,6 +885,55 @@ class _Handler(BaseHTTPRequestHandler):
         indexes = store.page(sort_by, descending, offset, limit, merged)
         sb.served[store.instance_id] = sb.served.get(store.instance_id, 0) + len(indexes)
         self._items(indexes, store, merged)
+
+    def _messages(self, store: ChatStore, params: dict[str, str]) -> None:
+        """``/v2/chats/messages``: a chat's messages newest first, by ``limit``/``offset``
+        (WAHA's default limit, 100, without one); 404 for a chat it does not know."""
+        sb, o = self.sandbox, self.sandbox.options
+        with sb.rng_lock:
+            sb.message_requests += 1
+            n = sb.message_requests
+        if o.message_burst_every and n % o.message_burst_every == 0:
+            return self._json(
+                429,
+                {"status": 429, "message": "Too Many Requests", "error": "rate limit exceeded"},
+                {"Retry-After": f"{o.retry_after:g}"},
+            )
+        if sb.chance(o.message_error_rate):
+            failed = {"statusCode": 500, "exception": {"message": "engine call failed", "code": 2}}
+            return self._json(500, failed)
+        chat_id = params.get("chatId", "")
+        try:
+            limit = int(params.get("limit", "100"))
+            offset = int(params.get("offset", "0"))
+            if limit < 0 or offset < 0:
+                raise ValueError
+        except ValueError:
+            problem = ["limit and offset must be non-negative integers"]
+            return self._json(400, {"statusCode": 400, "error": "Bad Request", "message": problem})
+        if not chat_id:
+            problem = ["chatId is required"]
+            return self._json(400, {"statusCode": 400, "error": "Bad Request", "message": problem})
+        try:
+            i, merged = store.chat_number(chat_id)
+        except KeyError:
+            i, merged = -1, False
+        if i < 0 or store.gone(i):
+            missing = {
+                "statusCode": 404,
+                "message": f"Chat {chat_id} not found",
+                "error": "Not Found",
+            }
+            return self._json(404, missing)
+        if o.max_limit:
+            limit = min(limit, o.max_limit)
+        with store.lock:
+            page = store.messages(i, merged, offset, limit)
+        env = o.envelope  # as the chat list's, so that one parser reads both
+        body = (
+            {"data": page} if env == "data" else dict(enumerate(page)) if env == "indexed" else page
+        )
+        self._send(200, _dumps(body), "application/json; charset=utf-8")
 
     def _lids(self, store: ChatStore, path: str, params: dict[str, str]) -> None:
         """``/v2/lids`` (known mappings, paginated), ``/count``, ``/{lid}``, ``/pn/{number}``."""

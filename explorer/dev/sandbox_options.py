@@ -113,6 +113,19 @@ class SandboxOptions:
         False, "NOWEB before merge: each LID chat naming its number (pnJid) is listed again "
         "under that number, which names no LID. Needs --shape noweb.",
     )  # fmt: skip
+    # Messages (GET /v2/chats/messages): generated per chat on demand (explorer.dev.synthetic).
+    messages_per_chat: int = option(
+        20, "Messages generated per chat with activity (newest at its last activity).", low=0
+    )
+    message_error_rate: float = option(
+        0.0, "Share of message-page requests answered 500.", low=0, high=1
+    )
+    message_burst_every: int = option(
+        0, "Every N message-page requests, one 429 with Retry-After (0: never).", low=0
+    )
+    messages_gone: float = option(
+        0.0, "Share of chats whose messages route answers 404 (deleted meanwhile).", low=0, high=1
+    )
     # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
     webhook_url: str | None = option(
         None, "POST the events mutations imply here (explorer listen)."
