@@ -452,6 +452,7 @@ class Sandbox:
         self.chat_requests = 0
         self.lid_requests = 0  # /v2/lids page requests
         self.message_requests = 0  # /v2/chats/messages requests, whatever they were answered
+        self.message_chats: dict[str, int] = {}  # ...by chatId
         self.paths: dict[str, int] = {}  # requests by path: the request log tests read
         self.served: dict[str, int] = {}
         self.in_flight = 0  # chat-list requests being answered now, and the most at once
@@ -890,9 +891,11 @@ class _Handler(BaseHTTPRequestHandler):
         """``/v2/chats/messages``: a chat's messages newest first, by ``limit``/``offset``
         (WAHA's default limit, 100, without one); 404 for a chat it does not know."""
         sb, o = self.sandbox, self.sandbox.options
+        chat_id = params.get("chatId", "")
         with sb.rng_lock:
             sb.message_requests += 1
             n = sb.message_requests
+            sb.message_chats[chat_id] = sb.message_chats.get(chat_id, 0) + 1
         if o.message_burst_every and n % o.message_burst_every == 0:
             return self._json(
                 429,
@@ -902,7 +905,6 @@ class _Handler(BaseHTTPRequestHandler):
         if sb.chance(o.message_error_rate):
             failed = {"statusCode": 500, "exception": {"message": "engine call failed", "code": 2}}
             return self._json(500, failed)
-        chat_id = params.get("chatId", "")
         try:
             limit = int(params.get("limit", "100"))
             offset = int(params.get("offset", "0"))

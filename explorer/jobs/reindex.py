@@ -24,6 +24,7 @@ from typing import Any
 
 from explorer.config import Config, Instance
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
+from explorer.jobs.messages import BackfillReport, backfill
 from explorer.jobs.state import index_lock, read_json, state_dir, write_json
 from explorer.meili.client import TERMINAL, IndexStore, dumps
 from explorer.records.chats import Chat
@@ -87,6 +88,7 @@ class ReindexReport:
     lid_pairs_merged: int = 0  # people listed under a LID and a phone JID, one document
     lids_unavailable: dict[str, str] = field(default_factory=dict)  # instance -> why
     lids_incomplete: dict[str, str] = field(default_factory=dict)  # instance -> what broke
+    messages: BackfillReport | None = None  # with messages.enabled (explorer.jobs.messages)
 
     def absorb_lids(self, instance_id: str, counts: dict[str, Any]) -> None:
         self.lid_chats += int(counts.get("lid_chats", 0))
@@ -142,6 +144,8 @@ class ReindexReport:
             "indexed as they are"
             for instance, why in sorted(self.lids_incomplete.items())
         ]
+        if self.messages is not None:
+            text += "\n" + self.messages.summary()
         return "\n".join([*lines, text])
 
     def to_json(self) -> dict[str, Any]:
@@ -460,6 +464,11 @@ def reindex(
                 run.report.old_count = run.store.count(live)
                 _gate(run.report, cfg.reindex.min_ratio, force)
             _swap(run)
+        if cfg.messages.enabled:
+            # After the swap: the chats are live whatever Wawp's message routes do, and a
+            # run that dies here resumes at this step ("swapped"), not with a new crawl.
+            run.report.messages = backfill(cfg, run.store, progress=run.notify,
+                                           after_batch=after_batch)  # fmt: skip
         return _finish(run, directory, started)
 
 
