@@ -18,7 +18,7 @@ from explorer.records.chats import Chat
 from explorer.records.latin import latin_forms
 from explorer.records.phones import phone_forms
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 MAX_DOC_ID: Final = 511  # bytes of a document id Meilisearch accepts
 HIDDEN_NUMBER: Final = "hidden number"  # what people see where a LID hides the number
 _ESCAPES: Final = {"_": "_u", "@": "_a", ".": "_d", ":": "_c", "-": "-"}
