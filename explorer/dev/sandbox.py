@@ -15,6 +15,7 @@ only its own chats, and unpaged responses are streamed.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import random
@@ -143,6 +144,9 @@ class ChatStore:
         self.order("id", merged)
         for i in self.known_lids():  # the LID map too: its pages then cost no CPU either
             self.mapping(i)
+        if self.options.messages_per_chat:  # and the chat ids the messages route looks up
+            with contextlib.suppress(KeyError):
+                self.chat_number("")
 
     def twins(self) -> set[int]:
         """LID people who also have a chat under their phone JID."""
