@@ -169,7 +169,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         MeiliServer(Path(tmp) / "meili") as meili,
         sandbox_process(n, {INSTANCE: TOKEN}, latency_ms=LATENCY * 1000, epoch=epoch,
-                        prerender=True, extra=extra) as (url, _),
+                        prerender=True, extra=extra, start_timeout=600) as (url, _),
     ):  # fmt: skip
         assert meili.proc is not None
         pid = meili.proc.pid

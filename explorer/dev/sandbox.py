@@ -529,8 +529,10 @@ def sandbox_process(
     shape: str = "webjs",
     prerender: bool = False,
     extra: tuple[str, ...] = (),
+    start_timeout: float | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The sandbox in its own process (its memory and GIL apart): yields (url, process)."""
+    """The sandbox in its own process (its memory and GIL apart): yields (url, process).
+    ``start_timeout`` overrides how long it may take to answer (a busy machine)."""
     import sys
 
     import httpx
@@ -556,7 +558,8 @@ def sandbox_process(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30 + (chats * len(instances) / 20_000 if prerender else 0)
+        wait = 30 + (chats * len(instances) / 20_000 if prerender else 0)
+        deadline = time.monotonic() + (start_timeout or wait)
         while True:
             try:
                 httpx.get(url + "/health", timeout=1)
