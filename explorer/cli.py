@@ -184,6 +184,8 @@ def _progress_bars(quiet: bool) -> tuple[Progress | None, Callable[[], None]]:
             bar(f"c:{target}", f"crawl {target}", " chats").update(n)
         elif event == "sent":
             bar("sent", "indexing", " docs").update(n)
+        elif event == "messages":
+            bar(f"m:{target}", f"messages {target}", " msgs").update(n)
         elif event == "waiting":
             bar("sent", "indexing", " docs").set_postfix_str("waiting for Meilisearch")
 
@@ -274,18 +276,56 @@ def sync_cmd(ctx: click.Context, wait: float, quiet: bool, as_json: bool) -> Non
         click.echo(report.summary())
 
 
+@cli.group("messages")
+def messages_group() -> None:
+    """The messages index (docs/messages.md)."""
+
+
+@messages_group.command("purge")
+@click.option("--yes", is_flag=True, help="Really delete every indexed message.")
+@click.pass_context
+def messages_purge(ctx: click.Context, yes: bool) -> None:
+    """Delete the messages index and the backfill's ledger: every indexed message goes.
+
+    Turn messages off first (messages.enabled / EXPLORER_MESSAGES), or the next reindex
+    fetches them again. The chats index is untouched.
+    """
+    from explorer.jobs.messages import purge
+    from explorer.records.messages import messages_index
+
+    cfg = get_config(ctx)
+    index = messages_index(cfg.meilisearch.index)
+    if not yes:
+        _fail(ctx, f"Error: this deletes every message in {index}; run again with --yes", 2)
+    existed = purge(cfg)
+    click.echo(f"purged: {index} deleted" if existed else f"purged: there was no {index}")
+
+
 @cli.command("settings")
 @click.option("--check", "mode", flag_value="check", default=True, help="Show drift (default).")
 @click.option("--apply", "mode", flag_value="apply", help="Make the live index match the code.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context
 def settings_cmd(ctx: click.Context, mode: str, as_json: bool) -> None:
-    """Compare the live index's settings with the ones in code (exit 1 on drift)."""
-    from explorer.meili.settings import index_settings
+    """Compare the live index's settings with the ones in code (exit 1 on drift).
 
-    report = index_settings(get_config(ctx).meilisearch, apply=mode == "apply")
-    click.echo(json.dumps(report.to_json()) if as_json else report.summary())
-    if not report.ok:
+    With messages enabled, the messages index too (--apply creates it when missing).
+    """
+    from explorer.meili.settings import index_settings, messages_settings
+
+    cfg = get_config(ctx)
+    report = index_settings(cfg.meilisearch, apply=mode == "apply")
+    reports = [report]
+    if cfg.messages.enabled:
+        reports.append(messages_settings(cfg.meilisearch, apply=mode == "apply"))
+    if as_json:
+        doc = report.to_json()
+        if len(reports) > 1:
+            doc["messages"] = reports[1].to_json()
+        click.echo(json.dumps(doc))
+    else:
+        click.echo("\n".join(r.summary() for r in reports))
+    if not all(r.ok for r in reports):
         ctx.exit(1)
 
 

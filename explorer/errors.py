@@ -98,6 +98,11 @@ class WawpUnavailable(WawpError):
     pass
 
 
+class WawpChatGone(WawpNotFound):
+    """A chat's messages route answered 404: the chat was deleted since it was listed.
+    The backfill skips it (and counts it); asking again would not help."""
+
+
 class WawpProtocolError(WawpError):
     pass
 

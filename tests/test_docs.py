@@ -53,7 +53,7 @@ def test_the_readme_links_the_reference_and_the_deeper_docs() -> None:
 
 
 def test_the_readme_is_a_short_read() -> None:
-    assert len(README.splitlines()) < 260
+    assert len(README.splitlines()) < 270  # 260 until message text (issue 33)
     assert not re.search(r"\b20\d\d-\d\d-\d\d\b", README), "dated notes belong in docs/"
     assert not re.search(r"\d µs", README), "measurements belong in docs/benchmarks.md"
 

@@ -15,6 +15,7 @@ only its own chats, and unpaged responses are streamed.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import random
@@ -26,6 +27,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -39,6 +41,7 @@ from explorer.dev.synthetic import (
     ChatSpec,
     Generator,
     activity,
+    chat_messages,
     label_object,
     labelled,
     merged_listing,
@@ -85,6 +88,8 @@ class ChatStore:
         self._lids: dict[str, int] | None = None  # LID digits -> chat number
         self._known: list[int] | None = None  # chat numbers of known LIDs, in order
         self._mappings: dict[int, dict[str, str | None]] = {}
+        self._by_id: dict[str, tuple[int, bool]] | None = None  # chat id -> (number, merged)
+        self.added: dict[int, tuple[int, ...]] = {}  # messages since generation: their times
         self.session_started = 0.0  # on the sandbox's clock: restart_session() sets it
         # Labels: id -> its object (upserts replace, deletions remove), and chats whose
         # labels a mutation changed (the JIDs as given: a LID stays a LID, as in WAHA).
@@ -147,6 +152,9 @@ class ChatStore:
         self.order("id", merged)
         for i in self.known_lids():  # the LID map too: its pages then cost no CPU either
             self.mapping(i)
+        if self.options.messages_per_chat:  # and the chat ids the messages route looks up
+            with contextlib.suppress(KeyError):
+                self.chat_number("")
 
     def twins(self) -> set[int]:
         """LID people who also have a chat under their phone JID."""
@@ -284,6 +292,38 @@ class ChatStore:
                 people.setdefault(jid, []).append(i)
         yield from people.items()
 
+    # -- messages ----------------------------------------------------------------------
+
+    def chat_number(self, chat_id: str) -> tuple[int, bool]:
+        """The live chat a messages request names (any id it is listed under, its
+        ``@c.us`` form included) and the view it is listed in; ``KeyError`` if none."""
+        with self.lock:
+            if self._by_id is None:
+                by_id: dict[str, tuple[int, bool]] = {}
+                for merged in (False, True) if self.merges else (False,):
+                    for i in self.live(merged):
+                        listed = self.listed(i, merged)
+                        by_id.setdefault(listed.jid, (i, merged))
+                        by_id.setdefault(raw_id(listed, self.shape), (i, merged))
+                self._by_id = by_id
+            return self._by_id[chat_id]
+
+    def messages(
+        self, i: int, merged: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[Any]:
+        """Chat ``i``'s messages as listed in this view, newest first: the generated
+        history (ending at its generated activity) and those that came after (touches)."""
+        generated = self.gen.twin(i & ~TWIN) if i & TWIN else self.gen.spec(i)
+        spec = replace(self.listed(i, merged), ts=generated.ts)
+        count = self.options.messages_per_chat
+        added = self.added.get(i, ())
+        return chat_messages(self.gen, spec, count, offset=offset, limit=limit, added=added)
+
+    def gone(self, i: int) -> bool:
+        """Whether chat ``i``'s messages route answers 404 (``messages_gone``)."""
+        share = self.options.messages_gone
+        return share > 0 and self.gen._h(i, 99) % 10_000 < round(share * 10_000)
+
     # -- the LID map -------------------------------------------------------------------
 
     def lid_numbers(self) -> dict[str, int]:
@@ -393,6 +433,7 @@ class ChatStore:
 
     def _changed(self, *indexes: int) -> None:
         self._orders.clear()
+        self._by_id = None
         if not indexes:  # chats added or deleted
             self._label_chats = None
         for i in indexes:
@@ -408,6 +449,7 @@ class ChatStore:
                 self.next_index += 1
                 spec = touched(self.gen.spec(i), int(time.time()))
                 self.overrides[i] = spec
+                self.added[i] = (spec.ts or 0,)
                 added.append(spec.jid)
             self._twins = self._lids = self._known = None
             self._changed()
@@ -436,7 +478,9 @@ class ChatStore:
     def touch(self, jid: str, ts: int | None = None) -> None:
         with self.lock:
             i = self._find(jid)
-            self.overrides[i] = touched(self.spec(i), ts or int(time.time()))
+            spec = touched(self.spec(i), ts or int(time.time()))
+            self.overrides[i] = spec
+            self.added[i] = (*self.added.get(i, ()), spec.ts or 0)
             self._changed(i)
 
     def churn(self, n: int, rng: random.Random) -> None:
@@ -488,6 +532,9 @@ class Sandbox:
         self.chat_requests = 0
         self.lid_requests = 0  # /v2/lids page requests
         self.label_requests = 0  # /v2/labels and /v2/labels/chats requests
+        self.message_requests = 0  # /v2/chats/messages requests, whatever they were answered
+        self.message_chats: dict[str, int] = {}  # ...by chatId
+        self.paths: dict[str, int] = {}  # requests by path: the request log tests read
         self.served: dict[str, int] = {}
         self.in_flight = 0  # chat-list requests being answered now, and the most at once
         self.max_in_flight = 0
@@ -559,8 +606,10 @@ def sandbox_process(
     shape: str = "webjs",
     prerender: bool = False,
     extra: tuple[str, ...] = (),
+    start_timeout: float | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The sandbox in its own process (its memory and GIL apart): yields (url, process)."""
+    """The sandbox in its own process (its memory and GIL apart): yields (url, process).
+    ``start_timeout`` overrides how long it may take to answer (a busy machine)."""
     import sys
 
     import httpx
@@ -586,7 +635,8 @@ def sandbox_process(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30 + (chats * len(instances) / 20_000 if prerender else 0)
+        wait = 30 + (chats * len(instances) / 20_000 if prerender else 0)
+        deadline = time.monotonic() + (start_timeout or wait)
         while True:
             try:
                 httpx.get(url + "/health", timeout=1)
@@ -717,6 +767,7 @@ class _Handler(BaseHTTPRequestHandler):
         params = self._params()
         with sb.rng_lock:
             sb.requests += 1
+            sb.paths[path] = sb.paths.get(path, 0) + 1
         if path == "/_sandbox/ids":
             return self._ids(params)
         if path == "/_sandbox/mutate" and self.command == "POST":
@@ -725,7 +776,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"status": "ok"})
         lids = path == "/v2/lids" or path.startswith("/v2/lids/")
         labels = path in ("/v2/labels", "/v2/labels/chats")
-        if path not in ("/v2/chats", "/v2/session/info") and not (lids or labels):
+        known = ("/v2/chats", "/v2/chats/messages", "/v2/session/info")
+        if path not in known and not (lids or labels):
             return self._json(404, {"statusCode": 404, "message": f"Cannot {self.command} {path}"})
         store = self._authenticate(params)
         if store is None:
@@ -751,7 +803,10 @@ class _Handler(BaseHTTPRequestHandler):
             sb.max_in_flight = max(sb.max_in_flight, sb.in_flight)
         try:
             self._delay()
-            self._chats(store, params)
+            if path == "/v2/chats/messages":
+                self._messages(store, params)
+            else:
+                self._chats(store, params)
         finally:
             with sb.rng_lock:
                 sb.in_flight -= 1
@@ -920,6 +975,56 @@ class _Handler(BaseHTTPRequestHandler):
         indexes = store.page(sort_by, descending, offset, limit, merged)
         sb.served[store.instance_id] = sb.served.get(store.instance_id, 0) + len(indexes)
         self._items(indexes, store, merged)
+
+    def _messages(self, store: ChatStore, params: dict[str, str]) -> None:
+        """``/v2/chats/messages``: a chat's messages newest first, by ``limit``/``offset``
+        (WAHA's default limit, 100, without one); 404 for a chat it does not know."""
+        sb, o = self.sandbox, self.sandbox.options
+        chat_id = params.get("chatId", "")
+        with sb.rng_lock:
+            sb.message_requests += 1
+            n = sb.message_requests
+            sb.message_chats[chat_id] = sb.message_chats.get(chat_id, 0) + 1
+        if o.message_burst_every and n % o.message_burst_every == 0:
+            return self._json(
+                429,
+                {"status": 429, "message": "Too Many Requests", "error": "rate limit exceeded"},
+                {"Retry-After": f"{o.retry_after:g}"},
+            )
+        if sb.chance(o.message_error_rate):
+            failed = {"statusCode": 500, "exception": {"message": "engine call failed", "code": 2}}
+            return self._json(500, failed)
+        try:
+            limit = int(params.get("limit", "100"))
+            offset = int(params.get("offset", "0"))
+            if limit < 0 or offset < 0:
+                raise ValueError
+        except ValueError:
+            problem = ["limit and offset must be non-negative integers"]
+            return self._json(400, {"statusCode": 400, "error": "Bad Request", "message": problem})
+        if not chat_id:
+            problem = ["chatId is required"]
+            return self._json(400, {"statusCode": 400, "error": "Bad Request", "message": problem})
+        try:
+            i, merged = store.chat_number(chat_id)
+        except KeyError:
+            i, merged = -1, False
+        if i < 0 or store.gone(i):
+            missing = {
+                "statusCode": 404,
+                "message": f"Chat {chat_id} not found",
+                "error": "Not Found",
+            }
+            return self._json(404, missing)
+        if o.max_limit:
+            limit = min(limit, o.max_limit)
+        with store.lock:
+            page = store.messages(i, merged, offset, limit)
+        env = o.envelope  # as the chat list's, so that one parser reads both
+        body = (
+            {"data": page} if env == "data" else dict(enumerate(page)) if env == "indexed" else page
+        )
+        self._send(200, _dumps(body), "application/json; charset=utf-8")
 
     def _lids(self, store: ChatStore, path: str, params: dict[str, str]) -> None:
         """``/v2/lids`` (known mappings, paginated), ``/count``, ``/{lid}``, ``/pn/{number}``."""

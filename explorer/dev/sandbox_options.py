@@ -119,6 +119,18 @@ class SandboxOptions:
     labels_404: bool = option(False, "/v2/labels answers 404 (no label routes).")
     labels_fail: int = option(
         0, "The first N requests to /v2/labels and /v2/labels/chats answer 500.", low=0
+    # Messages (GET /v2/chats/messages): generated per chat on demand (explorer.dev.synthetic).
+    messages_per_chat: int = option(
+        20, "Messages generated per chat with activity (newest at its last activity).", low=0
+    )
+    message_error_rate: float = option(
+        0.0, "Share of message-page requests answered 500.", low=0, high=1
+    )
+    message_burst_every: int = option(
+        0, "Every N message-page requests, one 429 with Retry-After (0: never).", low=0
+    )
+    messages_gone: float = option(
+        0.0, "Share of chats whose messages route answers 404 (deleted meanwhile).", low=0, high=1
     )
     # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
     webhook_url: str | None = option(

@@ -511,3 +511,179 @@ def label_object(k: int) -> dict[str, Any]:
 def labelled(gen: Generator, i: int, k: int) -> bool:
     """Whether chat ``i`` carries label ``k`` (before any mutation)."""
     return gen._h(i, 100 + k) % 1000 < LABELS[k][2]
+# -- messages --------------------------------------------------------------------------
+#
+# A chat's messages are a pure function of its spec, like the chat: message ``k`` (0 is
+# the newest) is built on demand, so a million messages cost no memory. The history ends
+# at the chat's last activity (``spec.ts``) and reaches back over months, so that a
+# retention window of weeks leaves some out. A few are what engines send on a bad day:
+# no id, no timestamp, a null body, control characters, not an object, and one body of
+# 1 MB per instance (chat 1's third message).
+
+ME: Final = "15550100000@c.us"  # the sandbox's account (session/info and webhooks)
+BIG_BODY: Final = 1024 * 1024  # characters of the one huge body
+TEXTS: Final[dict[str, tuple[str, ...]]] = {
+    "latin": (
+        "Is order {n} shipped?",
+        "Can I change the delivery address for order {n}?",
+        "The invoice {n} is attached, please check the total",
+        "Driver is running late, about {m} minutes",
+        "Thanks, received it in good condition!",
+        "Do you have size {m} in blue?",
+        "Refund for order {n} still not received",
+        "Meeting moved to {m}:30 tomorrow",
+        "Café au lait pour {m} personnes, s'il vous plaît",
+        "¿Dónde está mi pedido {n}?",
+        "Obrigado pela entrega rápida, pedido {n}",
+        "Können Sie die Rechnung {n} noch einmal senden?",
+    ),
+    "arabic": (
+        "هل تم شحن الطلب {n}؟",
+        "شكرا جزيلا، وصلت الطلبية",
+        "السائق متأخر {m} دقيقة",
+        "أريد استرجاع المبلغ للطلب {n}",
+    ),
+    "cyrillic": (
+        "Где мой заказ {n}?",
+        "Спасибо, всё получил",
+        "Курьер опаздывает на {m} минут",
+        "Пришлите, пожалуйста, счёт {n}",
+    ),
+    "devanagari": ("मेरा ऑर्डर {n} कहाँ है?", "धन्यवाद, सामान मिल गया", "ड्राइवर {m} मिनट लेट है"),
+    "cjk": (
+        "订单 {n} 发货了吗？",
+        "谢谢，已经收到了",
+        "注文 {n} はいつ届きますか？",
+        "司机晚到 {m} 分钟",
+    ),
+    "emoji": ("👍", "🎉🎉 order {n} arrived 🙏", "❤️😂", "📦➡️🏠 {m}"),
+}
+REPLIES: Final = (
+    "Yes, order {n} left the warehouse today",
+    "We are checking and will get back to you",
+    "Your refund for {n} was processed",
+    "Please send a photo of the label",
+    "تم الشحن اليوم",
+    "Отправили сегодня",
+    "已发货 {n}",
+)
+CAPTIONS: Final = ("Photo of the damaged box {n}", "Invoice {n}", "Label for return {m}", "")
+MEDIA: Final = (
+    ("image", "image/jpeg"),
+    ("video", "video/mp4"),
+    ("ptt", "audio/ogg; codecs=opus"),
+    ("document", "application/pdf"),
+    ("sticker", "image/webp"),
+)
+_SCRIPTS: Final = ("latin", "arabic", "cyrillic", "devanagari", "cjk", "emoji")
+
+
+def _chat_script(spec: ChatSpec) -> str:
+    for cc, _, script in COUNTRIES:
+        if spec.cc == cc:
+            return script
+    return "latin"
+
+
+def _msg_hash(seed: int, spec: ChatSpec, salt: int) -> int:
+    return _mix(seed ^ _mix(spec.index * 0x100000001B3 + len(spec.server) * 7919 + salt))
+
+
+def chat_messages(
+    gen: Generator,
+    spec: ChatSpec,
+    count: int,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+    added: tuple[int, ...] = (),
+) -> list[Any]:
+    """Chat ``spec``'s messages in WAHA's shape, newest first, ``[offset:offset+limit]``.
+
+    ``count`` messages were generated, the newest at ``spec.ts`` (give the spec as it was
+    generated, not as touched); ``added`` are the times of messages that came after, oldest
+    first (a sandbox touch: the newest of them is the chat's activity now). A chat without
+    activity has no generated messages. Stable: the same arguments give the same messages,
+    ids included, and a message keeps its id as messages are added in front of it.
+    """
+    base = count if spec.ts is not None else 0
+    total = len(added) + base
+    end = total if limit is None else min(total, offset + limit)
+    return [_message_at(gen, spec, count, k, added) for k in range(offset, end)]
+
+
+def _message_at(gen: Generator, spec: ChatSpec, count: int, k: int, added: tuple[int, ...]) -> Any:
+    n_added = len(added)
+    if k < n_added:
+        ts = added[n_added - 1 - k]
+        salt = 1_000_000_007 + ts * 31 + (n_added - 1 - k)  # position since generation
+        return _build_message(gen, spec, ts, salt, odd=False)
+    j = k - n_added
+    assert spec.ts is not None
+    span = (30 + _msg_hash(gen.seed, spec, 1) % 300) * 86_400  # one to eleven months
+    ts = spec.ts - (j * span) // max(count, 1) - j  # strictly older as j grows
+    return _build_message(gen, spec, ts, 2 + j * 131, odd=True, big=spec.index == 1 and j == 2)
+
+
+def _build_message(
+    gen: Generator, spec: ChatSpec, ts: int, salt: int, *, odd: bool, big: bool = False
+) -> Any:
+    h = _msg_hash(gen.seed, spec, salt)
+    r = h % 1000
+    chat = spec.jid
+    from_me = (h >> 10) % 10 < 4
+    n = 1000 + (h >> 14) % 9_999_000  # order numbers: 4 to 8 digits, so phrases differ
+    m = 2 + (h >> 28) % 58
+    script = _chat_script(spec)
+    if (h >> 34) % 10 < 2:
+        script = _SCRIPTS[(h >> 38) % len(_SCRIPTS)]
+    texts = REPLIES if from_me else TEXTS[script]
+    body: str | None = texts[(h >> 42) % len(texts)].format(n=n, m=m)
+    has_media = (h >> 48) % 10 == 0
+    media: dict[str, Any] | None = None
+    kind = "chat"
+    if has_media:
+        kind, mimetype = MEDIA[(h >> 52) % len(MEDIA)]
+        body = CAPTIONS[(h >> 55) % len(CAPTIONS)].format(n=n, m=m) if kind != "ptt" else ""
+        media = {"url": None, "mimetype": mimetype, "filename": None} if h % 2 else None
+    participant = None
+    if spec.is_group and not from_me:
+        j = (h >> 20) % 50
+        participant = f"{gen.user_and_server(j)[0]}@c.us"
+        if gen.kind(j) != "c.us":
+            participant = f"{gen._phone(j, 2)[1]}@c.us"  # someone who has no chat with us
+    ident = f"{'true' if from_me else 'false'}_{chat}_3EB0{h & 0xFFFFFFFFFFFFFFFF:016X}"
+    if participant:
+        ident += f"_{participant}"
+    msg: dict[str, Any] = {
+        "id": ident,
+        "timestamp": ts,
+        "from": ME if from_me else chat,
+        "fromMe": from_me,
+        "source": "app",
+        "to": chat if from_me else ME,
+        "participant": participant,
+        "body": body,
+        "hasMedia": has_media,
+        "media": media,
+        "ack": 3 if from_me else 1,
+        "ackName": "READ" if from_me else "SERVER",
+        "replyTo": None,
+        "_data": {"type": kind},
+    }
+    if participant and (h >> 60) % 2:
+        msg["author"] = participant
+    if big:
+        msg["body"] = ("Long message " * (BIG_BODY // 13 + 1))[:BIG_BODY]
+    elif odd and r < 3:
+        if r == 0:
+            del msg["id"]
+        elif r == 1:
+            msg["timestamp"] = None
+        else:
+            return f"<unparsed message {ident}>"  # not an object: an engine's bad day
+    elif odd and r < 8:
+        msg["body"] = None
+    elif odd and r < 11:
+        msg["body"] = f"bell\x07 and \x1b[31mred\x1b[0m text\u202e {n}"
+    return msg

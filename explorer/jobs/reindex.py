@@ -24,6 +24,7 @@ from typing import Any
 
 from explorer.config import Config, Instance
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
+from explorer.jobs.messages import BackfillReport, backfill
 from explorer.jobs.state import index_lock, read_json, state_dir, write_json
 from explorer.meili.client import TERMINAL, IndexStore, dumps, search_body
 from explorer.records.chats import Chat
@@ -92,6 +93,7 @@ class ReindexReport:
     labelled_chats: int | None = None  # documents of the build carrying a label
     labels_unavailable: dict[str, str] = field(default_factory=dict)  # instance -> why
     labels_incomplete: dict[str, str] = field(default_factory=dict)  # instance -> what broke
+    messages: BackfillReport | None = None  # with messages.enabled (explorer.jobs.messages)
 
     def absorb_lids(self, instance_id: str, counts: dict[str, Any]) -> None:
         self.labels += int(counts.get("labels", 0))
@@ -167,6 +169,8 @@ class ReindexReport:
         if self.labels:
             labelled = "" if self.labelled_chats is None else f" on {self.labelled_chats} chats"
             text = text.replace("; ", f"; {self.labels} labels{labelled}; ", 1)
+        if self.messages is not None:
+            text += "\n" + self.messages.summary()
         return "\n".join([*lines, text])
 
     def to_json(self) -> dict[str, Any]:
@@ -521,6 +525,11 @@ def reindex(
                 run.report.old_count = run.store.count(live)
                 _gate(run.report, cfg.reindex.min_ratio, force)
             _swap(run)
+        if cfg.messages.enabled:
+            # After the swap: the chats are live whatever Wawp's message routes do, and a
+            # run that dies here resumes at this step ("swapped"), not with a new crawl.
+            run.report.messages = backfill(cfg, run.store, progress=run.notify,
+                                           after_batch=after_batch)  # fmt: skip
         return _finish(run, directory, started)
 
 

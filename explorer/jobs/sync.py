@@ -29,6 +29,7 @@ from typing import Any
 
 from explorer.config import Config, Instance
 from explorer.errors import WawpError, WawpProtocolError
+from explorer.jobs.messages import BackfillReport, backfill
 from explorer.jobs.reindex import Progress, last_report
 from explorer.jobs.state import index_lock, read_json, state_dir, write_json
 from explorer.meili.client import IndexStore, missing_index
@@ -64,6 +65,7 @@ class SyncReport:
     instances: list[InstanceSync] = field(default_factory=list)
     seconds: float = 0.0
     finished_at: int | None = None
+    messages: BackfillReport | None = None  # with messages.enabled
 
     @property
     def upserted(self) -> int:
@@ -83,6 +85,8 @@ class SyncReport:
         for i in self.instances:
             if i.lids_unavailable:
                 text += f"\nLIDs could not be resolved on {i.instance_id} ({i.lids_unavailable})"
+        if self.messages is not None:
+            text += "\n" + self.messages.summary()
         return text
 
     def to_json(self) -> dict[str, Any]:
@@ -200,11 +204,15 @@ def sync(
             raise missing_index(live)
         state = load_state(cfg)
         tasks: list[int] = []
+        upserted: list[dict[str, Any]] = []
         for inst in instances:
             result = InstanceSync(inst.id)
             report.instances.append(result)
-            tasks += _sync_instance(cfg, store, inst, state, margin, notify, result)
+            tasks += _sync_instance(cfg, store, inst, state, margin, notify, result, upserted)
         store.wait(tasks)
+        if cfg.messages.enabled:
+            # The chats upserted, as written: their new messages, and what has expired.
+            report.messages = backfill(cfg, store, upserted, progress=notify)
         write_json(_state_path(cfg), state)
     report.seconds = time.monotonic() - started
     report.finished_at = int(time.time())
@@ -219,9 +227,11 @@ def _sync_instance(
     margin: int,
     notify: Progress,
     result: InstanceSync,
+    upserted: list[dict[str, Any]],
 ) -> list[int]:
     """Send one instance's news to the live index and move its watermark in ``state`` to
-    the newest activity seen. Returns the Meilisearch tasks to wait for."""
+    the newest activity seen. Returns the Meilisearch tasks to wait for; the documents
+    sent are added to ``upserted``."""
     mark = _watermark(cfg, store, inst, state)
     result.watermark_before = mark
     now = int(time.time())
@@ -236,6 +246,7 @@ def _sync_instance(
                 if chats:
                     docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
                     tasks.append(store.update(cfg.meilisearch.index, docs))
+                    upserted += docs
                     result.upserted += len(docs)
                     notify("sent", inst.id, len(docs))
         result.requests = client.requests_made
@@ -243,6 +254,7 @@ def _sync_instance(
     if moved:
         docs = [to_document(c, label=inst.label, crawled_at=now) for c in moved]
         tasks.append(store.update(cfg.meilisearch.index, docs))
+        upserted += docs
         result.moved = len(moved)
         notify("sent", inst.id, len(docs))
     if people.stale:

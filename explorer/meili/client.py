@@ -456,6 +456,20 @@ class IndexStore(Meili):
         task = self.ask(lambda c: c.index(uid).update_settings(dict(settings)))
         self.wait([task.task_uid])
 
+    def ensure(self, uid: str, settings: dict[str, Any]) -> bool:
+        """Create ``uid`` with ``settings`` when it is missing (a long-lived index, such as
+        the messages index, that no swap creates). True when it was created."""
+        if self.exists(uid):
+            return False
+        self.create(uid)
+        self.apply_settings(uid, settings)
+        return True
+
+    def delete_where(self, uid: str, filter_: str) -> int:
+        """Enqueue the deletion of every document matching ``filter_`` (retention: the
+        attributes it names must be filterable)."""
+        return self.ask(lambda c: c.index(uid).delete_documents(filter=filter_)).task_uid
+
     def delete(self, uid: str) -> None:
         task = self.unless_missing(lambda c: c.delete_index(uid))
         if task is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from explorer.config import MeiliSettings
 from explorer.meili.client import IndexStore, missing_index
 from explorer.records.documents import INDEX_SETTINGS, settings_drift
+from explorer.records.messages import MESSAGE_INDEX_SETTINGS, messages_index
 
 
 @dataclass
@@ -36,6 +37,8 @@ class SettingsReport:
         ]
         if self.applied:
             lines.append(f"{self.index}: applied {len(self.drift)} setting(s)")
+        else:
+            lines.append(f"{self.index}: {len(self.drift)} setting(s) differ from the code")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -55,5 +58,19 @@ def index_settings(settings: MeiliSettings, *, apply: bool = False) -> SettingsR
     report = SettingsReport(live, settings_drift(store.live_settings(live)))
     if apply and report.drift:
         store.apply_settings(live, {k: INDEX_SETTINGS[k] for k in report.drift})
+        report.applied = True
+    return report
+
+
+def messages_settings(settings: MeiliSettings, *, apply: bool = False) -> SettingsReport:
+    """The same for the messages index (``messages.enabled``). A missing one differs in
+    every setting; ``apply`` creates it, as the next reindex would."""
+    store = IndexStore(settings)
+    uid = messages_index(settings.index)
+    live = store.live_settings(uid) if store.exists(uid) else {}
+    report = SettingsReport(uid, settings_drift(live, MESSAGE_INDEX_SETTINGS))
+    if apply and report.drift:
+        if not store.ensure(uid, MESSAGE_INDEX_SETTINGS):
+            store.apply_settings(uid, {k: MESSAGE_INDEX_SETTINGS[k] for k in report.drift})
         report.applied = True
     return report

@@ -290,10 +290,13 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
-def settings_drift(live: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Settings whose live value differs from :data:`INDEX_SETTINGS`: key -> (live, code)."""
+def settings_drift(
+    live: dict[str, Any], wanted: dict[str, Any] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """Settings whose live value differs from ``wanted`` (the chats index's
+    :data:`INDEX_SETTINGS` unless told otherwise): key -> (live, code)."""
     drift = {}
-    for key, want in INDEX_SETTINGS.items():
+    for key, want in (INDEX_SETTINGS if wanted is None else wanted).items():
         have = live.get(key)
         if isinstance(want, dict) and isinstance(have, dict):
             have = {k: have.get(k) for k in want}

@@ -38,6 +38,7 @@ import orjson
 
 from explorer.errors import (
     WawpAuthError,
+    WawpChatGone,
     WawpError,
     WawpNotFound,
     WawpProtocolError,
@@ -283,6 +284,30 @@ class WawpClient:
         assert items is not None  # _interpret(want_list=True) guarantees it
         return items
 
+    def messages_page(
+        self,
+        chat_id: str,
+        *,
+        offset: int,
+        limit: int,
+        stop: threading.Event | None = None,
+    ) -> list[Any]:
+        """One page of a chat's raw messages, newest first. ``downloadMedia=false`` always:
+        WAHA downloads media by default, which is slow and useless to an index. A 404 is
+        the chat gone since it was listed: :class:`WawpChatGone`, not retried."""
+        path = "/v2/chats/messages"
+        params = {"chatId": chat_id, "limit": limit, "offset": offset, "downloadMedia": "false"}
+        try:
+            body = self._call(path, params, want_list=True, stop=stop)
+        except WawpNotFound as exc:
+            if exc.status != 404:
+                raise
+            gone = f"404 for chat {chat_id} (deleted since it was listed?); skipped"
+            raise self._error(WawpChatGone, path, gone, 404) from None
+        items = extract_items(body)
+        assert items is not None  # _interpret(want_list=True) guarantees it
+        return items
+
     def lids_page(
         self, *, offset: int, limit: int, stop: threading.Event | None = None
     ) -> list[Any]:
@@ -438,7 +463,7 @@ class WawpClient:
             and not looks_like_error(body)
         ):
             if want_list and extract_items(body) is None:
-                return _Retry(f"no chat list in {_kind(body)}", bad_body=True)
+                return _Retry(f"no list in {_kind(body)}", bad_body=True)
             return _Ok(body)
         return self._failure(path, reply, body, parsed)
 
