@@ -119,6 +119,7 @@ class SandboxOptions:
     labels_404: bool = option(False, "/v2/labels answers 404 (no label routes).")
     labels_fail: int = option(
         0, "The first N requests to /v2/labels and /v2/labels/chats answer 500.", low=0
+    )
     # Messages (GET /v2/chats/messages): generated per chat on demand (explorer.dev.synthetic).
     messages_per_chat: int = option(
         20, "Messages generated per chat with activity (newest at its last activity).", low=0

@@ -511,6 +511,8 @@ def label_object(k: int) -> dict[str, Any]:
 def labelled(gen: Generator, i: int, k: int) -> bool:
     """Whether chat ``i`` carries label ``k`` (before any mutation)."""
     return gen._h(i, 100 + k) % 1000 < LABELS[k][2]
+
+
 # -- messages --------------------------------------------------------------------------
 #
 # A chat's messages are a pure function of its spec, like the chat: message ``k`` (0 is
