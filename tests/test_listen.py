@@ -158,7 +158,8 @@ def world(
         path.write_text("[wawp]\nwarmup_seconds = 0\npage_size = 50\n")
         extra = env or {}
         env = explorer_env(sb, token, server.url, server.master_key, index_name,
-                           EXPLORER_CONFIG=str(path), EXPLORER_WEBHOOK_HMAC_KEY=KEY, **extra)  # fmt: skip
+                           EXPLORER_CONFIG=str(path), EXPLORER_WEBHOOK_HMAC_KEY=KEY,
+                           **extra)  # fmt: skip
         cfg = load_config(path, env=env)
         w = World(sb, cfg, env, server, index_name, port)
         made.append(w)
