@@ -360,7 +360,7 @@ class Listener:
         self.store = IndexStore(cfg.meilisearch, timeout=120)
         self.messages_on = cfg.messages.enabled
         self.messages_uid = messages_index(cfg.meilisearch.index)
-        self.forgotten = ForgottenWatch(cfg)
+        self.forgotten = ForgottenWatch(cfg, every=0.0)  # one stat() per look: no lag
         # Message documents in writes not applied yet (None: being removed).
         self._msg_overlay: dict[str, tuple[_Flight, dict[str, Any] | None]] = {}
         self._texts = False  # message text applied since the journal's last checkpoint
