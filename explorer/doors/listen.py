@@ -86,7 +86,8 @@ LID_SEARCHES = 200  # LIDs of one batch looked for in the index at most (one mul
 MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before it started
 POLL = 0.025  # seconds between looks at a write Meilisearch is applying
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-_FIELDS = ["id", "last_activity", "name", "archived", "unread_count", "crawled_at", "engine_shape"]
+_FIELDS = ["id", "last_activity", "name", "archived", "unread_count", "crawled_at", "engine_shape",
+           "display_name"]  # fmt: skip
 
 
 class InsecureListen(ConfigError):
@@ -339,6 +340,7 @@ class _Flight:
     moves: list[tuple[str, str, str]] = field(default_factory=list)  # LIDs it moves
     messages: list[str] = field(default_factory=list)  # message documents it writes
     revoked: list[str] = field(default_factory=list)  # ... and removes
+    edited: list[str] = field(default_factory=list)  # ... and edits
     skipped: dict[str, int] = field(default_factory=dict)  # messages not written, by reason
 
 
@@ -364,6 +366,7 @@ class Listener:
         # Message documents in writes not applied yet (None: being removed).
         self._msg_overlay: dict[str, tuple[_Flight, dict[str, Any] | None]] = {}
         self._texts = False  # message text applied since the journal's last checkpoint
+        self._names: dict[str, Any] = {}  # display names of the chats of the last write
         self.stop = threading.Event()
         self.meili_ok = True
         self._syncing: set[str] = set()
@@ -692,19 +695,27 @@ class Listener:
         uid = self.messages_uid
         floor = time.time() - self.cfg.messages.retention_days * 86_400
         ids = {message_doc_id(op.instance_id, t): op.instance_id for op in ops for t in op.targets}
-        fresh = [i for i in ids if i not in self._msg_overlay]
-        have: dict[str, dict[str, Any] | None] = {
-            d["id"]: d for d in self.store.fetch_ids(uid, fresh)
-        }
-        gone = self.journal.revoked_among(list(ids))
+        # Only an edit needs the document it edits; a new message is checked against the
+        # journal's marks (revoked, edited), which saves a request per write.
+        wanted = [message_doc_id(op.instance_id, t) for op in ops if op.kind == "edit"
+                  for t in op.targets]  # fmt: skip
+        fresh = [i for i in wanted if i not in self._msg_overlay]
+        have: dict[str, dict[str, Any] | None] = {}
+        if fresh:
+            have = {d["id"]: d for d in self.store.fetch_ids(uid, fresh)}
+        gone = self.journal.marked(list(ids), "revoked")
+        was_edited = self.journal.marked(list(ids), "edited")
         for i in ids:
             if i in self._msg_overlay:
                 have[i] = self._msg_overlay[i][1]
                 if have[i] is None:
                     gone.add(i)
         chats = {op.chat.doc_id: op.chat for op in ops if op.chat is not None}
-        names = {d["id"]: d.get("display_name") for d in self.store.fetch_ids(
-            self.cfg.meilisearch.index, list(chats), ["id", "display_name"])}  # fmt: skip
+        missing = [d for d in chats if d not in self._names]
+        names = dict(self._names)
+        if missing:
+            names.update({d["id"]: d.get("display_name") for d in self.store.fetch_ids(
+                self.cfg.meilisearch.index, missing, ["id", "display_name"])})  # fmt: skip
         pending: dict[str, dict[str, Any] | None] = {}
         skipped = flight.skipped
 
@@ -735,7 +746,7 @@ class Listener:
             base = pending.get(key) or have.get(key)
             assert op.message is not None
             if op.kind == "new":
-                if base is not None and base.get("edited_at"):
+                if key in was_edited or (base is not None and base.get("edited_at")):
                     skip("stale")  # the original, after its edit: the edit is newer truth
                     continue
                 if op.message.timestamp < floor:
@@ -767,6 +778,7 @@ class Listener:
         for i, d in pending.items():
             self._msg_overlay[i] = (flight, d)
         flight.messages, flight.revoked = [d["id"] for d in docs], removed
+        flight.edited = [i for i, d in pending.items() if d is not None and d.get("edited_at")]
         log.debug("wrote %d messages, removed %d", len(docs), len(removed))
         return tasks
 
@@ -857,7 +869,8 @@ class Listener:
             last = {"id": read.id, "event": read.kind, "session": read.session,
                     "instance_id": item.instance_id, "applied_at": now}  # fmt: skip
         touched = [(doc, data) for doc, data in flight.touched if doc not in flight.refused]
-        self.journal.done([q.seq for q, _ in flight.events], touched, last, dead, flight.revoked)
+        self.journal.done([q.seq for q, _ in flight.events], touched, last, dead, flight.revoked,
+                          flight.edited)  # fmt: skip
         self._settle_messages(flight)
         for seq, reason in dead.items():
             why = "unreadable" if reason.startswith("unreadable") else "refused by Meilisearch"
@@ -887,6 +900,9 @@ class Listener:
             return [], {}
         live = self.cfg.meilisearch.index
         current = self._current([u.doc_id for u in updates])
+        # The chats' names, for the messages of the same write (no second request).
+        self._names = {u.doc_id: (current.get(u.doc_id) or {}).get("display_name")
+                       for u in updates}  # fmt: skip
         docs: list[dict[str, Any]] = []
         gone: list[str] = []
         refused: dict[str, str] = {}

@@ -13,7 +13,9 @@ One SQLite file in the state directory (``webhooks-<index>.sqlite3``), in WAL mo
   for a retry (``retry`` set: the listener moves them back to the inbox);
 - ``meta``: the last event applied and the last swap handled (``explorer stats``);
 - ``revoked``: messages revoked (their document ids, a hash: no text), so that an edit or
-  a copy of the message arriving late does not bring one back (kept :data:`SEEN_SECONDS`).
+  a copy of the message arriving late does not bring one back; ``edited``: messages
+  edited, so that a late copy of the original does not undo the edit without asking
+  Meilisearch (both kept :data:`SEEN_SECONDS`).
 
 Only the slimmed envelope is kept (:func:`explorer.records.events.slim`). With messages
 indexed it holds a message's text until the event is applied: the row is then deleted and
@@ -72,6 +74,7 @@ CREATE TABLE IF NOT EXISTS dead (
     retry INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS revoked (doc_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS edited (doc_id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -233,6 +236,7 @@ class Journal:
         last: dict[str, Any] | None,
         dead: dict[int, str] | None = None,
         revoked: Iterable[str] = (),
+        edited: Iterable[str] = (),
     ) -> None:
         """Drop applied events and record what was written, in one transaction; the
         events of ``dead`` (seq: reason) move to the dead letters instead, without their
@@ -255,6 +259,10 @@ class Journal:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO revoked (doc_id, at) VALUES (?, ?)",
                     [(doc, now) for doc in revoked],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO edited (doc_id, at) VALUES (?, ?)",
+                    [(doc, now) for doc in edited],
                 )
                 self._db.executemany("DELETE FROM inbox WHERE seq = ?", [(s,) for s in seqs])
                 self._db.executemany(
@@ -324,15 +332,15 @@ class Journal:
                 )
         return found
 
-    def revoked_among(self, doc_ids: list[str]) -> set[str]:
-        """Those of these message documents that were revoked."""
+    def marked(self, doc_ids: list[str], table: Literal["revoked", "edited"]) -> set[str]:
+        """Those of these message documents that were revoked (or edited)."""
         found: set[str] = set()
         with self._lock:
             for start in range(0, len(doc_ids), 500):
                 chunk = doc_ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    f"SELECT doc_id FROM revoked WHERE doc_id IN ({marks})", chunk
+                    f"SELECT doc_id FROM {table} WHERE doc_id IN ({marks})", chunk
                 ).fetchall()
                 found.update(r[0] for r in rows)
         return found
@@ -363,6 +371,7 @@ class Journal:
             self._db.execute("DELETE FROM touched WHERE at < ?", (touched_before,))
             self._db.execute("DELETE FROM seen WHERE at < ?", (now - SEEN_SECONDS,))
             self._db.execute("DELETE FROM revoked WHERE at < ?", (now - SEEN_SECONDS,))
+            self._db.execute("DELETE FROM edited WHERE at < ?", (now - SEEN_SECONDS,))
             self._db.execute("DELETE FROM dead WHERE at < ?", (now - DEAD_SECONDS,))
 
     def meta(self, key: str) -> Any:
