@@ -4,9 +4,10 @@ As benchmarks/webhooks.py (whose pieces it reuses): a local Meilisearch, a Wawp 
 (own process) holding N chats, a reindex, and `explorer listen` (own process, HMAC
 signatures on) with messages on (``EXPLORER_MESSAGES=1``). The sandbox's webhook sender
 POSTs ``message.any`` events at a fixed rate, each a new message with a body, in chats the
-index holds, a share of them in groups with a participant. A poller asks Meilisearch every 50 ms which of those messages the messages
-index shows (the documents a search sees); an event's latency is from the moment it was
-due to be sent to the first poll that saw it (the poll interval adds up to 50 ms).
+index holds, a share of them in groups with a participant. A poller asks Meilisearch every
+50 ms which of those messages the messages index shows (the documents a search sees); an
+event's latency is from the moment it was due to be sent to the first poll that saw it
+(the poll interval adds up to 50 ms).
 
 Prints, per rate: events, achieved send rate, lost (never visible), p50/p95/p99, listen's
 and Meilisearch's CPU per event, and the load average. Asserts nothing.
