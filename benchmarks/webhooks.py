@@ -50,10 +50,12 @@ class Visibility:
     """Polls Meilisearch for chats whose activity reached ``floor``; records when each
     was first seen."""
 
-    def __init__(self, meili: MeiliServer, floor: int) -> None:
-        self.url = f"{meili.url}/indexes/{INDEX}/documents/fetch"
+    def __init__(self, meili: MeiliServer, floor: int, index: str = INDEX,
+                 field: str = "last_activity") -> None:  # fmt: skip
+        self.url = f"{meili.url}/indexes/{index}/documents/fetch"
         self.headers = {"Authorization": f"Bearer {meili.master_key}"}
         self.floor = floor
+        self.field = field
         self.seen: dict[str, float] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -66,7 +68,7 @@ class Visibility:
                 offset = 0
                 try:
                     while True:
-                        body = {"filter": f"last_activity >= {self.floor}", "fields": ["id"],
+                        body = {"filter": f"{self.field} >= {self.floor}", "fields": ["id"],
                                 "limit": 10_000, "offset": offset}  # fmt: skip
                         page = client.post(self.url, json=body, headers=self.headers).json()
                         for doc in page.get("results", []):

@@ -726,6 +726,46 @@ def dead_letters_cmd(
         ctx.exit(4)
 
 
+@cli.command("forget")
+@click.argument("person", required=False, metavar="PHONE|JID")
+@click.option("--instance", "instance_id", help="Only in this instance [default: every one].")
+@click.option("--undo", is_flag=True, help="Index them again from the next sync or reindex.")
+@click.option("--list", "list_", is_flag=True, help="Show who is forgotten (hashes only).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.pass_context
+def forget_cmd(
+    ctx: click.Context,
+    person: str | None,
+    instance_id: str | None,
+    undo: bool,
+    list_: bool,
+    as_json: bool,
+) -> None:
+    """Erase a person: their chats and messages, now and from then on (docs/messages.md).
+
+    Removes their chat documents and messages from the live indexes and any build in
+    progress, and records them (a keyed hash, never the number) so that reindex, sync and
+    listen never index them again, until --undo. A phone number in any format, with its
+    country code, or a JID (a LID too).
+    """
+    from explorer.jobs.forget import forget, list_forgotten, undo_forget
+
+    if list_ and (person or undo):
+        raise click.UsageError("--list takes no PHONE|JID and no --undo")
+    if not list_ and not person:
+        raise click.UsageError("give a PHONE|JID, or --list")
+    cfg = get_config(ctx)
+    if list_:
+        report = list_forgotten(cfg)
+    elif undo:
+        assert person is not None
+        report = undo_forget(cfg, person, instance_id)
+    else:
+        assert person is not None
+        report = forget(cfg, person, instance_id)
+    click.echo(json.dumps(report.to_json()) if as_json else report.summary())
+
+
 @keys_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 @click.pass_context

@@ -146,7 +146,7 @@ def world(
     made: list[World] = []
 
     def make(*, meili_server: MeiliServer | None = None, reindexed: bool = True,
-             **sandbox: Any) -> World:  # fmt: skip
+             env: dict[str, str] | None = None, **sandbox: Any) -> World:  # fmt: skip
         server = meili_server or meili
         port = free_port()
         sandbox.setdefault("chats", 200)
@@ -156,8 +156,10 @@ def world(
         )  # fmt: skip
         path = tmp_path / "explorer.toml"
         path.write_text("[wawp]\nwarmup_seconds = 0\npage_size = 50\n")
+        extra = env or {}
         env = explorer_env(sb, token, server.url, server.master_key, index_name,
-                           EXPLORER_CONFIG=str(path), EXPLORER_WEBHOOK_HMAC_KEY=KEY)  # fmt: skip
+                           EXPLORER_CONFIG=str(path), EXPLORER_WEBHOOK_HMAC_KEY=KEY,
+                           **extra)  # fmt: skip
         cfg = load_config(path, env=env)
         w = World(sb, cfg, env, server, index_name, port)
         made.append(w)

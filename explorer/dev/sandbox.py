@@ -546,6 +546,7 @@ class Sandbox:
         from explorer.dev.webhooks import sender_for
 
         self.webhooks = sender_for(self.options)  # POSTs the events mutations imply
+        self.chatter: Any = None  # message events on their own (--webhook-messages)
 
     def store(self, instance_id: str = DEFAULT_INSTANCE) -> ChatStore:
         return self.stores[instance_id]
@@ -564,6 +565,11 @@ class Sandbox:
         self._server = server
         for store in self.stores.values():
             store.restart_session(self.clock())
+        if self.webhooks is not None and self.options.webhook_messages:
+            from explorer.dev.webhooks import Chatter
+
+            self.chatter = Chatter(self.webhooks, self.stores, self.options.webhook_messages,
+                                   self.options.fault_seed).start()  # fmt: skip
         return server
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> Sandbox:
@@ -575,6 +581,8 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        if self.chatter is not None:
+            self.chatter.close()
         if self.webhooks is not None:
             self.webhooks.close()
         if self._server is not None:

@@ -147,6 +147,10 @@ class SandboxOptions:
     webhook_retry_seconds: float = option(
         2.0, "Constant delay between a webhook's attempts, as WAHA's default.", low=0
     )
+    webhook_messages: float = option(
+        0.0, "Message events a second sent on their own (new both ways, groups, media, LID "
+        "senders, edits, revocations; needs --webhook-url).", low=0,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for f in fields(self):

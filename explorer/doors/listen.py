@@ -8,6 +8,14 @@ events of each leave the journal only once Meilisearch has applied it. Meilisear
 the queue grows (bounded: past it, 503 so the sender retries) and drains when it is back.
 A crash replays what was queued.
 
+With messages on (``messages.enabled``), the same write carries what the events ask of
+the messages index (:func:`explorer.records.messages.messages_index`): ``message.any``
+adds the message, ``message.edited`` gives it its new body unless a newer edit is there,
+``message.revoked`` removes it (and a tombstone in the journal keeps a late copy or edit
+from bringing it back). Nothing older than the retention window is written, and nobody
+`explorer forget` recorded (:mod:`explorer.jobs.forget`, read again when it changes).
+Message text stays in the journal only until its event is applied.
+
 Polling stays the safety net: there is no event for a contact renamed or a chat deleted,
 and events can be missed while a session is down, so `session.status` back to WORKING
 starts a catch-up sync of that instance, and the nightly reindex remains the source of
@@ -39,6 +47,7 @@ from starlette.routing import Route
 from explorer.config import Config, Instance
 from explorer.doors.metrics import new_registry, routes
 from explorer.errors import ConfigError, ExplorerError, MeiliError, MeiliRefused, MeiliTaskFailed
+from explorer.jobs.forget import Watch as ForgottenWatch
 from explorer.jobs.journal import Journal, Queued, journal_path
 from explorer.jobs.reindex import last_report
 from explorer.jobs.state import read_json, state_dir
@@ -50,6 +59,7 @@ from explorer.records.events import (
     BadEvent,
     Event,
     LabelChange,
+    MessageOp,
     Update,
     check_fresh,
     envelope_of,
@@ -58,8 +68,14 @@ from explorer.records.events import (
     read_event,
     slim,
 )
-from explorer.records.filters import instance_id_is, label_id_is
+from explorer.records.filters import instance_id_is, label_id_is, quote
 from explorer.records.labels import Label, label_fields, labels_of_document, sort_labels
+from explorer.records.messages import (
+    MESSAGE_INDEX_SETTINGS,
+    message_doc_id,
+    messages_index,
+    to_message_document,
+)
 from explorer.secrets import redact
 
 log = logging.getLogger("explorer.doors.listen")
@@ -73,7 +89,7 @@ MARGIN = 300  # as sync: a build's crawl may miss what happened shortly before i
 POLL = 0.025  # seconds between looks at a write Meilisearch is applying
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _FIELDS = ["id", "last_activity", "name", "archived", "unread_count", "crawled_at", "engine_shape",
-           "label_details"]  # fmt: skip
+           "label_details", "display_name"]  # fmt: skip
 LABEL_LOOKUP_EVERY = 60.0  # seconds between two reads of one instance's /v2/labels
 
 
@@ -120,6 +136,18 @@ class ListenMetrics:
         )
         self.writes = Counter(
             "explorer_webhook_index_writes", "Partial-update batches written.", registry=r
+        )
+        self.messages = Counter(
+            "explorer_webhook_messages_written",
+            "Message documents written (new or edited) and removed (revoked).",
+            ["change"],
+            registry=r,
+        )
+        self.messages_skipped = Counter(
+            "explorer_webhook_messages_skipped",
+            "Messages not written, by reason (malformed, expired, stale, revoked, forgotten).",
+            ["reason"],
+            registry=r,
         )
         self.catch_ups = Counter(
             "explorer_webhook_catch_up_syncs", "Catch-up syncs started.", registry=r
@@ -379,6 +407,10 @@ class _Flight:
     tasks: list[int] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # doc id: why Meilisearch refused it
     moves: list[tuple[str, str, str]] = field(default_factory=list)  # LIDs it moves
+    messages: list[str] = field(default_factory=list)  # message documents it writes
+    revoked: list[str] = field(default_factory=list)  # ... and removes
+    edited: list[str] = field(default_factory=list)  # ... and edits
+    skipped: dict[str, int] = field(default_factory=dict)  # messages not written, by reason
 
 
 class Listener:
@@ -399,6 +431,13 @@ class Listener:
         self.last_dead: dict[str, Any] | None = None
         self.labels = {inst.id: inst.label for inst in cfg.wawp.instances}
         self.store = IndexStore(cfg.meilisearch, timeout=120)
+        self.messages_on = cfg.messages.enabled
+        self.messages_uid = messages_index(cfg.meilisearch.index)
+        self.forgotten = ForgottenWatch(cfg, every=0.0)  # one stat() per look: no lag
+        # Message documents in writes not applied yet (None: being removed).
+        self._msg_overlay: dict[str, tuple[_Flight, dict[str, Any] | None]] = {}
+        self._texts = False  # message text applied since the journal's last checkpoint
+        self._names: dict[str, Any] = {}  # display names of the chats of the last write
         self.stop = threading.Event()
         self.meili_ok = True
         self._syncing: set[str] = set()
@@ -424,6 +463,8 @@ class Listener:
         # The official client is imported on first use (a third of a second of CPU):
         # now, rather than on the first event's path.
         self.store.client  # noqa: B018
+        if self.messages_on:
+            ensure_messages_index(self.store, self.messages_uid)
         self._applier.start()
         return self
 
@@ -484,12 +525,12 @@ class Listener:
                 return self._refuse(404, "unknown_session", detail, request)
             eid = event_id(envelope, body)
             # Refuse now what could never be applied (the ids, as the crawl checks them).
-            read_event(envelope, instance, eid, self.resolve.cached)
+            read_event(envelope, instance, eid, self.resolve.cached, messages=self.messages_on)
         except orjson.JSONDecodeError as exc:
             return self._refuse(400, "malformed", f"malformed JSON: {exc}", request)
         except BadEvent as exc:
             return self._refuse(400, exc.reason, str(exc), request)
-        outcome = await self.journal.append(eid, instance, slim(envelope, eid))
+        outcome = await self.journal.append(eid, instance, slim(envelope, eid, self.messages_on))
         if outcome == "full":
             self.metrics.rejected.labels("queue_full").inc()
             log.warning("webhook refused (503): the queue holds %d events", self.journal.depth)
@@ -545,6 +586,7 @@ class Listener:
             self._moves.extend(flight.moves)
         self._flights.clear()
         self._overlay.clear()
+        self._msg_overlay.clear()
         self._taken = 0
 
     def _learnt(self, instance_id: str, label_id: str) -> None:
@@ -619,6 +661,7 @@ class Listener:
                                                      else int(time.time())])  # fmt: skip
             log.debug("a LID of %s resolved: its chat moves to the number", instance_id)
             flight = self._launch([], {carried.doc_id: carried, gone.doc_id: gone})
+            flight.tasks += self._move_messages(instance_id, lid_jid, phone_jid)
             flight.moves.append(move)
             self._flights.append(flight)
         self._moves.extend(later)
@@ -651,12 +694,14 @@ class Listener:
             try:
                 envelope = envelope_of(orjson.loads(item.body))
                 event = read_event(envelope, item.instance_id, event_id(envelope, item.body),
-                                   self.resolve)  # fmt: skip
+                                   self.resolve, messages=self.messages_on)  # fmt: skip
             except (orjson.JSONDecodeError, BadEvent) as exc:
                 events.append((item, f"unreadable: {exc}"))
                 continue
             events.append((item, event))
         self._known_under_number([e for _, e in events if not isinstance(e, str)])
+        ops: list[MessageOp] = []
+        skipped: dict[str, int] = {}
         for item, read in events:
             if isinstance(read, str):
                 continue
@@ -670,6 +715,10 @@ class Listener:
                             updates[doc].merge(update)
                         else:
                             updates[doc] = update
+            self._drop_forgotten(read, skipped)
+            ops += read.messages
+            if read.message_skipped is not None:
+                skipped["malformed"] = skipped.get("malformed", 0) + 1
             for update in read.updates:
                 known = updates.get(update.doc_id)
                 if known is None:
@@ -678,14 +727,44 @@ class Listener:
                     known.merge(update)
             if read.catch_up:
                 self._catch_up(item.instance_id)
-        return self._launch(events, updates)
+        flight = self._launch(events, updates)
+        flight.skipped = skipped
+        if ops:
+            flight.tasks += self._write_messages(ops, flight)
+        return flight
+
+    def _is_forgotten(self, u: Update | None) -> bool:
+        record = self.forgotten.current()
+        if u is None or not record:
+            return False
+        return record.is_forgotten(u.instance_id, u.jid) or (
+            u.lid is not None and record.is_forgotten(u.instance_id, f"{u.lid}@lid")
+        )
+
+    def _drop_forgotten(self, event: Event, skipped: dict[str, int]) -> None:
+        """Nothing of a person `explorer forget` recorded: not their chat, not what they
+        said (a revocation still removes)."""
+        record = self.forgotten.current()
+        if not record:
+            return
+        event.updates = [u for u in event.updates if not self._is_forgotten(u)]
+        kept = []
+        for op in event.messages:
+            sender = op.message.sender if op.message is not None else None
+            if op.kind != "revoke" and (
+                self._is_forgotten(op.chat) or record.is_forgotten(op.instance_id, sender)
+            ):
+                skipped["forgotten"] = skipped.get("forgotten", 0) + 1
+                continue
+            kept.append(op)
+        event.messages = kept
 
     def _known_under_number(self, events: list[Event]) -> None:
         """A LID the lookup cache does not hold (after a restart, say) may already be
         in the index: on the number's document, which carries it in ``lid`` (the crawl
         merged them, from the LID map or NOWEB's ``pnJid``). Write there, not to a new
         "hidden number" chat; one multi-search for the batch, and the cache learns it."""
-        unresolved = {(u.instance_id, u.lid): u for e in events for u in e.updates
+        unresolved = {(u.instance_id, u.lid): u for e in events for u in _chats(e)
                       if u.lid and u.jid.endswith("@lid")}  # fmt: skip
         if not unresolved:
             return
@@ -701,7 +780,7 @@ class Listener:
                     numbers[(inst, lid)] = hit["jid"]
                     self.resolve.remember(inst, f"{lid}@lid", hit["jid"])
         for e in events:
-            for u in e.updates:
+            for u in _chats(e):
                 if u.lid and u.jid.endswith("@lid") and (u.instance_id, u.lid) in numbers:
                     u.jid = numbers[(u.instance_id, u.lid)]
 
@@ -726,6 +805,129 @@ class Listener:
                         len(updates), exc)  # fmt: skip
             flight.refused = self._isolate(list(updates.values()))
         return flight
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _write_messages(self, ops: list[MessageOp], flight: _Flight) -> list[int]:
+        """One write of the messages these events add, edit and revoke, in their order:
+        a revoked message stays gone, an edit older than the one the index holds changes
+        nothing, nor does a copy of the original arriving after an edit, and nothing older
+        than the retention window is written. The tasks to wait for."""
+        uid = self.messages_uid
+        floor = time.time() - self.cfg.messages.retention_days * 86_400
+        ids = {message_doc_id(op.instance_id, t): op.instance_id for op in ops for t in op.targets}
+        # Only an edit needs the document it edits; a new message is checked against the
+        # journal's marks (revoked, edited), which saves a request per write.
+        wanted = [message_doc_id(op.instance_id, t) for op in ops if op.kind == "edit"
+                  for t in op.targets]  # fmt: skip
+        fresh = [i for i in wanted if i not in self._msg_overlay]
+        have: dict[str, dict[str, Any] | None] = {}
+        if fresh:
+            have = {d["id"]: d for d in self.store.fetch_ids(uid, fresh)}
+        gone = self.journal.marked(list(ids), "revoked")
+        was_edited = self.journal.marked(list(ids), "edited")
+        for i in ids:
+            if i in self._msg_overlay:
+                have[i] = self._msg_overlay[i][1]
+                if have[i] is None:
+                    gone.add(i)
+        chats = {op.chat.doc_id: op.chat for op in ops if op.chat is not None}
+        missing = [d for d in chats if d not in self._names]
+        names = dict(self._names)
+        if missing:
+            names.update({d["id"]: d.get("display_name") for d in self.store.fetch_ids(
+                self.cfg.meilisearch.index, missing, ["id", "display_name"])})  # fmt: skip
+        pending: dict[str, dict[str, Any] | None] = {}
+        skipped = flight.skipped
+
+        def skip(reason: str) -> None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+
+        def made(op: MessageOp) -> dict[str, Any]:
+            assert op.message is not None and op.chat is not None
+            msg = replace(op.message, jid=op.chat.jid)
+            name = names.get(op.chat.doc_id) or op.chat.name or op.chat.hint_name
+            doc = to_message_document(msg, chat_name=name, sender_name=op.sender_name)
+            if op.kind == "edit":
+                doc["edited_at"] = op.at
+            return doc
+
+        for op in ops:
+            targets = [message_doc_id(op.instance_id, t) for t in op.targets]
+            if op.kind == "revoke":
+                for i in targets:
+                    pending[i] = None
+                    gone.add(i)
+                continue
+            if any(i in gone for i in targets):
+                skip("revoked")
+                continue
+            known = [i for i in targets if pending.get(i) or have.get(i)]
+            key = known[0] if known else targets[0]
+            base = pending.get(key) or have.get(key)
+            assert op.message is not None
+            if op.kind == "new":
+                if key in was_edited or (base is not None and base.get("edited_at")):
+                    skip("stale")  # the original, after its edit: the edit is newer truth
+                    continue
+                if op.message.timestamp < floor:
+                    skip("expired")
+                    continue
+                pending[key] = made(op)
+                continue
+            if base is None:  # an edit of a message never indexed: indexed as edited
+                if op.message.timestamp < floor:
+                    skip("expired")
+                    continue
+                pending[key] = made(op)
+            elif int(base.get("edited_at") or 0) > op.at:
+                skip("stale")
+            elif int(base.get("timestamp") or 0) < floor:
+                skip("expired")
+            else:
+                edited = made(op)
+                pending[key] = {**base, "body": edited["body"],
+                                "body_truncated": edited["body_truncated"],
+                                "edited_at": op.at}  # fmt: skip
+        docs = [d for d in pending.values() if d is not None]
+        removed = [i for i, d in pending.items() if d is None]
+        tasks = []
+        if docs:
+            tasks.append(self.store.add(uid, docs))
+        if removed:
+            tasks.append(self.store.delete_ids(uid, removed))
+        for i, d in pending.items():
+            self._msg_overlay[i] = (flight, d)
+        flight.messages, flight.revoked = [d["id"] for d in docs], removed
+        flight.edited = [i for i, d in pending.items() if d is not None and d.get("edited_at")]
+        log.debug("wrote %d messages, removed %d", len(docs), len(removed))
+        return tasks
+
+    def _settle_messages(self, flight: _Flight) -> None:
+        """Count a write's messages once it is applied, and let go of its overlay."""
+        if flight.messages:
+            self.metrics.messages.labels("written").inc(len(flight.messages))
+            self._texts = True
+        if flight.revoked:
+            self.metrics.messages.labels("removed").inc(len(flight.revoked))
+        for reason, n in flight.skipped.items():
+            self.metrics.messages_skipped.labels(reason).inc(n)
+        if any(isinstance(r, Event) and r.messages for _, r in flight.events):
+            self._texts = True
+        for i in (*flight.messages, *flight.revoked):
+            if self._msg_overlay.get(i, (None,))[0] is flight:
+                del self._msg_overlay[i]
+
+    def _move_messages(self, instance_id: str, lid_jid: str, phone_jid: str) -> list[int]:
+        """Messages written under a LID before Wawp named the number: to the number's chat."""
+        if not self.messages_on:
+            return []
+        where = f"{instance_id_is(instance_id)} AND jid = {quote(lid_jid)}"
+        docs = list(self.store.fetch(self.messages_uid, where, None))
+        if not docs:
+            return []
+        moved = [{**d, "jid": phone_jid} for d in docs]
+        return [self.store.add(self.messages_uid, moved)]
 
     def _isolate(self, updates: list[Update]) -> dict[str, str]:
         """Write each chat alone, waiting for each; the chats Meilisearch refuses, with why.
@@ -780,7 +982,7 @@ class Listener:
                 dead[item.seq] = f"{read.kind} {read.id}: {refused[0]}"
                 continue
             kind = metric_kind(read.kind)
-            if read.kind in APPLIED:
+            if read.kind in APPLIED or read.messages:
                 self.metrics.applied.labels(kind).inc()
             else:
                 self.metrics.ignored.labels(kind).inc()
@@ -788,7 +990,9 @@ class Listener:
             last = {"id": read.id, "event": read.kind, "session": read.session,
                     "instance_id": item.instance_id, "applied_at": now}  # fmt: skip
         touched = [(doc, data) for doc, data in flight.touched if doc not in flight.refused]
-        self.journal.done([q.seq for q, _ in flight.events], touched, last, dead)
+        self.journal.done([q.seq for q, _ in flight.events], touched, last, dead, flight.revoked,
+                          flight.edited)  # fmt: skip
+        self._settle_messages(flight)
         for seq, reason in dead.items():
             why = "unreadable" if reason.startswith("unreadable") else "refused by Meilisearch"
             log.error("webhook event set aside as dead letter %d (%s): `explorer dead-letters` "
@@ -817,10 +1021,15 @@ class Listener:
             return [], {}
         live = self.cfg.meilisearch.index
         current = self._current([u.doc_id for u in updates])
+        # The chats' names, for the messages of the same write (no second request).
+        self._names = {u.doc_id: (current.get(u.doc_id) or {}).get("display_name")
+                       for u in updates}  # fmt: skip
         docs: list[dict[str, Any]] = []
         gone: list[str] = []
         refused: dict[str, str] = {}
         for update in updates:
+            if self._is_forgotten(update):  # recorded since its events were read
+                continue
             have = current.get(update.doc_id)
             if have is None and update.labels_only:
                 if update.labels:  # a label on a chat the index does not hold: counted
@@ -986,6 +1195,8 @@ class Listener:
         now = time.monotonic()
         if now - self._swap_checked >= 1.0:
             self._swap_checked = now
+            if self._texts and self.journal.checkpoint():
+                self._texts = False  # applied text is now in neither journal file
             moved = self.journal.requeue_asked()
             if moved:
                 log.info("%d dead letter(s) queued again, as asked", moved)
@@ -1012,6 +1223,19 @@ class Listener:
             if building.get("crawled_at"):
                 cutoff = min(cutoff, float(building["crawled_at"]) - MARGIN)
             self.journal.prune(cutoff)
+
+
+def _chats(event: Event) -> list[Update]:
+    """The chats an event names: its updates, and those its messages belong to."""
+    return [*event.updates, *(op.chat for op in event.messages if op.chat is not None)]
+
+
+def ensure_messages_index(store: IndexStore, uid: str) -> None:
+    """The messages index, made with its settings from code if it is not there yet.
+    (Local to listen until the store has one helper for it, as the crawl will use.)"""
+    if not store.exists(uid):
+        store.create(uid)
+        store.apply_settings(uid, MESSAGE_INDEX_SETTINGS)
 
 
 def _after(at: int, have: dict[str, Any], *also: str) -> bool:

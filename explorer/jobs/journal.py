@@ -11,10 +11,17 @@ One SQLite file in the state directory (``webhooks-<index>.sqlite3``), in WAL mo
 - ``dead``: events Meilisearch refused (or that could not be read back), with the reason,
   set aside so that they stop nothing else; ``explorer dead-letters`` lists them and asks
   for a retry (``retry`` set: the listener moves them back to the inbox);
-- ``meta``: the last event applied and the last swap handled (``explorer stats``).
+- ``meta``: the last event applied and the last swap handled (``explorer stats``);
+- ``revoked``: messages revoked (their document ids, a hash: no text), so that an edit or
+  a copy of the message arriving late does not bring one back; ``edited``: messages
+  edited, so that a late copy of the original does not undo the edit without asking
+  Meilisearch (both kept :data:`SEEN_SECONDS`).
 
-Only the slimmed envelope is kept (:func:`explorer.records.events.slim`: no message text), the
-file is readable by its owner alone, and deleted rows are overwritten (``secure_delete``).
+Only the slimmed envelope is kept (:func:`explorer.records.events.slim`). With messages
+indexed it holds a message's text until the event is applied: the row is then deleted and
+overwritten (``secure_delete``), the WAL emptied within a second (:meth:`Journal.checkpoint`),
+and a dead letter keeps the envelope without its text. The file is readable by its owner
+alone.
 
 Appends from the HTTP handlers go through one writer thread that commits whatever has
 gathered in one transaction (group commit): one disk flush serves many events.
@@ -37,7 +44,7 @@ from typing import Any, Literal
 from explorer.config import Config
 from explorer.errors import ExplorerError
 from explorer.jobs.state import state_dir
-from explorer.records.events import MAX_AGE
+from explorer.records.events import MAX_AGE, without_text
 
 DEAD_SECONDS = 30 * 86_400  # dead letters kept for a person to look at, then forgotten
 SEEN_SECONDS = 2 * MAX_AGE  # twice the oldest event accepted: a replay is a duplicate
@@ -66,6 +73,8 @@ CREATE TABLE IF NOT EXISTS dead (
     at REAL NOT NULL,
     retry INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS revoked (doc_id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS edited (doc_id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -226,18 +235,34 @@ class Journal:
         touched: Iterable[tuple[str, str]],
         last: dict[str, Any] | None,
         dead: dict[int, str] | None = None,
+        revoked: Iterable[str] = (),
+        edited: Iterable[str] = (),
     ) -> None:
         """Drop applied events and record what was written, in one transaction; the
-        events of ``dead`` (seq: reason) move to the dead letters instead."""
+        events of ``dead`` (seq: reason) move to the dead letters instead, without their
+        message text; ``revoked``: message document ids revoked."""
         now = time.time()
         dead = dead or {}
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                for seq, reason in dead.items():
+                    row = self._db.execute(
+                        "SELECT instance_id, received, body FROM inbox WHERE seq = ?", (seq,)
+                    ).fetchone()
+                    if row is not None:
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO dead (seq, instance_id, received, body, "
+                            "reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (seq, row[0], row[1], without_text(row[2]), reason[:500], now),
+                        )
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO dead (seq, instance_id, received, body, reason, at) "
-                    "SELECT seq, instance_id, received, body, ?, ? FROM inbox WHERE seq = ?",
-                    [(reason[:500], now, seq) for seq, reason in dead.items()],
+                    "INSERT OR REPLACE INTO revoked (doc_id, at) VALUES (?, ?)",
+                    [(doc, now) for doc in revoked],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO edited (doc_id, at) VALUES (?, ?)",
+                    [(doc, now) for doc in edited],
                 )
                 self._db.executemany("DELETE FROM inbox WHERE seq = ?", [(s,) for s in seqs])
                 self._db.executemany(
@@ -307,6 +332,32 @@ class Journal:
                 )
         return found
 
+    def marked(self, doc_ids: list[str], table: Literal["revoked", "edited"]) -> set[str]:
+        """Those of these message documents that were revoked (or edited)."""
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(doc_ids), 500):
+                chunk = doc_ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT doc_id FROM {table} WHERE doc_id IN ({marks})", chunk
+                ).fetchall()
+                found.update(r[0] for r in rows)
+        return found
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and empty it, so that a message's text applied
+        and deleted is left in neither file; False when a reader held it back (the next
+        call tries again)."""
+        with self._lock:
+            busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return not busy
+
+    def forget_chats(self, doc_ids: list[str]) -> None:
+        """What listen last wrote for these chats (``explorer forget``)."""
+        with self._lock:
+            self._db.executemany("DELETE FROM touched WHERE doc_id = ?", [(d,) for d in doc_ids])
+
     def touched_since(self, since: float) -> list[str]:
         with self._lock:
             rows = self._db.execute(
@@ -319,6 +370,8 @@ class Journal:
         with self._lock:
             self._db.execute("DELETE FROM touched WHERE at < ?", (touched_before,))
             self._db.execute("DELETE FROM seen WHERE at < ?", (now - SEEN_SECONDS,))
+            self._db.execute("DELETE FROM revoked WHERE at < ?", (now - SEEN_SECONDS,))
+            self._db.execute("DELETE FROM edited WHERE at < ?", (now - SEEN_SECONDS,))
             self._db.execute("DELETE FROM dead WHERE at < ?", (now - DEAD_SECONDS,))
 
     def meta(self, key: str) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 from explorer.config import Config, Instance
 from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
+from explorer.jobs.forget import removed_from_build, skipping_forgotten
 from explorer.jobs.messages import BackfillReport, backfill
 from explorer.jobs.state import index_lock, read_json, state_dir, write_json
 from explorer.meili.client import TERMINAL, IndexStore, dumps, search_body
@@ -307,6 +308,7 @@ def _crawl_instance(
     that covers them and the LID counts as of that checkpoint. The LID map is read
     alongside the crawl (:class:`People`)."""
     people = people or People(inst.id)
+    on_page = skipping_forgotten(cfg, on_page)  # `explorer forget`: never indexed again
     with open_client(cfg, inst, pace=pace) as client:
         people.start(client, cfg.wawp.concurrency)
         try:
@@ -608,7 +610,10 @@ def _wait_for_build(run: _Run) -> None:
     log.info("build %s: waiting for %d Meilisearch tasks", build, len(tasks))
     run.store.wait(tasks)
     run.report.wait_seconds = time.monotonic() - started
-    expected = sum(run.state.data["handed"].values())
+    # Less what `explorer forget` removed from it meanwhile.
+    expected = sum(run.state.data["handed"].values()) - removed_from_build(
+        run.cfg, run.store, build, float(run.state.data.get("crawled_at") or 0)
+    )
     run.report.new_count = run.store.count(build)
     run.report.labelled_chats = labelled_in(run.store, build)
     if run.report.new_count != expected:

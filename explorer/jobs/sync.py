@@ -29,6 +29,7 @@ from typing import Any
 
 from explorer.config import Config, Instance
 from explorer.errors import WawpError, WawpProtocolError
+from explorer.jobs.forget import without_forgotten
 from explorer.jobs.messages import BackfillReport, backfill
 from explorer.jobs.reindex import Progress, last_report
 from explorer.jobs.state import index_lock, read_json, state_dir, write_json
@@ -245,6 +246,7 @@ def _sync_instance(
                 chats = people.take(news.take(items, inst.id, result))
                 if chats:
                     docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
+                    docs = without_forgotten(cfg, docs)  # `explorer forget`
                     tasks.append(store.update(cfg.meilisearch.index, docs))
                     upserted += docs
                     result.upserted += len(docs)
@@ -252,7 +254,8 @@ def _sync_instance(
         result.requests = client.requests_made
     moved = people.learnt()
     if moved:
-        docs = [to_document(c, label=inst.label, crawled_at=now) for c in moved]
+        docs = without_forgotten(cfg, [to_document(c, label=inst.label, crawled_at=now)
+                                       for c in moved])  # fmt: skip
         tasks.append(store.update(cfg.meilisearch.index, docs))
         upserted += docs
         result.moved = len(moved)

@@ -10,19 +10,23 @@ Envelope (docs/webhooks.md): ``{id, timestamp (ms), event, session, engine, me, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 
 from explorer.records.chats import MalformedChat, clean_name, normalize_jid, to_timestamp
 from explorer.records.documents import MAX_DOC_ID, doc_id
 from explorer.records.labels import Label, label_id_of, parse_label
+from explorer.records.messages import MAX_BODY, MalformedMessage, Message, parse_message
 
 LABEL_EVENTS: Final = ("label.upsert", "label.deleted", "label.chat.added", "label.chat.deleted")
 APPLIED: Final = ("message.any", "group.v2.join", "group.v2.leave", "group.v2.update",
                   "chat.archive", *LABEL_EVENTS)  # fmt: skip
+EDITED: Final = "message.edited"
+REVOKED: Final = "message.revoked"
 SESSION_STATUS: Final = "session.status"
 ENGINES: Final = {"WEBJS": "webjs", "NOWEB": "noweb", "GOWS": "gows"}
 # Every event WAHA documents: what /metrics labels an event by. Anything else a sender
@@ -79,15 +83,26 @@ def check_fresh(envelope: dict[str, Any], now: float) -> None:
 
 
 # What :func:`read_event` reads of an envelope: the journal keeps these and nothing else,
-# so no message text is written to disk (a message's body, media, quoted replies).
+# so no message text is written to disk (a message's body, media, quoted replies), unless
+# messages are indexed (``messages.enabled``): then the text stays in the journal until
+# the event is applied, and no longer (:func:`without_text`, the journal's secure delete).
 _ENVELOPE_KEYS: Final = ("id", "timestamp", "event", "session", "engine")
 _PAYLOAD_KEYS: Final = ("id", "timestamp", "from", "to", "fromMe", "pushName", "archived",
                         "status", "labelId", "chatId", "name", "colorHex")  # fmt: skip
+# Kept besides, with messages on: what a message document is made of, never media content.
+_MESSAGE_KEYS: Final = ("hasMedia", "type", "participant", "author", "editedMessageId",
+                        "revokedMessageId")  # fmt: skip
+_NESTED_KEYS: Final = ("id", "timestamp", "from", "to", "fromMe", "participant", "author")
+# Characters of a body the journal keeps: enough for the cap (records.messages.MAX_BODY)
+# and to know it was cut, not the megabyte a sender may post.
+_BODY_KEPT: Final = 4 * MAX_BODY
 
 
-def slim(envelope: dict[str, Any], eid: str) -> bytes:
+def slim(envelope: dict[str, Any], eid: str, messages: bool = False) -> bytes:
     """The envelope as the journal keeps it: only what :func:`read_event` needs, and the
-    event's id (:func:`event_id`, a digest of the whole body for a sender that sends none)."""
+    event's id (:func:`event_id`, a digest of the whole body for a sender that sends none).
+    With ``messages``, a message's body (cut to :data:`_BODY_KEPT` characters) and the
+    fields its document needs; without, no text at all."""
     out: dict[str, Any] = {k: envelope[k] for k in _ENVELOPE_KEYS if k in envelope}
     out["id"] = eid
     payload = envelope.get("payload")
@@ -104,8 +119,37 @@ def slim(envelope: dict[str, Any], eid: str) -> bytes:
         label = payload.get("label")
         if isinstance(label, dict):
             kept["label"] = {k: label[k] for k in ("id", "name", "colorHex") if k in label}
+        if messages and envelope.get("event") in (*APPLIED[:1], EDITED, REVOKED):
+            kept.update({k: payload[k] for k in _MESSAGE_KEYS if k in payload})
+            body = payload.get("body")
+            if isinstance(body, str):
+                kept["body"] = body[:_BODY_KEPT]
+            media = payload.get("media")
+            if isinstance(media, dict) and isinstance(media.get("mimetype"), str):
+                kept["media"] = {"mimetype": media["mimetype"][:100]}
+            for key in ("before", "after"):
+                nested = payload.get(key)
+                if isinstance(nested, dict):
+                    kept[key] = {k: nested[k] for k in _NESTED_KEYS if k in nested}
         out["payload"] = kept
     return orjson.dumps(out)
+
+
+TEXT_DROPPED: Final = "explorerTextDropped"
+
+
+def without_text(body: bytes) -> bytes:
+    """A journaled envelope without its message text (what a dead letter keeps)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return b"{}"  # unreadable: nothing in it is worth keeping
+    payload = data.get("payload") if isinstance(data, dict) else None
+    if isinstance(payload, dict) and "body" in payload:
+        del payload["body"]
+        payload[TEXT_DROPPED] = True  # retried, it applies the chat's part alone
+        return orjson.dumps(data)
+    return body
 
 
 @dataclass
@@ -186,6 +230,23 @@ class LabelChange:
 
 
 @dataclass
+class MessageOp:
+    """What an event asks of the messages index: a message to add (``new``), a new body for
+    one (``edit``, dated ``at``), or one to remove (``revoke``). ``targets`` are the ids
+    the original message may have (an edit or revocation names it in engine-dependent
+    ways); ``chat`` is the chat's update, whose ``jid`` is final only once LIDs were
+    resolved, so a document takes its chat from there when it is made."""
+
+    kind: Literal["new", "edit", "revoke"]
+    chat: Update | None
+    message: Message | None = None
+    targets: tuple[str, ...] = ()
+    at: int = 0
+    sender_name: str | None = None
+    instance_id: str = ""
+
+
+@dataclass
 class Event:
     id: str
     kind: str
@@ -193,6 +254,8 @@ class Event:
     updates: list[Update]
     catch_up: bool = False  # session.status back to WORKING: sync this instance
     labels: list[LabelChange] = field(default_factory=list)
+    messages: list[MessageOp] = field(default_factory=list)
+    message_skipped: str | None = None  # why its message could not be read (counted)
 
 
 def event_id(envelope: dict[str, Any], body: bytes) -> str:
@@ -234,9 +297,15 @@ def _chat(value: Any) -> tuple[str, str] | None:
 
 
 def read_event(
-    envelope: dict[str, Any], instance_id: str, eid: str, resolve: LidResolver | None = None
+    envelope: dict[str, Any],
+    instance_id: str,
+    eid: str,
+    resolve: LidResolver | None = None,
+    *,
+    messages: bool = False,
 ) -> Event:
-    """The updates one event implies (none for events the index does not care about).
+    """The updates one event implies (none for events the index does not care about), and
+    with ``messages`` what it asks of the messages index.
 
     A chat named by its LID is the chat of the phone number behind it when ``resolve``
     knows it, as the crawl indexes it (:mod:`explorer.source.lids`), with the LID kept."""
@@ -253,14 +322,17 @@ def read_event(
         when = min(when, sent + MAX_AHEAD)
     event = Event(eid, kind, envelope["session"], [])
 
-    def update(jid: str, **fields: Any) -> None:
+    def chat_of(jid: str, **fields: Any) -> Update:
         lid = None
         if jid.endswith("@lid"):
             lid = jid.partition("@")[0]
             jid = resolve(instance_id, jid) or jid
         if len(doc_id(instance_id, jid)) > MAX_DOC_ID:
             raise BadEvent(f"{kind}: the chat id {jid[:40]!r}… is too long to index")
-        event.updates.append(Update(instance_id, jid, engine, lid, **fields))
+        return Update(instance_id, jid, engine, lid, **fields)
+
+    def update(jid: str, **fields: Any) -> None:
+        event.updates.append(chat_of(jid, **fields))
 
     if kind == "message.any":
         mine = payload.get("fromMe") is True
@@ -280,6 +352,13 @@ def read_event(
                     payload.get("pushName") or data.get("pushName")
                 )
         update(jid, **fields)
+        if messages:
+            _read_message(event, payload, event.updates[-1], when)
+    elif kind in (EDITED, REVOKED):
+        if messages:
+            # Edits are ordered by when their events were sent: an edited message may
+            # carry the original's time.
+            _read_change(event, payload, when, sent or when, chat_of, instance_id)
     elif kind in ("group.v2.join", "group.v2.leave", "group.v2.update"):
         group = payload.get("group")
         chat = _chat(group.get("id") if isinstance(group, dict) else None)
@@ -316,3 +395,121 @@ def read_event(
     elif kind == SESSION_STATUS:
         event.catch_up = payload.get("status") == "WORKING"
     return event
+
+
+# -- messages (``messages.enabled``) ------------------------------------------------------
+
+# WAHA's serialized message id: ``<fromMe>_<chat>_<key>`` and, in groups, ``_<participant>``.
+_SERIALIZED: Final = re.compile(r"^(true|false)_([^@]+@[^_]+)_([^_]+)(_.*)?$")
+
+
+def _sender_name(payload: dict[str, Any]) -> str | None:
+    if payload.get("fromMe") is True:
+        return None
+    data = payload.get("_data")
+    data = data if isinstance(data, dict) else {}
+    return clean_name(data.get("notifyName")) or clean_name(
+        payload.get("pushName") or data.get("pushName")
+    )
+
+
+def _read_message(event: Event, payload: dict[str, Any], chat: Update, when: int) -> None:
+    """``message.any``: the message to add, or why it cannot be (counted, and the chat's
+    activity is applied all the same)."""
+    if payload.get(TEXT_DROPPED):
+        event.message_skipped = "a dead letter retried: its text was not kept"
+        return
+    try:
+        message = parse_message(payload, instance_id=chat.instance_id, chat_jid=chat.jid)
+    except MalformedMessage as exc:
+        event.message_skipped = str(exc)
+        return
+    name = _sender_name(payload) if chat.jid.endswith("@g.us") else None
+    op = MessageOp("new", chat, message, (message.message_id,), when, name, chat.instance_id)
+    event.messages.append(op)
+
+
+def _with_key(serialized: Any, key: str) -> str | None:
+    """``serialized`` (a full WAHA id) naming message ``key`` instead."""
+    if not isinstance(serialized, str):
+        return None
+    found = _SERIALIZED.match(serialized)
+    if found is None:
+        return None
+    return f"{found[1]}_{found[2]}_{key}{found[4] or ''}"
+
+
+def _short(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("_serialized") or value.get("id")
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        return None
+    return value.strip()[:256]
+
+
+def targets_of(payload: dict[str, Any], named: Any, nested: tuple[str, ...]) -> tuple[str, ...]:
+    """The ids the message an edit or a revocation is about may have, most likely first.
+
+    WAHA names it in ``editedMessageId`` / ``revokedMessageId``: a full id on some
+    engines, only the key (``A06CA7BB…``) on others, and a revocation may carry the
+    original as ``before``. A key alone becomes a full id by the shape of the event's own
+    message id (same chat, same author), or of ``fromMe``/``from``/``to``."""
+    found: list[str] = []
+    for key in nested:
+        inner = payload.get(key)
+        if key == "before" and isinstance(inner, dict) and (full := _short(inner.get("id"))):
+            found.append(full)
+    short = _short(named)
+    if short is not None:
+        if _SERIALIZED.match(short):
+            found.append(short)
+        else:
+            for source in (payload, *(payload.get(k) for k in nested)):
+                if isinstance(source, dict):
+                    rebuilt = _with_key(_short(source.get("id")), short)
+                    if rebuilt:
+                        found.append(rebuilt)
+            mine = payload.get("fromMe") is True
+            chat = payload.get("to") if mine else payload.get("from")
+            if isinstance(chat, str) and chat:
+                found.append(f"{str(mine).lower()}_{chat}_{short}")
+            found.append(short)
+    elif not nested and (own := _short(payload.get("id"))):
+        found.append(own)  # WEBJS: the edited message itself, under its own id
+    return tuple(dict.fromkeys(found))
+
+
+def _read_change(
+    event: Event,
+    payload: dict[str, Any],
+    when: int,
+    at: int,
+    chat_of: Callable[..., Update],
+    instance_id: str,
+) -> None:
+    """``message.edited`` (the new body) or ``message.revoked`` (gone)."""
+    if event.kind == REVOKED:
+        targets = targets_of(payload, payload.get("revokedMessageId"), ("before", "after"))
+        if not targets:
+            event.message_skipped = "a revocation that names no message"
+            return
+        event.messages.append(MessageOp("revoke", None, None, targets, at, None, instance_id))
+        return
+    if payload.get(TEXT_DROPPED):
+        event.message_skipped = "a dead letter retried: its text was not kept"
+        return
+    targets = targets_of(payload, payload.get("editedMessageId"), ())
+    mine = payload.get("fromMe") is True
+    chat = _chat(payload.get("to") if mine else payload.get("from"))
+    if not targets or chat is None:
+        event.message_skipped = "an edit that names no message or no chat"
+        return
+    update = chat_of(chat[0])
+    raw = {**payload, "id": targets[0], "timestamp": payload.get("timestamp") or when}
+    try:
+        message = parse_message(raw, instance_id=update.instance_id, chat_jid=update.jid)
+    except MalformedMessage as exc:
+        event.message_skipped = str(exc)
+        return
+    name = _sender_name(payload) if update.jid.endswith("@g.us") else None
+    event.messages.append(MessageOp("edit", update, message, targets, at, name, instance_id))

@@ -244,3 +244,8 @@ MESSAGE_INDEX_SETTINGS: Final[dict[str, Any]] = {
     "pagination": {"maxTotalHits": 1000},
     "facetSearch": False,
 }
+
+
+# `explorer forget` removes what a forgotten person sent in groups by its sender: the one
+# filterable field added to the settings above (explorer.jobs.forget).
+MESSAGE_INDEX_SETTINGS["filterableAttributes"][0]["attributePatterns"].append("sender")
