@@ -247,7 +247,8 @@ def _sync_instance(
                 if chats:
                     docs = [to_document(c, label=inst.label, crawled_at=now) for c in chats]
                     docs = without_forgotten(cfg, docs)  # `explorer forget`
-                    tasks.append(store.update(cfg.meilisearch.index, docs))
+                    if docs:  # Meilisearch refuses an empty write
+                        tasks.append(store.update(cfg.meilisearch.index, docs))
                     upserted += docs
                     result.upserted += len(docs)
                     notify("sent", inst.id, len(docs))
@@ -256,7 +257,8 @@ def _sync_instance(
     if moved:
         docs = without_forgotten(cfg, [to_document(c, label=inst.label, crawled_at=now)
                                        for c in moved])  # fmt: skip
-        tasks.append(store.update(cfg.meilisearch.index, docs))
+        if docs:
+            tasks.append(store.update(cfg.meilisearch.index, docs))
         upserted += docs
         result.moved = len(moved)
         notify("sent", inst.id, len(docs))
