@@ -610,7 +610,8 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
 
     cfg = get_config(ctx)
     try:
-        page = AgentPage(cfg.meilisearch, host, port, extra=routes(new_registry(cfg)))
+        page = AgentPage(cfg.meilisearch, host, port, extra=routes(new_registry(cfg)),
+                         messages=cfg.messages.enabled)  # fmt: skip
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(
