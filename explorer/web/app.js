@@ -328,11 +328,13 @@ function card(hit, n) {
 
 // -- messages: text from strangers, always inserted as text nodes ---------------------------
 
+// Who wrote it: "You sent" for the business, the member in a group, "Received" in a
+// one-to-one chat (the chat's name is already beside it).
 function sender(hit, shown) {
-  if (hit.from_me) return document.createTextNode("You");
+  if (hit.from_me) return document.createTextNode("You sent");
   if (shown.sender_name || hit.sender_name) return highlighted(shown.sender_name || hit.sender_name);
   if (hit.sender) return document.createTextNode(hit.sender.endsWith("@c.us") ? `+${hit.sender.split("@")[0]}` : hit.sender);
-  return highlighted(shown.chat_name || hit.chat_name || hit.jid);
+  return document.createTextNode("Received");
 }
 
 function messageItem(hit, n) {
@@ -373,6 +375,7 @@ function renderMessages(reply) {
 async function showMessageChat(n) {
   const hit = state.messageHits[n];
   if (!hit) return;
+  for (const item of $("messages").children) item.classList.toggle("chosen", item.dataset.n === String(n));
   const box = $("message-chat");
   try {
     // `jid` is searchable (without typos), not filterable: search it, keep the exact one.
@@ -439,9 +442,11 @@ function render(results, ms) {
   if (!shown) {
     empty.replaceChildren(
       el("p", { class: "big", text: state.q ? `No chat matches “${state.q}”.` : "No chat matches these filters." }),
-      el("p", { text: state.q
-        ? "Check the spelling or try part of the name. For a number, the last 7 digits are enough."
-        : "Clear a filter to see more." }),
+      el("p", { text: state.messageHits.length
+        ? "Messages say it: pick one to see its chat."
+        : state.q
+          ? "Check the spelling or try part of the name. For a number, the last 7 digits are enough."
+          : "Clear a filter to see more." }),
     );
   }
   $("filter-summary").textContent = describeFilters();
