@@ -91,6 +91,9 @@ def test_messages_show_beside_chats_with_the_match_marked(
     assert browser.evaluate("document.getElementById('messages-col').hidden") is False
     status = browser.evaluate("document.getElementById('messages-status').textContent")
     assert status.startswith("2 messages say")
+    type_query(browser, "sara")  # a name: the chat, and no message of hers for her name
+    browser.wait_for("document.body.dataset.state === 'results'")
+    assert messages_shown(browser, 0) == []
     type_query(browser, "late")
     group = messages_shown(browser, 1)[0]
     assert group["chat"] == "Drivers Cairo" and group["from"] == "Ali the driver"

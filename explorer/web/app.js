@@ -202,6 +202,9 @@ function searchBodies() {
       limit: MESSAGES_PAGE,
       filter: messageFilterClauses(f),
       matchingStrategy: "all",
+      // What was said: the chats column already finds names, so a name typed does not
+      // also list every message of that chat here.
+      attributesToSearchOn: ["body"],
       attributesToRetrieve: MESSAGE_FIELDS,
       attributesToCrop: ["body"],
       cropLength: 20,
