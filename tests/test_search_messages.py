@@ -147,7 +147,7 @@ def test_people_see_the_snippet_marked_the_chat_the_sender_and_the_time(
     assert "Drivers Cairo" in head and "Ali the driver" in head and " UTC (1 day ago)" in head
     assert "running **late**" in body  # no terminal: plain markers
     mine = run(world, "warehouse").stdout.splitlines()[0]
-    assert "Sara Ahmed  ·  me  ·" in mine
+    assert "Sara Ahmed  ·  sent  ·" in mine
     assert HL_PRE not in out and HL_POST not in out
 
 

@@ -150,21 +150,22 @@ def marked(formatted: str, colour: bool) -> str:
 def message_lines(
     hits: list[dict[str, Any]], *, colour: bool, now: float | None = None
 ) -> list[str]:
-    """Two lines per message: whose chat, who wrote, when; then the snippet, matches marked."""
+    """Two lines per message: whose chat, who wrote it (``sent`` by the business, the member
+    in a group, ``received`` in a one-to-one chat), when; then the snippet, matches marked."""
     lines = []
     for hit in hits:
         shown = hit.get("_formatted") or {}
         chat = marked(str(shown.get("chat_name") or hit.get("chat_name") or hit.get("jid") or ""),
                       colour)  # fmt: skip
         if hit.get("from_me"):
-            sender = "me"
+            sender = "sent"  # by the business; as the page says "You sent"
         else:
             sender = marked(str(shown.get("sender_name") or hit.get("sender_name") or ""), colour)
             if not sender and hit.get("sender"):
                 sender = terminal_safe(pretty_phone("+" + str(hit["sender"]).partition("@")[0])
                                        if str(hit["sender"]).endswith("@c.us")
                                        else str(hit["sender"]))  # fmt: skip
-            sender = sender or "them"
+            sender = sender or "received"
         stamp = hit.get("timestamp")
         when = (
             time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp)) + f" ({relative(stamp, now)})"
