@@ -246,3 +246,18 @@ def test_any_other_index_stays_out_even_with_the_master_key(
     if via == "off":
         status, _, data = send(doors["off"], "GET", "/agent/config.json", None)
         assert json.loads(data)["messages"] is None
+
+
+def test_each_keystroke_is_one_request_for_chats_and_messages(
+    world: dict[str, Any], browser: Browser
+) -> None:
+    sign_in(browser, page_world(world, "on"))
+    type_query(browser, "refun")
+    messages_shown(browser, 2)
+    before = list(browser.requests)
+    browser.insert_text("d")  # one keystroke: "refund"
+    browser.wait_for("window.explorerDebug.state.q === 'refund'")
+    messages_shown(browser, 2)
+    time.sleep(0.3)
+    sent = browser.requests[len(before) :]
+    assert [u.rpartition("/")[2] for u in sent] == ["multi-search"], sent
