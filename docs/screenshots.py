@@ -69,8 +69,43 @@ def main() -> None:
             settle(b)
             type_into(b, national)
             b.screenshot(OUT / "agent-phone-mobile.png")
+    messages_shots()
     for shot in sorted(OUT.glob("*.png")):
         print(shot.relative_to(ROOT))
+
+
+def messages_shots() -> None:
+    """Message search on the page: the small world of tests/messages_world.py, a key on the
+    chats index and its messages index, the door with messages on."""
+    import meilisearch
+
+    from explorer.config import MeiliSettings
+    from explorer.dev.meili_server import MeiliServer
+    from explorer.doors.serve import AgentPage
+    from explorer.records.messages import messages_index
+    from tests import messages_world
+
+    with tempfile.TemporaryDirectory(prefix="shots-") as tmp, MeiliServer(Path(tmp)) as meili:
+        messages_world.build(meili.url, meili.master_key, "chats")
+        master = meilisearch.Client(meili.url, meili.master_key)
+        key = master.create_key({
+            "actions": ["search", "indexes.get", "stats.get", "version"],
+            "indexes": ["chats", messages_index("chats")], "expiresAt": None,
+        }).key  # fmt: skip
+        page = AgentPage(MeiliSettings(url=meili.url, index="chats"), port=0, messages=True)
+        page.start()
+        try:
+            with Browser(1400, 900) as b:
+                b.navigate(f"{page.url}#key={key}")
+                settle(b)
+                type_into(b, "order")
+                b.screenshot(OUT / "agent-messages.png")
+                b.click("#messages li:nth-child(3)")
+                b.wait_for("!document.getElementById('message-chat').hidden")
+                time.sleep(0.3)
+                b.screenshot(OUT / "agent-message-chat.png")
+        finally:
+            page.stop()
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from explorer.errors import (  # noqa: E402
     ExplorerError,
     MeiliError,
     MeiliTaskFailed,
+    MessagesDisabled,
     QueryError,
     SafetyCheckFailed,
     WawpAuthError,
@@ -32,6 +33,7 @@ from explorer.errors import (  # noqa: E402
     WawpRequestError,
     WawpUnavailable,
 )
+from explorer.meili.message_query import MessageSearchResult, search_messages  # noqa: E402
 from explorer.meili.query import Filters, SearchResult, search  # noqa: E402
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ __all__ = [
     "Filters",
     "MeiliError",
     "MeiliTaskFailed",
+    "MessageSearchResult",
+    "MessagesDisabled",
     "QueryError",
     "ReindexReport",
     "SafetyCheckFailed",
@@ -60,6 +64,7 @@ __all__ = [
     "__version__",
     "load_config",
     "search",
+    "search_messages",
 ]
 
 _LAZY = {"ReindexReport": "explorer.jobs.reindex", "SyncReport": "explorer.jobs.sync"}

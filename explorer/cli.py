@@ -459,6 +459,16 @@ def _chat_type(chat_type: str | None, groups: bool, individuals: bool) -> str | 
 @click.option(
     "--json", "as_json", is_flag=True, help="One stable JSON document (see docs/schema.md)."
 )
+@click.option(
+    "--messages",
+    is_flag=True,
+    help="Search what was said (the messages index; messages.enabled) instead of chats.",
+)
+@click.option("--chat", metavar="PHONE|JID", help="With --messages: only this chat's messages.")
+@click.option("--since", metavar="DATE", help="With --messages: sent on or after DATE (UTC).")
+@click.option("--until", metavar="DATE", help="With --messages: sent on or before DATE (UTC).")
+@click.option("--from-me", is_flag=True, help="With --messages: only what we sent.")
+@click.option("--from-them", is_flag=True, help="With --messages: only what we received.")
 @click.pass_context
 def search_cmd(
     ctx: click.Context,
@@ -478,10 +488,17 @@ def search_cmd(
     limit: int,
     offset: int,
     as_json: bool,
+    messages: bool,
+    chat: str | None,
+    since: str | None,
+    until: str | None,
+    from_me: bool,
+    from_them: bool,
 ) -> None:
     """Find chats by name (typos, accents, any script), phone number in any format, or JID.
 
-    An empty QUERY lists chats by the filters alone.
+    An empty QUERY lists chats by the filters alone. With --messages, find messages by
+    what was said (newest first when QUERY is empty).
 
     \b
     Examples:
@@ -489,11 +506,31 @@ def search_cmd(
       explorer search "+20 123 456 7890"
       explorer search --groups --inactive-days 90 --sort last_activity:asc
       explorer search sara --label VIP --label "Pending payment"
+      explorer search --messages "order 4411" --since 2026-11-01 --from-them
     """
     from explorer.meili.query import Filters, Searcher
 
     kind = _chat_type(chat_type, groups, individuals)
     cfg = get_config(ctx)
+    if from_me and from_them:
+        raise click.UsageError("--from-me and --from-them contradict each other: pick one")
+    mine = True if from_me else False if from_them else None  # what we sent, or received
+    if messages:
+        chat_only = {"--archived/--not-archived": archived, "--pinned/--not-pinned": pinned,
+                     "--muted/--not-muted": muted, "--number-hidden/--number-known": number_hidden,
+                     "--inactive-days": inactive_days, "--active-since": active_since,
+                     "--sort": sort or None}  # fmt: skip
+        given = [name for name, value in chat_only.items() if value is not None]
+        if given:
+            raise click.UsageError(f"{given[0]} filters chats, not --messages")
+        _search_messages(cfg, query, kind, instance, chat, since, until, mine, limit, offset,
+                         as_json)  # fmt: skip
+        return
+    message_only = {"--chat": chat, "--since": since, "--until": until,
+                    "--from-me" if from_me else "--from-them": mine}  # fmt: skip
+    given = [name for name, value in message_only.items() if value is not None]
+    if given:
+        raise click.UsageError(f"{given[0]} needs --messages")
     filters = Filters(
         kind,
         instance,
@@ -515,6 +552,31 @@ def search_cmd(
     from explorer.records.output import hits_table
 
     for line in hits_table(result.hits, colour=sys.stdout.isatty()):
+        click.echo(line)
+    rows = result.hits
+    shown = f"{offset + 1}-{offset + len(rows)}" if rows else "0"
+    click.echo(f"{shown} of {result.count_text()} ({result.processing_ms} ms)", err=True)
+
+
+def _search_messages(
+    cfg: Config, query: str, chat_type: str | None, instance: str | None, chat: str | None,
+    since: str | None, until: str | None, from_me: bool | None, limit: int, offset: int,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """`explorer search --messages`: the snippet, whose chat, who wrote it and when."""
+    from explorer.meili.message_query import MessageSearcher, require_messages
+    from explorer.records.output import message_lines
+
+    require_messages(cfg)
+    with _usage_errors(), MessageSearcher(cfg.meilisearch) as searcher:
+        result = searcher.search(
+            query, instance=instance, chat=chat, since=since, until=until, from_me=from_me,
+            chat_type=chat_type, limit=limit, offset=offset, highlight=not as_json,
+        )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    for line in message_lines(result.hits, colour=sys.stdout.isatty()):
         click.echo(line)
     rows = result.hits
     shown = f"{offset + 1}-{offset + len(rows)}" if rows else "0"
@@ -602,7 +664,8 @@ def serve_cmd(ctx: click.Context, host: str, port: int) -> None:
 
     cfg = get_config(ctx)
     try:
-        page = AgentPage(cfg.meilisearch, host, port, extra=routes(new_registry(cfg)))
+        page = AgentPage(cfg.meilisearch, host, port, extra=routes(new_registry(cfg)),
+                         messages=cfg.messages.enabled)  # fmt: skip
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(

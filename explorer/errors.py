@@ -5,6 +5,7 @@ else is a bug and keeps its traceback.
 
     ExplorerError
     ├── ConfigError              bad or missing configuration (exit 2)
+    │   └── MessagesDisabled     message search while messages.enabled is off
     ├── QueryError               a search argument out of range (exit 2)
     ├── MeiliBinaryError         cannot locate or fetch the Meilisearch binary
     ├── MeiliError               Meilisearch unreachable or refusing
@@ -132,3 +133,7 @@ def meili_refused(url: str, code: str | None, need: str = "an admin key for rein
         f"Meilisearch at {url} refused the API key [{code or 'forbidden'}]: check MEILI_API_KEY "
         f"({need}; it may be expired or revoked)"
     )
+
+
+class MessagesDisabled(ConfigError):
+    """Message search asked for while ``messages.enabled`` is off (exit 2: a setting)."""

@@ -38,7 +38,8 @@ TOKEN_A = register_secret("mcp-test-token-aaaaaaaaaaaaaaaa")
 TOKEN_B = register_secret("mcp-test-token-bbbbbbbbbbbbbbbb")
 BEARER = register_secret("mcp-bearer-" + "x" * 24)
 INDEX = "mcp_world"
-TOOLS = {"search_chats", "get_chat", "zombie_chats", "audit_groups", "index_status"}
+TOOLS = {"search_chats", "get_chat", "zombie_chats", "audit_groups", "index_status",
+         "search_messages"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

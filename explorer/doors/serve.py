@@ -16,7 +16,8 @@ decoded or normalised: ``%2F``, ``%2e%2e``, ``//``, a trailing slash or another 
 no route and are refused. What goes upstream is a path built here from the route, never
 the client's.
 
-**Pinned to the configured index.** A search of any other index, in the path, in a
+**Pinned to the configured index** and, with message search on (``messages.enabled``), its
+messages index (``<index>-messages``). A search of any other index, in the path, in a
 multi-search query's ``indexUid`` or in ``federation.facetsByIndex``, is sent to Meilisearch
 under a decoy name that exists nowhere (``explorer-door-<random>``), and the answer is given
 back with the name the client asked for. So no other index's data passes, whatever the key
@@ -61,6 +62,7 @@ from starlette.routing import Route
 
 from explorer.config import MeiliSettings
 from explorer.doors.server import HttpServer, Limits
+from explorer.records.messages import messages_index
 
 log = logging.getLogger("explorer.doors.serve")
 
@@ -117,14 +119,19 @@ class Refused(Exception):
 
 
 class Pinned:
-    """Decoy names for the indexes a request asked for other than ``index``."""
+    """Decoy names for the indexes a request asked for other than ``index`` (and
+    ``messages``, its messages index, when message search is on)."""
 
-    def __init__(self, index: str) -> None:
+    def __init__(self, index: str, messages: str | None = None) -> None:
         self.index = index
+        self.allowed = {index} if messages is None else {index, messages}
+        self.where = f"the index `{index}`" if messages is None else (
+            f"the indexes `{index}` and `{messages}`"
+        )  # fmt: skip
         self.asked: dict[str, str] = {}  # decoy -> the name the client sent
 
     def uid(self, name: Any) -> Any:
-        if not isinstance(name, str) or name == self.index or not INDEX_UID.fullmatch(name):
+        if not isinstance(name, str) or name in self.allowed or not INDEX_UID.fullmatch(name):
             return name
         decoy = DECOY + uuid.uuid4().hex
         self.asked[decoy] = name
@@ -144,7 +151,7 @@ class Pinned:
             if isinstance(options, dict) and options.get("remote") is not None:
                 raise Refused(
                     403, "remote_not_allowed",
-                    f"This door searches the index `{self.index}` here only, not on remotes.",
+                    f"This door searches {self.where} here only, not on remotes.",
                 )  # fmt: skip
         federation = payload.get("federation")
         if isinstance(federation, dict) and isinstance(federation.get("facetsByIndex"), dict):
@@ -162,7 +169,7 @@ class Pinned:
         except orjson.JSONDecodeError:
             return body
         if isinstance(error, dict) and isinstance(error.get("message"), str):
-            error["message"] += f" This door searches only the index `{self.index}`."
+            error["message"] += f" This door searches only {self.where}."
             return orjson.dumps(error)
         return body
 
@@ -206,10 +213,15 @@ def _error(status: int, code: str, message: str) -> Response:
 class Door:
     """The pages and the pinned door to Meilisearch, as a Starlette app."""
 
-    def __init__(self, meili: MeiliSettings, extra: list[Route] | None = None) -> None:
+    def __init__(
+        self, meili: MeiliSettings, extra: list[Route] | None = None, *, messages: bool = False
+    ) -> None:
         self.meili = meili
         self.extra = extra or []  # /metrics and /healthz (explorer.doors.metrics), before the rest
-        self.config = orjson.dumps({"meili": "", "index": meili.index})
+        # With message search on, its index is the one other index searched and listed.
+        self.messages = messages_index(meili.index) if messages else None
+        self.indexes = {meili.index} if self.messages is None else {meili.index, self.messages}
+        self.config = orjson.dumps({"meili": "", "index": meili.index, "messages": self.messages})
         self.upstream: aiohttp.ClientSession | None = None
         self.timeout = aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT, sock_connect=UPSTREAM_CONNECT)
         self.security = security_headers()
@@ -306,19 +318,20 @@ class Door:
             if isinstance(answer, dict) and path == "/indexes":
                 found = answer.get("results")
                 answer["results"] = [
-                    i for i in found if isinstance(i, dict) and i.get("uid") == self.meili.index
+                    i for i in found if isinstance(i, dict) and i.get("uid") in self.indexes
                 ] if isinstance(found, list) else []  # fmt: skip
                 answer["total"] = len(answer["results"])
                 body = orjson.dumps(answer)
             elif isinstance(answer, dict) and isinstance(answer.get("indexes"), dict):
-                mine = answer["indexes"].get(self.meili.index)
-                answer["indexes"] = {self.meili.index: mine} if mine is not None else {}
+                answer["indexes"] = {
+                    uid: stats for uid, stats in answer["indexes"].items() if uid in self.indexes
+                }
                 body = orjson.dumps(answer)
         return Response(body, status, self.security, media_type=headers.get("Content-Type", JSON))
 
     async def get_search(self, request: Request, uid: str, query: bytes) -> Response:
         """A GET search: its parameters are in the query string; the index is pinned."""
-        pinned = Pinned(self.meili.index)
+        pinned = Pinned(self.meili.index, self.messages)
         path = f"/indexes/{pinned.uid(uid)}/search"
         status, body, headers = await self.call("GET", path, query, auth=_auth(request))
         if pinned.asked and status >= 400:
@@ -332,7 +345,7 @@ class Door:
             body = await request.body()
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening (or the server refused it)
-        pinned = Pinned(self.meili.index)
+        pinned = Pinned(self.meili.index, self.messages)
         if uid is None:
             try:
                 payload = orjson.loads(body)
@@ -407,8 +420,10 @@ class AgentPage:
         port: int = 8700,
         limits: Limits = DOOR_LIMITS,
         extra: list[Route] | None = None,
+        *,
+        messages: bool = False,
     ) -> None:
-        self.server = HttpServer(Door(meili, extra).app(), host, port, limits)
+        self.server = HttpServer(Door(meili, extra, messages=messages).app(), host, port, limits)
 
     @property
     def url(self) -> str:

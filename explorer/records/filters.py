@@ -84,13 +84,14 @@ def active_since(value: str) -> str:
     return f"last_activity >= {parse_date(value)}"
 
 
-def parse_date(value: str) -> int:
-    """A date or ISO datetime as a Unix time; a date without a zone is UTC."""
+def parse_date(value: str, param: str = "active_since") -> int:
+    """A date or ISO datetime as a Unix time; a date without a zone is UTC. ``param``: the
+    argument named when ``value`` is not a date."""
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
         raise QueryError(
-            "active_since", f"must be a date like 2026-01-31 or 2026-01-31T08:00, got {value!r}"
+            param, f"must be a date like 2026-01-31 or 2026-01-31T08:00, got {value!r}"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
@@ -146,4 +147,63 @@ class Filters:
             out.append(active_since(self.active_since))
         if self.labels:
             out.append(labels_any(self.labels))
+        return out
+
+
+# -- the messages index (explorer.records.messages): its own fields, the same quoting -------
+
+
+def jid_in(jids: tuple[str, ...]) -> str:
+    """The chat is one of ``jids`` (a phone may name a chat in several instances)."""
+    if len(jids) == 1:
+        return f"jid = {quote(jids[0])}"
+    return f"jid IN [{', '.join(quote(j) for j in jids)}]"
+
+
+def until_bound(value: str) -> tuple[str, int]:
+    """Up to ``value``, inclusive: a date means to the end of that day (UTC), a datetime
+    that instant. ``(operator, unix time)``."""
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        return "<=", parse_date(value, "until")
+    return "<", parse_date((day + dt.timedelta(days=1)).isoformat(), "until")
+
+
+@dataclass(frozen=True)
+class MessageFilters:
+    """What `explorer search --messages` filters on, in the messages index's own fields.
+
+    ``instance_ids`` and ``jids`` are already resolved (an instance's label, a phone number
+    in any form: :mod:`explorer.meili.message_query` looks them up in the chats index).
+    """
+
+    instance_ids: tuple[str, ...] = ()
+    jids: tuple[str, ...] = ()
+    since: str | None = None  # YYYY-MM-DD or an ISO datetime
+    until: str | None = None
+    from_me: bool | None = None
+    chat_type: str | None = None
+
+    def expressions(self) -> list[str]:
+        """Meilisearch filter clauses (ANDed); raises QueryError on a bad value."""
+        out = []
+        if self.chat_type is not None:
+            out.append(chat_type_is(self.chat_type))
+        if len(self.instance_ids) == 1:
+            out.append(instance_id_is(self.instance_ids[0]))
+        elif self.instance_ids:
+            out.append(f"instance_id IN [{', '.join(quote(i) for i in self.instance_ids)}]")
+        if self.jids:
+            out.append(jid_in(self.jids))
+        start = None if self.since is None else parse_date(self.since, "since")
+        if start is not None:
+            out.append(f"timestamp >= {start}")
+        if self.until is not None:
+            op, end = until_bound(self.until)
+            if start is not None and (start >= end if op == "<" else start > end):
+                raise QueryError("until", f"{self.until!r} is before --since {self.since!r}")
+            out.append(f"timestamp {op} {end}")
+        if self.from_me is not None:
+            out.append(f"from_me = {'true' if self.from_me else 'false'}")
         return out

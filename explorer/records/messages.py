@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Final
 
-from explorer.records.chats import MalformedChat, normalize_jid, to_timestamp
+from explorer.records.chats import KINDS, MalformedChat, normalize_jid, to_timestamp
 
 MESSAGES_SUFFIX: Final = "-messages"
 MAX_BODY: Final = 4000  # characters of a body kept; the rest is cut, and `body_truncated` says so
@@ -201,6 +201,9 @@ def to_message_document(
         "body_truncated": msg.body_truncated,
         "labels": list(labels),
         "label_ids": list(label_ids),
+        # The chat's kind, as the chats index has it, so the page's type filter applies to
+        # messages too (a JID the record accepted always has a known server).
+        "chat_type": KINDS.get(msg.jid.rpartition("@")[2], "individual"),
     }
 
 
@@ -218,6 +221,7 @@ MESSAGE_INDEX_SETTINGS: Final[dict[str, Any]] = {
                 "labels",
                 "label_ids",
                 "id",
+                "chat_type",
             ],
             "features": {"facetSearch": False, "filter": {"equality": True, "comparison": False}},
         },

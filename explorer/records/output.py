@@ -98,3 +98,82 @@ def hits_table(hits: list[dict[str, Any]], *, colour: bool) -> list[str]:
         for hit in hits
     ]
     return table(["NAME", "PHONE", "TYPE", "LAST ACTIVITY", "INSTANCE"], rows, colour)
+
+
+# -- messages: text from strangers, shown on a terminal ------------------------------------
+
+# Kept: joiners that emoji and some scripts need. Every other format character (direction
+# overrides and isolates among them) and every control character is replaced.
+_JOINERS: Final = frozenset("\u200c\u200d")
+REPLACEMENT: Final = "\ufffd"
+MARK_PLAIN: Final = ("**", "**")  # a match, when the output is no terminal
+
+
+def terminal_safe(text: str) -> str:
+    """One line a terminal shows as text: line breaks and tabs become spaces, and any
+    other control or format character (ESC, CSI, bells, direction overrides, the
+    highlight markers) becomes U+FFFD, so a message cannot clear the screen, move the
+    cursor, retitle the window or reorder what the agent reads."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch in "\n\r\t":
+            out.append(" ")
+        elif ch.isprintable() or ch in _JOINERS or ch == " ":
+            out.append(ch)
+        elif unicodedata.category(ch) == "Zs":
+            out.append(" ")
+        else:
+            out.append(REPLACEMENT)
+    return "".join(out)
+
+
+def marked(formatted: str, colour: bool) -> str:
+    """A highlighted field as one safe line: split on the markers first, then each piece
+    made :func:`terminal_safe`, then the matches styled (bold and underlined on a
+    terminal, ``**between**`` otherwise). The body cannot forge a style: only the pieces
+    the markers delimit are styled, and nothing from the body reaches the terminal raw."""
+    pre, post = MARK_PLAIN
+    out = []
+    for n, part in enumerate(formatted.split(HL_PRE)):
+        inside, _, rest = part.partition(HL_POST) if n else ("", "", part)
+        if inside:
+            safe = terminal_safe(inside)
+            out.append(
+                click.style(safe, bold=True, underline=True) if colour else pre + safe + post
+            )
+        out.append(terminal_safe(rest.replace(HL_POST, "")))
+    return "".join(out)
+
+
+def message_lines(
+    hits: list[dict[str, Any]], *, colour: bool, now: float | None = None
+) -> list[str]:
+    """Two lines per message: whose chat, who wrote it (``sent`` by the business, the member
+    in a group, ``received`` in a one-to-one chat), when; then the snippet, matches marked."""
+    lines = []
+    for hit in hits:
+        shown = hit.get("_formatted") or {}
+        chat = marked(str(shown.get("chat_name") or hit.get("chat_name") or hit.get("jid") or ""),
+                      colour)  # fmt: skip
+        if hit.get("from_me"):
+            sender = "sent"  # by the business; as the page says "You sent"
+        else:
+            sender = marked(str(shown.get("sender_name") or hit.get("sender_name") or ""), colour)
+            if not sender and hit.get("sender"):
+                sender = terminal_safe(pretty_phone("+" + str(hit["sender"]).partition("@")[0])
+                                       if str(hit["sender"]).endswith("@c.us")
+                                       else str(hit["sender"]))  # fmt: skip
+            sender = sender or "received"
+        stamp = hit.get("timestamp")
+        when = (
+            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp)) + f" ({relative(stamp, now)})"
+            if isinstance(stamp, int)
+            else "-"
+        )
+        head = f"{chat}  ·  {sender}  ·  {when}"
+        lines.append(head)
+        body = str(shown.get("body") or hit.get("body") or "")
+        lines.append("    " + marked(body, colour))
+    return lines

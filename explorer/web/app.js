@@ -2,7 +2,9 @@
 // Plain modules, no build step, no third-party request: everything talks to Meilisearch
 // (config.json says where) and nothing is fetched to display a result.
 
-import { PHONE_FIELDS, filterClauses, phoneQuery } from "./query.js";
+import {
+  CHAT_ONLY, PHONE_FIELDS, filterClauses, messageFilterClauses, phoneQuery, quote,
+} from "./query.js";
 
 const TYPES = [
   ["individual", "People"],
@@ -16,6 +18,11 @@ const FLAG_WORDS = { phone_hidden: "number hidden" };
 const HL_PRE = "\u0001";
 const HL_POST = "\u0002";
 const PAGE = 20;
+const MESSAGES_PAGE = 10;
+const MESSAGE_FIELDS = [
+  "id", "chat_name", "body", "sender_name", "sender", "from_me", "instance_id", "jid",
+  "timestamp", "chat_type", "media_type",
+];
 const KEY_STORE = "explorer.agentKey";
 const PROBE_INDEX = "explorer-no-such-index-probe";
 const HEX = /^#[0-9a-fA-F]{6}$/;
@@ -35,6 +42,8 @@ const state = {
   selected: -1,
   seq: 0,
   controller: null,
+  messages: null, // the messages index, when message search is on and the key reaches it
+  messageHits: [],
 };
 
 // -- talking to Meilisearch -------------------------------------------------------------
@@ -136,6 +145,20 @@ async function signIn(key) {
   });
   state.instances = {};
   for (const hit of known.hits) state.instances[hit.instance_id] = hit.instance_label || hit.instance_id;
+  state.messages = await messagesIndex(key);
+}
+
+// The messages index, if this door serves message search (config.json names it) and it is
+// there for this key; otherwise the page simply has no messages column.
+async function messagesIndex(key) {
+  const index = state.config.messages;
+  if (!index) return null;
+  try {
+    await meili(`/indexes/${encodeURIComponent(index)}/search`, { method: "POST", key, body: { q: "", limit: 0 } });
+    return index;
+  } catch {
+    return null;
+  }
 }
 
 // -- searching ----------------------------------------------------------------------------
@@ -174,6 +197,26 @@ function searchBodies() {
   });
   const queries = [main, facetQuery("type", "chat_type"), facetQuery("instance", "instance_id")];
   if (state.labelsIndexed) queries.push(facetQuery("labels", "labels"));
+  // What was said, in the same request: the page stays one round trip per keystroke.
+  if (state.messages && state.q.trim()) {
+    queries.push({
+      indexUid: state.messages,
+      q: state.q,
+      limit: MESSAGES_PAGE,
+      filter: messageFilterClauses(f),
+      matchingStrategy: "all",
+      // What was said: the chats column already finds names, so a name typed does not
+      // also list every message of that chat here.
+      attributesToSearchOn: ["body"],
+      attributesToRetrieve: MESSAGE_FIELDS,
+      attributesToCrop: ["body"],
+      cropLength: 20,
+      cropMarker: "…",
+      attributesToHighlight: ["body", "chat_name", "sender_name"],
+      highlightPreTag: HL_PRE,
+      highlightPostTag: HL_POST,
+    });
+  }
   return queries;
 }
 
@@ -323,6 +366,77 @@ function renderLabelOptions(counts) {
     el("span", { class: "count", text: (counts[name] || 0).toLocaleString() }))));
 }
 
+// -- messages: text from strangers, always inserted as text nodes ---------------------------
+
+// Who wrote it: "You sent" for the business, the member in a group, "Received" in a
+// one-to-one chat (the chat's name is already beside it).
+function sender(hit, shown) {
+  if (hit.from_me) return document.createTextNode("You sent");
+  if (shown.sender_name || hit.sender_name) return highlighted(shown.sender_name || hit.sender_name);
+  if (hit.sender) return document.createTextNode(hit.sender.endsWith("@c.us") ? `+${hit.sender.split("@")[0]}` : hit.sender);
+  return document.createTextNode("Received");
+}
+
+function messageItem(hit, n) {
+  const shown = hit._formatted || {};
+  const when = new Date(hit.timestamp * 1000);
+  const li = el("li", { class: "msg", id: `m${n}`, "data-n": String(n), tabindex: "0",
+    title: "Show this chat" });
+  li.append(
+    el("div", { class: "msg-head" },
+      el("span", { class: "msg-chat" }, highlighted(shown.chat_name || hit.chat_name || hit.jid)),
+      el("span", { class: "msg-from" }, sender(hit, shown)),
+      el("time", { class: "msg-when", datetime: when.toISOString(), title: when.toLocaleString(), text: ago(hit.timestamp) }),
+    ),
+    el("p", { class: "msg-body" }, highlighted(shown.body ?? hit.body)),
+  );
+  return li;
+}
+
+function renderMessages(reply) {
+  const column = $("messages-col");
+  const on = Boolean(state.messages && state.q.trim() && reply);
+  column.hidden = !on;
+  document.body.classList.toggle("with-messages", on);
+  state.messageHits = on ? reply.hits : [];
+  $("messages").replaceChildren(...state.messageHits.map(messageItem));
+  if (!on) return;
+  const total = reply.estimatedTotalHits ?? state.messageHits.length;
+  const f = state.filters;
+  const ignored = CHAT_ONLY.filter((name) => f[name]);
+  let text = state.messageHits.length
+    ? `${total >= 1000 ? "1,000+" : total.toLocaleString()} message${total === 1 ? "" : "s"} say “${state.q}”`
+    : `No message says “${state.q}”.`;
+  if (ignored.length) text += " · chat state filters do not apply to messages";
+  $("messages-status").textContent = text;
+}
+
+// A message's chat, as its card, above the results.
+async function showMessageChat(n) {
+  const hit = state.messageHits[n];
+  if (!hit) return;
+  for (const item of $("messages").children) item.classList.toggle("chosen", item.dataset.n === String(n));
+  const box = $("message-chat");
+  try {
+    // `jid` is searchable (without typos), not filterable: search it, keep the exact one.
+    const reply = await meili(`/indexes/${encodeURIComponent(state.config.index)}/search`, {
+      method: "POST",
+      body: { q: hit.jid, attributesToSearchOn: ["jid"], limit: 5, filter: [`instance_id = ${quote(hit.instance_id)}`] },
+    });
+    const chat = reply.hits.find((c) => c.jid === hit.jid);
+    box.replaceChildren(
+      el("div", { class: "message-chat-head" },
+        el("span", { text: "Chat of this message" }),
+        el("button", { type: "button", class: "quiet", id: "message-chat-close", text: "Close" })),
+      chat ? el("ul", { class: "card-one" }, card(chat, "c")) : el("p", { class: "empty", text: "This chat is not in the chat index any more." }),
+    );
+    box.hidden = false;
+    box.scrollIntoView({ block: "nearest" });
+  } catch (err) {
+    showError(explainKeyError(err));
+  }
+}
+
 function renderFacetOptions(container, name, values, counts, current, labelOf) {
   container.replaceChildren();
   const all = el("label", { class: "option" },
@@ -337,7 +451,10 @@ function renderFacetOptions(container, name, values, counts, current, labelOf) {
 }
 
 function render(results, ms) {
-  const [main, byType, byInstance, byLabel] = results;
+  const [main, byType, byInstance, ...rest] = results;
+  // After the three: the labels' counts when the index has labels, then the messages.
+  const byLabel = state.labelsIndexed ? rest.shift() : undefined;
+  renderMessages(rest.shift());
   const typeCounts = (byType.facetDistribution || {}).chat_type || {};
   const instCounts = (byInstance.facetDistribution || {}).instance_id || {};
   const mainFacets = main.facetDistribution || {};
@@ -368,9 +485,11 @@ function render(results, ms) {
   if (!shown) {
     empty.replaceChildren(
       el("p", { class: "big", text: state.q ? `No chat matches “${state.q}”.` : "No chat matches these filters." }),
-      el("p", { text: state.q
-        ? "Check the spelling or try part of the name. For a number, the last 7 digits are enough."
-        : "Clear a filter to see more." }),
+      el("p", { text: state.messageHits.length
+        ? "Messages say it: pick one to see its chat."
+        : state.q
+          ? "Check the spelling or try part of the name. For a number, the last 7 digits are enough."
+          : "Clear a filter to see more." }),
     );
   }
   $("filter-summary").textContent = describeFilters();
@@ -546,6 +665,7 @@ function wire() {
   $("q").addEventListener("input", () => {
     state.typedAt = performance.now();
     state.q = $("q").value;
+    $("message-chat").hidden = true;
     toUrl(false);
     runSearch();
   });
@@ -603,6 +723,22 @@ function wire() {
     fromUrl();
     runSearch();
     $("q").focus();
+  });
+  $("messages").addEventListener("click", (event) => {
+    const item = event.target.closest("li.msg");
+    if (item) showMessageChat(Number(item.dataset.n));
+  });
+  $("messages").addEventListener("keydown", (event) => {
+    const item = event.target.closest("li.msg");
+    if (item && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      showMessageChat(Number(item.dataset.n));
+    }
+  });
+  $("message-chat").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-copy]");
+    if (button) copy(button.dataset.copy, button.dataset.what);
+    if (event.target.closest("#message-chat-close")) $("message-chat").hidden = true;
   });
   $("results").addEventListener("click", (event) => {
     const button = event.target.closest("button[data-copy]");

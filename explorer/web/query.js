@@ -66,3 +66,18 @@ export function filterClauses(f, now, skip = null) {
   }
   return out;
 }
+
+// The same filters for the messages index, as explorer/records/filters.py MessageFilters
+// writes them (tests/data/message_filter_cases.json holds both): a message document knows
+// its chat's type and instance id, nothing of the chat's state.
+export function messageFilterClauses(f) {
+  const out = [];
+  if (f.type) out.push(`chat_type = ${quote(f.type)}`);
+  if (f.instance) out.push(`instance_id = ${quote(f.instance)}`);
+  // A message carries its chat's labels (records/messages.py), so the label filter holds.
+  if (f.labels && f.labels.length) out.push(`labels IN [${f.labels.map(quote).join(", ")}]`);
+  return out;
+}
+
+// The page's filters that describe a chat's state, which messages do not carry.
+export const CHAT_ONLY = ["archived", "pinned", "muted", "phone_hidden", "inactive"];
