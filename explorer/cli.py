@@ -524,7 +524,7 @@ def search_cmd(
         if given:
             raise click.UsageError(f"{given[0]} filters chats, not --messages")
         _search_messages(cfg, query, kind, instance, chat, since, until, mine, limit, offset,
-                         as_json)  # fmt: skip
+                         as_json, labels)  # fmt: skip
         return
     message_only = {"--chat": chat, "--since": since, "--until": until,
                     "--from-me" if from_me else "--from-them": mine}  # fmt: skip
@@ -561,7 +561,7 @@ def search_cmd(
 def _search_messages(
     cfg: Config, query: str, chat_type: str | None, instance: str | None, chat: str | None,
     since: str | None, until: str | None, from_me: bool | None, limit: int, offset: int,
-    as_json: bool,
+    as_json: bool, labels: tuple[str, ...] = (),
 ) -> None:  # fmt: skip
     """`explorer search --messages`: the snippet, whose chat, who wrote it and when."""
     from explorer.meili.message_query import MessageSearcher, require_messages
@@ -572,6 +572,7 @@ def _search_messages(
         result = searcher.search(
             query, instance=instance, chat=chat, since=since, until=until, from_me=from_me,
             chat_type=chat_type, limit=limit, offset=offset, highlight=not as_json,
+            labels=labels,
         )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))

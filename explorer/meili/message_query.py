@@ -189,6 +189,7 @@ class MessageSearcher:
         limit: int = 20,
         offset: int = 0,
         highlight: bool = True,
+        labels: tuple[str, ...] = (),
     ) -> MessageSearchResult:
         """Messages matching ``query`` (best first, then newest), or with an empty query the
         newest messages the filters allow. ``highlight``: a cropped snippet of each body
@@ -200,7 +201,7 @@ class MessageSearcher:
         filters = MessageFilters(
             instance_ids=self.instance_ids(instance) if instance is not None else (),
             jids=self.chat_jids(chat) if chat is not None else (),
-            since=since, until=until, from_me=from_me, chat_type=chat_type,
+            since=since, until=until, from_me=from_me, chat_type=chat_type, labels=tuple(labels),
         )  # fmt: skip
         expressions = filters.expressions()
         body = search_body(query, filter=expressions, limit=limit, offset=offset,
@@ -251,6 +252,7 @@ def search_messages(
     from_me: bool | None = None,
     limit: int = 20,
     offset: int = 0,
+    labels: tuple[str, ...] = (),
 ) -> MessageSearchResult:
     """Search what was said, with the same filters as `explorer search --messages`.
 
@@ -266,5 +268,5 @@ def search_messages(
     with MessageSearcher(cfg.meilisearch) as searcher:
         return searcher.search(
             query, instance=instance, chat=chat, since=since, until=until, from_me=from_me,
-            limit=limit, offset=offset, highlight=False,
+            limit=limit, offset=offset, highlight=False, labels=tuple(labels),
         )  # fmt: skip

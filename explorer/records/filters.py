@@ -184,12 +184,15 @@ class MessageFilters:
     until: str | None = None
     from_me: bool | None = None
     chat_type: str | None = None
+    labels: tuple[str, ...] = ()  # any of them: a message carries its chat's labels
 
     def expressions(self) -> list[str]:
         """Meilisearch filter clauses (ANDed); raises QueryError on a bad value."""
         out = []
         if self.chat_type is not None:
             out.append(chat_type_is(self.chat_type))
+        if self.labels:
+            out.append(labels_any(self.labels))
         if len(self.instance_ids) == 1:
             out.append(instance_id_is(self.instance_ids[0]))
         elif self.instance_ids:
