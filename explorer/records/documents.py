@@ -197,6 +197,10 @@ INDEX_SETTINGS: Final[dict[str, Any]] = {
                 "pinned",
                 "muted",
                 "phone_hidden",
+                # Labels: filters and facet counts (the page's live counts need no facet
+                # search: an account has at most 20 labels, all in one facetDistribution).
+                "labels",
+                "label_ids",
             ],
             "features": {"facetSearch": False, "filter": {"equality": True, "comparison": False}},
         },

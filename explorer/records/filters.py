@@ -50,6 +50,17 @@ def instance_is(name: str) -> str:
     return f"(instance_id = {value} OR instance_label = {value})"
 
 
+def labels_any(names: tuple[str, ...] | list[str]) -> str:
+    """Chats carrying any of these labels (by name: the same name in two instances is one
+    label to an agent; ``--instance`` narrows). Meilisearch compares names without case."""
+    if not names:
+        raise QueryError("label", "needs at least one label name")
+    for name in names:
+        if not name.strip():
+            raise QueryError("label", "a label name cannot be empty")
+    return f"labels IN [{', '.join(quote(n) for n in names)}]"
+
+
 def flag_is(name: str, value: bool) -> str:
     """``!= true`` rather than ``= false``: a document without the field counts as false."""
     if name not in FLAGS:

@@ -2,7 +2,7 @@
 // Plain modules, no build step, no third-party request: everything talks to Meilisearch
 // (config.json says where) and nothing is fetched to display a result.
 
-import { PHONE_FIELDS, filterClauses, phoneQuery } from "./query.js";
+import { PHONE_FIELDS, filterClauses, phoneQuery, scopeOf } from "./query.js";
 
 const TYPES = [
   ["individual", "People"],
@@ -444,6 +444,7 @@ function show(view) {
   $("finder").hidden = view !== "finder";
   $("sign-out").hidden = view !== "finder";
   $("who").hidden = view !== "finder";
+  $("scope").hidden = view !== "finder" || !$("scope").textContent;
   document.body.dataset.view = view;
 }
 
@@ -456,6 +457,17 @@ function signOut(message) {
   box.textContent = message || "";
   $("key").value = "";
   $("key").focus();
+}
+
+// "Scope: instance Cairo · labels VIP, Billing": what a tenant token limits the agent to.
+function scopeLine(scope) {
+  if (!scope) return "";
+  const parts = [];
+  if (scope.instance) parts.push(`instance ${state.instances[scope.instance] || scope.instance}`);
+  // A name with a comma in it is quoted, so that the list still reads as a list.
+  const names = scope.labels.map((name) => (name.includes(",") ? `“${name}”` : name));
+  if (names.length) parts.push(`label${names.length > 1 ? "s" : ""} ${names.join(", ")}`);
+  return `Scope: ${parts.join(" · ")}`;
 }
 
 async function tryKey(key) {
@@ -474,6 +486,7 @@ async function tryKey(key) {
   $("who").textContent = count === 1
     ? `Signed in · ${Object.values(state.instances)[0]}`
     : `Signed in · ${count} instances`;
+  $("scope").textContent = $("scope").title = scopeLine(scopeOf(key, state.config.index));
   show("finder");
   fromUrl();
   $("q").focus();
