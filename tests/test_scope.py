@@ -245,6 +245,9 @@ def test_a_scoped_token_sees_only_its_chats_and_their_messages_through_the_raw_a
     assert chat_ids(search(meili.url, token, INDEX, EVERYTHING)) == mine
     assert message_chats(world, search(meili.url, token, MESSAGES, EVERYTHING)) == mine
     assert search(meili.url, token, BUILD, EVERYTHING).status_code == 403
+    # searches only: not the index list the Meilisearch web UI starts with (docs/agents.md)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{meili.url}/indexes", headers=auth).status_code in (401, 403)
 
 
 @pytest.mark.parametrize("user_filter", WIDENING, ids=str)

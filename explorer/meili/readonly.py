@@ -2,8 +2,9 @@
 
 One rule for every part of this tool that calls itself read-only: a key may hold
 :data:`READ_ONLY_ACTIONS` (what the agent page and the Meilisearch web UI need: ``search``,
-``indexes.get``, ``stats.get``, ``version``) on the configured index, and nothing else. A
-tenant token passes by construction: Meilisearch accepts one for searches only.
+``indexes.get``, ``stats.get``, ``version``) on the configured index (and its messages
+index: every key :mod:`explorer.meili.keys` makes names both), and nothing else. A tenant
+token passes by construction: Meilisearch accepts one for searches only, within its scope.
 
 A key cannot read its own actions (that needs ``keys.get``, itself a power), so each action
 outside the set is *probed*: one request per action that Meilisearch refuses with 401/403
