@@ -471,3 +471,14 @@ def test_the_agent_page_shows_its_scope_in_the_header(
     browser.navigate(f"{world['page'].url}?q=#key={mint(world, command='create-agent')}")
     browser.wait_for("['results','empty','error'].includes(document.body.dataset.state)")
     assert browser.evaluate("document.getElementById('scope').hidden") is True
+
+
+def test_keys_list_reads_a_scope_from_the_key_name_and_an_older_keys_description() -> None:
+    named = {"name": 'explorer-scope {"instance_id": null, "labels": ["VIP"]}',
+             "description": "WhatsApp Explorer agents (Amira) scope: label \"VIP\""}  # fmt: skip
+    assert Scope.from_key(named) == Scope(None, ("VIP",))
+    older = {"name": None, "description": "WhatsApp Explorer search (instance ABC123)"}
+    assert Scope.from_key(older) == Scope("ABC123")
+    plain = {"name": None, "description": "WhatsApp Explorer agents (Amira)"}
+    assert Scope.from_key(plain) is None
+    assert Scope.from_key({"name": "explorer-scope {broken", "description": ""}) is None
