@@ -30,6 +30,7 @@ from explorer.secrets import redact
 
 if TYPE_CHECKING:
     from explorer.jobs.reindex import Progress
+    from explorer.meili.keys import NewKey
 
 
 class ExplorerGroup(click.Group):
@@ -487,7 +488,7 @@ def _scope_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _scoped_note(new: Any) -> None:
+def _scoped_note(new: NewKey) -> None:
     """One line on stderr about a tenant token: what it sees and how it ends."""
     if new.scope:
         click.echo(
