@@ -30,6 +30,7 @@ from explorer.secrets import redact
 
 if TYPE_CHECKING:
     from explorer.jobs.reindex import Progress
+    from explorer.meili.keys import NewKey
 
 
 class ExplorerGroup(click.Group):
@@ -589,21 +590,57 @@ def keys_group() -> None:
     """Create scoped Meilisearch keys for agents and other tools (needs an admin key)."""
 
 
+def _scope_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--instance", "instance_id",
+                     help="Scope: only this instance's chats (its id or label); prints a "
+                          "tenant token instead of the key."),
+        click.option("--only-label", "labels", multiple=True,
+                     help="Scope: only chats carrying this label (repeat: any of them); "
+                          "prints a tenant token instead of the key."),
+        click.option("--force", is_flag=True,
+                     help="Mint a scoped token for an instance or label not indexed yet."),
+    ]):  # fmt: skip
+        f = option(f)
+    return f
+
+
+def _scoped_note(new: NewKey) -> None:
+    """One line on stderr about a tenant token: what it sees and how it ends."""
+    if new.scope:
+        click.echo(
+            f"A tenant token: its searches only ever see {new.scope.describe()} "
+            f"(chats and their messages). `explorer keys revoke {new.uid}` ends it.",
+            err=True,
+        )
+
+
 @keys_group.command("create-agent")
 @click.option("--expires-in-days", type=click.IntRange(1), help="Let the key expire.")
 @click.option("--label", help="Who the key is for, shown by `explorer keys list`.")
+@_scope_options
 @click.pass_context
-def keys_create_agent(ctx: click.Context, expires_in_days: int | None, label: str | None) -> None:
+def keys_create_agent(
+    ctx: click.Context, expires_in_days: int | None, label: str | None,
+    instance_id: str | None, labels: tuple[str, ...], force: bool,
+) -> None:  # fmt: skip
     """The smallest key the Meilisearch web UI accepts, on the live index only.
 
-    Actions: search, indexes.get, stats.get, version. It cannot write, read settings or
-    fetch documents one by one, and build indexes stay invisible to it. Printed once.
+    Actions: search, indexes.get, stats.get, version, on the chats index and its messages
+    index. It cannot write, read settings or fetch documents one by one, and build indexes
+    stay invisible to it. With --instance or --only-label, a tenant token that only ever
+    sees those chats, for the agent page (the Meilisearch web UI takes no tenant token).
+    Printed once.
     """
-    from explorer.meili.keys import create_agent_key
+    from explorer.meili.keys import create_agent_key, scope_of
 
-    new = create_agent_key(
-        get_config(ctx).meilisearch, label=label, expires_in_days=expires_in_days
-    )
+    cfg = get_config(ctx)
+    with _usage_errors():
+        new = create_agent_key(
+            cfg.meilisearch, label=label, expires_in_days=expires_in_days,
+            scope=scope_of(instance_id, labels), force=force,
+            configured=tuple(i.id for i in cfg.wawp.instances),
+        )  # fmt: skip
     click.echo(new.secret)
     click.echo(
         "Agents open the agent page (`explorer serve`, or /agent/ behind the compose door) "
@@ -611,37 +648,34 @@ def keys_create_agent(ctx: click.Context, expires_in_days: int | None, label: st
         "`explorer keys revoke <key>` takes it back.",
         err=True,
     )
+    _scoped_note(new)
 
 
 @keys_group.command("create-search")
 @click.option("--expires-in-days", type=click.IntRange(1), help="Let the key expire.")
-@click.option(
-    "--instance",
-    "instance_id",
-    help="Print a tenant token that only sees this instance's chats instead of the key.",
-)
-@click.option("--force", is_flag=True, help="Mint a tenant token for an instance not indexed yet.")
+@_scope_options
 @click.pass_context
 def keys_create_search(
-    ctx: click.Context, expires_in_days: int | None, instance_id: str | None, force: bool
-) -> None:
-    """A search-only key for other tools, on the live index only. Printed once."""
+    ctx: click.Context, expires_in_days: int | None, instance_id: str | None,
+    labels: tuple[str, ...], force: bool,
+) -> None:  # fmt: skip
+    """A search-only key for other tools, on the live index only. Printed once.
+
+    It covers the chats index and its messages index. With --instance or --only-label, a
+    tenant token whose every search is filtered to those chats and their messages.
+    """
     from explorer.doors.mcp_server import paste_line
     from explorer.meili.keys import create_search_key
 
     cfg = get_config(ctx)
-    with _usage_errors(hint="; --force mints a token for it anyway"):
+    with _usage_errors():
         new = create_search_key(
-            cfg.meilisearch,
-            instance_id=instance_id,
-            expires_in_days=expires_in_days,
-            force=force,
-        )
+            cfg.meilisearch, instance_id=instance_id, labels=labels,
+            expires_in_days=expires_in_days, force=force,
+            configured=tuple(i.id for i in cfg.wawp.instances),
+        )  # fmt: skip
     click.echo(new.secret)
-    if new.tenant_token:
-        click.echo(
-            f"A tenant token: searches with it only ever see instance {instance_id}.", err=True
-        )
+    _scoped_note(new)
     click.echo(f"For an AI assistant (docs/mcp.md): {paste_line(cfg, new.secret)}", err=True)
 
 
@@ -848,7 +882,11 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 @click.argument("key_or_uid")
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_or_uid: str) -> None:
-    """Delete an agent or search key at once (by its value or its uid)."""
+    """Delete an agent or search key at once (by its value or its uid).
+
+    A tenant token is ended by revoking its parent key: give its uid (`keys list`), or
+    the token itself.
+    """
     from explorer.meili.keys import revoke_key
 
     gone = revoke_key(get_config(ctx).meilisearch, key_or_uid)

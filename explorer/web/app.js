@@ -3,7 +3,7 @@
 // (config.json says where) and nothing is fetched to display a result.
 
 import {
-  CHAT_ONLY, PHONE_FIELDS, filterClauses, messageFilterClauses, phoneQuery, quote,
+  CHAT_ONLY, PHONE_FIELDS, filterClauses, messageFilterClauses, phoneQuery, quote, scopeOf,
 } from "./query.js";
 
 const TYPES = [
@@ -605,6 +605,7 @@ function show(view) {
   $("finder").hidden = view !== "finder";
   $("sign-out").hidden = view !== "finder";
   $("who").hidden = view !== "finder";
+  $("scope").hidden = view !== "finder" || !$("scope").textContent;
   document.body.dataset.view = view;
 }
 
@@ -617,6 +618,17 @@ function signOut(message) {
   box.textContent = message || "";
   $("key").value = "";
   $("key").focus();
+}
+
+// "Scope: instance Cairo · labels VIP, Billing": what a tenant token limits the agent to.
+function scopeLine(scope) {
+  if (!scope) return "";
+  const parts = [];
+  if (scope.instance) parts.push(`instance ${state.instances[scope.instance] || scope.instance}`);
+  // A name with a comma in it is quoted, so that the list still reads as a list.
+  const names = scope.labels.map((name) => (name.includes(",") ? `“${name}”` : name));
+  if (names.length) parts.push(`label${names.length > 1 ? "s" : ""} ${names.join(", ")}`);
+  return `Scope: ${parts.join(" · ")}`;
 }
 
 async function tryKey(key) {
@@ -635,6 +647,7 @@ async function tryKey(key) {
   $("who").textContent = count === 1
     ? `Signed in · ${Object.values(state.instances)[0]}`
     : `Signed in · ${count} instances`;
+  $("scope").textContent = $("scope").title = scopeLine(scopeOf(key, state.config.index));
   show("finder");
   fromUrl();
   $("q").focus();

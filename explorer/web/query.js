@@ -81,3 +81,28 @@ export function messageFilterClauses(f) {
 
 // The page's filters that describe a chat's state, which messages do not carry.
 export const CHAT_ONLY = ["archived", "pinned", "muted", "phone_hidden", "inactive"];
+
+// The scope a tenant token carries, for the page's header: the instance and the labels that
+// explorer/meili/keys.py (Scope.filter) wrote into the token's search rule for `index`. Read
+// to be shown, never trusted: Meilisearch applies the rule whatever the page makes of it.
+// null for a plain key, or a token without a scope.
+export function scopeOf(key, index) {
+  const parts = String(key || "").split(".");
+  if (parts.length !== 3) return null;
+  let claims;
+  try {
+    const bytes = Uint8Array.from(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+    claims = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return null;
+  }
+  const rules = claims && typeof claims.searchRules === "object" ? claims.searchRules : null;
+  const rule = rules && !Array.isArray(rules) ? rules[index] : null;
+  const filter = rule && typeof rule.filter === "string" ? rule.filter : "";
+  const unquote = (s) => s.replace(/\\(.)/gsu, "$1");
+  const instance = /^instance_id = "((?:[^"\\]|\\.)*)"/su.exec(filter);
+  const list = /labels IN \[(.*)\]$/su.exec(filter);
+  const labels = list ? [...list[1].matchAll(/"((?:[^"\\]|\\.)*)"/gsu)].map((m) => unquote(m[1])) : [];
+  if (!instance && !labels.length) return null;
+  return { instance: instance ? unquote(instance[1]) : null, labels };
+}
