@@ -228,12 +228,15 @@ def reindex_cmd(
             report = run_reindex(cfg, force=force, restart=restart, progress=progress)
     except KeyboardInterrupt:
         close()
-        _fail(
-            ctx,
-            "Interrupted: the live index is untouched; the next `explorer reindex` resumes "
-            "this build (--restart discards it).",
-            130,
+        said = (
+            "Interrupted: the next `explorer reindex` resumes where this one stopped: the "
+            "unfinished build (--restart discards it), or the messages backfill once the "
+            "chats were live."
+            if cfg.messages.enabled
+            else "Interrupted: the live index is untouched; the next `explorer reindex` "
+            "resumes this build (--restart discards it)."
         )
+        _fail(ctx, said, 130)
     finally:
         close()
     if as_json:

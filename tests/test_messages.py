@@ -425,3 +425,21 @@ def test_purge_deletes_the_messages_index_only_when_told_yes(
     uids = {i["uid"] for i in meili_client.get_raw_indexes({"limit": 1000})["results"]}
     assert messages_index(index_name) not in uids and index_name in uids
     assert not ledger_path(cfg).exists()
+
+
+def test_ctrl_c_during_the_backfill_says_the_next_reindex_resumes_it(
+    world: Callable[..., tuple[Sandbox, Config]], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    import explorer.jobs.reindex as reindex_mod
+
+    sb, cfg = world()
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reindex_mod, "backfill", interrupted)
+    env = {**_env_of(cfg), "EXPLORER_CONFIG": str(tmp_path / "explorer.toml")}
+    result = CliRunner().invoke(cli, ["reindex", "--quiet"], env=env)
+    assert result.exit_code == 130
+    assert "messages backfill" in result.output and "untouched" not in result.output
