@@ -12,9 +12,12 @@ With messages on (``messages.enabled``), the same write carries what the events 
 the messages index (:func:`explorer.records.messages.messages_index`): ``message.any``
 adds the message, ``message.edited`` gives it its new body unless a newer edit is there,
 ``message.revoked`` removes it (and a tombstone in the journal keeps a late copy or edit
-from bringing it back). Nothing older than the retention window is written, and nobody
-`explorer forget` recorded (:mod:`explorer.jobs.forget`, read again when it changes).
-Message text stays in the journal only until its event is applied.
+from bringing it back). A message carries its chat's labels (a scoped tenant token filters
+messages by them): a new one those of its chat once the same write is applied, and a write
+that changes a chat's labels gives them to the chat's messages too. Nothing older than the
+retention window is written, and nobody `explorer forget` recorded
+(:mod:`explorer.jobs.forget`, read again when it changes). Message text stays in the
+journal only until its event is applied.
 
 Polling stays the safety net: there is no event for a contact renamed or a chat deleted,
 and events can be missed while a session is down, so `session.status` back to WORKING
@@ -91,6 +94,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _FIELDS = ["id", "last_activity", "name", "archived", "unread_count", "crawled_at", "engine_shape",
            "label_details", "display_name"]  # fmt: skip
 LABEL_LOOKUP_EVERY = 60.0  # seconds between two reads of one instance's /v2/labels
+RELABEL_CHATS = 100  # chats per filter when their messages get new labels
 
 
 class InsecureListen(ConfigError):
@@ -438,6 +442,8 @@ class Listener:
         self._msg_overlay: dict[str, tuple[_Flight, dict[str, Any] | None]] = {}
         self._texts = False  # message text applied since the journal's last checkpoint
         self._names: dict[str, Any] = {}  # display names of the chats of the last write
+        # ... and their labels once it is applied (labels, label_ids), for their messages
+        self._chat_labels: dict[str, tuple[list[str], list[str]]] = {}
         self.stop = threading.Event()
         self.meili_ok = True
         self._syncing: set[str] = set()
@@ -832,11 +838,12 @@ class Listener:
                 if have[i] is None:
                     gone.add(i)
         chats = {op.chat.doc_id: op.chat for op in ops if op.chat is not None}
-        missing = [d for d in chats if d not in self._names]
-        names = dict(self._names)
+        missing = [d for d in chats if d not in self._names or d not in self._chat_labels]
+        names, labels = dict(self._names), dict(self._chat_labels)
         if missing:
-            names.update({d["id"]: d.get("display_name") for d in self.store.fetch_ids(
-                self.cfg.meilisearch.index, missing, ["id", "display_name"])})  # fmt: skip
+            for chat in self.store.fetch_ids(self.cfg.meilisearch.index, missing,
+                                          ["id", "display_name", "label_details"]):  # fmt: skip
+                names[chat["id"]], labels[chat["id"]] = chat.get("display_name"), _label_copy(chat)
         pending: dict[str, dict[str, Any] | None] = {}
         skipped = flight.skipped
 
@@ -847,7 +854,9 @@ class Listener:
             assert op.message is not None and op.chat is not None
             msg = replace(op.message, jid=op.chat.jid)
             name = names.get(op.chat.doc_id) or op.chat.name or op.chat.hint_name
-            doc = to_message_document(msg, chat_name=name, sender_name=op.sender_name)
+            tags, ids = labels.get(op.chat.doc_id) or ([], [])
+            doc = to_message_document(msg, chat_name=name, sender_name=op.sender_name,
+                                      labels=tuple(tags), label_ids=tuple(ids))  # fmt: skip
             if op.kind == "edit":
                 doc["edited_at"] = op.at
             return doc
@@ -887,8 +896,9 @@ class Listener:
             else:
                 edited = made(op)
                 pending[key] = {**base, "body": edited["body"],
-                                "body_truncated": edited["body_truncated"],
-                                "edited_at": op.at}  # fmt: skip
+                                "body_truncated": edited["body_truncated"], "edited_at": op.at,
+                                "labels": edited["labels"],
+                                "label_ids": edited["label_ids"]}  # fmt: skip
         docs = [d for d in pending.values() if d is not None]
         removed = [i for i, d in pending.items() if d is None]
         tasks = []
@@ -902,6 +912,39 @@ class Listener:
         flight.edited = [i for i, d in pending.items() if d is not None and d.get("edited_at")]
         log.debug("wrote %d messages, removed %d", len(docs), len(removed))
         return tasks
+
+    def _relabel_messages(
+        self, chats: dict[tuple[str, str], tuple[list[str], list[str]]]
+    ) -> list[int]:
+        """The messages of chats whose labels this write changes get the new ones: those
+        in the index (found by filter, partially updated) and those in writes not applied
+        yet (written again whole). The tasks to wait for."""
+        uid = self.messages_uid
+        docs: list[dict[str, Any]] = []
+        by_instance: dict[str, list[str]] = {}
+        for inst, jid in chats:
+            by_instance.setdefault(inst, []).append(jid)
+        for inst, jids in by_instance.items():
+            for start in range(0, len(jids), RELABEL_CHATS):
+                chunk = ", ".join(quote(j) for j in jids[start : start + RELABEL_CHATS])
+                where = f"{instance_id_is(inst)} AND jid IN [{chunk}]"
+                for found in self.store.fetch(uid, where, ["id", "instance_id", "jid"]):
+                    if self._msg_overlay.get(found["id"], (None, {}))[1] is None:
+                        continue  # being removed: an update would bring back a stub
+                    labels, ids = chats[(inst, found["jid"])]
+                    docs.append({"id": found["id"], "labels": labels, "label_ids": ids})
+        by_id = {d["id"]: d for d in docs}
+        for i, (_, doc) in self._msg_overlay.items():
+            if doc is None:
+                continue
+            new = chats.get((doc.get("instance_id"), doc.get("jid")))  # type: ignore[arg-type]
+            if new is not None:
+                doc.update(labels=new[0], label_ids=new[1])
+                by_id[i] = doc
+        if not by_id:
+            return []
+        log.debug("relabelled %d messages of %d chats", len(by_id), len(chats))
+        return [self.store.update(uid, list(by_id.values()))]
 
     def _settle_messages(self, flight: _Flight) -> None:
         """Count a write's messages once it is applied, and let go of its overlay."""
@@ -926,7 +969,8 @@ class Listener:
         docs = list(self.store.fetch(self.messages_uid, where, None))
         if not docs:
             return []
-        moved = [{**d, "jid": phone_jid} for d in docs]
+        tags, ids = self._chat_labels.get(doc_id(instance_id, phone_jid)) or ([], [])
+        moved = [{**d, "jid": phone_jid, "labels": tags, "label_ids": ids} for d in docs]
         return [self.store.add(self.messages_uid, moved)]
 
     def _isolate(self, updates: list[Update]) -> dict[str, str]:
@@ -1024,6 +1068,8 @@ class Listener:
         # The chats' names, for the messages of the same write (no second request).
         self._names = {u.doc_id: (current.get(u.doc_id) or {}).get("display_name")
                        for u in updates}  # fmt: skip
+        self._chat_labels = {}
+        relabelled: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
         docs: list[dict[str, Any]] = []
         gone: list[str] = []
         refused: dict[str, str] = {}
@@ -1048,11 +1094,17 @@ class Listener:
                 continue
             if doc is not None:
                 docs.append(doc)
+            labels = _label_copy(doc if doc is not None and "label_ids" in doc else have)
+            self._chat_labels[update.doc_id] = labels
+            if have is not None and doc is not None and "label_ids" in doc:
+                relabelled[(update.instance_id, update.jid)] = labels
         tasks = []
         if docs:
             tasks.append(self.store.update(live, docs))
         if gone:
             tasks.append(self.store.delete_ids(live, gone))
+        if relabelled and self.messages_on:
+            tasks += self._relabel_messages(relabelled)
         self.metrics.writes.inc()
         log.debug("wrote %d chats (%d docs, %d gone)", len(updates), len(docs), len(gone))
         return tasks, refused
@@ -1236,6 +1288,17 @@ def ensure_messages_index(store: IndexStore, uid: str) -> None:
     if not store.exists(uid):
         store.create(uid)
         store.apply_settings(uid, MESSAGE_INDEX_SETTINGS)
+
+
+def _label_copy(doc: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """A chat's ``labels`` and ``label_ids`` as its messages carry them, from a document
+    written (which has them) or read back (which has ``label_details``)."""
+    if doc is None:
+        return [], []
+    if "label_ids" in doc:
+        return list(doc.get("labels") or []), list(doc.get("label_ids") or [])
+    fields = label_fields(labels_of_document(doc) or ())
+    return fields["labels"], fields["label_ids"]
 
 
 def _after(at: int, have: dict[str, Any], *also: str) -> bool:

@@ -20,12 +20,20 @@ Identity: a message document carries its chat's ``instance_id`` and ``jid`` exac
 chats index has them (a resolved LID's messages under the phone JID), ``chat_name`` its
 ``display_name``, and in groups the sender's JID with the name the chats index has for it.
 
+Labels: a message also carries a copy of its chat's ``labels`` and ``label_ids``, since a
+scoped tenant token filters the messages index by label as it filters the chats index
+(Meilisearch has no joins). The ledger keeps, per chat, a digest of the labels its
+messages were written with; a chat whose labels now differ gets its messages relabelled
+(their ids found by filter, then a partial update), with no Wawp request.
+
 Message text never reaches a log line: only counts, chat ids and parse reasons do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import sqlite3
 import threading
@@ -41,7 +49,7 @@ from explorer.errors import ExplorerError, MeiliTaskFailed, WawpChatGone
 from explorer.jobs.state import state_dir
 from explorer.meili.client import TERMINAL, IndexStore
 from explorer.records.documents import doc_id
-from explorer.records.filters import quote
+from explorer.records.filters import instance_id_is, quote
 from explorer.records.messages import (
     MESSAGE_INDEX_SETTINGS,
     MalformedMessage,
@@ -58,6 +66,7 @@ DAY: Final = 86_400
 MAX_SAMPLES: Final = 5
 FLUSH_SECONDS: Final = 5.0  # a slow run still confirms its progress this often
 FLUSH_LISTINGS: Final = 2000  # ...and after this many listings, messages or not
+RELABEL_CHATS: Final = 100  # chats per filter when their messages are relabelled
 # What the backfill reads of a chat document.
 CHAT_FIELDS: Final = ["jid", "instance_id", "display_name", "last_activity", "listings",
                       "labels", "label_ids"]  # fmt: skip
@@ -77,6 +86,7 @@ class BackfillReport:
     requests: int = 0  # message page requests (retries included)
     retries: int = 0
     expired: int = 0  # documents older than the window, deleted
+    relabelled: int = 0  # documents given their chat's new labels (no Wawp request)
     cutoff: int = 0  # messages older than this are neither written nor kept
     seconds: float = 0.0
 
@@ -90,6 +100,7 @@ class BackfillReport:
             f"messages: {self.messages} written into {self.index} from {self.listings} chats "
             f"({self.requests} requests); {self.unchanged} chats unchanged, {self.gone} gone "
             f"(404, skipped), {self.malformed} malformed skipped, {self.expired} expired deleted"
+            + (f", {self.relabelled} relabelled" if self.relabelled else "")
         )
 
 
@@ -104,6 +115,11 @@ class Ledger:
             "CREATE TABLE IF NOT EXISTS listings (instance_id TEXT NOT NULL, jid TEXT NOT NULL,"
             " through INTEGER NOT NULL, PRIMARY KEY (instance_id, jid)) WITHOUT ROWID"
         )
+        # Per chat (its jid in the chats index): the digest of the labels its messages carry.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS labels (instance_id TEXT NOT NULL, jid TEXT NOT NULL,"
+            " digest TEXT NOT NULL, PRIMARY KEY (instance_id, jid)) WITHOUT ROWID"
+        )
         self._db.commit()
 
     def load(self, instances: Iterable[str]) -> dict[tuple[str, str], int]:
@@ -115,9 +131,19 @@ class Ledger:
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO listings VALUES (?, ?, ?)", rows)
 
+    def load_labels(self, instances: Iterable[str]) -> dict[tuple[str, str], str]:
+        wanted = set(instances)
+        rows = self._db.execute("SELECT instance_id, jid, digest FROM labels")
+        return {(i, j): d for i, j, d in rows if i in wanted}
+
+    def record_labels(self, rows: list[tuple[str, str, str]]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?)", rows)
+
     def clear(self) -> None:
         with self._db:
             self._db.execute("DELETE FROM listings")
+            self._db.execute("DELETE FROM labels")
 
     def close(self) -> None:
         self._db.close()
@@ -193,6 +219,89 @@ def jobs_of(
                 labels=tuple(chat.get("labels") or ()),
                 label_ids=tuple(chat.get("label_ids") or ()),
             )
+
+
+def labels_digest(labels: Iterable[str], label_ids: Iterable[str]) -> str:
+    """A short digest of a chat's label fields, as its messages carry them."""
+    text = json.dumps([list(labels), list(label_ids)], ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+class _LabelWatch:
+    """Which chats' messages carry other labels than the chat has now (module doc).
+
+    A chat with no digest recorded is stale only if the ledger holds one of its listings
+    (backfilled before digests were kept); a chat never backfilled has only messages
+    written by this run or by listen, which both copy the chat's current labels."""
+
+    def __init__(self, done: dict[tuple[str, str], int], carried: dict[tuple[str, str], str]):
+        self.done, self.carried = done, carried
+        self.stale: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+        self.rows: list[tuple[str, str, str]] = []
+
+    def see(self, chats: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for chat in chats:
+            key = (chat["instance_id"], chat["jid"])
+            labels, ids = list(chat.get("labels") or ()), list(chat.get("label_ids") or ())
+            digest = labels_digest(labels, ids)
+            have = self.carried.get(key)
+            if have != digest:
+                self.carried[key] = digest
+                self.rows.append((*key, digest))
+                listings = chat.get("listings") or [{"jid": key[1]}]
+                if have is not None or any(
+                    (key[0], str(listing.get("jid"))) in self.done for listing in listings
+                ):
+                    self.stale[key] = (labels, ids)
+            yield chat
+
+
+def relabel(
+    store: IndexStore, index: str, stale: dict[tuple[str, str], tuple[list[str], list[str]]],
+    batch: int,
+) -> int:  # fmt: skip
+    """Give the messages of ``stale`` chats their chat's labels: ids found by filter, then
+    partial updates (only ``labels`` and ``label_ids``), waited for. How many documents."""
+    by_instance: dict[str, list[str]] = {}
+    for inst, jid in stale:
+        by_instance.setdefault(inst, []).append(jid)
+    docs: list[dict[str, Any]] = []
+    tasks: list[int] = []
+    for inst, jids in by_instance.items():
+        for start in range(0, len(jids), RELABEL_CHATS):
+            chunk = jids[start : start + RELABEL_CHATS]
+            where = f"{instance_id_is(inst)} AND jid IN [{', '.join(quote(j) for j in chunk)}]"
+            for found in store.fetch(index, where, ["id", "jid"]):
+                labels, ids = stale[(inst, found["jid"])]
+                docs.append({"id": found["id"], "labels": labels, "label_ids": ids})
+                if len(docs) >= batch:
+                    tasks.append(store.update(index, docs))
+                    docs = []
+    count = len(docs) + batch * len(tasks)
+    if docs:
+        tasks.append(store.update(index, docs))
+    store.wait(tasks)
+    return count
+
+
+def with_labels(
+    store: IndexStore, chats_index: str, chats: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``chats`` with their labels as the live index has them, for chat documents written
+    without label fields (sync's: it leaves the labels a reindex or listen wrote)."""
+    chats = list(chats)
+    unknown = [doc_id(c["instance_id"], c["jid"]) for c in chats if "label_ids" not in c]
+    if not unknown:
+        return chats
+    live = {d["id"]: d for d in store.fetch_ids(chats_index, unknown, ["id", "labels",
+                                                                        "label_ids"])}  # fmt: skip
+    out = []
+    for chat in chats:
+        have = live.get(doc_id(chat["instance_id"], chat["jid"]))
+        if "label_ids" not in chat and have is not None:
+            chat = {**chat, "labels": have.get("labels"), "label_ids": have.get("label_ids")}
+        out.append(chat)
+    return out
 
 
 def fetch_listing(
@@ -378,7 +487,10 @@ def backfill(
                 f"AND last_activity >= {cutoff}"
             )
             chats = store.fetch(chats_index, where, CHAT_FIELDS)
-        chats = (c for c in chats if c.get("instance_id") in instances)
+        else:
+            chats = with_labels(store, chats_index, chats)
+        watch = _LabelWatch(done, ledger.load_labels(instances))
+        chats = watch.see(c for c in chats if c.get("instance_id") in instances)
         writer = _Writer(
             store, chats_index, index, ledger, cfg.reindex.batch_size, notify, after_batch
         )
@@ -389,6 +501,9 @@ def backfill(
             raise
         writer.flush()
         writer.confirm(wait_all=True)
+        # After the new messages are in: what was written before gets the labels too.
+        report.relabelled = relabel(store, index, watch.stale, cfg.reindex.batch_size)
+        ledger.record_labels(watch.rows)
         store.wait([expiry])
         report.expired = _deleted(store, expiry)
     finally:
