@@ -1096,7 +1096,7 @@ class Listener:
                 docs.append(doc)
             labels = _label_copy(doc if doc is not None and "label_ids" in doc else have)
             self._chat_labels[update.doc_id] = labels
-            if have is not None and doc is not None and "label_ids" in doc:
+            if doc is not None and "label_ids" in doc:  # new labels, or a new chat's
                 relabelled[(update.instance_id, update.jid)] = labels
         tasks = []
         if docs:
