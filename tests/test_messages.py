@@ -338,12 +338,18 @@ def test_messages_past_the_window_are_never_written_and_later_expire(
     older = [d for d in message_docs(meili_client, index_name).values()
              if d["timestamp"] < time.time() - 60 * DAY]  # fmt: skip
     assert older
+    # What a label update leaves of a message deleted under it: no timestamp, no body.
+    stub = meili_client.index(messages_index(index_name)).update_documents(
+        [{"id": "mstub", "labels": ["VIP"], "label_ids": ["5"]}]
+    )
+    meili_client.wait_for_task(stub.task_uid)
     path = tmp_path / "explorer.toml"
     path.write_text(path.read_text().replace("retention_days = 300", "retention_days = 60"))
     shorter = load_config(path, env=dict(_env_of(cfg)))
     report = reindex(shorter)
     assert report.messages is not None and report.messages.expired >= len(older)
     left = message_docs(meili_client, index_name).values()
+    assert "mstub" not in message_docs(meili_client, index_name)
     assert min(d["timestamp"] for d in left) >= report.messages.cutoff
 
 

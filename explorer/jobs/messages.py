@@ -479,7 +479,9 @@ def backfill(
     try:
         if store.ensure(index, MESSAGE_INDEX_SETTINGS):
             ledger.clear()  # a new index holds nothing the ledger says it does
-        expiry = store.delete_where(index, f"timestamp < {cutoff}")
+        # Expired, and any stub a label update made of a message deleted meanwhile (a
+        # partial update creates what it does not find): no timestamp, never shown.
+        expiry = store.delete_where(index, f"timestamp < {cutoff} OR timestamp NOT EXISTS")
         done = ledger.load(instances)
         if chats is None:
             where = (
