@@ -276,9 +276,9 @@ def measure(world: dict[str, Any], seed: int, show: int = 0) -> list[str]:
     print(f"  recall@5 on {n} four-word phrases: CLI path {found['cli'] / n:.3f}, "
           f"MCP {found['mcp'] / n:.3f} (the message itself, or one that says the phrase word "
           f"for word: {found['phrase'] / n:.3f})")  # fmt: skip
-    print("  recall@5 by script: " + ", ".join(
-        f"{kind} {sum(hits) / len(hits):.3f} ({len(hits)})" for kind, hits in sorted(per_script.items())
-    ))  # fmt: skip
+    by_script = [f"{kind} {sum(hits) / len(hits):.3f} ({len(hits)})"
+                 for kind, hits in sorted(per_script.items())]  # fmt: skip
+    print("  recall@5 by script: " + ", ".join(by_script))
     if misses:
         print("\n".join(misses))
     print(f"  search (CLI path, with snippets): Meilisearch p50 {pct(server_ms, 50):.0f} ms, "
