@@ -29,6 +29,7 @@ import random
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,12 @@ def build(meili: MeiliServer, chats: int, messages: int, seed: int) -> dict[str,
     return {"settings": settings, "sample": sample}
 
 
+def script_of(text: str) -> str:
+    """``LATIN``, ``ARABIC``, ``CYRILLIC``, ``DEVANAGARI``: the script of the first letter."""
+    letter = next((ch for ch in text if ch.isalpha()), "")
+    return unicodedata.name(letter, "OTHER ?").split()[0] if letter else "OTHER"
+
+
 def phrase(doc: dict[str, Any], rng: random.Random) -> str:
     words = doc["body"].split()
     if len(words) <= 4:
@@ -232,27 +239,48 @@ def phrase(doc: dict[str, Any], rng: random.Random) -> str:
     return " ".join(words[start : start + 4])
 
 
-def measure(world: dict[str, Any], seed: int) -> list[str]:
+def measure(world: dict[str, Any], seed: int, show: int = 0) -> list[str]:
     rng = random.Random(seed + 3)
     settings: MeiliSettings = world["settings"]
     queries = [(phrase(d, rng), d["message_id"]) for d in world["sample"][:300]]
     cfg = Config(meilisearch=settings, messages=MessagesSettings(enabled=True))
     explorer = Explorer(cfg)
-    found = {"cli": 0, "mcp": 0}
+    found = {"cli": 0, "mcp": 0, "phrase": 0}
     server_ms: list[float] = []
     wall_ms: list[float] = []
+    misses: list[str] = []
+    per_script: dict[str, list[bool]] = {}
     with MessageSearcher(settings) as searcher:
         for query, mid in queries:
             t0 = time.perf_counter()
             result = searcher.search(query, limit=5, highlight=True)
             wall_ms.append((time.perf_counter() - t0) * 1000)
             server_ms.append(result.processing_ms)
-            found["cli"] += mid in [h["message_id"] for h in result.hits]
+            hit = mid in [h["message_id"] for h in result.hits]
+            found["cli"] += hit
             answer = explorer.search_messages(query, limit=5)
             found["mcp"] += mid in [m["message_id"] for m in answer["messages"]]
+            # The phrase may be said word for word in another message too: then the query
+            # cannot tell the two apart, and either one is the right answer.
+            said = [h for h in result.hits if query.lower() in str(h.get("body", "")).lower()]
+            found["phrase"] += hit or bool(said)
+            kind = script_of(query)
+            per_script.setdefault(kind, []).append(hit)
+            if not hit and not said and len(misses) < show:
+                deeper = [h["message_id"] for h in searcher.search(query, limit=200).hits]
+                rank = deeper.index(mid) + 1 if mid in deeper else None
+                top = " | ".join(str(h["body"])[:60] for h in result.hits[:2])
+                misses.append(f"    {query!r}: {result.total} match, the message ranks {rank}; "
+                              f"first: {top}")  # fmt: skip
     n = len(queries)
     print(f"  recall@5 on {n} four-word phrases: CLI path {found['cli'] / n:.3f}, "
-          f"MCP {found['mcp'] / n:.3f}")  # fmt: skip
+          f"MCP {found['mcp'] / n:.3f} (the message itself, or one that says the phrase word "
+          f"for word: {found['phrase'] / n:.3f})")  # fmt: skip
+    by_script = [f"{kind} {sum(hits) / len(hits):.3f} ({len(hits)})"
+                 for kind, hits in sorted(per_script.items())]  # fmt: skip
+    print("  recall@5 by script: " + ", ".join(by_script))
+    if misses:
+        print("\n".join(misses))
     print(f"  search (CLI path, with snippets): Meilisearch p50 {pct(server_ms, 50):.0f} ms, "
           f"p95 {pct(server_ms, 95):.0f} ms; caller's wall p50 {pct(wall_ms, 50):.0f} ms, "
           f"p95 {pct(wall_ms, 95):.0f} ms")  # fmt: skip
@@ -287,6 +315,7 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=100_000)
     parser.add_argument("--typed", type=int, default=15, help="phrases typed on the page")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--misses", type=int, default=0, help="print up to N missed phrases")
     parser.add_argument("--quick", action="store_true", help="50,000 messages, 5,000 chats")
     args = parser.parse_args()
     if args.quick:
@@ -298,7 +327,7 @@ def main() -> None:
         MeiliServer(Path(tmp) / "meili", max_indexing_memory="2GiB") as meili,
     ):
         world = build(meili, args.chats, args.messages, args.seed)
-        queries = measure(world, args.seed)
+        queries = measure(world, args.seed, args.misses)
         page(world, queries, args.typed)
         print(f"  load average at the end {os.getloadavg()[0]:.1f}")
 

@@ -52,6 +52,8 @@ MESSAGES: list[tuple[str, str, str, int, bool, Any, dict[str, Any]]] = [
     (A, DRIVERS, "m-drv-1", DAY, False, "I'm running late, traffic on the ring road", BY_ALI),
     (A, DRIVERS, "m-drv-2", DAY - 60, True, "Thanks, tell the customer", {}),
     (A, DRIVERS, "m-drv-3", 3 * DAY, False, "Ребята, заказ 5120 доставлен", BY_ALI),
+    (A, DRIVERS, "m-drv-4", 4 * DAY, True, "ممكن ترسل الفاتورة على رقمي؟ شكرا جزيلا", {}),
+    (A, DRIVERS, "m-drv-5", 4 * DAY, True, "آسف بنك مكسور زادا عميل ناقص لولو الاثنين مقاس", {}),
     (B, KOFI, "m-kofi-1", 10 * DAY, False, "Please call me about the refund", {}),
     (B, KOFI, "m-kofi-2", 10 * DAY - 30, True, "We will refund the order on Monday", {}),
     (B, KOFI, "m-kofi-3", 12 * DAY, False, "طلب رقم ٧٧٨٨ لم يصل بعد", {}),

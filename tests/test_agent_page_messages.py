@@ -261,3 +261,25 @@ def test_each_keystroke_is_one_request_for_chats_and_messages(
     time.sleep(0.3)
     sent = browser.requests[len(before) :]
     assert [u.rpartition("/")[2] for u in sent] == ["multi-search"], sent
+
+
+def test_a_messages_index_removed_while_signed_in_drops_the_column_not_the_search(
+    world: dict[str, Any], browser: Browser, meili: MeiliServer
+) -> None:
+    index = f"gone_{secrets.token_hex(4)}"
+    w.build(meili.url, meili.master_key, index)
+    key = make_key(world["master"], ["search"], [index, messages_index(index)])
+    page = AgentPage(MeiliSettings(url=meili.url, index=index), port=0, messages=True).start()
+    try:
+        sign_in(browser, {"page": page, "key": key})
+        type_query(browser, "refund")
+        assert len(messages_shown(browser, 2)) == 2
+        master = world["master"]
+        master.wait_for_task(master.delete_index(messages_index(index)).task_uid)
+        type_query(browser, "kofi")
+        browser.wait_for("document.body.dataset.state === 'results'")
+        assert browser.evaluate("document.getElementById('messages-col').hidden") is True
+        assert browser.evaluate("document.getElementById('error').hidden") is True
+        assert browser.evaluate("window.explorerDebug.state.messages") is None
+    finally:
+        page.stop()

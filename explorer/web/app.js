@@ -250,6 +250,13 @@ async function runSearch() {
       runSearch();
       return;
     }
+    // The messages index went away (message search turned off and purged): carry on
+    // without the column rather than fail every search.
+    if (state.messages && err instanceof MeiliError && String(err.message).includes(`\`${state.messages}\``)) {
+      state.messages = null;
+      runSearch();
+      return;
+    }
     if (err instanceof MeiliError && (err.status === 401 || err.status === 403)) {
       signOut(explainKeyError(err));
       return;
