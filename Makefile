@@ -7,8 +7,10 @@ PY := $(VENV)/bin/python
 
 .PHONY: test test-fast lint install meilisearch demo bench tools docs screenshots clean
 
+# Two workers, a test file each at a time (--dist loadfile: a file's servers stay on one
+# worker): the suite grew past 19 minutes on one worker with messages and labels.
 test: lint meilisearch tools
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The tests marked `external` (tests/conftest.py) and `slow` are left out; one worker per
 # CPU (pytest-xdist), since the rest are independent and each sets up its own servers.
