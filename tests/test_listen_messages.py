@@ -176,6 +176,50 @@ def test_bodies_leave_the_journal_once_applied_and_never_reach_the_logs(
     assert not any(secret in line for line in w.logs)
 
 
+def test_a_message_meilisearch_refuses_is_a_dead_letter_without_its_text_and_the_rest_applied(
+    listen_world: MakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A messages write Meilisearch refuses is written again in parts: the refused message's
+    event is set aside with the reason (and neither keeps its text), the other messages of
+    the write are applied. The refusal is provoked as test_listen provokes a chat's: an id
+    Meilisearch refuses (a message id cannot give one: ids are hashed, so the hash is
+    switched off here for one message)."""
+    import explorer.doors.listen
+    import explorer.records.messages
+    from explorer.doors.listen import Listener
+    from explorer.jobs.journal import list_dead
+
+    hashed = explorer.records.messages.message_doc_id
+
+    def doc_id(instance_id: str, message_id: str) -> str:
+        return "bad\U0001f600" if "BAD" in message_id else hashed(instance_id, message_id)
+
+    monkeypatch.setattr(explorer.records.messages, "message_doc_id", doc_id)
+    monkeypatch.setattr(explorer.doors.listen, "message_doc_id", doc_id)
+    w = listen_world(env=ON)
+    w.stop()
+    listener = Listener(w.cfg)
+    secret = "Kumquat vault code 5521"
+    now = int(time.time())
+    try:
+        events = [message(SESSION, CUSTOMER, now + n, body=f"good one {n}") for n in range(5)]
+        events.insert(2, message(SESSION, CUSTOMER, now + 9, body=secret, key="3EB0BAD00001"))
+        for n, event in enumerate(events):
+            listener.journal.append_now(f"evt_{n}", INST, json.dumps(event).encode())
+        flight = listener.submit_queued(listener.journal.batch(100))
+        listener._flights.append(flight)
+        wait_until(lambda: listener._settle() or not listener._flights, "the write settled")
+        assert listener.journal.depth == 0
+        for event in events[:2] + events[3:]:
+            assert msg(w, event["payload"]["id"]) is not None
+        assert (w.doc(CUSTOMER) or {}).get("last_activity") == now + 9  # its chat part too
+        (letter,) = list_dead(w.cfg)
+        assert "Document identifier" in letter.reason
+        assert secret not in letter.reason and secret.encode() not in letter.body
+    finally:
+        listener.close()
+
+
 def test_turned_off_only_activity_moves_and_no_messages_index(listen_world: MakeWorld) -> None:
     w = listen_world()
     now = int(time.time())

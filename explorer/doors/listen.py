@@ -414,6 +414,7 @@ class _Flight:
     messages: list[str] = field(default_factory=list)  # message documents it writes
     revoked: list[str] = field(default_factory=list)  # ... and removes
     edited: list[str] = field(default_factory=list)  # ... and edits
+    pending: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # ... what each is
     skipped: dict[str, int] = field(default_factory=dict)  # messages not written, by reason
 
 
@@ -901,17 +902,51 @@ class Listener:
                                 "label_ids": edited["label_ids"]}  # fmt: skip
         docs = [d for d in pending.values() if d is not None]
         removed = [i for i, d in pending.items() if d is None]
-        tasks = []
-        if docs:
-            tasks.append(self.store.add(uid, docs))
-        if removed:
-            tasks.append(self.store.delete_ids(uid, removed))
         for i, d in pending.items():
             self._msg_overlay[i] = (flight, d)
-        flight.messages, flight.revoked = [d["id"] for d in docs], removed
+        flight.messages, flight.revoked, flight.pending = [d["id"] for d in docs], removed, pending
         flight.edited = [i for i, d in pending.items() if d is not None and d.get("edited_at")]
+        try:
+            tasks = self._send_messages(pending)
+        except MeiliRefused as exc:
+            log.warning("Meilisearch refused a write of %d messages (%s): writing them in "
+                        "halves", len(pending), exc)  # fmt: skip
+            flight.refused.update(self._isolate_messages(pending))
+            return []
         log.debug("wrote %d messages, removed %d", len(docs), len(removed))
         return tasks
+
+    def _send_messages(self, pending: dict[str, dict[str, Any] | None]) -> list[int]:
+        """One addition and one deletion for these message documents (None: removed)."""
+        docs = [d for d in pending.values() if d is not None]
+        removed = [i for i, d in pending.items() if d is None]
+        tasks = []
+        if docs:
+            tasks.append(self.store.add(self.messages_uid, docs))
+        if removed:
+            tasks.append(self.store.delete_ids(self.messages_uid, removed))
+        return tasks
+
+    def _isolate_messages(self, pending: dict[str, dict[str, Any] | None]) -> dict[str, str]:
+        """Write these message documents again in halves, waiting for each, down to the
+        single ones Meilisearch refuses: those, with why (never their text, since the
+        reason is kept as a dead letter's). Halves, not one by one: a write holds up to
+        :data:`BATCH` messages and one refused costs about 2·log2 of that in writes.
+        Only a refusal is caught: Meilisearch unreachable stops this like any write."""
+        refused: dict[str, str] = {}
+        parts = [list(pending)]
+        while parts:
+            ids = parts.pop()
+            try:
+                self._wait(self._send_messages({i: pending[i] for i in ids}))
+            except (MeiliRefused, MeiliTaskFailed) as exc:
+                if isinstance(exc, MeiliTaskFailed) and not exc.refused:
+                    raise MeiliError(str(exc)) from None  # its own trouble: as an outage
+                if len(ids) > 1:
+                    parts += [ids[len(ids) // 2 :], ids[: len(ids) // 2]]
+                    continue
+                refused[ids[0]] = f"message {ids[0]}: {_without_text(str(exc), pending[ids[0]])}"
+        return refused
 
     def _relabel_messages(
         self, chats: dict[tuple[str, str], tuple[list[str], list[str]]]
@@ -948,11 +983,13 @@ class Listener:
 
     def _settle_messages(self, flight: _Flight) -> None:
         """Count a write's messages once it is applied, and let go of its overlay."""
-        if flight.messages:
-            self.metrics.messages.labels("written").inc(len(flight.messages))
+        written = [i for i in flight.messages if i not in flight.refused]
+        if written:
+            self.metrics.messages.labels("written").inc(len(written))
             self._texts = True
-        if flight.revoked:
-            self.metrics.messages.labels("removed").inc(len(flight.revoked))
+        removed = [i for i in flight.revoked if i not in flight.refused]
+        if removed:
+            self.metrics.messages.labels("removed").inc(len(removed))
         for reason, n in flight.skipped.items():
             self.metrics.messages_skipped.labels(reason).inc(n)
         if any(isinstance(r, Event) and r.messages for _, r in flight.events):
@@ -1000,12 +1037,16 @@ class Listener:
             except MeiliTaskFailed as exc:
                 if not exc.refused:  # Meilisearch's own trouble: wait, as for an outage
                     raise MeiliError(str(exc)) from None
-                # Deterministic: the same write would fail again. Find the chats it fails
-                # on, one by one; their events become dead letters, the rest is applied.
-                log.warning("Meilisearch failed a write of %d chats (%s): writing them one "
-                            "by one", len(flight.touched), exc)  # fmt: skip
+                # Deterministic: the same write would fail again. Find the chats and the
+                # messages it fails on, one by one (messages in halves); their events become
+                # dead letters, the rest is applied.
+                log.warning("Meilisearch failed a write of %d chats and %d messages (%s): "
+                            "writing them one by one", len(flight.touched), len(flight.pending),
+                            exc)  # fmt: skip
                 touched = [Update.from_json(data) for _, data in flight.touched]
                 flight.refused.update(self._isolate(touched))
+                if flight.pending:
+                    flight.refused.update(self._isolate_messages(flight.pending))
                 self._flights.popleft()
                 self._record(flight)
                 self._reset()  # the writes after it merged its updates: send them again
@@ -1022,6 +1063,8 @@ class Listener:
                 dead[item.seq] = read
                 continue
             refused = [flight.refused[u.doc_id] for u in read.updates if u.doc_id in flight.refused]
+            refused += [flight.refused[i] for op in read.messages for t in op.targets
+                        if (i := message_doc_id(op.instance_id, t)) in flight.refused]  # fmt: skip
             if refused:
                 dead[item.seq] = f"{read.kind} {read.id}: {refused[0]}"
                 continue
@@ -1034,8 +1077,9 @@ class Listener:
             last = {"id": read.id, "event": read.kind, "session": read.session,
                     "instance_id": item.instance_id, "applied_at": now}  # fmt: skip
         touched = [(doc, data) for doc, data in flight.touched if doc not in flight.refused]
-        self.journal.done([q.seq for q, _ in flight.events], touched, last, dead, flight.revoked,
-                          flight.edited)  # fmt: skip
+        revoked = [i for i in flight.revoked if i not in flight.refused]
+        edited = [i for i in flight.edited if i not in flight.refused]
+        self.journal.done([q.seq for q, _ in flight.events], touched, last, dead, revoked, edited)
         self._settle_messages(flight)
         for seq, reason in dead.items():
             why = "unreadable" if reason.startswith("unreadable") else "refused by Meilisearch"
@@ -1288,6 +1332,15 @@ def ensure_messages_index(store: IndexStore, uid: str) -> None:
     if not store.exists(uid):
         store.create(uid)
         store.apply_settings(uid, MESSAGE_INDEX_SETTINGS)
+
+
+def _without_text(reason: str, doc: dict[str, Any] | None) -> str:
+    """Meilisearch's word on a message document, its text masked should it quote it: the
+    reason outlives the text (a dead letter keeps it for a month)."""
+    body = (doc or {}).get("body")
+    if isinstance(body, str) and len(body) >= 4:
+        reason = reason.replace(body, "[message text]")
+    return reason
 
 
 def _label_copy(doc: dict[str, Any] | None) -> tuple[list[str], list[str]]:
