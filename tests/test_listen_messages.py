@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -218,6 +219,40 @@ def test_a_message_meilisearch_refuses_is_a_dead_letter_without_its_text_and_the
         assert secret not in letter.reason and secret.encode() not in letter.body
     finally:
         listener.close()
+
+
+def test_a_messages_write_refused_when_sent_is_written_in_parts_not_retried_forever(
+    listen_world: MakeWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Meilisearch may refuse a write as it is sent (here its payload limit, lowered): that
+    is no outage to wait out. The messages are written in parts; the one too big alone is a
+    dead letter, the others are applied."""
+    from explorer.dev.meili_server import MeiliServer
+    from explorer.doors.listen import Listener
+    from explorer.jobs.journal import list_dead
+
+    monkeypatch.setenv("MEILI_HTTP_PAYLOAD_SIZE_LIMIT", "12KB")
+    with MeiliServer(tmp_path / "small-payloads") as small:
+        w = listen_world(env=ON, meili_server=small, chats=2)  # a reindex within the limit
+        w.stop()
+        listener = Listener(w.cfg)
+        now = int(time.time())
+        try:
+            events = [message(SESSION, CUSTOMER, now + n, body=f"{n} " + "x" * 1500)
+                      for n in range(5)]  # fmt: skip
+            events.insert(2, message(SESSION, CUSTOMER, now + 9, body="\U0001f600" * MAX_BODY))
+            for n, event in enumerate(events):
+                listener.journal.append_now(f"evt_{n}", INST, json.dumps(event).encode())
+            flight = listener.submit_queued(listener.journal.batch(100))
+            listener._flights.append(flight)
+            wait_until(lambda: listener._settle() or not listener._flights, "the write settled")
+            assert listener.journal.depth == 0
+            for event in events[:2] + events[3:]:
+                assert msg(w, event["payload"]["id"]) is not None
+            (letter,) = list_dead(w.cfg)
+            assert "payload" in letter.reason and "\U0001f600" not in letter.reason
+        finally:
+            listener.close()
 
 
 def test_turned_off_only_activity_moves_and_no_messages_index(listen_world: MakeWorld) -> None:
