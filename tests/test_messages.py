@@ -449,3 +449,29 @@ def test_ctrl_c_during_the_backfill_says_the_next_reindex_resumes_it(
     result = CliRunner().invoke(cli, ["reindex", "--quiet"], env=env)
     assert result.exit_code == 130
     assert "messages backfill" in result.output and "untouched" not in result.output
+
+
+def test_a_messages_index_made_with_default_settings_gets_its_own(
+    world: Callable[..., tuple[Sandbox, Config]], meili_client: meilisearch.Client,
+    index_name: str, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """What a write leaves after `messages purge` under a running listen: the index made by
+    Meilisearch with its defaults. The next backfill gives it its settings, and retention
+    (a filter on timestamp) works."""
+    from explorer.meili.settings import messages_settings
+
+    sb, cfg = world()
+    uid = messages_index(index_name)
+    made = meili_client.index(uid).add_documents([{"id": "mold", "timestamp": 1}])
+    meili_client.wait_for_task(made.task_uid)
+    assert meili_client.index(uid).get_settings()["filterableAttributes"] == []
+    with caplog.at_level(logging.WARNING):
+        report = reindex(cfg)
+    assert report.messages is not None and report.messages.expired == 1
+    assert "mold" not in message_docs(meili_client, index_name)
+    assert messages_settings(cfg.meilisearch).drift == {}
+    assert f"index {uid} lacks its filterableAttributes" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        reindex(cfg)
+    assert "lacks its" not in caplog.text  # settings that match are left alone
