@@ -21,7 +21,7 @@ import click
 from explorer import __version__
 from explorer.config import Config, load_config
 from explorer.dev.sandbox_options import SandboxOptions
-from explorer.errors import ExplorerError
+from explorer.errors import BackfillFailed, ExplorerError
 
 # Heavy modules (the Meilisearch client, tqdm, the sandbox) are imported inside the commands
 # that need them, so that `explorer search` starts fast; these few are cheap.
@@ -221,17 +221,20 @@ def reindex_cmd(
 
     cfg = get_config(ctx)
     progress, close = _progress_bars(quiet or as_json)
+    failed: BackfillFailed | None = None
     try:
         if dry_run:
             report = run_dry(cfg, progress=progress)
         else:
             report = run_reindex(cfg, force=force, restart=restart, progress=progress)
+    except BackfillFailed as exc:  # the chats are live: their report, then the one line
+        failed, report = exc, exc.report
     except KeyboardInterrupt:
         close()
         said = (
-            "Interrupted: the next `explorer reindex` resumes where this one stopped: the "
-            "unfinished build (--restart discards it), or the messages backfill once the "
-            "chats were live."
+            "Interrupted: the next `explorer reindex` resumes the unfinished build "
+            "(--restart discards it); once the chats were live, it crawls anew and resumes "
+            "the messages backfill from its ledger."
             if cfg.messages.enabled
             else "Interrupted: the live index is untouched; the next `explorer reindex` "
             "resumes this build (--restart discards it)."
@@ -245,6 +248,8 @@ def reindex_cmd(
         click.echo(report.summary())
         for sample in report.malformed_samples:
             click.echo(f"  malformed: {redact(sample)}", err=True)
+    if failed is not None:
+        _fail(ctx, f"Error: {redact(str(failed))}", failed.exit_code)
 
 
 @cli.command("sync")

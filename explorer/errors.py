@@ -11,6 +11,7 @@ else is a bug and keeps its traceback.
     ├── MeiliError               Meilisearch unreachable or refusing
     │   └── MeiliTaskFailed      a task failed, or an index is not what was built
     ├── SafetyCheckFailed        reindex refused to swap (exit 3)
+    ├── BackfillFailed           reindex swapped the chats live, its messages backfill failed
     └── WawpError                anything on the Wawp side
         ├── WawpRequestError     400: the request itself is wrong; never retried
         ├── WawpAuthError        401/403: token or quota; never retried
@@ -21,6 +22,11 @@ else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from explorer.jobs.reindex import ReindexReport
 
 
 class ExplorerError(Exception):
@@ -74,6 +80,16 @@ class MeiliRefused(MeiliError):
 
 class SafetyCheckFailed(ExplorerError):
     exit_code = 3
+
+
+class BackfillFailed(ExplorerError):
+    """A reindex whose chats went live but whose messages backfill failed: exit 1, as for
+    any outage (the next reindex crawls anew and resumes the backfill from its ledger).
+    ``report`` is the reindex's, with ``messages_failed`` saying why."""
+
+    def __init__(self, message: str, report: ReindexReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class WawpError(ExplorerError):

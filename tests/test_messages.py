@@ -18,9 +18,10 @@ from explorer.cli import cli
 from explorer.config import Config, load_config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
-from explorer.dev.synthetic import Generator, chat_messages
+from explorer.dev.synthetic import LABELS, Generator, chat_messages
+from explorer.errors import BackfillFailed
 from explorer.jobs.messages import Ledger, ledger_path
-from explorer.jobs.reindex import reindex
+from explorer.jobs.reindex import last_report, reindex
 from explorer.jobs.sync import sync
 from explorer.records.messages import (
     MalformedMessage,
@@ -116,8 +117,9 @@ def world(
     config that reads them with messages on."""
 
     def make(
-        *, messages: bool = True, retention_days: int = 120, batch_size: int = 200, **options: Any
-    ) -> tuple[Sandbox, Config]:
+        *, messages: bool = True, retention_days: int = 120, batch_size: int = 200,
+        retry_budget: float = 20, **options: Any,
+    ) -> tuple[Sandbox, Config]:  # fmt: skip
         options.setdefault("chats", 50)
         options.setdefault("messages_per_chat", 20)
         options.setdefault("epoch", int(time.time()))
@@ -126,7 +128,7 @@ def world(
         sb = make_sandbox(**options)
         path = tmp_path / "explorer.toml"
         path.write_text(
-            "[wawp]\nwarmup_seconds = 0\npage_size = 8\nretry_budget_seconds = 20\n"
+            f"[wawp]\nwarmup_seconds = 0\npage_size = 8\nretry_budget_seconds = {retry_budget}\n"
             f'[[wawp.instances]]\nid = "{INST}"\n[[wawp.instances]]\nid = "{OTHER}"\n'
             f"[reindex]\nbatch_size = {batch_size}\n"
             f"[messages]\nenabled = {str(messages).lower()}\nretention_days = {retention_days}\n"
@@ -140,14 +142,14 @@ def world(
 
 def expected(sb: Sandbox, cfg: Config) -> dict[str, dict[str, Any]]:
     """The messages a complete backfill writes, by document id: those of every chat the
-    crawl indexes, within the window, that parse."""
+    crawl indexes, within the window, that parse (but those of a broken messages route)."""
     cutoff = int(time.time()) - cfg.messages.retention_days * DAY
     out = {}
     for inst, store in sb.stores.items():
         merged = store.merged(None)
         for i in store.live(merged):
             jid = store.identity(i)
-            if jid == "status@broadcast":
+            if jid == "status@broadcast" or store.broken(i) is not None:
                 continue
             for raw in store.messages(i, merged):
                 try:
@@ -299,8 +301,10 @@ def test_an_interrupted_backfill_resumes_without_refetching_finished_chats(
     ledger.close()
     assert finished
     asked_before = dict(sb.message_chats)
+    crawled = sb.paths["/v2/chats"]
     report = reindex(cfg)
-    assert report.resumed  # the chats were live already: no new crawl
+    # The reindex was done once the chats were live: this one crawls them anew...
+    assert not report.resumed and sb.paths["/v2/chats"] > crawled
     want = expected(sb, cfg)
     docs = message_docs(meili_client, index_name)
     assert set(docs) == set(want)
@@ -449,3 +453,136 @@ def test_ctrl_c_during_the_backfill_says_the_next_reindex_resumes_it(
     result = CliRunner().invoke(cli, ["reindex", "--quiet"], env=env)
     assert result.exit_code == 130
     assert "messages backfill" in result.output and "untouched" not in result.output
+
+
+def test_a_messages_index_made_with_default_settings_gets_its_own(
+    world: Callable[..., tuple[Sandbox, Config]], meili_client: meilisearch.Client,
+    index_name: str, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """What a write leaves after `messages purge` under a running listen: the index made by
+    Meilisearch with its defaults. The next backfill gives it its settings, and retention
+    (a filter on timestamp) works."""
+    from explorer.meili.settings import messages_settings
+
+    sb, cfg = world()
+    uid = messages_index(index_name)
+    made = meili_client.index(uid).add_documents([{"id": "mold", "timestamp": 1}])
+    meili_client.wait_for_task(made.task_uid)
+    assert meili_client.index(uid).get_settings()["filterableAttributes"] == []
+    with caplog.at_level(logging.WARNING):
+        report = reindex(cfg)
+    assert report.messages is not None and report.messages.expired == 1
+    assert "mold" not in message_docs(meili_client, index_name)
+    assert messages_settings(cfg.meilisearch).drift == {}
+    assert f"index {uid} lacks its filterableAttributes" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        reindex(cfg)
+    assert "lacks its" not in caplog.text  # settings that match are left alone
+
+
+def broken_listings(sb: Sandbox) -> set[str]:
+    """The chat ids whose messages the backfill asked for and the sandbox always fails."""
+    out = set()
+    for chat_id in sb.message_chats:
+        for store in sb.stores.values():
+            try:
+                i, _ = store.chat_number(chat_id)
+            except KeyError:
+                continue
+            if store.broken(i) is not None:
+                out.add(chat_id)
+    return out
+
+
+def test_a_chat_whose_messages_keep_failing_is_skipped_counted_and_asked_again(
+    world: Callable[..., tuple[Sandbox, Config]], meili_client: meilisearch.Client,
+    index_name: str, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A 500 past the retry budget, a 422, a body that is not a list: one line and a count
+    each, the rest of the backfill done, and nothing in the ledger for them."""
+    sb, cfg = world(messages_broken=0.1, retry_budget=0.5)
+    with caplog.at_level(logging.WARNING):
+        report = reindex(cfg)
+    broken = broken_listings(sb)
+    assert len(broken) >= 3
+    assert report.messages is not None and report.messages.failed == len(broken)
+    assert f"{len(broken)} failed (skipped, asked again next run)" in report.summary()
+    assert report.to_json()["messages"]["failed"] == len(broken)
+    assert set(message_docs(meili_client, index_name)) == set(expected(sb, cfg))
+    lines = [r.getMessage() for r in caplog.records if "asked again next run" in r.getMessage()]
+    assert len(lines) == len(broken) and all("\n" not in line for line in lines)
+    assert {"500", "422", "no list in"} <= {
+        kind for line in lines for kind in ("500", "422", "no list in") if kind in line
+    }
+    ledger = Ledger(ledger_path(cfg))
+    recorded = {jid for _, jid in ledger.load([INST, OTHER])}
+    ledger.close()
+    assert recorded and not recorded & broken
+    before = dict(sb.message_chats)
+    again = reindex(cfg)
+    assert again.messages is not None and again.messages.failed == len(broken)
+    assert {c for c, n in sb.message_chats.items() if n > before.get(c, 0)} == broken
+
+
+def test_a_failed_backfill_leaves_the_chats_live_and_the_next_reindex_crawls_anew(
+    world: Callable[..., tuple[Sandbox, Config]], meili_client: meilisearch.Client,
+    index_name: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Every chat's messages failing is the route's failure, not a chat's: the backfill
+    stops and the reindex says so in one line (exit 1), its chats swapped live and its own
+    state done, so the next night's run crawls the chats again."""
+    sb, cfg = world(messages_broken=1.0, retry_budget=0.2)
+    env = {**_env_of(cfg), "EXPLORER_CONFIG": str(tmp_path / "explorer.toml")}
+    result = CliRunner().invoke(cli, ["reindex", "--quiet"], env=env)
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and "chats reindexed and live" in last
+    assert "messages backfill failed" in last and "in a row" in last
+    assert len(chat_docs(meili_client, index_name)) > 0
+    assert not (tmp_path / "state" / f"reindex-{index_name}.json").exists()
+    crawled = sb.paths["/v2/chats"]
+    with pytest.raises(BackfillFailed) as caught:
+        reindex(cfg)
+    assert not caught.value.report.resumed and sb.paths["/v2/chats"] > crawled
+    assert caught.value.report.swapped and caught.value.report.messages_failed
+    assert last_report(cfg)["messages_failed"]  # type: ignore[index]
+
+
+def test_labels_a_chat_lost_are_off_its_messages_before_any_fetching(
+    world: Callable[..., tuple[Sandbox, Config]], meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:  # fmt: skip
+    """Relabelled first: while the backfill fetches (and after it fails) a scope never sees
+    a chat's messages under a label it lost."""
+    sb, cfg = world()
+    reindex(cfg)
+    store = sb.store(INST)
+    truth = store.expected_labels()
+    order = LABELS[1][0]
+    docs = message_docs(meili_client, index_name).values()
+    loses = next(
+        d["jid"] for d in docs if d["instance_id"] == INST and order in truth.get(d["jid"], ())
+    )
+    store.label_chat(loses, "2", False)
+    store.touch(next(j for j in store.expected_jids() if j != loses))  # something to fetch
+    carried: list[set[str]] = []
+    asked = sb.message_requests
+
+    def labels_now() -> set[str]:
+        found = (
+            meili_client.index(messages_index(index_name))
+            .get_documents({"filter": f'jid = "{loses}"', "fields": ["labels"], "limit": 1000})
+            .results
+        )
+        return {label for d in found for label in d.labels}
+
+    def crash(batches: int) -> None:
+        if sb.message_requests > asked:  # a batch of the backfill's, not of the chats'
+            carried.append(labels_now())
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reindex(cfg, after_batch=crash)
+    assert carried and order not in carried[0]  # already while fetching
+    assert order not in labels_now()

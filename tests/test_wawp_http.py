@@ -420,3 +420,50 @@ def test_https_certificates_are_checked_and_trusted_as_the_environment_says(
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted the way httpx is told to trust
     with client_at(url) as trusting:
         assert trusting.chats_page(offset=0, limit=1) == [{"id": "1@c.us"}]
+
+
+# -- message text stays out of errors and logs ----------------------------------------------------
+
+PHRASE = "meet me at the blue door 7741"
+PRIVATE_REPLIES = [
+    pytest.param(200, b'[{"id": "m1", "body": "' + PHRASE.encode() + b'", "timest', id="cut-short"),
+    pytest.param(200, json.dumps({"error": PHRASE}).encode(), id="error-under-200"),
+    pytest.param(200, json.dumps({PHRASE: {"body": "x"}}).encode(), id="no-list"),
+    pytest.param(500, json.dumps({"exception": {"message": PHRASE}}).encode(), id="500"),
+    pytest.param(400, json.dumps({"message": [PHRASE]}).encode(), id="400"),
+    pytest.param(502, b"<html>" + PHRASE.encode() + b"</html>", id="502-html"),
+]
+
+
+def _replying(status: int, body: bytes) -> WawpClient:
+    transport = httpx.MockTransport(lambda r: httpx.Response(status, content=body))
+    return WawpClient("http://wawp.test", INST, Secret(SECRET), transport=transport, retry=QUICK)
+
+
+@pytest.mark.parametrize(("status", "body"), PRIVATE_REPLIES)
+def test_a_failed_messages_page_quotes_none_of_its_body(
+    status: int, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A messages reply may quote a message: its errors and retry lines say the status."""
+    with (
+        caplog.at_level("DEBUG"),
+        _replying(status, body) as client,
+        pytest.raises(WawpError) as caught,
+    ):
+        client.messages_page("201@c.us", offset=0, limit=5)
+    assert PHRASE not in caplog.text and PHRASE not in str(caught.value)
+    assert "/v2/chats/messages" in str(caught.value)
+
+
+@pytest.mark.parametrize(("status", "body"), PRIVATE_REPLIES)
+def test_a_failed_chats_page_still_quotes_its_body(
+    status: int, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Elsewhere the excerpt stays: it is what tells an operator what Wawp said."""
+    with (
+        caplog.at_level("DEBUG"),
+        _replying(status, body) as client,
+        pytest.raises(WawpError) as caught,
+    ):
+        client.chats_page(offset=0, limit=5)
+    assert PHRASE in caplog.text + str(caught.value)

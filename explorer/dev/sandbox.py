@@ -324,6 +324,14 @@ class ChatStore:
         share = self.options.messages_gone
         return share > 0 and self.gen._h(i, 99) % 10_000 < round(share * 10_000)
 
+    def broken(self, i: int) -> int | None:
+        """How chat ``i``'s messages route always fails (``messages_broken``): 0 a 500, 1 a
+        422, 2 a body that is not a list; None when it works."""
+        share = self.options.messages_broken
+        if share <= 0 or self.gen._h(i, 98) % 10_000 >= round(share * 10_000):
+            return None
+        return self.gen._h(i, 97) % 3
+
     # -- the LID map -------------------------------------------------------------------
 
     def lid_numbers(self) -> dict[str, int]:
@@ -1017,6 +1025,13 @@ class _Handler(BaseHTTPRequestHandler):
             i, merged = store.chat_number(chat_id)
         except KeyError:
             i, merged = -1, False
+        broken = store.broken(i) if i >= 0 else None
+        if broken == 0:
+            return self._json(500, {"statusCode": 500, "message": "engine call failed"})
+        if broken == 1:
+            return self._json(422, {"statusCode": 422, "message": "chat is not readable"})
+        if broken == 2:
+            return self._json(200, {"messages": "unavailable for this chat"})
         if i < 0 or store.gone(i):
             missing = {
                 "statusCode": 404,

@@ -133,6 +133,10 @@ class SandboxOptions:
     messages_gone: float = option(
         0.0, "Share of chats whose messages route answers 404 (deleted meanwhile).", low=0, high=1
     )
+    messages_broken: float = option(
+        0.0, "Share of chats whose messages route always fails: 500, 422 or a body that is "
+        "not a list, in turn.", low=0, high=1,
+    )  # fmt: skip
     # Webhooks for what mutations imply (explorer.dev.webhooks): where, signed how, faults.
     webhook_url: str | None = option(
         None, "POST the events mutations imply here (explorer listen)."

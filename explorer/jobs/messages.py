@@ -24,7 +24,8 @@ Labels: a message also carries a copy of its chat's ``labels`` and ``label_ids``
 scoped tenant token filters the messages index by label as it filters the chats index
 (Meilisearch has no joins). The ledger keeps, per chat, a digest of the labels its
 messages were written with; a chat whose labels now differ gets its messages relabelled
-(their ids found by filter, then a partial update), with no Wawp request.
+(their ids found by filter, then a partial update), with no Wawp request, before any
+message is fetched.
 
 Message text never reaches a log line: only counts, chat ids and parse reasons do.
 """
@@ -45,7 +46,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from explorer.config import Config, Instance
-from explorer.errors import ExplorerError, MeiliTaskFailed, WawpChatGone
+from explorer.errors import (
+    ExplorerError,
+    MeiliTaskFailed,
+    WawpChatGone,
+    WawpProtocolError,
+    WawpRequestError,
+    WawpUnavailable,
+)
 from explorer.jobs.state import state_dir
 from explorer.meili.client import TERMINAL, IndexStore
 from explorer.records.documents import doc_id
@@ -67,6 +75,9 @@ MAX_SAMPLES: Final = 5
 FLUSH_SECONDS: Final = 5.0  # a slow run still confirms its progress this often
 FLUSH_LISTINGS: Final = 2000  # ...and after this many listings, messages or not
 RELABEL_CHATS: Final = 100  # chats per filter when their messages are relabelled
+# One chat whose messages route keeps failing is skipped; this many of an instance in a row
+# is its messages route failing, not a chat: the backfill stops (the ledger keeps the rest).
+FAILED_IN_A_ROW: Final = 25
 # What the backfill reads of a chat document.
 CHAT_FIELDS: Final = ["jid", "instance_id", "display_name", "last_activity", "listings",
                       "labels", "label_ids"]  # fmt: skip
@@ -81,6 +92,7 @@ class BackfillReport:
     listings: int = 0  # chat listings whose messages were asked for
     unchanged: int = 0  # active within the window but not moved: no request
     gone: int = 0  # the messages route answered 404 (chat deleted meanwhile): skipped
+    failed: int = 0  # the messages route kept failing for the chat: skipped, asked next run
     malformed: int = 0  # messages without an id or a timestamp, or not an object: skipped
     malformed_samples: list[str] = field(default_factory=list)
     requests: int = 0  # message page requests (retries included)
@@ -101,6 +113,7 @@ class BackfillReport:
             f"({self.requests} requests); {self.unchanged} chats unchanged, {self.gone} gone "
             f"(404, skipped), {self.malformed} malformed skipped, {self.expired} expired deleted"
             + (f", {self.relabelled} relabelled" if self.relabelled else "")
+            + (f"; {self.failed} failed (skipped, asked again next run)" if self.failed else "")
         )
 
 
@@ -178,6 +191,7 @@ class _Fetched:
     docs: list[dict[str, Any]] = field(default_factory=list)
     malformed: list[str] = field(default_factory=list)
     gone: bool = False
+    failed: str | None = None  # why the chat's messages route failed: skipped
 
 
 class _Cancelled(Exception):
@@ -321,6 +335,13 @@ def fetch_listing(
             log.info("%s", exc)
             out.gone = True
             return out
+        except (WawpUnavailable, WawpRequestError, WawpProtocolError) as exc:
+            # This chat's route, past its retries or refused: not the run's failure. (An
+            # auth error or a session gone is the instance's, and ends the run.)
+            if stop.is_set():
+                raise _Cancelled from None
+            out.docs, out.failed = [], str(exc)
+            return out
         oldest: int | None = None
         fresh = 0
         for n, raw in enumerate(items):
@@ -378,7 +399,7 @@ class _Writer:
         self.last_flush = time.monotonic()
 
     def take(self, fetched: _Fetched) -> None:
-        if fetched.gone:
+        if fetched.gone or fetched.failed is not None:
             return
         job = fetched.job
         self.docs += fetched.docs
@@ -465,8 +486,11 @@ def backfill(
 ) -> BackfillReport:
     """Fetch the new messages of ``chats`` (chat documents; by default every chat of the
     live chats index active within the window) into the messages index, creating it when
-    missing, and delete what has expired. Raises on a Wawp or Meilisearch failure, with
-    everything confirmed so far kept (the next run resumes from there)."""
+    missing, and delete what has expired. A chat whose messages route keeps failing is
+    skipped, counted (``failed``) and not recorded, so the next run asks again. Raises on a
+    Meilisearch failure or an instance's (its auth, its session, :data:`FAILED_IN_A_ROW`
+    chats failing in a row), with everything confirmed so far kept (the next run resumes
+    from there)."""
     started = time.monotonic()
     store = store or IndexStore(cfg.meilisearch)
     chats_index = cfg.meilisearch.index
@@ -492,7 +516,14 @@ def backfill(
         else:
             chats = with_labels(store, chats_index, chats)
         watch = _LabelWatch(done, ledger.load_labels(instances))
-        chats = watch.see(c for c in chats if c.get("instance_id") in instances)
+        chats = list(watch.see(c for c in chats if c.get("instance_id") in instances))
+        # Relabelled before any fetching: a scoped token must not see a chat's messages
+        # under labels it lost for as long as the fetching takes, nor after a run that
+        # fails midway. New messages are written with the labels they have now.
+        if watch.stale:
+            store.wait([expiry])  # a partial update would make stubs of what it deletes
+            report.relabelled = relabel(store, index, watch.stale, cfg.reindex.batch_size)
+        ledger.record_labels(watch.rows)
         writer = _Writer(
             store, chats_index, index, ledger, cfg.reindex.batch_size, notify, after_batch
         )
@@ -503,9 +534,6 @@ def backfill(
             raise
         writer.flush()
         writer.confirm(wait_all=True)
-        # After the new messages are in: what was written before gets the labels too.
-        report.relabelled = relabel(store, index, watch.stale, cfg.reindex.batch_size)
-        ledger.record_labels(watch.rows)
         store.wait([expiry])
         report.expired = _deleted(store, expiry)
     finally:
@@ -531,6 +559,7 @@ def _fetch_all(
     workers = pace.limit
     pool = ThreadPoolExecutor(workers, thread_name_prefix="messages")
     running: set[Future[_Fetched]] = set()
+    in_a_row: dict[str, int] = {}  # per instance: chats whose messages failed, in a row
 
     def client_of(instance_id: str) -> WawpClient:
         client = clients.get(instance_id)
@@ -542,6 +571,19 @@ def _fetch_all(
         fetched = fut.result()
         report.listings += 1
         report.gone += fetched.gone
+        inst = fetched.job.instance_id
+        if fetched.failed is not None:
+            report.failed += 1
+            log.warning("%s; skipped, asked again next run", fetched.failed)
+            in_a_row[inst] = in_a_row.get(inst, 0) + 1
+            if in_a_row[inst] >= FAILED_IN_A_ROW:
+                raise WawpUnavailable(
+                    f"Wawp instance {inst}: the messages of {FAILED_IN_A_ROW} chats in a row "
+                    f"failed (the last: {fetched.failed})",
+                    instance_id=inst,
+                )
+        else:
+            in_a_row[inst] = 0
         for reason in fetched.malformed:
             report.note_malformed(reason)
         report.messages += len(fetched.docs)

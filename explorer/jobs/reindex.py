@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from explorer.config import Config, Instance
-from explorer.errors import ExplorerError, MeiliTaskFailed, SafetyCheckFailed
+from explorer.errors import BackfillFailed, ExplorerError, MeiliTaskFailed, SafetyCheckFailed
 from explorer.jobs.forget import removed_from_build, skipping_forgotten
 from explorer.jobs.messages import BackfillReport, backfill
 from explorer.jobs.state import index_lock, read_json, state_dir, write_json
@@ -95,6 +95,7 @@ class ReindexReport:
     labels_unavailable: dict[str, str] = field(default_factory=dict)  # instance -> why
     labels_incomplete: dict[str, str] = field(default_factory=dict)  # instance -> what broke
     messages: BackfillReport | None = None  # with messages.enabled (explorer.jobs.messages)
+    messages_failed: str | None = None  # why the backfill failed, the chats being live
 
     def absorb_lids(self, instance_id: str, counts: dict[str, Any]) -> None:
         self.labels += int(counts.get("labels", 0))
@@ -499,7 +500,8 @@ def reindex(
     after_batch: Callable[[int], None] | None = None,
 ) -> ReindexReport:
     """Build a new index from every instance and swap it live, resuming a build that an
-    earlier run left behind. Raises before the swap when the build fails or is too small."""
+    earlier run left behind. Raises before the swap when the build fails or is too small,
+    and :class:`BackfillFailed` after it when the messages backfill fails."""
     instances = cfg.require_instances()
     live = cfg.meilisearch.index
     directory = state_dir(cfg)
@@ -527,12 +529,25 @@ def reindex(
                 run.report.old_count = run.store.count(live)
                 _gate(run.report, cfg.reindex.min_ratio, force)
             _swap(run)
+        report = _finish(run, directory, started)
         if cfg.messages.enabled:
-            # After the swap: the chats are live whatever Wawp's message routes do, and a
-            # run that dies here resumes at this step ("swapped"), not with a new crawl.
-            run.report.messages = backfill(cfg, run.store, progress=run.notify,
+            # Once the reindex is done and recorded: the chats are live whatever Wawp's
+            # message routes or Meilisearch do meanwhile, and a backfill that fails cannot
+            # hold back the next run's crawl. That run crawls anew; its backfill resumes
+            # from the ledger.
+            try:
+                report.messages = backfill(cfg, run.store, progress=run.notify,
                                            after_batch=after_batch)  # fmt: skip
-        return _finish(run, directory, started)
+            except ExplorerError as exc:
+                report.messages_failed = str(exc)
+                raise BackfillFailed(
+                    f"{live}: {report.new_count} chats reindexed and live, but the messages "
+                    f"backfill failed: {exc} (the next reindex resumes it)",
+                    report,
+                ) from exc
+            finally:
+                _record(report, directory, started)
+        return report
 
 
 @dataclass
@@ -819,10 +834,15 @@ def _finish(run: _Run, directory: Path, started: float) -> ReindexReport:
     run.store.delete(run.build)
     run.state.clear()
     _forget_lid_maps(run)
-    report.seconds = time.monotonic() - started
     report.finished_at = int(time.time())
-    write_json(directory / f"last-reindex-{report.live_index}.json", report.to_json())
+    _record(report, directory, started)
     return report
+
+
+def _record(report: ReindexReport, directory: Path, started: float) -> None:
+    """The run's record (again after the messages backfill, with its outcome)."""
+    report.seconds = time.monotonic() - started
+    write_json(directory / f"last-reindex-{report.live_index}.json", report.to_json())
 
 
 def _swap_happened(store: IndexStore, state: State) -> bool:

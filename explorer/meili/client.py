@@ -31,6 +31,7 @@ Its quirks, handled here once:
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import warnings
@@ -49,6 +50,7 @@ from explorer.errors import (
     meili_refused,
     meili_unreachable,
 )
+from explorer.records.documents import settings_drift
 from explorer.records.filters import instance_id_is
 from explorer.records.output import HL_POST, HL_PRE
 from explorer.records.phones import phone_query
@@ -61,6 +63,10 @@ if TYPE_CHECKING:
     from meilisearch.models.task import Task
 
 T = TypeVar("T")
+log = logging.getLogger("explorer.meili.client")
+# What :meth:`IndexStore.ensure` checks of an index that exists: the settings without
+# which its writers' filters (retention, relabelling) and its searches are refused.
+ENSURED_SETTINGS: Final = ("filterableAttributes", "searchableAttributes")
 
 # -- errors ------------------------------------------------------------------------------
 
@@ -458,12 +464,27 @@ class IndexStore(Meili):
 
     def ensure(self, uid: str, settings: dict[str, Any]) -> bool:
         """Create ``uid`` with ``settings`` when it is missing (a long-lived index, such as
-        the messages index, that no swap creates). True when it was created."""
-        if self.exists(uid):
-            return False
-        self.create(uid)
-        self.apply_settings(uid, settings)
-        return True
+        the messages index, that no swap creates). True when it was created.
+
+        An index that is there but lacks the attributes ``settings`` makes searchable or
+        filterable gets ``settings`` (one task, waited for): a write that found the index
+        gone (a `messages purge` under a running `listen`) lets Meilisearch create it with
+        its defaults, where the retention's filter on ``timestamp`` would be refused."""
+        if not self.exists(uid):
+            self.create(uid)
+            self.apply_settings(uid, settings)
+            return True
+        keys = [k for k in ENSURED_SETTINGS if k in settings]
+        have = self.live_settings(uid)
+        drift = settings_drift({k: have.get(k) for k in keys}, {k: settings[k] for k in keys})
+        if drift:
+            log.warning(
+                "index %s lacks its %s (created without them?): applying its settings",
+                uid,
+                " and ".join(drift),
+            )
+            self.apply_settings(uid, settings)
+        return False
 
     def delete_where(self, uid: str, filter_: str) -> int:
         """Enqueue the deletion of every document matching ``filter_`` (retention: the

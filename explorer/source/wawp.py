@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -56,6 +56,9 @@ ERROR_KEYS = ("error", "code", "wawp_upstream_error", "exception")
 # A page of 100 chats is tens of kilobytes; a reply past this (decoded) is not a page, and
 # reading on would only fill memory (a gzip bomb, a runaway proxy).
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# Routes whose replies hold message text: no excerpt of their bodies (a truncated page, an
+# error object quoting a message) goes into an error or a retry line, only the status.
+PRIVATE_BODIES: Final = frozenset({"/v2/chats/messages"})
 
 
 def _user_agent() -> str:
@@ -463,18 +466,25 @@ class WawpClient:
             and not looks_like_error(body)
         ):
             if want_list and extract_items(body) is None:
-                return _Retry(f"no list in {_kind(body)}", bad_body=True)
+                kind = _kind(body, keys=path not in PRIVATE_BODIES)
+                return _Retry(f"no list in {kind}", bad_body=True)
             return _Ok(body)
         return self._failure(path, reply, body, parsed)
 
     def _failure(self, path: str, reply: _Reply, body: Any, parsed: bool) -> _Retry:
         """A reply that is not data: a reason to retry, or raises. Only failures need words,
         and they come from the body scrubbed of the token before any of it is cut short (a
-        cut could keep half of the token, which no redaction would recognise)."""
+        cut could keep half of the token, which no redaction would recognise). A route of
+        :data:`PRIVATE_BODIES` is described by its status and size alone."""
         status = reply.status
-        text = redact(reply.content.decode("utf-8", "replace"), self._token)
-        shown, readable = _loads(text.encode()) if parsed else (None, False)
-        detail = (_message_of(shown) if readable else _excerpt(text)) or reply.reason
+        private = path in PRIVATE_BODIES
+        if private:
+            text = ""
+            detail = f"{reply.reason} ({len(reply.content)}-byte body not shown)".lstrip()
+        else:
+            text = redact(reply.content.decode("utf-8", "replace"), self._token)
+            shown, readable = _loads(text.encode()) if parsed else (None, False)
+            detail = (_message_of(shown) if readable else _excerpt(text)) or reply.reason
         if status in (401, 403):
             hint = (
                 "check WAWP_ACCESS_TOKEN or the instance's access_token"
@@ -502,7 +512,8 @@ class WawpClient:
                 WawpRequestError, path, f"{status} {detail} (request rejected; not retried)", status
             )
         if not parsed:
-            return _Retry(f"body is not JSON ({_excerpt(text) or 'empty'})", bad_body=True)
+            said = detail if private and reply.content.strip() else _excerpt(text)
+            return _Retry(f"body is not JSON ({said or 'empty'})", bad_body=True)
         # What is left: an error object under a 2xx status.
         if isinstance(body, dict) and body.get("code") == "invalid_session":
             raise self._error(
@@ -565,8 +576,11 @@ def _session_not_ready(body: Any) -> bool:
     return "not as expected" in str(body.get("error", "")) + str(body.get("message", ""))
 
 
-def _kind(body: Any) -> str:
+def _kind(body: Any, *, keys: bool = True) -> str:
+    """What a body is; with ``keys``, an object's first keys (which could be anything)."""
     if isinstance(body, dict):
-        keys = ", ".join(list(body)[:5])
-        return f"an object with keys [{keys}]"
+        if not keys:
+            return f"an object with {len(body)} keys"
+        names = ", ".join(list(body)[:5])
+        return f"an object with keys [{names}]"
     return type(body).__name__
