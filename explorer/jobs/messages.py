@@ -46,6 +46,8 @@ from typing import Any, Final
 
 from explorer.config import Config, Instance
 from explorer.errors import ExplorerError, MeiliTaskFailed, WawpChatGone
+from explorer.jobs.forget import Watch as ForgetWatch
+from explorer.jobs.forget import watch as forgotten_watch
 from explorer.jobs.state import state_dir
 from explorer.meili.client import TERMINAL, IndexStore
 from explorer.records.documents import doc_id
@@ -367,7 +369,9 @@ class _Writer:
         size: int,
         notify: Progress,
         after_batch: Callable[[int], None] | None,
+        forgotten: ForgetWatch | None = None,
     ) -> None:
+        self.forgotten = forgotten
         self.store, self.chats_index, self.index = store, chats_index, index
         self.ledger, self.size, self.notify, self.after_batch = ledger, size, notify, after_batch
         self.docs: list[dict[str, Any]] = []
@@ -381,6 +385,9 @@ class _Writer:
         if fetched.gone:
             return
         job = fetched.job
+        record = self.forgotten.current() if self.forgotten else None
+        if record:  # `explorer forget`: with them, or from them in a group
+            fetched.docs = [d for d in fetched.docs if not record.message_document(d)]
         self.docs += fetched.docs
         self.rows.append((job.instance_id, job.listing, job.through))
         if (
@@ -475,6 +482,7 @@ def backfill(
     report = BackfillReport(index=index, cutoff=cutoff)
     notify = progress or (lambda *_: None)
     instances = {inst.id: inst for inst in cfg.require_instances()}
+    forgotten = forgotten_watch(cfg)  # `explorer forget`; a damaged record stops the run here
     ledger = Ledger(ledger_path(cfg))
     try:
         if store.ensure(index, MESSAGE_INDEX_SETTINGS):
@@ -492,10 +500,10 @@ def backfill(
         else:
             chats = with_labels(store, chats_index, chats)
         watch = _LabelWatch(done, ledger.load_labels(instances))
-        chats = watch.see(c for c in chats if c.get("instance_id") in instances)
-        writer = _Writer(
-            store, chats_index, index, ledger, cfg.reindex.batch_size, notify, after_batch
-        )
+        chats = watch.see(c for c in chats if c.get("instance_id") in instances
+                          and not _forgotten_chat(forgotten, c))  # fmt: skip
+        writer = _Writer(store, chats_index, index, ledger, cfg.reindex.batch_size, notify,
+                         after_batch, forgotten)  # fmt: skip
         try:
             _fetch_all(cfg, instances, jobs_of(chats, done, cutoff, report), writer, report, cutoff)
         except BaseException:
@@ -513,6 +521,16 @@ def backfill(
     report.seconds = time.monotonic() - started
     log.info("%s", report.summary())
     return report
+
+
+def _forgotten_chat(forgotten: ForgetWatch, chat: dict[str, Any]) -> bool:
+    """A chat of a person `explorer forget` recorded (under its JID or a listing's)."""
+    record = forgotten.current()
+    listed = (str(listing.get("jid")) for listing in chat.get("listings") or ())
+    inst = str(chat.get("instance_id"))
+    return bool(record) and (
+        record.chat_document(chat) or any(record.is_forgotten(inst, j) for j in listed)
+    )
 
 
 def _fetch_all(
