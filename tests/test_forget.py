@@ -7,6 +7,7 @@ them (their fixtures, reused).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -352,3 +353,41 @@ def test_forget_leaves_no_trace_in_the_state_dir_and_undo_brings_messages_back(
     assert undo_forget(cfg, jid).undone == 1
     reindex(cfg)
     assert set(test_messages.message_docs(meili_client, index_name)) == set(whole)
+
+
+def test_listen_deletes_what_a_forgotten_number_wrote_under_its_lid(
+    listen_world: Callable[..., World],
+) -> None:
+    import httpx
+
+    w = listen_world(env={"EXPLORER_MESSAGES": "1"}, lid_share=0.3, lid_known=0.5)
+    resp = httpx.get(f"{w.sandbox.url}/_sandbox/ids",
+                     params={"instance_id": INST, "format": "json"})  # fmt: skip
+    people = [json.loads(line) for line in resp.text.splitlines()]
+    known = next(p for p in people if p["lid"] and p["jid"].endswith("@c.us"))
+    phone, lid = known["jid"], known["lid"].partition("@")[0] + "@lid"
+    client = meilisearch.Client(w.meili.url, w.meili.master_key)
+    client.wait_for_task(client.index(w.index).delete_document(doc_id(INST, phone)).task_uid)
+    forget(w.cfg, phone)  # the index knows no LID for them: only the number is recorded
+    assert not is_forgotten(w.cfg, INST, lid)
+    msgs = client.index(messages_index(w.index))
+
+    def get(event: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return dict(msgs.get_document(message_doc_id(INST, event["payload"]["id"])))
+        except meilisearch.errors.MeilisearchApiError:
+            return None
+
+    now = int(time.time())
+    said = message(SESSION, lid, now, body="sent from a LID")
+    w.hooks.send(said)
+    wait_until(lambda: is_forgotten(w.cfg, INST, lid), "the LID learnt as theirs")
+    wait_until(lambda: get(said) is None and w.doc(lid) is None, "their LID's message gone")
+    assert w.applied() >= 1
+    assert w.doc(phone) is None
+    in_group = message(SESSION, GROUP, now + 1, body="a LID in a group", participant=lid)
+    marker = message(SESSION, GROUP, now + 2, body="marker", participant="4915100009999@c.us")
+    w.hooks.send(in_group)
+    w.hooks.send(marker)
+    wait_until(lambda: get(marker), "the marker behind it")
+    assert get(in_group) is None and get(said) is None

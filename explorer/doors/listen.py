@@ -653,6 +653,13 @@ class Listener:
             have = self._current([lid_doc]).get(lid_doc)
             if have is None:
                 continue  # never written, or moved already
+            if self.forgotten.current().is_forgotten(instance_id, phone_jid):
+                flight = self._launch([], {})  # `explorer forget`: nothing moves, all goes
+                flight.tasks.append(self.store.delete_ids(self.cfg.meilisearch.index, [lid_doc]))
+                flight.tasks += self._move_messages(instance_id, lid_jid, phone_jid, [])
+                flight.moves.append(move)
+                self._flights.append(flight)
+                continue
             if data is not None:
                 carried = Update.from_json(data)
             else:
