@@ -7,6 +7,7 @@ them (their fixtures, reused).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,13 @@ from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.webhooks import message
 from explorer.doors.listen import ensure_messages_index
-from explorer.jobs.forget import forget, is_forgotten, list_forgotten, undo_forget
+from explorer.jobs.forget import (
+    ForgetRecordDamaged,
+    forget,
+    is_forgotten,
+    list_forgotten,
+    undo_forget,
+)
 from explorer.jobs.reindex import reindex
 from explorer.jobs.state import state_dir
 from explorer.jobs.sync import sync
@@ -35,13 +42,14 @@ from explorer.records.messages import (
     to_message_document,
 )
 from explorer.records.phones import pretty_phone
-from tests import test_listen, test_reindex
+from tests import test_listen, test_messages, test_reindex
 from tests.conftest import explorer_env, ground_truth
 from tests.test_listen import SESSION, World, wait_until
 from tests.test_reindex import INST, indexes, live_jids
 
 reindex_config = test_reindex.config_for  # their fixtures, under names of this file's own
 listen_world = test_listen.world
+messages_world = test_messages.world
 GROUP = "120363000000009001@g.us"
 
 
@@ -231,3 +239,155 @@ def test_listen_drops_a_forgotten_persons_events_until_undone(
     w.hooks.send(again)
     wait_until(lambda: has(again) and w.doc(jid), "their chat and message after --undo")
     assert doc_id(INST, jid) == (w.doc(jid) or {}).get("id")
+
+
+# -- a damaged record -------------------------------------------------------------------
+
+
+def test_a_damaged_record_stops_every_job_with_one_line(
+    make_sandbox: Callable[..., Sandbox],
+    reindex_config: Callable[..., Config],
+    meili: MeiliServer,
+    token: str,
+    index_name: str,
+    tmp_path: Path,
+) -> None:
+    from explorer.doors.listen import Listener
+
+    sb = make_sandbox(chats=30)
+    cfg = reindex_config(sb)
+    reindex(cfg)
+    forget(cfg, person(sb))
+    env = cli_env(sb, token, meili, index_name, tmp_path)
+    record, key = state_dir(cfg) / "forgotten.json", state_dir(cfg) / "forget.key"
+    good = {record: record.read_bytes(), key: key.read_bytes()}
+    damages = {
+        record: [b'{"entries": [', b'{"entries": [{"hashes": [], "at": "noon"}]}'],
+        key: [b"not hex\n", b"abcd\n", None],
+    }
+    for path, variants in damages.items():
+        for damage in variants:
+            if damage is None:
+                path.unlink()
+            else:
+                path.write_bytes(damage)
+            for job in (lambda: reindex(cfg), lambda: sync(cfg), lambda: Listener(cfg)):
+                with pytest.raises(ForgetRecordDamaged, match=path.name):
+                    job()
+            result = CliRunner().invoke(cli, ["forget", person(sb, 1)], env=env)
+            assert result.exit_code == 1 and path.name in result.output, result.output
+            assert len(result.output.strip().splitlines()) == 1, result.output
+            assert (record.read_bytes() if record.exists() else None) == (
+                damage if path == record else good[record]
+            )  # nothing overwritten: the entries are not lost
+            for p, data in good.items():
+                p.write_bytes(data)
+    assert is_forgotten(cfg, INST, person(sb)) and reindex(cfg).swapped
+
+
+def test_concurrent_forgets_lose_no_entry(
+    make_sandbox: Callable[..., Sandbox], reindex_config: Callable[..., Config]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sb = make_sandbox(chats=10)
+    cfg = reindex_config(sb)
+    numbers = [f"+4915100{n:05d}" for n in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda n: forget(cfg, n), numbers))
+    assert len(list_forgotten(cfg).entries) == len(numbers)
+    with ThreadPoolExecutor(6) as pool:
+        undone = list(pool.map(lambda n: undo_forget(cfg, n).undone, numbers[:6]))
+    assert undone == [1] * 6 and len(list_forgotten(cfg).entries) == 6
+    assert not list(state_dir(cfg).glob("*.tmp"))
+
+
+# -- with messages on ---------------------------------------------------------------------
+
+
+def senders_and_chats(client: meilisearch.Client, index: str) -> tuple[set[str], set[str]]:
+    docs = test_messages.message_docs(client, index).values()
+    return {d.get("sender") or "" for d in docs}, {d["jid"] for d in docs}
+
+
+def group_sender(client: meilisearch.Client, index: str) -> str:
+    """A person with a chat of their own who also writes in a group."""
+    senders, chats = senders_and_chats(client, index)
+    return sorted(j for j in senders & chats if j.endswith("@c.us"))[0]
+
+
+def test_the_backfill_keeps_a_forgotten_person_out(
+    messages_world: Callable[..., tuple[Sandbox, Config]], meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:  # fmt: skip
+    sb, cfg = messages_world()
+    reindex(cfg)
+    jid = group_sender(meili_client, index_name)
+    forget(cfg, jid)
+    # A new messages index (a ledger clear): every chat is fetched again, groups too.
+    meili_client.wait_for_task(meili_client.delete_index(messages_index(index_name)).task_uid)
+    reindex(cfg)
+    senders, chats = senders_and_chats(meili_client, index_name)
+    assert jid not in senders and jid not in chats
+    assert any(s for s in senders)  # others' group messages are there
+    sb.store(INST).touch(jid)
+    sync(cfg)
+    assert jid not in set().union(*senders_and_chats(meili_client, index_name))
+
+
+def test_forget_leaves_no_trace_in_the_state_dir_and_undo_brings_messages_back(
+    messages_world: Callable[..., tuple[Sandbox, Config]], meili_client: meilisearch.Client,
+    index_name: str,
+) -> None:  # fmt: skip
+    sb, cfg = messages_world()
+    reindex(cfg)
+    whole = test_messages.message_docs(meili_client, index_name)
+    jid = group_sender(meili_client, index_name)
+    digits = jid.partition("@")[0]
+    forget(cfg, jid)
+    assert jid not in set().union(*senders_and_chats(meili_client, index_name))
+    reindex(cfg)
+    for file in state_dir(cfg).rglob("*"):
+        if file.is_file():
+            assert digits.encode() not in file.read_bytes(), file
+    assert undo_forget(cfg, jid).undone == 1
+    reindex(cfg)
+    assert set(test_messages.message_docs(meili_client, index_name)) == set(whole)
+
+
+def test_listen_deletes_what_a_forgotten_number_wrote_under_its_lid(
+    listen_world: Callable[..., World],
+) -> None:
+    import httpx
+
+    w = listen_world(env={"EXPLORER_MESSAGES": "1"}, lid_share=0.3, lid_known=0.5)
+    resp = httpx.get(f"{w.sandbox.url}/_sandbox/ids",
+                     params={"instance_id": INST, "format": "json"})  # fmt: skip
+    people = [json.loads(line) for line in resp.text.splitlines()]
+    known = next(p for p in people if p["lid"] and p["jid"].endswith("@c.us"))
+    phone, lid = known["jid"], known["lid"].partition("@")[0] + "@lid"
+    client = meilisearch.Client(w.meili.url, w.meili.master_key)
+    client.wait_for_task(client.index(w.index).delete_document(doc_id(INST, phone)).task_uid)
+    forget(w.cfg, phone)  # the index knows no LID for them: only the number is recorded
+    assert not is_forgotten(w.cfg, INST, lid)
+    msgs = client.index(messages_index(w.index))
+
+    def get(event: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return dict(msgs.get_document(message_doc_id(INST, event["payload"]["id"])))
+        except meilisearch.errors.MeilisearchApiError:
+            return None
+
+    now = int(time.time())
+    said = message(SESSION, lid, now, body="sent from a LID")
+    w.hooks.send(said)
+    wait_until(lambda: is_forgotten(w.cfg, INST, lid), "the LID learnt as theirs")
+    wait_until(lambda: get(said) is None and w.doc(lid) is None, "their LID's message gone")
+    assert w.applied() >= 1
+    assert w.doc(phone) is None
+    in_group = message(SESSION, GROUP, now + 1, body="a LID in a group", participant=lid)
+    marker = message(SESSION, GROUP, now + 2, body="marker", participant="4915100009999@c.us")
+    w.hooks.send(in_group)
+    w.hooks.send(marker)
+    wait_until(lambda: get(marker), "the marker behind it")
+    assert get(in_group) is None and get(said) is None

@@ -29,6 +29,7 @@ sync re-applies what it wrote.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -51,6 +52,7 @@ from explorer.config import Config, Instance
 from explorer.doors.metrics import new_registry, routes
 from explorer.errors import ConfigError, ExplorerError, MeiliError, MeiliRefused, MeiliTaskFailed
 from explorer.jobs.forget import Watch as ForgottenWatch
+from explorer.jobs.forget import learn_lid
 from explorer.jobs.journal import Journal, Queued, journal_path
 from explorer.jobs.reindex import last_report
 from explorer.jobs.state import read_json, state_dir
@@ -632,6 +634,8 @@ class Listener:
         return out
 
     def _found(self, instance_id: str, lid_jid: str, phone_jid: str) -> None:
+        if self.forgotten.current().is_forgotten(instance_id, phone_jid):
+            learn_lid(self.cfg, instance_id, lid_jid, phone_jid)  # their LID is forgotten too
         self._moves.append((instance_id, lid_jid, phone_jid))
         self.journal.arrived.set()
 
@@ -650,6 +654,13 @@ class Listener:
             have = self._current([lid_doc]).get(lid_doc)
             if have is None:
                 continue  # never written, or moved already
+            if self.forgotten.current().is_forgotten(instance_id, phone_jid):
+                flight = self._launch([], {})  # `explorer forget`: nothing moves, all goes
+                flight.tasks.append(self.store.delete_ids(self.cfg.meilisearch.index, [lid_doc]))
+                flight.tasks += self._move_messages(instance_id, lid_jid, phone_jid, [])
+                flight.moves.append(move)
+                self._flights.append(flight)
+                continue
             if data is not None:
                 carried = Update.from_json(data)
             else:
@@ -668,7 +679,7 @@ class Listener:
                                                      else int(time.time())])  # fmt: skip
             log.debug("a LID of %s resolved: its chat moves to the number", instance_id)
             flight = self._launch([], {carried.doc_id: carried, gone.doc_id: gone})
-            flight.tasks += self._move_messages(instance_id, lid_jid, phone_jid)
+            flight.tasks += self._move_messages(instance_id, lid_jid, phone_jid, flight.tasks)
             flight.moves.append(move)
             self._flights.append(flight)
         self._moves.extend(later)
@@ -998,15 +1009,25 @@ class Listener:
             if self._msg_overlay.get(i, (None,))[0] is flight:
                 del self._msg_overlay[i]
 
-    def _move_messages(self, instance_id: str, lid_jid: str, phone_jid: str) -> list[int]:
-        """Messages written under a LID before Wawp named the number: to the number's chat."""
+    def _move_messages(
+        self, instance_id: str, lid_jid: str, phone_jid: str, tasks: list[int]
+    ) -> list[int]:
+        """Messages written under a LID before Wawp named the number: to the number's chat,
+        with its labels as the index has them once the chat's move is applied (``tasks``,
+        waited for: a move is rare). A forgotten number's are deleted instead."""
         if not self.messages_on:
             return []
         where = f"{instance_id_is(instance_id)} AND jid = {quote(lid_jid)}"
+        if self.forgotten.current().is_forgotten(instance_id, phone_jid):
+            log.debug("a LID of %s resolved to a forgotten number: its messages go", instance_id)
+            return [self.store.delete_where(self.messages_uid, where)]
         docs = list(self.store.fetch(self.messages_uid, where, None))
         if not docs:
             return []
-        tags, ids = self._chat_labels.get(doc_id(instance_id, phone_jid)) or ([], [])
+        with contextlib.suppress(MeiliTaskFailed):  # refused: the flight's own settling says
+            self._wait(tasks)
+        phone = doc_id(instance_id, phone_jid)
+        tags, ids = _label_copy(self._current([phone]).get(phone))
         moved = [{**d, "jid": phone_jid, "labels": tags, "label_ids": ids} for d in docs]
         return [self.store.add(self.messages_uid, moved)]
 

@@ -27,6 +27,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -48,6 +49,7 @@ log = logging.getLogger("explorer.jobs.forget")
 KEY_FILE = "forget.key"
 RECORD_FILE = "forgotten.json"
 BUILDS_FILE = "forgotten-builds.json"  # documents removed from each build: its count check
+KEY_BYTES = 32
 MARGIN = 300  # seconds: a record this much older than a build's crawl may have been missed
 
 
@@ -55,6 +57,18 @@ class ForgetError(ExplorerError):
     """What was typed names nobody, or an instance not configured."""
 
     exit_code = 2
+
+
+class ForgetRecordDamaged(ExplorerError):
+    """``forget.key`` or ``forgotten.json`` exists but cannot be read, or the record has
+    entries and no key. Every job that reads the record refuses to run rather than index
+    everyone again (failing open would undo every `explorer forget`)."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            f"the forget record {path} is damaged ({why}): restore it and {KEY_FILE} from "
+            "a backup; nothing runs until then, so nobody forgotten is indexed again"
+        )
 
 
 # -- identities and their hashes -------------------------------------------------------
@@ -92,14 +106,28 @@ def person_jids(text: str) -> list[str]:
 
 
 def _load_key(directory: Path, create: bool) -> bytes | None:
+    """The record's key; None when there is none yet (and ``create`` is off). A key file
+    that cannot be read is :class:`ForgetRecordDamaged`: never replaced, since every hash
+    in the record was made with it."""
     path = directory / KEY_FILE
     try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError):
-        if not create:
-            return None
+        text = path.read_text()
+    except FileNotFoundError:
+        text = None
+    except OSError as exc:
+        raise ForgetRecordDamaged(path, exc.strerror or type(exc).__name__) from None
+    if text is not None:
+        try:
+            key = bytes.fromhex(text.strip())
+        except ValueError:
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise ForgetRecordDamaged(path, f"not a {KEY_BYTES}-byte hex key")
+        return key
+    if not create:
+        return None
     directory.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
+    key = secrets.token_bytes(KEY_BYTES)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key.hex() + "\n")
@@ -138,14 +166,23 @@ class Forgotten:
 
     @classmethod
     def load(cls, cfg: Config) -> Forgotten:
+        """The record as its files say; raises :class:`ForgetRecordDamaged` when one of
+        them exists and cannot be read (a missing record is an empty one)."""
         directory = state_dir(cfg)
-        data = read_json(directory / RECORD_FILE)
-        entries = [
-            Entry(list(e.get("hashes") or []), e.get("instance_id"), int(e.get("at") or 0))
-            for e in data.get("entries") or []
-            if isinstance(e, dict)
-        ]
-        return cls(_load_key(directory, create=False) if entries else None, entries)
+        path = directory / RECORD_FILE
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            data = {"entries": []}
+        except OSError as exc:
+            raise ForgetRecordDamaged(path, exc.strerror or type(exc).__name__) from None
+        except ValueError:
+            raise ForgetRecordDamaged(path, "not JSON") from None
+        entries = _entries(path, data)
+        key = _load_key(directory, create=False)
+        if entries and key is None:
+            raise ForgetRecordDamaged(directory / KEY_FILE, "missing, and the record has entries")
+        return cls(key, entries)
 
     def __bool__(self) -> bool:
         return bool(self.entries and self.key)
@@ -185,6 +222,26 @@ class Forgotten:
         return any(e.at >= at for e in self.entries)
 
 
+def _entries(path: Path, data: Any) -> list[Entry]:
+    raw = data.get("entries") if isinstance(data, dict) else None
+    if not isinstance(raw, list):
+        raise ForgetRecordDamaged(path, "no list of entries")
+    out = []
+    for n, e in enumerate(raw):
+        hashes = e.get("hashes") if isinstance(e, dict) else None
+        inst = e.get("instance_id") if isinstance(e, dict) else None
+        at = e.get("at") if isinstance(e, dict) else None
+        if (
+            not isinstance(hashes, list)
+            or not all(isinstance(h, str) and len(h) == 64 for h in hashes)
+            or not (inst is None or isinstance(inst, str))
+            or not isinstance(at, int)
+        ):
+            raise ForgetRecordDamaged(path, f"entry {n} is not hashes, instance_id and at")
+        out.append(Entry(list(hashes), inst, at))
+    return out
+
+
 def load_forgotten(cfg: Config) -> Forgotten:
     """The record now (for one run: the messages backfill, say)."""
     return Forgotten.load(cfg)
@@ -203,26 +260,32 @@ class Watch:
         self.path = state_dir(cfg) / RECORD_FILE
         self.cfg = cfg
         self.every = every
-        self._seen: tuple[int, int] | None = None
+        self._seen: tuple[tuple[int, int] | None, ...] | None = None
         self._checked = 0.0
         self._record = Forgotten()
         self._lock = threading.Lock()
+        self.current()  # a damaged record stops its reader before it starts
 
-    def current(self) -> Forgotten:
+    def current(self, *, fresh: bool = False) -> Forgotten:
+        """The record; ``fresh``: looked at now (a job's start), not up to ``every`` ago."""
         now = time.monotonic()
-        if now - self._checked < self.every:
+        if not fresh and now - self._checked < self.every:
             return self._record
         with self._lock:
-            self._checked = now
-            try:
-                st = self.path.stat()
-                seen: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                seen = None
-            if seen != self._seen:
+            seen = (_stamp(self.path), _stamp(self.path.with_name(KEY_FILE)))
+            if seen != self._seen:  # a damaged record raises, now and on every later look
+                self._record = Forgotten.load(self.cfg)
                 self._seen = seen
-                self._record = Forgotten.load(self.cfg) if seen else Forgotten()
+            self._checked = now
         return self._record
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 _WATCHES: dict[Path, Watch] = {}
@@ -233,6 +296,8 @@ def watch(cfg: Config) -> Watch:
     found = _WATCHES.get(path)
     if found is None:
         found = _WATCHES[path] = Watch(cfg)
+    else:
+        found.current(fresh=True)  # a damaged record stops its reader before it starts
     return found
 
 
@@ -244,7 +309,17 @@ Docs = list[dict[str, Any]]
 def without_forgotten(cfg: Config, docs: Docs) -> Docs:
     """``docs`` (chats-index documents) less those of forgotten people: sync's one call."""
     record = watch(cfg).current()
-    return [d for d in docs if not record.chat_document(d)] if record else docs
+    if not record:
+        return docs
+    kept = []
+    for d in docs:
+        if not record.chat_document(d):
+            kept.append(d)
+        elif isinstance(d.get("lid"), str) and d["lid"]:  # their LID, if new to the record
+            lid, inst = f"{d['lid']}@lid", str(d.get("instance_id") or "")
+            if not record.is_forgotten(inst, lid) and isinstance(d.get("jid"), str):
+                learn_lid(cfg, inst, lid, d["jid"])
+    return kept
 
 
 def skipping_forgotten(cfg: Config, on_page: Callable[..., None]) -> Callable[..., None]:
@@ -252,6 +327,7 @@ def skipping_forgotten(cfg: Config, on_page: Callable[..., None]) -> Callable[..
     sees them, and counts them off the checkpoint's ``handed`` (the build's count check),
     cumulatively as the crawl counts (a resumed crawl starts from the saved, reduced one)."""
     dropped = 0
+    watch(cfg)  # a damaged record: the crawl does not start
 
     def handle(docs: Docs, checkpoint: Any, *rest: Any) -> None:
         nonlocal dropped
@@ -287,14 +363,16 @@ def _count_removed(cfg: Config, build: str, count: int) -> None:
     if not count:
         return
     path = state_dir(cfg) / BUILDS_FILE
-    with _builds_lock(cfg):
+    with _record_lock(cfg):
         data = read_json(path)
         data[build] = int(data.get(build, 0)) + count
         write_json(path, data)
 
 
 @contextlib.contextmanager
-def _builds_lock(cfg: Config) -> Any:
+def _record_lock(cfg: Config) -> Any:
+    """One writer of the record (and of the builds' counts) at a time, across processes:
+    forget, --undo and a LID learnt read the record, change it and write it back."""
     import fcntl
 
     directory = state_dir(cfg)
@@ -363,13 +441,39 @@ def _check_instance(cfg: Config, instance_id: str | None) -> None:
 
 
 def _write_record(cfg: Config, entries: list[Entry]) -> None:
+    """Replace the record atomically (a temporary file of this writer's own, then a
+    rename); the caller holds :func:`_record_lock`."""
     path = state_dir(cfg) / RECORD_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"entries": [e.to_json() for e in entries]}, fh)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".forgotten-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:  # mkstemp makes it 0600
+            json.dump({"entries": [e.to_json() for e in entries]}, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def learn_lid(cfg: Config, instance_id: str, lid_jid: str, phone_jid: str) -> bool:
+    """When a LID turns out to be a forgotten number's, the LID joins the number's
+    entries, so that what the person sends under it (in groups, say) is dropped too.
+    True when the record changed."""
+    with _record_lock(cfg):
+        record = Forgotten.load(cfg)
+        if not record.is_forgotten(instance_id, phone_jid):
+            return False
+        phone, lid = record.digest(phone_jid), record.digest(lid_jid)
+        changed = False
+        for entry in record.entries:
+            where = entry.instance_id is None or entry.instance_id == instance_id
+            if where and phone in entry.hashes and lid not in entry.hashes:
+                entry.hashes = sorted([*entry.hashes, lid])
+                changed = True
+        if changed:
+            _write_record(cfg, record.entries)
+    return changed
 
 
 def list_forgotten(cfg: Config) -> ForgetReport:
@@ -380,20 +484,23 @@ def undo_forget(cfg: Config, text: str, instance_id: str | None = None) -> Forge
     """Drop the records that name this person (in ``instance_id``, or all of them)."""
     _check_instance(cfg, instance_id)
     jids = person_jids(text)
-    record = Forgotten.load(cfg)
     report = ForgetReport("undo", instance_id=instance_id)
-    if not record:
-        return report
-    digests = {record.digest(j) for j in jids}
-    kept = []
-    for entry in record.entries:
-        hit = digests & set(entry.hashes)
-        if hit and (instance_id is None or entry.instance_id == instance_id):
-            report.undone += 1
-        else:
-            kept.append(entry)
+    with _record_lock(cfg):
+        record = Forgotten.load(cfg)
+        if not record:
+            return report
+        digests = {record.digest(j) for j in jids}
+        kept = []
+        for entry in record.entries:
+            hit = digests & set(entry.hashes)
+            if hit and (instance_id is None or entry.instance_id == instance_id):
+                report.undone += 1
+            else:
+                kept.append(entry)
+        if report.undone:
+            _write_record(cfg, kept)
     if report.undone:
-        _write_record(cfg, kept)
+        _forget_in_ledger(cfg, instance_id, jids, groups=True)
     return report
 
 
@@ -408,12 +515,12 @@ def forget(cfg: Config, text: str, instance_id: str | None = None) -> ForgetRepo
     live = cfg.meilisearch.index
     instances = [instance_id] if instance_id else _instances(cfg, store, live)
     jids = _with_other_ids(store, live, instances, jids)
-    directory = state_dir(cfg)
-    key = _load_key(directory, create=True)
-    assert key is not None
-    record = Forgotten.load(cfg)
-    entry = Entry(sorted({_digest(key, j) for j in jids}), instance_id, int(time.time()))
-    _write_record(cfg, [*record.entries, entry])
+    with _record_lock(cfg):
+        record = Forgotten.load(cfg)  # a damaged record stops here, before any change
+        key = record.key or _load_key(state_dir(cfg), create=True)
+        assert key is not None
+        entry = Entry(sorted({_digest(key, j) for j in jids}), instance_id, int(time.time()))
+        _write_record(cfg, [*record.entries, entry])
     report = ForgetReport("forget", [entry], instance_id)
     ids = [doc_id(inst, jid) for inst in instances for jid in jids]
     if store.exists(live):
@@ -424,6 +531,7 @@ def forget(cfg: Config, text: str, instance_id: str | None = None) -> ForgetRepo
         report.builds += removed
     report.messages = _forget_messages(store, messages_index(live), instance_id, jids, report)
     _forget_in_journal(cfg, ids, jids)
+    _forget_in_ledger(cfg, instance_id, jids)
     log.info("forget: %d chats, %d from builds, %s messages removed", report.chats,
              report.builds, report.messages)  # fmt: skip
     return report
@@ -487,6 +595,32 @@ def _forget_messages(
             "`explorer settings --apply`, then forget again"
         )
         return _deleted(store, task)
+
+
+def _forget_in_ledger(
+    cfg: Config, instance_id: str | None, jids: list[str], *, groups: bool = False
+) -> None:
+    """The messages backfill's ledger rows for their chats: after forget the number is in
+    no file of the state directory; after --undo the next backfill fetches their chats'
+    whole window again, and (``groups``) every group's, where their messages were dropped."""
+    from explorer.jobs.messages import ledger_path
+
+    path = ledger_path(cfg)
+    if not path.exists():
+        return
+    scope, args = ("instance_id = ? AND ", [instance_id]) if instance_id else ("", [])
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left
+        with contextlib.suppress(sqlite3.OperationalError):  # a ledger without these tables
+            for table in ("listings", "labels"):
+                for jid in jids:
+                    conn.execute(f"DELETE FROM {table} WHERE {scope}jid = ?", [*args, jid])
+            if groups:
+                conn.execute(f"DELETE FROM listings WHERE {scope}jid LIKE '%@g.us'", args)
+        conn.execute("VACUUM")  # nor in a b-tree's interior page
+    finally:
+        conn.close()
 
 
 def _forget_in_journal(cfg: Config, ids: list[str], jids: Iterable[str]) -> None:

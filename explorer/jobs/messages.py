@@ -54,6 +54,8 @@ from explorer.errors import (
     WawpRequestError,
     WawpUnavailable,
 )
+from explorer.jobs.forget import Watch as ForgetWatch
+from explorer.jobs.forget import watch as forgotten_watch
 from explorer.jobs.state import state_dir
 from explorer.meili.client import TERMINAL, IndexStore
 from explorer.records.documents import doc_id
@@ -388,7 +390,9 @@ class _Writer:
         size: int,
         notify: Progress,
         after_batch: Callable[[int], None] | None,
+        forgotten: ForgetWatch | None = None,
     ) -> None:
+        self.forgotten = forgotten
         self.store, self.chats_index, self.index = store, chats_index, index
         self.ledger, self.size, self.notify, self.after_batch = ledger, size, notify, after_batch
         self.docs: list[dict[str, Any]] = []
@@ -402,6 +406,9 @@ class _Writer:
         if fetched.gone or fetched.failed is not None:
             return
         job = fetched.job
+        record = self.forgotten.current() if self.forgotten else None
+        if record:  # `explorer forget`: with them, or from them in a group
+            fetched.docs = [d for d in fetched.docs if not record.message_document(d)]
         self.docs += fetched.docs
         self.rows.append((job.instance_id, job.listing, job.through))
         if (
@@ -499,6 +506,7 @@ def backfill(
     report = BackfillReport(index=index, cutoff=cutoff)
     notify = progress or (lambda *_: None)
     instances = {inst.id: inst for inst in cfg.require_instances()}
+    forgotten = forgotten_watch(cfg)  # `explorer forget`; a damaged record stops the run here
     ledger = Ledger(ledger_path(cfg))
     try:
         if store.ensure(index, MESSAGE_INDEX_SETTINGS):
@@ -516,7 +524,8 @@ def backfill(
         else:
             chats = with_labels(store, chats_index, chats)
         watch = _LabelWatch(done, ledger.load_labels(instances))
-        chats = list(watch.see(c for c in chats if c.get("instance_id") in instances))
+        chats = list(watch.see(c for c in chats if c.get("instance_id") in instances
+                               and not _forgotten_chat(forgotten, c)))  # fmt: skip
         # Relabelled before any fetching: a scoped token must not see a chat's messages
         # under labels it lost for as long as the fetching takes, nor after a run that
         # fails midway. New messages are written with the labels they have now.
@@ -524,9 +533,8 @@ def backfill(
             store.wait([expiry])  # a partial update would make stubs of what it deletes
             report.relabelled = relabel(store, index, watch.stale, cfg.reindex.batch_size)
         ledger.record_labels(watch.rows)
-        writer = _Writer(
-            store, chats_index, index, ledger, cfg.reindex.batch_size, notify, after_batch
-        )
+        writer = _Writer(store, chats_index, index, ledger, cfg.reindex.batch_size, notify,
+                         after_batch, forgotten)  # fmt: skip
         try:
             _fetch_all(cfg, instances, jobs_of(chats, done, cutoff, report), writer, report, cutoff)
         except BaseException:
@@ -541,6 +549,16 @@ def backfill(
     report.seconds = time.monotonic() - started
     log.info("%s", report.summary())
     return report
+
+
+def _forgotten_chat(forgotten: ForgetWatch, chat: dict[str, Any]) -> bool:
+    """A chat of a person `explorer forget` recorded (under its JID or a listing's)."""
+    record = forgotten.current()
+    listed = (str(listing.get("jid")) for listing in chat.get("listings") or ())
+    inst = str(chat.get("instance_id"))
+    return bool(record) and (
+        record.chat_document(chat) or any(record.is_forgotten(inst, j) for j in listed)
+    )
 
 
 def _fetch_all(

@@ -29,6 +29,7 @@ from typing import Any
 
 from explorer.config import Config, Instance
 from explorer.errors import WawpError, WawpProtocolError
+from explorer.jobs.forget import watch as forget_watch
 from explorer.jobs.forget import without_forgotten
 from explorer.jobs.messages import BackfillReport, backfill
 from explorer.jobs.reindex import Progress, last_report
@@ -195,6 +196,7 @@ def sync(
 ) -> SyncReport:
     """Upsert every instance's chats active since its watermark into the live index."""
     instances = cfg.require_instances()
+    forget_watch(cfg)  # a damaged `explorer forget` record: refuse to run
     store = IndexStore(cfg.meilisearch)
     live = cfg.meilisearch.index
     notify = progress or (lambda *_: None)
