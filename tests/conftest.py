@@ -16,10 +16,17 @@ from typing import Any
 import httpx
 import meilisearch
 import pytest
+from hypothesis import settings
 
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.sandbox_options import SandboxOptions
+
+# No per-example deadline: a deadline is a timed assertion, and with two workers on two
+# cores an example that takes 266 ms under load failed CI (Hypothesis' default is 200 ms).
+settings.register_profile("explorer", deadline=None)
+settings.load_profile("explorer")
+
 
 ENV_VARS = (
     "WAWP_BASE_URL",
