@@ -22,7 +22,6 @@ from explorer.config import Config
 from explorer.dev.meili_server import MeiliServer
 from explorer.dev.sandbox import Sandbox
 from explorer.dev.webhooks import message
-from explorer.doors.listen import ensure_messages_index
 from explorer.jobs.forget import (
     ForgetRecordDamaged,
     forget,
@@ -36,6 +35,7 @@ from explorer.jobs.sync import sync
 from explorer.meili.client import IndexStore
 from explorer.records.documents import doc_id
 from explorer.records.messages import (
+    MESSAGE_INDEX_SETTINGS,
     message_doc_id,
     messages_index,
     parse_message,
@@ -61,7 +61,7 @@ def add_messages(cfg: Config, jid: str) -> dict[str, str]:
     """Three messages: with ``jid``, from ``jid`` in a group, and someone else's."""
     store = IndexStore(cfg.meilisearch)
     uid = messages_index(cfg.meilisearch.index)
-    ensure_messages_index(store, uid)
+    store.ensure(uid, MESSAGE_INDEX_SETTINGS)
     now = int(time.time())
     raws = {
         "theirs": ({"id": f"false_{jid}_AAAA01", "timestamp": now, "body": "order 4411"}, jid),

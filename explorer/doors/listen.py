@@ -473,7 +473,7 @@ class Listener:
         # now, rather than on the first event's path.
         self.store.client  # noqa: B018
         if self.messages_on:
-            ensure_messages_index(self.store, self.messages_uid)
+            self.store.ensure(self.messages_uid, MESSAGE_INDEX_SETTINGS)
         self._applier.start()
         return self
 
@@ -1345,14 +1345,6 @@ class Listener:
 def _chats(event: Event) -> list[Update]:
     """The chats an event names: its updates, and those its messages belong to."""
     return [*event.updates, *(op.chat for op in event.messages if op.chat is not None)]
-
-
-def ensure_messages_index(store: IndexStore, uid: str) -> None:
-    """The messages index, made with its settings from code if it is not there yet.
-    (Local to listen until the store has one helper for it, as the crawl will use.)"""
-    if not store.exists(uid):
-        store.create(uid)
-        store.apply_settings(uid, MESSAGE_INDEX_SETTINGS)
 
 
 def _without_text(reason: str, doc: dict[str, Any] | None) -> str:

@@ -62,7 +62,7 @@ export function filterClauses(f, now, skip = null) {
   }
   // Any of the ticked labels, by name (explorer/records/filters.py labels_any).
   if (f.labels && f.labels.length && skip !== "labels") {
-    out.push(`labels IN [${f.labels.map(quote).join(", ")}]`);
+    out.push(labelsAny(f.labels));
   }
   return out;
 }
@@ -70,12 +70,17 @@ export function filterClauses(f, now, skip = null) {
 // The same filters for the messages index, as explorer/records/filters.py MessageFilters
 // writes them (tests/data/message_filter_cases.json holds both): a message document knows
 // its chat's type and instance id, nothing of the chat's state.
+// Any of these labels, by name: explorer/records/filters.py labels_any.
+function labelsAny(names) {
+  return `labels IN [${names.map(quote).join(", ")}]`;
+}
+
 export function messageFilterClauses(f) {
   const out = [];
   if (f.type) out.push(`chat_type = ${quote(f.type)}`);
   if (f.instance) out.push(`instance_id = ${quote(f.instance)}`);
   // A message carries its chat's labels (records/messages.py), so the label filter holds.
-  if (f.labels && f.labels.length) out.push(`labels IN [${f.labels.map(quote).join(", ")}]`);
+  if (f.labels && f.labels.length) out.push(labelsAny(f.labels));
   return out;
 }
 
